@@ -1,0 +1,461 @@
+//! `proxy.toml` → a typed, validated [`Config`].
+//!
+//! Everything the rest of the proxy reads about its setup comes from here, so
+//! every mistake an operator can make in the file is caught once, at start-up,
+//! with an error that names the key and says what would be right.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used; each variant names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Index of an upstream cluster in [`Config::clusters`]; cheap to copy and
+/// impossible to misspell, unlike the cluster's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterIdx(pub usize);
+
+/// The validated configuration of one proxy instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    /// Upstream clusters, in name order; [`ClusterIdx`] indexes this.
+    pub clusters: Vec<ClusterConfig>,
+    pub routes: RoutesConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Bootstrap listener; virtual brokers listen on the same IP.
+    pub listen: SocketAddr,
+    /// Host name or IP that clients are told to connect to.
+    pub advertised_host: String,
+    pub broker_port_base: u16,
+    pub cluster_id: String,
+    pub admin_socket: PathBuf,
+    pub state_file: PathBuf,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest request frame a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest response frame accepted from an upstream broker, in bytes.
+    pub max_upstream_frame_bytes: usize,
+    /// Requests a client may have in flight before the proxy stops reading
+    /// from it; bounds the memory one client can pin.
+    pub max_in_flight: usize,
+    pub metadata_refresh: Duration,
+    pub upstream_connect_timeout: Duration,
+    /// How long the proxy waits for an upstream answer to a request it makes
+    /// on its own behalf (Metadata, FindCoordinator, ApiVersions).
+    pub upstream_request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub bootstrap: Vec<String>,
+    pub node_id_base: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutesConfig {
+    pub default: ClusterIdx,
+    pub topics: Vec<TopicRouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicRouteConfig {
+    pub pattern: String,
+    pub produce: ClusterIdx,
+    pub fetch: ClusterIdx,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    proxy: RawProxy,
+    clusters: BTreeMap<String, RawCluster>,
+    routes: RawRoutes,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    listen: String,
+    advertised_host: String,
+    broker_port_base: u16,
+    cluster_id: String,
+    #[serde(default = "default_admin_socket")]
+    admin_socket: PathBuf,
+    #[serde(default = "default_state_file")]
+    state_file: PathBuf,
+    metrics_listen: Option<String>,
+    #[serde(default = "default_max_frame_bytes")]
+    max_frame_bytes: usize,
+    #[serde(default = "default_max_frame_bytes")]
+    max_upstream_frame_bytes: usize,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: usize,
+    #[serde(default = "default_metadata_refresh_ms")]
+    metadata_refresh_ms: u64,
+    #[serde(default = "default_connect_timeout_ms")]
+    upstream_connect_timeout_ms: u64,
+    #[serde(default = "default_request_timeout_ms")]
+    upstream_request_timeout_ms: u64,
+}
+
+fn default_admin_socket() -> PathBuf {
+    PathBuf::from("/tmp/switchyard.sock")
+}
+fn default_state_file() -> PathBuf {
+    PathBuf::from("switchyard.state.json")
+}
+fn default_max_frame_bytes() -> usize {
+    // Kafka's own socket.request.max.bytes.
+    100 * 1024 * 1024
+}
+fn default_max_in_flight() -> usize {
+    128
+}
+fn default_metadata_refresh_ms() -> u64 {
+    10_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    bootstrap: Vec<String>,
+    node_id_base: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoutes {
+    default: String,
+    #[serde(default)]
+    topic: Vec<RawTopicRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopicRoute {
+    pattern: String,
+    produce: Option<String>,
+    fetch: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        Config::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let p = raw.proxy;
+        let listen: SocketAddr = p.listen.parse().map_err(|_| {
+            invalid(
+                "proxy.listen",
+                format!(
+                    "'{}' is not an IP:port address (e.g. \"127.0.0.1:9092\")",
+                    p.listen
+                ),
+            )
+        })?;
+        let metrics_listen = p
+            .metrics_listen
+            .as_deref()
+            .map(|m| {
+                m.parse().map_err(|_| {
+                    invalid(
+                        "proxy.metrics_listen",
+                        format!("'{m}' is not an IP:port address (e.g. \"127.0.0.1:9644\")"),
+                    )
+                })
+            })
+            .transpose()?;
+        if p.advertised_host.trim().is_empty() {
+            return Err(invalid("proxy.advertised_host", "must not be empty"));
+        }
+        if p.cluster_id.trim().is_empty() {
+            return Err(invalid("proxy.cluster_id", "must not be empty"));
+        }
+        if p.max_frame_bytes < 1024 {
+            return Err(invalid(
+                "proxy.max_frame_bytes",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if p.max_upstream_frame_bytes < 1024 {
+            return Err(invalid(
+                "proxy.max_upstream_frame_bytes",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if p.max_in_flight == 0 {
+            return Err(invalid("proxy.max_in_flight", "must be at least 1"));
+        }
+        for (key, ms) in [
+            ("proxy.metadata_refresh_ms", p.metadata_refresh_ms),
+            ("proxy.upstream_connect_timeout_ms", p.upstream_connect_timeout_ms),
+            ("proxy.upstream_request_timeout_ms", p.upstream_request_timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+
+        if raw.clusters.is_empty() {
+            return Err(invalid(
+                "clusters",
+                "no upstream cluster configured; add a [clusters.NAME] table",
+            ));
+        }
+        let mut clusters = Vec::with_capacity(raw.clusters.len());
+        for (name, c) in raw.clusters {
+            let key = format!("clusters.{name}.bootstrap");
+            if c.bootstrap.is_empty() {
+                return Err(invalid(key, "needs at least one \"host:port\" address"));
+            }
+            for addr in &c.bootstrap {
+                let valid = addr
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !valid {
+                    return Err(invalid(
+                        key,
+                        format!("'{addr}' is not a \"host:port\" address"),
+                    ));
+                }
+            }
+            if c.node_id_base < 0 {
+                return Err(invalid(
+                    format!("clusters.{name}.node_id_base"),
+                    "must not be negative",
+                ));
+            }
+            if let Some(other) = clusters
+                .iter()
+                .find(|o: &&ClusterConfig| o.node_id_base == c.node_id_base)
+            {
+                return Err(invalid(
+                    format!("clusters.{name}.node_id_base"),
+                    format!(
+                        "{} is also the node_id_base of cluster '{}'; give each cluster its own \
+                         range so their brokers get distinct virtual node ids",
+                        c.node_id_base, other.name
+                    ),
+                ));
+            }
+            clusters.push(ClusterConfig {
+                name,
+                bootstrap: c.bootstrap,
+                node_id_base: c.node_id_base,
+            });
+        }
+
+        let lookup = |key: String, name: &str| -> Result<ClusterIdx, ConfigError> {
+            clusters
+                .iter()
+                .position(|c| c.name == name)
+                .map(ClusterIdx)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+                    invalid(
+                        key,
+                        format!(
+                            "names cluster '{name}', which is not configured (known: {})",
+                            known.join(", ")
+                        ),
+                    )
+                })
+        };
+        let default = lookup("routes.default".into(), &raw.routes.default)?;
+        let mut topics = Vec::with_capacity(raw.routes.topic.len());
+        for (i, t) in raw.routes.topic.into_iter().enumerate() {
+            let key = |field: &str| format!("routes.topic[{i}].{field}");
+            if let Err(e) = crate::routes::Pattern::new(&t.pattern) {
+                return Err(invalid(key("pattern"), e));
+            }
+            if t.produce.is_none() && t.fetch.is_none() {
+                return Err(invalid(
+                    format!("routes.topic[{i}]"),
+                    format!(
+                        "rule for '{}' names neither produce nor fetch; set at least one",
+                        t.pattern
+                    ),
+                ));
+            }
+            let produce = match &t.produce {
+                Some(name) => lookup(key("produce"), name)?,
+                None => default,
+            };
+            let fetch = match &t.fetch {
+                Some(name) => lookup(key("fetch"), name)?,
+                None => default,
+            };
+            topics.push(TopicRouteConfig {
+                pattern: t.pattern,
+                produce,
+                fetch,
+            });
+        }
+
+        Ok(Config {
+            proxy: ProxyConfig {
+                listen,
+                advertised_host: p.advertised_host,
+                broker_port_base: p.broker_port_base,
+                cluster_id: p.cluster_id,
+                admin_socket: p.admin_socket,
+                state_file: p.state_file,
+                metrics_listen,
+                max_frame_bytes: p.max_frame_bytes,
+                max_upstream_frame_bytes: p.max_upstream_frame_bytes,
+                max_in_flight: p.max_in_flight,
+                metadata_refresh: Duration::from_millis(p.metadata_refresh_ms),
+                upstream_connect_timeout: Duration::from_millis(p.upstream_connect_timeout_ms),
+                upstream_request_timeout: Duration::from_millis(p.upstream_request_timeout_ms),
+            },
+            clusters,
+            routes: RoutesConfig {
+                default,
+                topics,
+            },
+        })
+    }
+
+    pub fn cluster(&self, idx: ClusterIdx) -> &ClusterConfig {
+        &self.clusters[idx.0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[proxy]
+listen = "127.0.0.1:9092"
+advertised_host = "127.0.0.1"
+broker_port_base = 9100
+cluster_id = "switchyard"
+
+[clusters.old]
+bootstrap = ["127.0.0.1:19092"]
+node_id_base = 0
+
+[clusters.new]
+bootstrap = ["127.0.0.1:29092"]
+node_id_base = 1000
+
+[routes]
+default = "old"
+
+[[routes.topic]]
+pattern = "orders"
+produce = "new"
+"#;
+
+    fn err_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn example_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.clusters.len(), 2);
+        assert_eq!(c.cluster(c.routes.default).name, "old");
+        let rule = &c.routes.topics[0];
+        assert_eq!(c.cluster(rule.produce).name, "new");
+        assert_eq!(c.cluster(rule.fetch).name, "old");
+        assert_eq!(c.proxy.max_frame_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_cluster_in_route_names_the_key_and_known_clusters() {
+        let e = err_of(&GOOD.replace("produce = \"new\"", "produce = \"neww\""));
+        assert_eq!(
+            e,
+            "routes.topic[0].produce: names cluster 'neww', which is not configured (known: new, old)"
+        );
+    }
+
+    #[test]
+    fn bad_listen_address_names_the_key() {
+        let e = err_of(&GOOD.replace("127.0.0.1:9092", "localhost"));
+        assert!(e.starts_with("proxy.listen: 'localhost' is not an IP:port"), "{e}");
+    }
+
+    #[test]
+    fn missing_field_is_reported_with_its_table() {
+        let e = err_of(&GOOD.replace("cluster_id = \"switchyard\"\n", ""));
+        assert!(e.contains("missing field `cluster_id`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let e = err_of(&GOOD.replace("node_id_base = 0", "node_id_base = 0\nbootstrp = []"));
+        assert!(e.contains("unknown field `bootstrp`"), "{e}");
+    }
+
+    #[test]
+    fn clashing_node_id_bases_are_refused() {
+        let e = err_of(&GOOD.replace("node_id_base = 1000", "node_id_base = 0"));
+        assert!(e.starts_with("clusters.old.node_id_base: 0 is also"), "{e}");
+    }
+
+    #[test]
+    fn bad_bootstrap_address_is_refused() {
+        let e = err_of(&GOOD.replace("127.0.0.1:29092", "nohost"));
+        assert_eq!(
+            e,
+            "clusters.new.bootstrap: 'nohost' is not a \"host:port\" address"
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! Metadata and DescribeCluster: the virtual cluster as clients see it.
+//!
+//! Each topic's partitions come from the cluster its route names, asked
+//! live (falling back to the last known view when that cluster is down),
+//! with every node id turned virtual and every address the proxy's own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DescribeClusterResponse, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::task::JoinSet;
+
+use crate::config::ClusterIdx;
+use crate::proxy::{Proxy, VirtualBroker};
+use crate::upstream::UpstreamError;
+use crate::wire::codec::{self, CodecError};
+use crate::wire::requests::{DescribeClusterView, MetadataRequestView};
+use crate::wire::RequestHeader;
+
+const LEADER_NOT_AVAILABLE: i16 = 5;
+const UNKNOWN_TOPIC_ID: i16 = 100;
+
+/// What one cluster said about the topics asked of it.
+type ClusterAnswer = (ClusterIdx, Result<Vec<MetadataResponseTopic>, UpstreamError>);
+
+pub async fn metadata(
+    proxy: Arc<Proxy>,
+    header: RequestHeader,
+    request: MetadataRequestView,
+) -> Result<Bytes, CodecError> {
+    let mut topics_out = Vec::new();
+    // Which clusters to ask, and for what (`None` = all their topics).
+    let mut asks: BTreeMap<ClusterIdx, Option<Vec<String>>> = BTreeMap::new();
+    match &request.topics {
+        None => {
+            for c in &proxy.clusters {
+                asks.insert(c.idx, None);
+            }
+        }
+        Some(topics) => {
+            for t in topics {
+                let name = match &t.name {
+                    Some(name) => name.clone(),
+                    None => match topic_name_by_id(&proxy, &t.id) {
+                        Some(name) => name,
+                        None => {
+                            topics_out.push(
+                                MetadataResponseTopic::default()
+                                    .with_error_code(UNKNOWN_TOPIC_ID)
+                                    .with_topic_id(uuid(t.id)),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                let cluster = proxy.routes.metadata_cluster(&name);
+                asks.entry(cluster)
+                    .or_insert_with(|| Some(Vec::new()))
+                    .as_mut()
+                    .expect("named topics only")
+                    .push(name);
+            }
+        }
+    }
+
+    let mut queries: JoinSet<ClusterAnswer> = JoinSet::new();
+    for (idx, names) in asks.clone() {
+        let cluster = proxy.cluster(idx).clone();
+        let auto_create = request.allow_auto_topic_creation;
+        queries.spawn(async move {
+            let answer = cluster
+                .fetch_metadata(names.as_deref(), auto_create)
+                .await
+                .map(|r| r.topics);
+            (idx, answer)
+        });
+    }
+    let mut answers: HashMap<ClusterIdx, Result<Vec<MetadataResponseTopic>, UpstreamError>> =
+        HashMap::new();
+    while let Some(joined) = queries.join_next().await {
+        if let Ok((idx, answer)) = joined {
+            answers.insert(idx, answer);
+        }
+    }
+    // Brokers named in the answer must be listening before it is sent.
+    proxy.sync_listeners();
+
+    for (idx, names) in &asks {
+        let upstream_topics = match answers.remove(idx) {
+            Some(Ok(topics)) => topics,
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::debug!(cluster = proxy.cluster(*idx).name(), error = %e, "metadata from cache");
+                }
+                cached_topics(&proxy, *idx, names.as_deref())
+            }
+        };
+        for t in upstream_topics {
+            let routed_here = t
+                .name
+                .as_ref()
+                .is_none_or(|n| proxy.routes.metadata_cluster(n) == *idx);
+            if routed_here {
+                topics_out.push(virtual_topic(&proxy, *idx, t));
+            }
+        }
+    }
+
+    let default = proxy.routes.default_cluster();
+    let response = MetadataResponse::default()
+        .with_brokers(
+            proxy
+                .virtual_brokers()
+                .iter()
+                .map(|b| metadata_broker(&proxy, b))
+                .collect(),
+        )
+        .with_cluster_id(Some(StrBytes::from_string(proxy.config.proxy.cluster_id.clone())))
+        .with_controller_id(BrokerId(proxy.virtual_controller(default).0))
+        .with_topics(topics_out)
+        .with_cluster_authorized_operations(i32::MIN);
+    codec::response_frame(ApiKey::Metadata, header.api_version, header.correlation_id, &response)
+}
+
+/// Topics of a down cluster as last seen; a named topic never seen gets
+/// LEADER_NOT_AVAILABLE, which clients retry.
+fn cached_topics(
+    proxy: &Proxy,
+    idx: ClusterIdx,
+    names: Option<&[String]>,
+) -> Vec<MetadataResponseTopic> {
+    proxy.cluster(idx).with_view(|v| match names {
+        None => v.topics.values().cloned().collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                v.topics.get(n).cloned().unwrap_or_else(|| {
+                    MetadataResponseTopic::default()
+                        .with_error_code(LEADER_NOT_AVAILABLE)
+                        .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                })
+            })
+            .collect(),
+    })
+}
+
+fn topic_name_by_id(proxy: &Proxy, id: &[u8; 16]) -> Option<String> {
+    let id = uuid(*id);
+    proxy.clusters.iter().find_map(|c| {
+        c.with_view(|v| {
+            v.topics
+                .iter()
+                .find(|(_, t)| t.topic_id == id)
+                .map(|(name, _)| name.clone())
+        })
+    })
+}
+
+fn uuid(bytes: [u8; 16]) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(bytes)
+}
+
+/// An upstream topic description with every node id made virtual.
+fn virtual_topic(
+    proxy: &Proxy,
+    idx: ClusterIdx,
+    mut topic: MetadataResponseTopic,
+) -> MetadataResponseTopic {
+    let to_virtual = |id: BrokerId| BrokerId(proxy.topology.to_virtual(idx, crate::topology::UpstreamNodeId(id.0)).0);
+    topic.topic_authorized_operations = i32::MIN;
+    topic.partitions = topic
+        .partitions
+        .into_iter()
+        .map(|mut p: MetadataResponsePartition| {
+            p.leader_id = to_virtual(p.leader_id);
+            for ids in [&mut p.replica_nodes, &mut p.isr_nodes, &mut p.offline_replicas] {
+                for id in ids.iter_mut() {
+                    *id = to_virtual(*id);
+                }
+            }
+            p
+        })
+        .collect();
+    topic
+}
+
+fn advertised_host(proxy: &Proxy) -> StrBytes {
+    StrBytes::from_string(proxy.config.proxy.advertised_host.clone())
+}
+
+fn metadata_broker(proxy: &Proxy, b: &VirtualBroker) -> MetadataResponseBroker {
+    MetadataResponseBroker::default()
+        .with_node_id(BrokerId(b.id.0))
+        .with_host(advertised_host(proxy))
+        .with_port(i32::from(b.port))
+        .with_rack(b.rack.clone().map(StrBytes::from_string))
+}
+
+/// Refreshes every cluster's broker list (no topics) so that an answer
+/// about brokers is current; a cluster that does not answer keeps its view.
+pub async fn refresh_brokers(proxy: &Arc<Proxy>) {
+    let mut queries = JoinSet::new();
+    for cluster in &proxy.clusters {
+        let cluster = cluster.clone();
+        queries.spawn(async move { cluster.fetch_metadata(Some(&[]), false).await.is_ok() });
+    }
+    while queries.join_next().await.is_some() {}
+    proxy.sync_listeners();
+}
+
+pub async fn describe_cluster(
+    proxy: Arc<Proxy>,
+    header: RequestHeader,
+    request: DescribeClusterView,
+) -> Result<Bytes, CodecError> {
+    refresh_brokers(&proxy).await;
+    let default = proxy.routes.default_cluster();
+    let brokers = proxy
+        .virtual_brokers()
+        .iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id.0))
+                .with_host(advertised_host(&proxy))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    let response = DescribeClusterResponse::default()
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_id(StrBytes::from_string(proxy.config.proxy.cluster_id.clone()))
+        .with_controller_id(BrokerId(proxy.virtual_controller(default).0))
+        .with_brokers(brokers)
+        .with_cluster_authorized_operations(i32::MIN);
+    codec::response_frame(
+        ApiKey::DescribeCluster,
+        header.api_version,
+        header.correlation_id,
+        &response,
+    )
+}

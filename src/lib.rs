@@ -1,0 +1,17 @@
+//! Switchyard: a Kafka wire-protocol proxy that moves clients from one
+//! cluster to another one topic at a time, at runtime.
+//!
+//! The request path, in file order: [`server`] accepts, [`session`] reads
+//! frames ([`wire`]) and dispatches to [`handlers`], which answer from the
+//! [`proxy`]'s view of the [`upstream`] clusters or forward to them.
+
+pub mod config;
+pub mod handlers;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod session;
+pub mod topology;
+pub mod upstream;
+pub mod wire;

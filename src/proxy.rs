@@ -1,0 +1,194 @@
+//! The state every connection shares: config, route table, the upstream
+//! clusters, and the virtual brokers that mirror their brokers.
+//!
+//! Virtual broker listeners are opened and closed here, whenever a view of
+//! an upstream cluster changes, before any client is told about them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tokio::task::JoinHandle;
+
+use crate::config::{ClusterIdx, Config};
+use crate::routes::RouteTable;
+use crate::server;
+use crate::topology::{Topology, UpstreamNodeId, VirtualNodeId};
+use crate::upstream::Cluster;
+
+/// A broker of the virtual cluster: what clients see, and the upstream
+/// broker it mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualBroker {
+    pub id: VirtualNodeId,
+    pub cluster: ClusterIdx,
+    pub upstream: UpstreamNodeId,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// Which listener a client connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Bootstrap,
+    Broker(VirtualNodeId),
+}
+
+struct OpenListener {
+    port: u16,
+    task: JoinHandle<()>,
+}
+
+pub struct Proxy {
+    pub config: Config,
+    pub topology: Topology,
+    pub routes: RouteTable,
+    pub clusters: Vec<Arc<Cluster>>,
+    listeners: Mutex<HashMap<VirtualNodeId, OpenListener>>,
+    /// Ports that failed to bind, so each failure is reported once.
+    bind_failures: Mutex<HashSet<u16>>,
+}
+
+impl Proxy {
+    pub fn new(config: Config) -> Arc<Proxy> {
+        let clusters = config
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Arc::new(Cluster::new(ClusterIdx(i), c.clone(), &config.proxy)))
+            .collect();
+        Arc::new(Proxy {
+            topology: Topology::new(&config),
+            routes: RouteTable::new(&config.routes),
+            clusters,
+            config,
+            listeners: Mutex::new(HashMap::new()),
+            bind_failures: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn cluster(&self, idx: ClusterIdx) -> &Arc<Cluster> {
+        &self.clusters[idx.0]
+    }
+
+    /// Every virtual broker, from the current views of all clusters. Where
+    /// two upstream brokers would share a virtual id, the first cluster in
+    /// name order keeps it (and the clash is logged when listeners sync).
+    pub fn virtual_brokers(&self) -> Vec<VirtualBroker> {
+        let mut out: BTreeMap<VirtualNodeId, VirtualBroker> = BTreeMap::new();
+        for cluster in &self.clusters {
+            let brokers: Vec<_> = cluster.with_view(|v| {
+                v.brokers
+                    .iter()
+                    .map(|(id, addr)| (*id, addr.rack.clone()))
+                    .collect()
+            });
+            for (upstream, rack) in brokers {
+                let id = self.topology.to_virtual(cluster.idx, upstream);
+                let Some(port) = self.topology.port(id) else {
+                    tracing::error!(
+                        cluster = cluster.name(),
+                        node = upstream.0,
+                        virtual_node = id.0,
+                        "virtual broker port is out of range; lower proxy.broker_port_base or clusters.{}.node_id_base",
+                        cluster.name()
+                    );
+                    continue;
+                };
+                out.entry(id).or_insert(VirtualBroker {
+                    id,
+                    cluster: cluster.idx,
+                    upstream,
+                    port,
+                    rack,
+                });
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// The virtual broker behind a listener, if it still exists.
+    pub fn virtual_broker(&self, id: VirtualNodeId) -> Option<VirtualBroker> {
+        self.virtual_brokers().into_iter().find(|b| b.id == id)
+    }
+
+    /// The virtual id of a cluster's controller, or -1 when unknown.
+    pub fn virtual_controller(&self, cluster: ClusterIdx) -> VirtualNodeId {
+        let controller = self.cluster(cluster).with_view(|v| v.controller);
+        controller
+            .map(|c| self.topology.to_virtual(cluster, c))
+            .unwrap_or(VirtualNodeId(-1))
+    }
+
+    /// Opens a listener for every virtual broker that lacks one and closes
+    /// those whose upstream broker is gone. Binding is synchronous, so a
+    /// broker is listening before any answer names it.
+    pub fn sync_listeners(self: &Arc<Self>) {
+        let wanted = self.virtual_brokers();
+        let mut open = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted_ids: HashSet<VirtualNodeId> = wanted.iter().map(|b| b.id).collect();
+        open.retain(|id, listener| {
+            let keep = wanted_ids.contains(id);
+            if !keep {
+                listener.task.abort();
+                tracing::info!(virtual_node = id.0, port = listener.port, "virtual broker closed");
+            }
+            keep
+        });
+        for broker in wanted {
+            if open.contains_key(&broker.id) {
+                continue;
+            }
+            let addr = std::net::SocketAddr::new(self.config.proxy.listen.ip(), broker.port);
+            match server::bind(addr) {
+                Ok(listener) => {
+                    self.bind_failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&broker.port);
+                    let task = tokio::spawn(server::accept_loop(
+                        self.clone(),
+                        listener,
+                        ListenerKind::Broker(broker.id),
+                    ));
+                    tracing::info!(
+                        virtual_node = broker.id.0,
+                        cluster = self.cluster(broker.cluster).name(),
+                        upstream_node = broker.upstream.0,
+                        %addr,
+                        "virtual broker listening"
+                    );
+                    open.insert(
+                        broker.id,
+                        OpenListener {
+                            port: broker.port,
+                            task,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let first = self
+                        .bind_failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(broker.port);
+                    if first {
+                        tracing::error!(
+                            virtual_node = broker.id.0,
+                            %addr,
+                            error = %e,
+                            "cannot listen for virtual broker; is the port free? (proxy.broker_port_base + virtual node id)"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Virtual brokers with an open listener.
+    pub fn listening(&self) -> Vec<VirtualNodeId> {
+        let open = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<_> = open.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+}

@@ -1,0 +1,138 @@
+//! The route table: for each topic, the cluster that receives its Produce and
+//! the cluster that serves its Fetch.
+//!
+//! Pure lookups, no I/O: the metadata handler asks it which cluster's view a
+//! topic's partitions come from.
+
+use globset::{Glob, GlobMatcher};
+
+use crate::config::{ClusterIdx, RoutesConfig};
+
+/// A topic pattern from a route rule: an exact name, or a glob when it holds
+/// any of `*?[{`.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    Exact(String),
+    Glob(GlobMatcher),
+}
+
+impl Pattern {
+    pub fn new(text: &str) -> Result<Pattern, String> {
+        if text.is_empty() {
+            return Err("a topic pattern must not be empty".into());
+        }
+        if text.contains(['*', '?', '[', '{']) {
+            Glob::new(text)
+                .map(|g| Pattern::Glob(g.compile_matcher()))
+                .map_err(|e| format!("'{text}' is not a valid glob: {e}"))
+        } else {
+            Ok(Pattern::Exact(text.to_owned()))
+        }
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            Pattern::Exact(name) => name == topic,
+            Pattern::Glob(glob) => glob.is_match(topic),
+        }
+    }
+}
+
+/// Where one topic's traffic goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub produce: ClusterIdx,
+    pub fetch: ClusterIdx,
+}
+
+/// Topic → route, from the configured rules.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    default: ClusterIdx,
+    rules: Vec<(Pattern, Route)>,
+}
+
+impl RouteTable {
+    pub fn new(config: &RoutesConfig) -> RouteTable {
+        let mut rules: Vec<(Pattern, Route)> = config
+            .topics
+            .iter()
+            .map(|t| {
+                let pattern = Pattern::new(&t.pattern).expect("patterns are validated with the config");
+                let route = Route {
+                    produce: t.produce,
+                    fetch: t.fetch,
+                };
+                (pattern, route)
+            })
+            .collect();
+        // An exact name is more specific than any glob, so it wins; globs are
+        // tried in the order the file lists them.
+        rules.sort_by_key(|(p, _)| matches!(p, Pattern::Glob(_)));
+        RouteTable {
+            default: config.default,
+            rules,
+        }
+    }
+
+    pub fn default_cluster(&self) -> ClusterIdx {
+        self.default
+    }
+
+    pub fn route(&self, topic: &str) -> Route {
+        self.rules
+            .iter()
+            .find(|(p, _)| p.matches(topic))
+            .map(|(_, r)| *r)
+            .unwrap_or(Route {
+                produce: self.default,
+                fetch: self.default,
+            })
+    }
+
+    /// The cluster whose partition leaders a client is shown for `topic`.
+    /// Produce is where a leader matters most (writes must reach it), so the
+    /// produce side decides.
+    pub fn metadata_cluster(&self, topic: &str) -> ClusterIdx {
+        self.route(topic).produce
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TopicRouteConfig;
+
+    fn table() -> RouteTable {
+        let rule = |pattern: &str, produce, fetch| TopicRouteConfig {
+            pattern: pattern.into(),
+            produce: ClusterIdx(produce),
+            fetch: ClusterIdx(fetch),
+        };
+        RouteTable::new(&RoutesConfig {
+            default: ClusterIdx(0),
+            topics: vec![rule("payments.*", 1, 1), rule("payments.eu", 0, 1)],
+        })
+    }
+
+    #[test]
+    fn unnamed_topic_takes_the_default() {
+        let r = table().route("orders");
+        assert_eq!((r.produce, r.fetch), (ClusterIdx(0), ClusterIdx(0)));
+    }
+
+    #[test]
+    fn glob_matches_and_exact_name_wins_over_glob() {
+        let t = table();
+        assert_eq!(t.route("payments.us").produce, ClusterIdx(1));
+        let eu = t.route("payments.eu");
+        assert_eq!((eu.produce, eu.fetch), (ClusterIdx(0), ClusterIdx(1)));
+        assert_eq!(t.metadata_cluster("payments.eu"), ClusterIdx(0));
+    }
+
+    #[test]
+    fn bad_glob_is_refused() {
+        assert!(Pattern::new("pay[ments").is_err());
+        assert!(Pattern::new("").is_err());
+    }
+}

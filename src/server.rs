@@ -1,0 +1,108 @@
+//! The accept loops and background tasks of a running proxy: the bootstrap
+//! listener, virtual broker listeners, per-cluster refresh, metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::metrics;
+use crate::proxy::{ListenerKind, Proxy};
+use crate::session;
+use crate::upstream::Cluster;
+
+/// Binds a listening socket synchronously, so callers can bind while
+/// holding a lock and know the port is open when they return.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    TcpListener::from_std(std_listener)
+}
+
+/// Accepts clients forever; each one gets its own session task.
+pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: ListenerKind) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                stream.set_nodelay(true).ok();
+                tokio::spawn(session::serve(proxy.clone(), stream, peer, kind));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep going.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Keeps one cluster's view fresh. An unreachable cluster is reported by
+/// name and address when it goes down and when it comes back, and retried
+/// every couple of seconds meanwhile; the proxy never exits over it.
+async fn refresh_loop(proxy: Arc<Proxy>, cluster: Arc<Cluster>) {
+    let every = proxy.config.proxy.metadata_refresh;
+    let retry = every.min(Duration::from_secs(2));
+    let mut was_up: Option<bool> = None;
+    loop {
+        match cluster.fetch_metadata(None, false).await {
+            Ok(_) => {
+                proxy.sync_listeners();
+                if was_up != Some(true) {
+                    let brokers = cluster.with_view(|v| v.brokers.len());
+                    tracing::info!(cluster = cluster.name(), brokers, "cluster view refreshed");
+                }
+                was_up = Some(true);
+                tokio::time::sleep(every).await;
+            }
+            Err(e) => {
+                if was_up != Some(false) {
+                    tracing::warn!(
+                        cluster = cluster.name(),
+                        error = %e,
+                        "upstream cluster unreachable; retrying every {retry:?}"
+                    );
+                }
+                was_up = Some(false);
+                tokio::time::sleep(retry).await;
+            }
+        }
+    }
+}
+
+/// Runs a proxy until it is told to stop (SIGINT or SIGTERM).
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics_handle = metrics::install();
+    let bootstrap = bind(config.proxy.listen).with_context(|| {
+        format!(
+            "cannot listen on proxy.listen = {}; is another process using the port?",
+            config.proxy.listen
+        )
+    })?;
+    if let Some(addr) = config.proxy.metrics_listen {
+        let listener = bind(addr).with_context(|| {
+            format!("cannot listen on proxy.metrics_listen = {addr}; is the port free?")
+        })?;
+        tokio::spawn(metrics::serve(listener, metrics_handle));
+    }
+    let proxy = Proxy::new(config);
+    tracing::info!(
+        listen = %proxy.config.proxy.listen,
+        clusters = proxy.clusters.len(),
+        "switchyard listening"
+    );
+    for cluster in &proxy.clusters {
+        tokio::spawn(refresh_loop(proxy.clone(), cluster.clone()));
+    }
+    tokio::spawn(accept_loop(proxy.clone(), bootstrap, ListenerKind::Bootstrap));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("switchyard stopping");
+    Ok(())
+}

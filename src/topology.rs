@@ -1,0 +1,90 @@
+//! The virtual cluster's numbering: which node id and port a client sees for
+//! each upstream broker.
+//!
+//! Two upstream clusters may both have a broker 1 (every tansu broker is
+//! 111); each cluster's `node_id_base` keeps their virtual ids apart.
+
+use std::fmt;
+
+use crate::config::{ClusterIdx, Config};
+
+/// A node id as an upstream cluster reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamNodeId(pub i32);
+
+/// A node id as clients of the proxy see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VirtualNodeId(pub i32);
+
+impl fmt::Display for VirtualNodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Maps between upstream and virtual node ids and the ports virtual brokers
+/// listen on.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    bases: Vec<i32>,
+    broker_port_base: u16,
+}
+
+impl Topology {
+    pub fn new(config: &Config) -> Topology {
+        Topology {
+            bases: config.clusters.iter().map(|c| c.node_id_base).collect(),
+            broker_port_base: config.proxy.broker_port_base,
+        }
+    }
+
+    /// The virtual id of an upstream node; negative ids (-1, "no leader")
+    /// keep their meaning.
+    pub fn to_virtual(&self, cluster: ClusterIdx, node: UpstreamNodeId) -> VirtualNodeId {
+        if node.0 < 0 {
+            return VirtualNodeId(node.0);
+        }
+        VirtualNodeId(self.bases[cluster.0].saturating_add(node.0))
+    }
+
+    /// The port a virtual broker listens on, or `None` when it would fall
+    /// outside 1..=65535.
+    pub fn port(&self, node: VirtualNodeId) -> Option<u16> {
+        let port = i64::from(self.broker_port_base) + i64::from(node.0);
+        u16::try_from(port).ok().filter(|p| *p != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology() -> Topology {
+        Topology {
+            bases: vec![0, 1000],
+            broker_port_base: 9100,
+        }
+    }
+
+    #[test]
+    fn colliding_upstream_ids_get_distinct_virtual_ids_and_ports() {
+        let t = topology();
+        let old = t.to_virtual(ClusterIdx(0), UpstreamNodeId(111));
+        let new = t.to_virtual(ClusterIdx(1), UpstreamNodeId(111));
+        assert_eq!((old, new), (VirtualNodeId(111), VirtualNodeId(1111)));
+        assert_eq!((t.port(old), t.port(new)), (Some(9211), Some(10211)));
+    }
+
+    #[test]
+    fn no_leader_stays_no_leader() {
+        assert_eq!(
+            topology().to_virtual(ClusterIdx(1), UpstreamNodeId(-1)),
+            VirtualNodeId(-1)
+        );
+    }
+
+    #[test]
+    fn port_out_of_range_is_none() {
+        assert_eq!(topology().port(VirtualNodeId(70_000)), None);
+    }
+}

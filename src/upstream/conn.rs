@@ -1,0 +1,207 @@
+//! One TCP connection to one upstream broker.
+//!
+//! Requests are pipelined; Kafka answers them in order, so a reader task
+//! hands each response to the oldest waiter. When the broker goes away every
+//! waiter is failed at once, so nothing upstream can leave a client hanging.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::wire::codec::{self, CodecError};
+use crate::wire::{read_frame, Frame};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("connection to {addr} lost: {reason}")]
+    Lost { addr: String, reason: String },
+    #[error("{addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("{addr}: {reason}")]
+    Protocol { addr: String, reason: String },
+}
+
+impl From<(String, CodecError)> for UpstreamError {
+    fn from((addr, e): (String, CodecError)) -> Self {
+        UpstreamError::Protocol {
+            addr,
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The answer to one request, delivered to whoever sent it.
+pub type Reply = oneshot::Receiver<Result<Frame, UpstreamError>>;
+
+struct Waiter {
+    correlation_id: i32,
+    reply: oneshot::Sender<Result<Frame, UpstreamError>>,
+}
+
+pub struct UpstreamConn {
+    addr: String,
+    writer: Mutex<OwnedWriteHalf>,
+    waiters: mpsc::UnboundedSender<Waiter>,
+    closed: Arc<AtomicBool>,
+    next_correlation_id: AtomicI32,
+}
+
+impl Drop for UpstreamConn {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::UPSTREAM_CONNECTIONS).decrement(1.0);
+    }
+}
+
+impl UpstreamConn {
+    /// Connects to `addr` ("host:port"); `max_frame` bounds each response.
+    pub async fn connect(
+        addr: &str,
+        timeout: Duration,
+        max_frame: usize,
+    ) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        let connect_error = |reason: String| UpstreamError::Connect {
+            addr: addr.to_owned(),
+            reason,
+        };
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        stream.set_nodelay(true).ok();
+        metrics::gauge!(crate::metrics::UPSTREAM_CONNECTIONS).increment(1.0);
+        let (mut read, write) = stream.into_split();
+        let (waiters, mut waiting) = mpsc::unbounded_channel::<Waiter>();
+        let closed = Arc::new(AtomicBool::new(false));
+        let conn = Arc::new(UpstreamConn {
+            addr: addr.to_owned(),
+            writer: Mutex::new(write),
+            waiters,
+            closed: closed.clone(),
+            next_correlation_id: AtomicI32::new(1),
+        });
+        let addr = addr.to_owned();
+        tokio::spawn(async move {
+            let reason = loop {
+                let frame = match read_frame(&mut read, max_frame).await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break "closed by the broker".to_owned(),
+                    Err(e) => break e.to_string(),
+                };
+                let Some(waiter) = waiting.recv().await else {
+                    break "no request is waiting".to_owned();
+                };
+                if frame.response_correlation_id() != Some(waiter.correlation_id) {
+                    let reason = format!(
+                        "response correlation id {:?} does not match request {}",
+                        frame.response_correlation_id(),
+                        waiter.correlation_id
+                    );
+                    let _ = waiter.reply.send(Err(UpstreamError::Protocol {
+                        addr: addr.clone(),
+                        reason: reason.clone(),
+                    }));
+                    break reason;
+                }
+                let _ = waiter.reply.send(Ok(frame));
+            };
+            closed.store(true, Ordering::Release);
+            tracing::debug!(%addr, %reason, "upstream connection ended");
+            waiting.close();
+            while let Ok(waiter) = waiting.try_recv() {
+                let _ = waiter.reply.send(Err(UpstreamError::Lost {
+                    addr: addr.clone(),
+                    reason: reason.clone(),
+                }));
+            }
+        });
+        Ok(conn)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn lost(&self, reason: impl Into<String>) -> UpstreamError {
+        UpstreamError::Lost {
+            addr: self.addr.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Sends one whole request frame. When a response is expected, returns
+    /// where it will arrive; `correlation_id` is the one inside the frame.
+    pub async fn send(
+        &self,
+        frame: &[u8],
+        correlation_id: i32,
+        expect_response: bool,
+    ) -> Result<Option<Reply>, UpstreamError> {
+        if self.is_closed() {
+            return Err(self.lost("already closed"));
+        }
+        let mut writer = self.writer.lock().await;
+        // The waiter is queued before the bytes leave, under the same lock,
+        // so waiters stand in exactly the order their requests were written.
+        let reply = if expect_response {
+            let (tx, rx) = oneshot::channel();
+            self.waiters
+                .send(Waiter {
+                    correlation_id,
+                    reply: tx,
+                })
+                .map_err(|_| self.lost("reader stopped"))?;
+            Some(rx)
+        } else {
+            None
+        };
+        writer
+            .write_all(frame)
+            .await
+            .map_err(|e| self.lost(e.to_string()))?;
+        Ok(reply)
+    }
+
+    /// A request the proxy makes on its own behalf: encode, send, await the
+    /// answer (bounded by `timeout`) and decode it.
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, UpstreamError> {
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let frame: Bytes = codec::request_frame(api, version, correlation_id, request)
+            .map_err(|e| UpstreamError::from((self.addr.clone(), e)))?;
+        let reply = self
+            .send(&frame, correlation_id, true)
+            .await?
+            .expect("a response is expected");
+        let frame = match tokio::time::timeout(timeout, reply).await {
+            Err(_) => {
+                return Err(UpstreamError::Timeout {
+                    addr: self.addr.clone(),
+                    timeout,
+                })
+            }
+            Ok(Err(_)) => return Err(self.lost("reader stopped")),
+            Ok(Ok(result)) => result?,
+        };
+        codec::decode_response(api, version, &frame)
+            .map_err(|e| UpstreamError::from((self.addr.clone(), e)))
+    }
+}

@@ -1,0 +1,8 @@
+//! Everything that talks to real brokers: one connection type, and the
+//! proxy's own view of each upstream cluster.
+
+pub mod cluster;
+pub mod conn;
+
+pub use cluster::{BrokerAddr, Cluster, ClusterView};
+pub use conn::{UpstreamConn, UpstreamError};

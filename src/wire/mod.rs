@@ -1,0 +1,15 @@
+//! Bytes on the wire: framing, and bounded, shallow views of the frames the
+//! proxy must look into.
+//!
+//! Nothing here trusts a length or a count it reads: every one is checked
+//! against the bytes that are really there before anything is allocated.
+
+pub mod codec;
+pub mod frame;
+pub mod header;
+pub mod reader;
+pub mod requests;
+
+pub use frame::{read_frame, Frame, FrameError};
+pub use header::RequestHeader;
+pub use reader::{Reader, WireError};
