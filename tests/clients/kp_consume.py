@@ -1,0 +1,63 @@
+"""Reads a topic from the beginning with kafka-python (a pure-Python Kafka
+client, independent of librdkafka) and prints one line per record:
+`partition offset key value_ok`, where value_ok says the value is exactly
+the 1 KiB the producer side derives from the key."""
+
+import argparse
+import sys
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+
+def expected(key: bytes) -> bytes:
+    return (b"%08d" % int(key)) * 128
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--timeout", type=float, default=120)
+    args = ap.parse_args()
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=args.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    deadline = time.monotonic() + args.timeout
+    partitions = None
+    while not partitions:
+        if time.monotonic() > deadline:
+            print("no partitions for topic %s" % args.topic, file=sys.stderr)
+            return 1
+        partitions = consumer.partitions_for_topic(args.topic)
+        if not partitions:
+            time.sleep(0.2)
+    tps = [TopicPartition(args.topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+
+    seen = 0
+    out = sys.stdout
+    while seen < args.count:
+        if time.monotonic() > deadline:
+            print("timed out after %d of %d records" % (seen, args.count), file=sys.stderr)
+            out.flush()
+            return 1
+        batches = consumer.poll(timeout_ms=500, max_records=10000)
+        for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition):
+            for r in records:
+                ok = 1 if r.value == expected(r.key) else 0
+                out.write("%d %d %s %d\n" % (r.partition, r.offset, r.key.decode(), ok))
+                seen += 1
+    out.flush()
+    consumer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

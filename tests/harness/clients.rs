@@ -1,0 +1,171 @@
+//! Real clients: librdkafka (through `rdkafka`) and kafka-python (a venv
+//! script under tests/clients/), plus the record shape both sides agree on.
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message};
+
+/// The value of record `i`: 1 KiB that names its own index, so a record
+/// read back can be checked byte for byte by any client in any language.
+pub fn value_for(i: u64) -> Vec<u8> {
+    format!("{i:08}").repeat(128).into_bytes()
+}
+
+pub fn client_config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config
+}
+
+/// Creates a topic through `bootstrap` (the proxy, usually) with librdkafka's
+/// admin client, and waits until the creation is acknowledged.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, &[])
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        ))
+        .expect("CreateTopics through the proxy");
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => panic!("creating topic {name} failed: {code:?}"),
+        }
+    }
+}
+
+/// One delivery report: which record, where it landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub index: u64,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Records every delivery report of a producer.
+#[derive(Default)]
+pub struct Reports {
+    pub delivered: Mutex<Vec<Delivered>>,
+    pub failed: Mutex<Vec<(u64, String)>>,
+}
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<u64>) {
+        match result {
+            Ok(m) => self.delivered.lock().unwrap().push(Delivered {
+                index: *index,
+                partition: m.partition(),
+                offset: m.offset(),
+            }),
+            Err((e, _)) => self.failed.lock().unwrap().push((*index, e.to_string())),
+        }
+    }
+}
+
+/// Produces records `range` (keys are the decimal index, values
+/// [`value_for`]) and waits for every delivery report. `each` runs after
+/// each record is queued, so a test can act mid-stream.
+pub fn produce_range(
+    producer: &BaseProducer<Reports>,
+    topic: &str,
+    range: std::ops::Range<u64>,
+    mut each: impl FnMut(u64),
+) {
+    for i in range {
+        let key = i.to_string();
+        let value = value_for(i);
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(i))
+            .key(&key)
+            .payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("queueing record {i} failed: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        each(i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while producer.in_flight_count() > 0 {
+        assert!(Instant::now() < deadline, "deliveries still outstanding after 180 s");
+        producer.poll(Duration::from_millis(100));
+    }
+}
+
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseProducer<Reports> {
+    client_config(bootstrap, extra)
+        .create_with_context(Reports::default())
+        .expect("producer")
+}
+
+/// Runs a kafka-python script from tests/clients and returns its stdout;
+/// a failing script fails the test with its stderr.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(super::python_bin())
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// A record as a kafka-python consumer saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub index: u64,
+    /// The value was exactly [`value_for`] of the key.
+    pub value_ok: bool,
+}
+
+/// Reads `count` records of `topic` from the beginning with kafka-python.
+pub fn kafka_python_consume(bootstrap: &str, topic: &str, count: usize) -> Vec<Consumed> {
+    let out = python(
+        "kp_consume.py",
+        &["--bootstrap", bootstrap, "--topic", topic, "--count", &count.to_string(), "--timeout", "240"],
+    );
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!(f.len(), 4, "bad consumer line {l:?}");
+            Consumed {
+                partition: f[0].parse().unwrap(),
+                offset: f[1].parse().unwrap(),
+                index: f[2].parse().unwrap(),
+                value_ok: f[3] == "1",
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,402 @@
+//! The one harness every integration test stands on: real tansu brokers on
+//! free loopback ports, the real `switchyard` binary in front of them, and
+//! real clients (librdkafka through `rdkafka`, kafka-python through a venv).
+//!
+//! A missing broker or client panics with the command that installs it;
+//! nothing here skips.
+#![allow(dead_code)]
+
+pub mod clients;
+pub mod raw;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+
+/// Upstream node id every tansu broker reports.
+pub const TANSU_NODE_ID: i32 = 111;
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+}
+
+fn tool(env: &str, default: PathBuf, what: &str) -> PathBuf {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or(default);
+    assert!(
+        path.exists(),
+        "{what} not found at {} (set {env}, or run `bash scripts/install-deps.sh`, which installs it)",
+        path.display()
+    );
+    path
+}
+
+pub fn tansu_bin() -> PathBuf {
+    tool(
+        "SWITCHYARD_TANSU",
+        home().join(".cache/switchyard/tools/bin/tansu"),
+        "the tansu broker",
+    )
+}
+
+pub fn python_bin() -> PathBuf {
+    tool(
+        "SWITCHYARD_PYTHON",
+        home().join(".cache/switchyard/tools/venv/bin/python"),
+        "the Python venv with kafka-python",
+    )
+}
+
+/// A scratch directory for one test, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-test-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after
+/// `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A real tansu broker: a one-broker upstream cluster.
+pub struct Broker {
+    pub name: String,
+    pub port: u16,
+    storage: String,
+    log: PathBuf,
+    child: Option<Child>,
+    _scratch: Scratch,
+}
+
+impl Broker {
+    /// A broker with in-memory storage (lost when it stops).
+    pub fn start(name: &str) -> Broker {
+        Broker::start_with_storage(name, |_| format!("memory://{name}/"))
+    }
+
+    /// A broker whose data survives a kill and restart (sqlite file).
+    pub fn start_persistent(name: &str) -> Broker {
+        Broker::start_with_storage(name, |dir| {
+            format!("sqlite://{}", dir.join(format!("{name}.db")).display())
+        })
+    }
+
+    fn start_with_storage(name: &str, storage: impl FnOnce(&Path) -> String) -> Broker {
+        let scratch = Scratch::new(&format!("broker-{name}"));
+        let mut broker = Broker {
+            name: name.to_owned(),
+            port: free_port(),
+            storage: storage(&scratch.0),
+            log: scratch.path("tansu.log"),
+            child: None,
+            _scratch: scratch,
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open broker log");
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &self.storage])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let addr = self.addr();
+        let log = self.log.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if raw::RawClient::connect(&addr)
+                .and_then(|mut c| c.try_call::<_, MetadataResponse>(ApiKey::Metadata, 1, &MetadataRequest::default()))
+                .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tansu broker '{}' did not answer on {addr}; its log:\n{}",
+                self.name,
+                tail(&log)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: the broker gets no chance to say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// How a proxy under test is set up.
+pub struct ProxySetup<'a> {
+    /// (cluster name, broker, node_id_base), in any order.
+    pub clusters: Vec<(&'a str, &'a Broker, i32)>,
+    pub default_route: &'a str,
+    /// Extra lines for the `[proxy]` table.
+    pub proxy_extra: String,
+    /// Extra TOML appended at the end (route rules...).
+    pub extra: String,
+}
+
+impl<'a> ProxySetup<'a> {
+    /// Two clusters: "old" (base 0) and "new" (base 1000), default "old".
+    pub fn two(old: &'a Broker, new: &'a Broker) -> ProxySetup<'a> {
+        ProxySetup {
+            clusters: vec![("old", old, 0), ("new", new, 1000)],
+            default_route: "old",
+            proxy_extra: String::new(),
+            extra: String::new(),
+        }
+    }
+}
+
+/// The real `switchyard` binary, run as a child process.
+pub struct Proxy {
+    pub port: u16,
+    pub broker_port_base: u16,
+    pub metrics_port: u16,
+    pub config_path: PathBuf,
+    log: PathBuf,
+    child: Child,
+    bases: Vec<i32>,
+    scratch: Scratch,
+}
+
+impl Proxy {
+    pub fn start(setup: ProxySetup<'_>) -> Proxy {
+        let scratch = Scratch::new("proxy");
+        let bases: Vec<i32> = setup.clusters.iter().map(|c| c.2).collect();
+        let port = free_port();
+        let metrics_port = free_port();
+        // A port base whose virtual broker ports are all free right now.
+        let broker_port_base = wait_for("free virtual broker ports", Duration::from_secs(10), || {
+            let base = 20_000 + (free_port() % 20_000);
+            bases
+                .iter()
+                .all(|b| port_is_free(base + (*b + TANSU_NODE_ID) as u16))
+                .then_some(base)
+        });
+        let mut toml = format!(
+            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nadvertised_host = \"127.0.0.1\"\n\
+             broker_port_base = {broker_port_base}\ncluster_id = \"switchyard-test\"\n\
+             admin_socket = \"{}\"\nstate_file = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+             metadata_refresh_ms = 1000\n{}\n",
+            scratch.path("admin.sock").display(),
+            scratch.path("state.json").display(),
+            setup.proxy_extra
+        );
+        for (name, broker, base) in &setup.clusters {
+            toml += &format!(
+                "[clusters.{name}]\nbootstrap = [\"{}\"]\nnode_id_base = {base}\n\n",
+                broker.addr()
+            );
+        }
+        toml += &format!("[routes]\ndefault = \"{}\"\n\n{}", setup.default_route, setup.extra);
+        let config_path = scratch.path("proxy.toml");
+        std::fs::write(&config_path, toml).expect("write proxy.toml");
+        let log = scratch.path("proxy.log");
+        let child = spawn_proxy(&config_path, &log);
+        let proxy = Proxy {
+            port,
+            broker_port_base,
+            metrics_port,
+            config_path,
+            log,
+            child,
+            bases,
+            scratch,
+        };
+        proxy.wait_ready();
+        proxy
+    }
+
+    /// Waits until the bootstrap answers and every cluster's broker has a
+    /// listening virtual broker.
+    fn wait_ready(&self) {
+        let want: Vec<i32> = self.bases.iter().map(|b| b + TANSU_NODE_ID).collect();
+        let ok = (|| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let brokers = raw::RawClient::connect(&self.bootstrap())
+                    .and_then(|mut c| {
+                        c.try_call::<_, MetadataResponse>(
+                            ApiKey::Metadata,
+                            1,
+                            &MetadataRequest::default().with_topics(Some(vec![])),
+                        )
+                    })
+                    .map(|m| m.brokers.iter().map(|b| b.node_id.0).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                if want.iter().all(|id| brokers.contains(id))
+                    && want
+                        .iter()
+                        .all(|id| TcpStream::connect(("127.0.0.1", self.virtual_port(*id))).is_ok())
+                {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        })();
+        assert!(ok, "proxy did not become ready; its log:\n{}", self.log());
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn virtual_port(&self, virtual_node: i32) -> u16 {
+        self.broker_port_base + virtual_node as u16
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident memory of the proxy process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// The sum of a Prometheus metric over all its label sets (0 if absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("metrics port");
+        use std::io::Write;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").expect("metrics request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("metrics response");
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn log(&self) -> String {
+        tail(&self.log)
+    }
+
+    /// Stops the proxy (SIGKILL) and starts it again with the same config.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_proxy(&self.config_path, &self.log);
+        self.wait_ready();
+    }
+}
+
+fn spawn_proxy(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open proxy log");
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "-c"])
+        .arg(config)
+        .env("SWITCHYARD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start switchyard")
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- proxy log ---\n{}", self.log());
+        }
+    }
+}

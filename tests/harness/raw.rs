@@ -1,0 +1,94 @@
+//! A blocking, byte-level Kafka client for assertions no real client can
+//! make: exact responses, hostile frames, connection-closed checks. It
+//! encodes and decodes with the proxy's own codec.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
+use switchyard::wire::codec;
+use switchyard::wire::Frame;
+
+pub struct RawClient {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl RawClient {
+    pub fn connect(addr: &str) -> std::io::Result<RawClient> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
+            stream,
+            next_correlation_id: 1,
+        })
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    pub fn read_frame(&mut self) -> std::io::Result<Frame> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let len = i32::from_be_bytes(size);
+        if !(0..=64 * 1024 * 1024).contains(&len) {
+            return Err(std::io::Error::other(format!("bad response size {len}")));
+        }
+        let mut buf = vec![0u8; 4 + len as usize];
+        buf[..4].copy_from_slice(&size);
+        self.stream.read_exact(&mut buf[4..])?;
+        Ok(Frame(Bytes::from(buf)))
+    }
+
+    /// Sends a request and decodes its answer.
+    pub fn try_call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> std::io::Result<Resp> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let frame = codec::request_frame(api, version, correlation_id, request)
+            .map_err(std::io::Error::other)?;
+        self.send_bytes(&frame)?;
+        let response = self.read_frame()?;
+        if response.response_correlation_id() != Some(correlation_id) {
+            return Err(std::io::Error::other(format!(
+                "correlation id {:?}, expected {correlation_id}",
+                response.response_correlation_id()
+            )));
+        }
+        codec::decode_response(api, version, &response).map_err(std::io::Error::other)
+    }
+
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.try_call(api, version, request)
+            .unwrap_or_else(|e| panic!("{api:?} v{version} failed: {e}"))
+    }
+
+    /// Whether the peer closes the connection (EOF or reset) within
+    /// `timeout` without sending anything.
+    pub fn closed_by_peer(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).expect("set timeout");
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+        }
+    }
+}
