@@ -122,22 +122,22 @@ pub struct Broker {
 impl Broker {
     /// A broker with in-memory storage (lost when it stops).
     pub fn start(name: &str) -> Broker {
-        Broker::start_with_storage(name, |_| format!("memory://{name}/"))
+        Broker::start_with_storage(name, format!("memory://{name}/"))
     }
 
     /// A broker whose data survives a kill and restart (sqlite file).
     pub fn start_persistent(name: &str) -> Broker {
-        Broker::start_with_storage(name, |dir| {
-            format!("sqlite://{}", dir.join(format!("{name}.db")).display())
-        })
+        // tansu resolves the database path against its working directory,
+        // which is the broker's scratch directory.
+        Broker::start_with_storage(name, format!("sqlite://{name}.db"))
     }
 
-    fn start_with_storage(name: &str, storage: impl FnOnce(&Path) -> String) -> Broker {
+    fn start_with_storage(name: &str, storage: String) -> Broker {
         let scratch = Scratch::new(&format!("broker-{name}"));
         let mut broker = Broker {
             name: name.to_owned(),
             port: free_port(),
-            storage: storage(&scratch.0),
+            storage,
             log: scratch.path("tansu.log"),
             child: None,
             _scratch: scratch,
@@ -161,6 +161,7 @@ impl Broker {
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", &self.storage])
             .env("RUST_LOG", "warn")
+            .current_dir(&self._scratch.0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)

@@ -1,0 +1,129 @@
+//! Consumer groups through the proxy: the group coordinator is reached
+//! through a virtual broker, partitions are split and rebalanced, and
+//! committed offsets are where a fresh member resumes.
+
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use harness::clients::{client_config, create_topic, produce_range, producer};
+use harness::{Broker, Proxy, ProxySetup};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::Producer;
+use rdkafka::Message;
+
+const TOPIC: &str = "grouped";
+const GROUP: &str = "billing";
+
+fn member(bootstrap: &str) -> BaseConsumer {
+    let c: BaseConsumer = client_config(
+        bootstrap,
+        &[
+            ("group.id", GROUP),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "500"),
+        ],
+    )
+    .create()
+    .expect("consumer");
+    c.subscribe(&[TOPIC]).expect("subscribe");
+    c
+}
+
+fn partitions(c: &BaseConsumer) -> BTreeSet<i32> {
+    c.assignment()
+        .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default()
+}
+
+/// Polls every member until `done` holds for what they consumed so far,
+/// then a little longer to catch anything extra. Returns (member index,
+/// partition, record index) per record.
+fn poll_until(
+    members: &[&BaseConsumer],
+    what: &str,
+    mut done: impl FnMut(&[(usize, i32, u64)]) -> bool,
+) -> Vec<(usize, i32, u64)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        for (i, m) in members.iter().enumerate() {
+            if let Some(result) = m.poll(Duration::from_millis(50)) {
+                let msg = result.unwrap_or_else(|e| panic!("consumer error while waiting for {what}: {e}"));
+                let key = std::str::from_utf8(msg.key().expect("key")).unwrap();
+                got.push((i, msg.partition(), key.parse().unwrap()));
+            }
+        }
+        match settle_until {
+            None if done(&got) => settle_until = Some(Instant::now() + Duration::from_secs(2)),
+            Some(t) if Instant::now() > t => return got,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; got {} records", got.len());
+    }
+}
+
+fn indices(got: &[(usize, i32, u64)]) -> Vec<u64> {
+    let mut v: Vec<u64> = got.iter().map(|g| g.2).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn group_splits_rebalances_and_resumes_from_commits() {
+    let old = Broker::start("cg-old");
+    let new = Broker::start("cg-new");
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let bootstrap = proxy.bootstrap();
+    create_topic(&bootstrap, TOPIC, 4);
+    let p = producer(&bootstrap, &[("acks", "all")]);
+
+    // Two members split the four partitions between them.
+    let a = member(&bootstrap);
+    let b = member(&bootstrap);
+    let all: BTreeSet<i32> = (0..4).collect();
+    let split = poll_until(&[&a, &b], "the two members to split the partitions", |_| {
+        let (pa, pb) = (partitions(&a), partitions(&b));
+        !pa.is_empty() && !pb.is_empty() && pa.is_disjoint(&pb) && &pa | &pb == all
+    });
+    assert!(split.is_empty(), "nothing was produced yet");
+    let (pa, pb) = (partitions(&a), partitions(&b));
+
+    produce_range(&p, TOPIC, 0..400, |_| {});
+    assert!(p.context().failed.lock().unwrap().is_empty());
+    let first = poll_until(&[&a, &b], "400 records", |g| g.len() >= 400);
+    assert_eq!(indices(&first), (0..400).collect::<Vec<_>>(), "every record once");
+    let mut by_member: BTreeMap<usize, BTreeSet<i32>> = BTreeMap::new();
+    for (m, partition, _) in &first {
+        by_member.entry(*m).or_default().insert(*partition);
+    }
+    assert!(by_member.get(&0).is_none_or(|s| s.is_subset(&pa)), "a read only its partitions");
+    assert!(by_member.get(&1).is_none_or(|s| s.is_subset(&pb)), "b read only its partitions");
+    a.commit_consumer_state(CommitMode::Sync).expect("a commits");
+    b.commit_consumer_state(CommitMode::Sync).expect("b commits");
+
+    // b leaves: a takes over all four partitions, from b's commits.
+    drop(b);
+    let rebalanced = poll_until(&[&a], "a to own every partition", |_| partitions(&a) == all);
+    assert!(rebalanced.is_empty(), "nothing new was produced");
+    produce_range(&p, TOPIC, 400..440, |_| {});
+    let second = poll_until(&[&a], "40 new records", |g| g.len() >= 40);
+    assert_eq!(
+        indices(&second),
+        (400..440).collect::<Vec<_>>(),
+        "a resumes b's partitions at b's commits: only the new records"
+    );
+    a.commit_consumer_state(CommitMode::Sync).expect("a commits");
+    drop(a);
+
+    // A fresh member of the group resumes exactly where the group left off.
+    produce_range(&p, TOPIC, 440..460, |_| {});
+    let c = member(&bootstrap);
+    let third = poll_until(&[&c], "20 records after the commits", |g| g.len() >= 20);
+    assert_eq!(indices(&third), (440..460).collect::<Vec<_>>());
+    assert!(p.context().failed.lock().unwrap().is_empty());
+}
