@@ -92,3 +92,9 @@ impl RawClient {
         }
     }
 }
+
+impl RawClient {
+    pub fn shutdown(&mut self, how: std::net::Shutdown) {
+        self.stream.shutdown(how).expect("shutdown");
+    }
+}
