@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use switchyard::config::Config;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Kafka proxy for moving clients between clusters, one topic at a time")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Kafka proxy for moving clients between clusters, one topic at a time"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,12 @@ fn main() -> ExitCode {
                 "config ok: bootstrap {}, {} clusters ({}), default route '{}', {} topic rules",
                 config.proxy.listen,
                 config.clusters.len(),
-                config.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                config
+                    .clusters
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 config.cluster(config.routes.default).name,
                 config.routes.topics.len()
             );

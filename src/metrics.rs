@@ -41,11 +41,9 @@ pub async fn serve(listener: TcpListener, handle: Option<PrometheusHandle>) {
         let handle = handle.clone();
         tokio::spawn(async move {
             let mut head = [0u8; 1024];
-            let read = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                stream.read(&mut head),
-            )
-            .await;
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut head))
+                    .await;
             let Ok(Ok(n)) = read else { return };
             let wants_metrics = head[..n].starts_with(b"GET /metrics");
             let (status, body) = match (&handle, wants_metrics) {

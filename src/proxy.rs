@@ -130,7 +130,11 @@ impl Proxy {
             let keep = wanted_ids.contains(id);
             if !keep {
                 listener.task.abort();
-                tracing::info!(virtual_node = id.0, port = listener.port, "virtual broker closed");
+                tracing::info!(
+                    virtual_node = id.0,
+                    port = listener.port,
+                    "virtual broker closed"
+                );
             }
             keep
         });

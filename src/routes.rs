@@ -58,7 +58,8 @@ impl RouteTable {
             .topics
             .iter()
             .map(|t| {
-                let pattern = Pattern::new(&t.pattern).expect("patterns are validated with the config");
+                let pattern =
+                    Pattern::new(&t.pattern).expect("patterns are validated with the config");
                 let route = Route {
                     produce: t.produce,
                     fetch: t.fetch,

@@ -96,7 +96,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for cluster in &proxy.clusters {
         tokio::spawn(refresh_loop(proxy.clone(), cluster.clone()));
     }
-    tokio::spawn(accept_loop(proxy.clone(), bootstrap, ListenerKind::Bootstrap));
+    tokio::spawn(accept_loop(
+        proxy.clone(),
+        bootstrap,
+        ListenerKind::Bootstrap,
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -149,8 +149,8 @@ impl Session {
                 }
                 Handling::Forward(target) => {
                     metrics::counter!(m::REQUESTS, "path" => "forward").increment(1);
-                    let expect_response = spec.key != ApiKey::Produce
-                        || requests::produce_acks(&header, body)? != 0;
+                    let expect_response =
+                        spec.key != ApiKey::Produce || requests::produce_acks(&header, body)? != 0;
                     let upstream = self.upstream(target).await?;
                     match upstream
                         .send(&frame.0, header.correlation_id, expect_response)
@@ -172,13 +172,20 @@ impl Session {
 
     /// Starts a locally answered request; its body is parsed here, so a
     /// malformed one ends the session before any work is spawned.
-    fn local(&self, api: ApiKey, header: RequestHeader, body: &[u8]) -> Result<Pending, SessionEnd> {
+    fn local(
+        &self,
+        api: ApiKey,
+        header: RequestHeader,
+        body: &[u8],
+    ) -> Result<Pending, SessionEnd> {
         let proxy = self.proxy.clone();
         Ok(match api {
             ApiKey::ApiVersions => Pending::Ready(handlers::api_versions::answer(&proxy, &header)?),
             ApiKey::Metadata => {
                 let request = MetadataRequestView::parse(&header, body)?;
-                Pending::Local(tokio::spawn(handlers::metadata::metadata(proxy, header, request)))
+                Pending::Local(tokio::spawn(handlers::metadata::metadata(
+                    proxy, header, request,
+                )))
             }
             ApiKey::DescribeCluster => {
                 let request = DescribeClusterView::parse(&header, body)?;
@@ -216,7 +223,8 @@ impl Session {
         let (cluster_idx, address) =
             forward::resolve(&self.proxy, self.listener, target).map_err(SessionEnd::NoRoute)?;
         let cluster = self.proxy.cluster(cluster_idx);
-        let conn = UpstreamConn::connect(&address, cluster.connect_timeout(), cluster.max_frame()).await?;
+        let conn =
+            UpstreamConn::connect(&address, cluster.connect_timeout(), cluster.max_frame()).await?;
         self.upstreams.insert(target, conn.clone());
         Ok(conn)
     }

@@ -6,7 +6,9 @@ mod harness;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harness::clients::{client_config, create_topic, kafka_python_consume, produce_range, producer};
+use harness::clients::{
+    client_config, create_topic, kafka_python_consume, produce_range, producer,
+};
 use harness::{Broker, Proxy, ProxySetup};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
@@ -46,7 +48,10 @@ fn upstream_broker_killed_and_restarted_mid_stream_fails_no_delivery() {
         if i == RESTART_AT {
             // Records keep being produced while the broker is down.
             std::thread::sleep(Duration::from_secs(2));
-            assert!(proxy.is_running(), "the proxy survives its upstream broker dying");
+            assert!(
+                proxy.is_running(),
+                "the proxy survives its upstream broker dying"
+            );
             old.restart();
         }
     });
@@ -58,8 +63,18 @@ fn upstream_broker_killed_and_restarted_mid_stream_fails_no_delivery() {
         vec![],
         "every failure was retried by the client, none reached the application"
     );
-    let delivered: BTreeSet<u64> = reports.delivered.lock().unwrap().iter().map(|d| d.index).collect();
-    assert_eq!(delivered.len() as u64, RECORDS, "every record delivered exactly once");
+    let delivered: BTreeSet<u64> = reports
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.index)
+        .collect();
+    assert_eq!(
+        delivered.len() as u64,
+        RECORDS,
+        "every record delivered exactly once"
+    );
     assert!(proxy.is_running());
     assert!(delivered_at_kill < RECORDS, "the broker died mid-stream");
     assert!(
@@ -68,7 +83,9 @@ fn upstream_broker_killed_and_restarted_mid_stream_fails_no_delivery() {
     );
 
     // Everything is there, once, and readable through the proxy.
-    let watermarks: BaseConsumer = client_config(&bootstrap, &[("group.id", "br-check")]).create().unwrap();
+    let watermarks: BaseConsumer = client_config(&bootstrap, &[("group.id", "br-check")])
+        .create()
+        .unwrap();
     let total: i64 = (0..2)
         .map(|partition| {
             let (low, high) = watermarks
@@ -77,7 +94,10 @@ fn upstream_broker_killed_and_restarted_mid_stream_fails_no_delivery() {
             high - low
         })
         .sum();
-    assert_eq!(total as u64, RECORDS, "no duplicate was written by the retries");
+    assert_eq!(
+        total as u64, RECORDS,
+        "no duplicate was written by the retries"
+    );
     let consumed = kafka_python_consume(&bootstrap, "durable", RECORDS as usize);
     let read: BTreeSet<u64> = consumed.iter().map(|c| c.index).collect();
     assert_eq!(read, (0..RECORDS).collect::<BTreeSet<_>>());

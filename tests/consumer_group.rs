@@ -53,7 +53,8 @@ fn poll_until(
     loop {
         for (i, m) in members.iter().enumerate() {
             if let Some(result) = m.poll(Duration::from_millis(50)) {
-                let msg = result.unwrap_or_else(|e| panic!("consumer error while waiting for {what}: {e}"));
+                let msg = result
+                    .unwrap_or_else(|e| panic!("consumer error while waiting for {what}: {e}"));
                 let key = std::str::from_utf8(msg.key().expect("key")).unwrap();
                 got.push((i, msg.partition(), key.parse().unwrap()));
             }
@@ -63,7 +64,11 @@ fn poll_until(
             Some(t) if Instant::now() > t => return got,
             _ => {}
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; got {} records", got.len());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; got {} records",
+            got.len()
+        );
     }
 }
 
@@ -96,15 +101,27 @@ fn group_splits_rebalances_and_resumes_from_commits() {
     produce_range(&p, TOPIC, 0..400, |_| {});
     assert!(p.context().failed.lock().unwrap().is_empty());
     let first = poll_until(&[&a, &b], "400 records", |g| g.len() >= 400);
-    assert_eq!(indices(&first), (0..400).collect::<Vec<_>>(), "every record once");
+    assert_eq!(
+        indices(&first),
+        (0..400).collect::<Vec<_>>(),
+        "every record once"
+    );
     let mut by_member: BTreeMap<usize, BTreeSet<i32>> = BTreeMap::new();
     for (m, partition, _) in &first {
         by_member.entry(*m).or_default().insert(*partition);
     }
-    assert!(by_member.get(&0).is_none_or(|s| s.is_subset(&pa)), "a read only its partitions");
-    assert!(by_member.get(&1).is_none_or(|s| s.is_subset(&pb)), "b read only its partitions");
-    a.commit_consumer_state(CommitMode::Sync).expect("a commits");
-    b.commit_consumer_state(CommitMode::Sync).expect("b commits");
+    assert!(
+        by_member.get(&0).is_none_or(|s| s.is_subset(&pa)),
+        "a read only its partitions"
+    );
+    assert!(
+        by_member.get(&1).is_none_or(|s| s.is_subset(&pb)),
+        "b read only its partitions"
+    );
+    a.commit_consumer_state(CommitMode::Sync)
+        .expect("a commits");
+    b.commit_consumer_state(CommitMode::Sync)
+        .expect("b commits");
 
     // b leaves: a takes over all four partitions, from b's commits.
     drop(b);
@@ -117,7 +134,8 @@ fn group_splits_rebalances_and_resumes_from_commits() {
         (400..440).collect::<Vec<_>>(),
         "a resumes b's partitions at b's commits: only the new records"
     );
-    a.commit_consumer_state(CommitMode::Sync).expect("a commits");
+    a.commit_consumer_state(CommitMode::Sync)
+        .expect("a commits");
     drop(a);
 
     // A fresh member of the group resumes exactly where the group left off.

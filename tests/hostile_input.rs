@@ -38,15 +38,25 @@ fn compact_metadata_bomb() -> Vec<u8> {
 fn pseudo_random(n: usize, mut seed: u64) -> Vec<u8> {
     (0..n)
         .map(|_| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 56) as u8
         })
         .collect()
 }
 
 fn still_served(good: &mut RawClient) {
-    let m: MetadataResponse = good.call(ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(Some(vec![])));
-    assert_eq!(m.brokers.len(), 2, "the well-behaved client is still served");
+    let m: MetadataResponse = good.call(
+        ApiKey::Metadata,
+        1,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    );
+    assert_eq!(
+        m.brokers.len(),
+        2,
+        "the well-behaved client is still served"
+    );
 }
 
 #[test]
@@ -62,18 +72,44 @@ fn hostile_frames_close_only_their_own_connection() {
     let mut produce_v99 = vec![0, 0, 0, 99, 0, 0, 0, 1, 0xff, 0xff];
     produce_v99.extend_from_slice(&[0; 16]);
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
-        ("HTTP request", b"GET / HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(), false),
+        (
+            "HTTP request",
+            b"GET / HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+            false,
+        ),
         ("random bytes", pseudo_random(4096, 7), false),
-        ("size over the limit by one", ((MAX_FRAME + 1) as i32).to_be_bytes().to_vec(), false),
+        (
+            "size over the limit by one",
+            ((MAX_FRAME + 1) as i32).to_be_bytes().to_vec(),
+            false,
+        ),
         ("size 2^31-1", vec![0x7f, 0xff, 0xff, 0xff], false),
         ("negative size", vec![0xff, 0xff, 0xff, 0xfe], false),
-        ("frame cut short", frame(&[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0])[..9].to_vec(), true),
+        (
+            "frame cut short",
+            frame(&[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0])[..9].to_vec(),
+            true,
+        ),
         ("header cut short", frame(&[0, 3, 0, 1, 0, 0]), false),
-        ("unknown API key", frame(&[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff]), false),
+        (
+            "unknown API key",
+            frame(&[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff]),
+            false,
+        ),
         ("unsupported Produce version", frame(&produce_v99), false),
         ("Metadata bomb", metadata_bomb(), false),
         ("compact Metadata bomb", compact_metadata_bomb(), false),
-        ("random body after a Metadata header", frame(&[&[0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0][..], &pseudo_random(64, 3)].concat()), false),
+        (
+            "random body after a Metadata header",
+            frame(
+                &[
+                    &[0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0][..],
+                    &pseudo_random(64, 3),
+                ]
+                .concat(),
+            ),
+            false,
+        ),
     ];
     for (what, bytes, then_close_write) in &cases {
         let mut bad = RawClient::connect(&proxy.bootstrap()).unwrap();
@@ -81,7 +117,10 @@ fn hostile_frames_close_only_their_own_connection() {
         if *then_close_write {
             bad.shutdown(Shutdown::Write);
         }
-        assert!(bad.closed_by_peer(Duration::from_secs(5)), "{what}: connection closed by the proxy");
+        assert!(
+            bad.closed_by_peer(Duration::from_secs(5)),
+            "{what}: connection closed by the proxy"
+        );
         still_served(&mut good);
     }
     assert_eq!(
@@ -92,12 +131,22 @@ fn hostile_frames_close_only_their_own_connection() {
 
     // Hundreds of bombs, on virtual broker listeners too: memory stays flat.
     let rss_before = proxy.rss_kib();
-    let targets = [proxy.bootstrap(), format!("127.0.0.1:{}", proxy.virtual_port(111))];
+    let targets = [
+        proxy.bootstrap(),
+        format!("127.0.0.1:{}", proxy.virtual_port(111)),
+    ];
     for i in 0..300 {
         let mut bad = RawClient::connect(&targets[i % 2]).unwrap();
-        let bomb = if i % 3 == 0 { compact_metadata_bomb() } else { metadata_bomb() };
+        let bomb = if i % 3 == 0 {
+            compact_metadata_bomb()
+        } else {
+            metadata_bomb()
+        };
         bad.send_bytes(&bomb).unwrap();
-        assert!(bad.closed_by_peer(Duration::from_secs(5)), "bomb {i} closed");
+        assert!(
+            bad.closed_by_peer(Duration::from_secs(5)),
+            "bomb {i} closed"
+        );
     }
     still_served(&mut good);
     let rss_after = proxy.rss_kib();

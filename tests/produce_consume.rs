@@ -21,16 +21,26 @@ fn librdkafka_writes_100k_and_kafka_python_reads_them_back_exactly() {
 
     let p = producer(
         &proxy.bootstrap(),
-        &[("acks", "all"), ("linger.ms", "5"), ("enable.idempotence", "true")],
+        &[
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("enable.idempotence", "true"),
+        ],
     );
     produce_range(&p, "bulk", 0..RECORDS, |_| {});
     p.flush(std::time::Duration::from_secs(30)).unwrap();
     let reports = p.context();
-    assert_eq!(*reports.failed.lock().unwrap(), vec![], "no delivery may fail");
+    assert_eq!(
+        *reports.failed.lock().unwrap(),
+        vec![],
+        "no delivery may fail"
+    );
     let delivered = reports.delivered.lock().unwrap().clone();
     assert_eq!(delivered.len() as u64, RECORDS);
-    let placed: HashMap<u64, (i32, i64)> =
-        delivered.iter().map(|d| (d.index, (d.partition, d.offset))).collect();
+    let placed: HashMap<u64, (i32, i64)> = delivered
+        .iter()
+        .map(|d| (d.index, (d.partition, d.offset)))
+        .collect();
     assert_eq!(placed.len() as u64, RECORDS, "each record delivered once");
 
     let consumed = kafka_python_consume(&proxy.bootstrap(), "bulk", RECORDS as usize);
@@ -38,7 +48,11 @@ fn librdkafka_writes_100k_and_kafka_python_reads_them_back_exactly() {
     let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
     let mut seen = vec![false; RECORDS as usize];
     for c in &consumed {
-        assert!(c.value_ok, "record {} came back with different bytes", c.index);
+        assert!(
+            c.value_ok,
+            "record {} came back with different bytes",
+            c.index
+        );
         assert_eq!(
             placed.get(&c.index),
             Some(&(c.partition, c.offset)),
@@ -49,14 +63,26 @@ fn librdkafka_writes_100k_and_kafka_python_reads_them_back_exactly() {
         seen[c.index as usize] = true;
         // Per-partition order: offsets strictly increase.
         if let Some(prev) = last_offset.insert(c.partition, c.offset) {
-            assert!(c.offset > prev, "partition {} went from {prev} to {}", c.partition, c.offset);
+            assert!(
+                c.offset > prev,
+                "partition {} went from {prev} to {}",
+                c.partition,
+                c.offset
+            );
         }
     }
-    assert_eq!(last_offset.len() as i32, PARTITIONS, "every partition was used");
+    assert_eq!(
+        last_offset.len() as i32,
+        PARTITIONS,
+        "every partition was used"
+    );
     // Within each partition, a key produced later sits at a higher offset.
     let mut by_partition: BTreeMap<i32, Vec<(i64, u64)>> = BTreeMap::new();
     for c in &consumed {
-        by_partition.entry(c.partition).or_default().push((c.offset, c.index));
+        by_partition
+            .entry(c.partition)
+            .or_default()
+            .push((c.offset, c.index));
     }
     for (partition, mut rows) in by_partition {
         rows.sort();

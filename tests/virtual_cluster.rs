@@ -38,25 +38,40 @@ fn answers_name_only_proxy_addresses_and_distinct_virtual_ids() {
     let mut client = RawClient::connect(&proxy.bootstrap()).unwrap();
 
     for version in [1, 4, 9, 12] {
-        let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_static_str("orders"))))]));
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("orders"))))]));
         let m: MetadataResponse = client.call(ApiKey::Metadata, version, &request);
         let ids: BTreeSet<i32> = m.brokers.iter().map(|b| b.node_id.0).collect();
         assert_eq!(ids, expected_ids, "Metadata v{version} broker ids");
         for b in &m.brokers {
             assert_eq!(b.host.as_str(), "127.0.0.1");
-            assert!(proxy_ports(&proxy).contains(&b.port), "v{version}: port {} is not a proxy port", b.port);
+            assert!(
+                proxy_ports(&proxy).contains(&b.port),
+                "v{version}: port {} is not a proxy port",
+                b.port
+            );
             assert!(!upstream_ports.contains(&b.port));
         }
-        assert_eq!(m.controller_id.0, 111, "controller is the default cluster's broker, virtualised");
+        assert_eq!(
+            m.controller_id.0, 111,
+            "controller is the default cluster's broker, virtualised"
+        );
         if version >= 2 {
             assert_eq!(m.cluster_id.as_deref(), Some("switchyard-test"));
         }
         assert_eq!(m.topics.len(), 1);
         let t = &m.topics[0];
-        assert_eq!((t.error_code, t.partitions.len()), (0, 3), "v{version} orders");
+        assert_eq!(
+            (t.error_code, t.partitions.len()),
+            (0, 3),
+            "v{version} orders"
+        );
         for p in &t.partitions {
-            assert_eq!(p.leader_id.0, 111, "orders routes to 'old', whose broker is virtual 111");
+            assert_eq!(
+                p.leader_id.0, 111,
+                "orders routes to 'old', whose broker is virtual 111"
+            );
             assert!(p.replica_nodes.iter().all(|r| r.0 == 111));
             assert!(p.isr_nodes.iter().all(|r| r.0 == 111));
         }
@@ -68,7 +83,10 @@ fn answers_name_only_proxy_addresses_and_distinct_virtual_ids() {
         1,
         &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g1")),
     );
-    assert_eq!((f.error_code, f.node_id.0, f.host.as_str()), (0, 111, "127.0.0.1"));
+    assert_eq!(
+        (f.error_code, f.node_id.0, f.host.as_str()),
+        (0, 111, "127.0.0.1")
+    );
     assert_eq!(f.port, i32::from(proxy.virtual_port(111)));
     let f: FindCoordinatorResponse = client.call(
         ApiKey::FindCoordinator,
@@ -80,27 +98,48 @@ fn answers_name_only_proxy_addresses_and_distinct_virtual_ids() {
     );
     assert_eq!(f.coordinators.len(), 2);
     for c in &f.coordinators {
-        assert_eq!((c.error_code, c.node_id.0, c.port), (0, 111, i32::from(proxy.virtual_port(111))));
+        assert_eq!(
+            (c.error_code, c.node_id.0, c.port),
+            (0, 111, i32::from(proxy.virtual_port(111)))
+        );
     }
 
     // DescribeCluster.
-    let d: DescribeClusterResponse =
-        client.call(ApiKey::DescribeCluster, 0, &DescribeClusterRequest::default());
+    let d: DescribeClusterResponse = client.call(
+        ApiKey::DescribeCluster,
+        0,
+        &DescribeClusterRequest::default(),
+    );
     assert_eq!(d.cluster_id.as_str(), "switchyard-test");
     let ids: BTreeSet<i32> = d.brokers.iter().map(|b| b.broker_id.0).collect();
     assert_eq!(ids, expected_ids);
-    assert!(d.brokers.iter().all(|b| b.host.as_str() == "127.0.0.1" && proxy_ports(&proxy).contains(&b.port)));
+    assert!(d
+        .brokers
+        .iter()
+        .all(|b| b.host.as_str() == "127.0.0.1" && proxy_ports(&proxy).contains(&b.port)));
 
     // librdkafka sees the same two brokers, and only proxy addresses.
-    let consumer: BaseConsumer = client_config(&proxy.bootstrap(), &[("group.id", "metadata-check")])
-        .create()
+    let consumer: BaseConsumer =
+        client_config(&proxy.bootstrap(), &[("group.id", "metadata-check")])
+            .create()
+            .unwrap();
+    let md = consumer
+        .fetch_metadata(Some("orders"), Duration::from_secs(10))
         .unwrap();
-    let md = consumer.fetch_metadata(Some("orders"), Duration::from_secs(10)).unwrap();
-    let seen: BTreeSet<(i32, String, i32)> =
-        md.brokers().iter().map(|b| (b.id(), b.host().to_owned(), b.port())).collect();
+    let seen: BTreeSet<(i32, String, i32)> = md
+        .brokers()
+        .iter()
+        .map(|b| (b.id(), b.host().to_owned(), b.port()))
+        .collect();
     let expected: BTreeSet<(i32, String, i32)> = expected_ids
         .iter()
-        .map(|id| (*id, "127.0.0.1".to_owned(), i32::from(proxy.virtual_port(*id))))
+        .map(|id| {
+            (
+                *id,
+                "127.0.0.1".to_owned(),
+                i32::from(proxy.virtual_port(*id)),
+            )
+        })
         .collect();
     assert_eq!(seen, expected);
 }
@@ -111,21 +150,49 @@ fn api_versions_advertises_only_routable_apis_and_answers_too_new_versions() {
     let new = Broker::start("av-new");
     let proxy = Proxy::start(ProxySetup::two(&old, &new));
     let mut client = RawClient::connect(&proxy.bootstrap()).unwrap();
-    let a: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let a: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(a.error_code, 0);
     let keys: BTreeSet<i16> = a.api_keys.iter().map(|k| k.api_key).collect();
-    for must in [ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata, ApiKey::FindCoordinator, ApiKey::JoinGroup] {
+    for must in [
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::Metadata,
+        ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+    ] {
         assert!(keys.contains(&(must as i16)), "{must:?} advertised");
     }
-    for never in [ApiKey::SaslHandshake, ApiKey::AddPartitionsToTxn, ApiKey::EndTxn, ApiKey::AlterPartition] {
-        assert!(!keys.contains(&(never as i16)), "{never:?} must not be advertised");
+    for never in [
+        ApiKey::SaslHandshake,
+        ApiKey::AddPartitionsToTxn,
+        ApiKey::EndTxn,
+        ApiKey::AlterPartition,
+    ] {
+        assert!(
+            !keys.contains(&(never as i16)),
+            "{never:?} must not be advertised"
+        );
     }
-    let fetch = a.api_keys.iter().find(|k| k.api_key == ApiKey::Fetch as i16).unwrap();
-    assert!(fetch.max_version <= 12, "Fetch v13+ names topics by id; not advertised");
+    let fetch = a
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Fetch as i16)
+        .unwrap();
+    assert!(
+        fetch.max_version <= 12,
+        "Fetch v13+ names topics by id; not advertised"
+    );
 
     // A version the proxy does not speak: v0 body, UNSUPPORTED_VERSION, and
     // the list the client retries from (what Kafka brokers do).
-    let frame = switchyard::wire::codec::request_frame(ApiKey::ApiVersions, 3, 77, &ApiVersionsRequest::default()).unwrap();
+    let frame = switchyard::wire::codec::request_frame(
+        ApiKey::ApiVersions,
+        3,
+        77,
+        &ApiVersionsRequest::default(),
+    )
+    .unwrap();
     let mut bytes = frame.to_vec();
     bytes[6..8].copy_from_slice(&99i16.to_be_bytes());
     client.send_bytes(&bytes).unwrap();

@@ -35,5 +35,10 @@ pub fn answer(proxy: &Proxy, header: &RequestHeader) -> Result<Bytes, CodecError
     let response = ApiVersionsResponse::default()
         .with_error_code(error_code)
         .with_api_keys(api_keys);
-    codec::response_frame(ApiKey::ApiVersions, version, header.correlation_id, &response)
+    codec::response_frame(
+        ApiKey::ApiVersions,
+        version,
+        header.correlation_id,
+        &response,
+    )
 }

@@ -23,7 +23,10 @@ pub async fn find_coordinator(
     request: FindCoordinatorView,
 ) -> Result<Bytes, CodecError> {
     let cluster = proxy.cluster(proxy.routes.default_cluster()).clone();
-    let upstream = match cluster.find_coordinators(request.key_type, &request.keys).await {
+    let upstream = match cluster
+        .find_coordinators(request.key_type, &request.keys)
+        .await
+    {
         Ok(found) => found,
         Err(e) => {
             tracing::debug!(cluster = cluster.name(), error = %e, "FindCoordinator failed upstream");
@@ -59,11 +62,18 @@ pub async fn find_coordinator(
         .into_iter()
         .map(|c| {
             if c.error_code != 0 {
-                return c.with_node_id(BrokerId(-1)).with_host(StrBytes::default()).with_port(-1);
+                return c
+                    .with_node_id(BrokerId(-1))
+                    .with_host(StrBytes::default())
+                    .with_port(-1);
             }
-            let id = proxy.topology.to_virtual(cluster.idx, UpstreamNodeId(c.node_id.0));
+            let id = proxy
+                .topology
+                .to_virtual(cluster.idx, UpstreamNodeId(c.node_id.0));
             let port = proxy.topology.port(id).map_or(-1, i32::from);
-            c.with_node_id(BrokerId(id.0)).with_host(host.clone()).with_port(port)
+            c.with_node_id(BrokerId(id.0))
+                .with_host(host.clone())
+                .with_port(port)
         })
         .collect();
 

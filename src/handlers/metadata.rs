@@ -29,7 +29,10 @@ const LEADER_NOT_AVAILABLE: i16 = 5;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 
 /// What one cluster said about the topics asked of it.
-type ClusterAnswer = (ClusterIdx, Result<Vec<MetadataResponseTopic>, UpstreamError>);
+type ClusterAnswer = (
+    ClusterIdx,
+    Result<Vec<MetadataResponseTopic>, UpstreamError>,
+);
 
 pub async fn metadata(
     proxy: Arc<Proxy>,
@@ -123,11 +126,18 @@ pub async fn metadata(
                 .map(|b| metadata_broker(&proxy, b))
                 .collect(),
         )
-        .with_cluster_id(Some(StrBytes::from_string(proxy.config.proxy.cluster_id.clone())))
+        .with_cluster_id(Some(StrBytes::from_string(
+            proxy.config.proxy.cluster_id.clone(),
+        )))
         .with_controller_id(BrokerId(proxy.virtual_controller(default).0))
         .with_topics(topics_out)
         .with_cluster_authorized_operations(i32::MIN);
-    codec::response_frame(ApiKey::Metadata, header.api_version, header.correlation_id, &response)
+    codec::response_frame(
+        ApiKey::Metadata,
+        header.api_version,
+        header.correlation_id,
+        &response,
+    )
 }
 
 /// Topics of a down cluster as last seen; a named topic never seen gets
@@ -174,14 +184,25 @@ fn virtual_topic(
     idx: ClusterIdx,
     mut topic: MetadataResponseTopic,
 ) -> MetadataResponseTopic {
-    let to_virtual = |id: BrokerId| BrokerId(proxy.topology.to_virtual(idx, crate::topology::UpstreamNodeId(id.0)).0);
+    let to_virtual = |id: BrokerId| {
+        BrokerId(
+            proxy
+                .topology
+                .to_virtual(idx, crate::topology::UpstreamNodeId(id.0))
+                .0,
+        )
+    };
     topic.topic_authorized_operations = i32::MIN;
     topic.partitions = topic
         .partitions
         .into_iter()
         .map(|mut p: MetadataResponsePartition| {
             p.leader_id = to_virtual(p.leader_id);
-            for ids in [&mut p.replica_nodes, &mut p.isr_nodes, &mut p.offline_replicas] {
+            for ids in [
+                &mut p.replica_nodes,
+                &mut p.isr_nodes,
+                &mut p.offline_replicas,
+            ] {
                 for id in ids.iter_mut() {
                     *id = to_virtual(*id);
                 }

@@ -213,7 +213,9 @@ impl Cluster {
         topics: Option<&[String]>,
         allow_auto_topic_creation: bool,
     ) -> Result<MetadataResponse, UpstreamError> {
-        let result = self.try_fetch_metadata(topics, allow_auto_topic_creation).await;
+        let result = self
+            .try_fetch_metadata(topics, allow_auto_topic_creation)
+            .await;
         if let Err(e) = &result {
             self.forget_control_if_closed().await;
             self.update_view(|v| {
@@ -235,7 +237,10 @@ impl Cluster {
             .filter(|v| *v >= 1)
             .ok_or_else(|| UpstreamError::Protocol {
                 addr: conn.addr().to_owned(),
-                reason: format!("cluster '{}' does not support Metadata v1 or newer", self.name()),
+                reason: format!(
+                    "cluster '{}' does not support Metadata v1 or newer",
+                    self.name()
+                ),
             })?;
         let request = MetadataRequest::default()
             .with_topics(topics.map(|names| {
@@ -266,7 +271,8 @@ impl Cluster {
                     (UpstreamNodeId(b.node_id.0), addr)
                 })
                 .collect();
-            v.controller = (resp.controller_id.0 >= 0).then_some(UpstreamNodeId(resp.controller_id.0));
+            v.controller =
+                (resp.controller_id.0 >= 0).then_some(UpstreamNodeId(resp.controller_id.0));
             if topics.is_none() {
                 v.topics.clear();
             }
@@ -311,9 +317,18 @@ impl Cluster {
         if version >= 4 {
             let request = FindCoordinatorRequest::default()
                 .with_key_type(key_type)
-                .with_coordinator_keys(keys.iter().map(|k| StrBytes::from_string(k.clone())).collect());
+                .with_coordinator_keys(
+                    keys.iter()
+                        .map(|k| StrBytes::from_string(k.clone()))
+                        .collect(),
+                );
             let resp: FindCoordinatorResponse = conn
-                .call(ApiKey::FindCoordinator, version, &request, self.request_timeout)
+                .call(
+                    ApiKey::FindCoordinator,
+                    version,
+                    &request,
+                    self.request_timeout,
+                )
                 .await?;
             return Ok(resp.coordinators);
         }
@@ -324,7 +339,12 @@ impl Cluster {
                 .with_key(StrBytes::from_string(key.clone()))
                 .with_key_type(key_type);
             let resp: FindCoordinatorResponse = conn
-                .call(ApiKey::FindCoordinator, version, &request, self.request_timeout)
+                .call(
+                    ApiKey::FindCoordinator,
+                    version,
+                    &request,
+                    self.request_timeout,
+                )
                 .await?;
             out.push(
                 Coordinator::default()

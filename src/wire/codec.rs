@@ -27,7 +27,9 @@ pub enum CodecError {
     Wire(#[from] WireError),
 }
 
-fn with_size_prefix(build: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>) -> anyhow::Result<Bytes> {
+fn with_size_prefix(
+    build: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> anyhow::Result<Bytes> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     build(&mut buf)?;
@@ -100,7 +102,12 @@ pub fn decode_response<R: Decodable>(
         message: e.to_string(),
     })?;
     if rest.has_remaining() {
-        tracing::debug!(?api, version, left = rest.remaining(), "response had trailing bytes");
+        tracing::debug!(
+            ?api,
+            version,
+            left = rest.remaining(),
+            "response had trailing bytes"
+        );
     }
     Ok(decoded)
 }
@@ -112,13 +119,15 @@ mod tests {
 
     #[test]
     fn response_frame_round_trips() {
-        let resp = MetadataResponse::default().with_cluster_id(Some(StrBytes::from_static_str("sy")));
+        let resp =
+            MetadataResponse::default().with_cluster_id(Some(StrBytes::from_static_str("sy")));
         for version in [2, 9, 12] {
             let bytes = response_frame(ApiKey::Metadata, version, 42, &resp).unwrap();
             let frame = Frame(bytes);
             assert_eq!(frame.response_correlation_id(), Some(42));
             assert_eq!(frame.body().len() + 4, frame.0.len());
-            let back: MetadataResponse = decode_response(ApiKey::Metadata, version, &frame).unwrap();
+            let back: MetadataResponse =
+                decode_response(ApiKey::Metadata, version, &frame).unwrap();
             assert_eq!(back.cluster_id.as_deref(), Some("sy"));
         }
     }

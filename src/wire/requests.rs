@@ -150,7 +150,10 @@ mod tests {
         // topics count 2^31-1 with nothing behind it.
         let body = [0x7f, 0xff, 0xff, 0xff, 0x01];
         let e = MetadataRequestView::parse(&header(3, 4), &body).unwrap_err();
-        assert!(e.to_string().contains("array claims 2147483647 elements"), "{e}");
+        assert!(
+            e.to_string().contains("array claims 2147483647 elements"),
+            "{e}"
+        );
         // The compact (flexible) form of the same lie.
         let body = [0xff, 0xff, 0xff, 0xff, 0x07, 0x01];
         assert!(MetadataRequestView::parse(&header(3, 12), &body).is_err());
@@ -185,7 +188,10 @@ mod tests {
         assert_eq!((v1.key_type, v1.keys), (0, vec!["g".to_owned()]));
         let body = [1, 3, 2, b'a', 2, b'b', 0];
         let v4 = FindCoordinatorView::parse(&header(10, 4), &body).unwrap();
-        assert_eq!((v4.key_type, v4.keys), (1, vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(
+            (v4.key_type, v4.keys),
+            (1, vec!["a".to_owned(), "b".to_owned()])
+        );
     }
 
     #[test]

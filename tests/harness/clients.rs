@@ -111,7 +111,10 @@ pub fn produce_range(
     }
     let deadline = Instant::now() + Duration::from_secs(180);
     while producer.in_flight_count() > 0 {
-        assert!(Instant::now() < deadline, "deliveries still outstanding after 180 s");
+        assert!(
+            Instant::now() < deadline,
+            "deliveries still outstanding after 180 s"
+        );
         producer.poll(Duration::from_millis(100));
     }
 }
@@ -154,7 +157,16 @@ pub struct Consumed {
 pub fn kafka_python_consume(bootstrap: &str, topic: &str, count: usize) -> Vec<Consumed> {
     let out = python(
         "kp_consume.py",
-        &["--bootstrap", bootstrap, "--topic", topic, "--count", &count.to_string(), "--timeout", "240"],
+        &[
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--count",
+            &count.to_string(),
+            "--timeout",
+            "240",
+        ],
     );
     out.lines()
         .map(|l| {

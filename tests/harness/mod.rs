@@ -98,7 +98,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -158,7 +161,13 @@ impl Broker {
             .open(&self.log)
             .expect("open broker log");
         let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", &self.storage])
             .env("RUST_LOG", "warn")
             .current_dir(&self._scratch.0)
@@ -173,7 +182,13 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if raw::RawClient::connect(&addr)
-                .and_then(|mut c| c.try_call::<_, MetadataResponse>(ApiKey::Metadata, 1, &MetadataRequest::default()))
+                .and_then(|mut c| {
+                    c.try_call::<_, MetadataResponse>(
+                        ApiKey::Metadata,
+                        1,
+                        &MetadataRequest::default(),
+                    )
+                })
                 .is_ok()
             {
                 return;
@@ -251,13 +266,14 @@ impl Proxy {
         let port = free_port();
         let metrics_port = free_port();
         // A port base whose virtual broker ports are all free right now.
-        let broker_port_base = wait_for("free virtual broker ports", Duration::from_secs(10), || {
-            let base = 20_000 + (free_port() % 20_000);
-            bases
-                .iter()
-                .all(|b| port_is_free(base + (*b + TANSU_NODE_ID) as u16))
-                .then_some(base)
-        });
+        let broker_port_base =
+            wait_for("free virtual broker ports", Duration::from_secs(10), || {
+                let base = 20_000 + (free_port() % 20_000);
+                bases
+                    .iter()
+                    .all(|b| port_is_free(base + (*b + TANSU_NODE_ID) as u16))
+                    .then_some(base)
+            });
         let mut toml = format!(
             "[proxy]\nlisten = \"127.0.0.1:{port}\"\nadvertised_host = \"127.0.0.1\"\n\
              broker_port_base = {broker_port_base}\ncluster_id = \"switchyard-test\"\n\
@@ -273,7 +289,10 @@ impl Proxy {
                 broker.addr()
             );
         }
-        toml += &format!("[routes]\ndefault = \"{}\"\n\n{}", setup.default_route, setup.extra);
+        toml += &format!(
+            "[routes]\ndefault = \"{}\"\n\n{}",
+            setup.default_route, setup.extra
+        );
         let config_path = scratch.path("proxy.toml");
         std::fs::write(&config_path, toml).expect("write proxy.toml");
         let log = scratch.path("proxy.log");
@@ -341,7 +360,8 @@ impl Proxy {
 
     /// Resident memory of the proxy process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -353,7 +373,8 @@ impl Proxy {
     pub fn metric(&self, name: &str) -> f64 {
         let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("metrics port");
         use std::io::Write;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").expect("metrics request");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .expect("metrics request");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("metrics response");
         text.lines()

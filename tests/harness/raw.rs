@@ -80,7 +80,9 @@ impl RawClient {
     /// Whether the peer closes the connection (EOF or reset) within
     /// `timeout` without sending anything.
     pub fn closed_by_peer(&mut self, timeout: Duration) -> bool {
-        self.stream.set_read_timeout(Some(timeout)).expect("set timeout");
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("set timeout");
         let mut byte = [0u8; 1];
         match self.stream.read(&mut byte) {
             Ok(0) => true,
