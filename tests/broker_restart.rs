@@ -39,7 +39,13 @@ fn upstream_broker_killed_and_restarted_mid_stream_fails_no_delivery() {
     produce_range(&p, "durable", 0..RECORDS, |i| {
         if i == KILL_AT {
             // Let part of the stream land first, so the kill is mid-stream.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while p.context().delivered.lock().unwrap().len() < 1_000 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no progress before the kill; failures so far: {:?}",
+                    p.context().failed.lock().unwrap().first()
+                );
                 p.poll(Duration::from_millis(50));
             }
             old.kill();

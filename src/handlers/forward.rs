@@ -16,6 +16,11 @@ pub enum Target {
     Mirrored,
     /// The controller of the listener's cluster (topic administration).
     Controller,
+    /// A broker of the default cluster, whichever listener the request came
+    /// in on: for requests a client sends to any broker, whose answer must
+    /// come from the cluster its topics live on. A producer id issued by
+    /// one cluster is unknown to the other, so InitProducerId goes here.
+    DefaultCluster,
 }
 
 /// The upstream address for `target` as seen from `listener`, or why there
@@ -25,19 +30,24 @@ pub fn resolve(
     listener: ListenerKind,
     target: Target,
 ) -> Result<(ClusterIdx, String), String> {
+    let default = proxy.routes.default_cluster();
     let (cluster_idx, mirrored) = match listener {
-        ListenerKind::Bootstrap => (proxy.routes.default_cluster(), None),
+        ListenerKind::Bootstrap => (default, None),
         ListenerKind::Broker(id) => {
             let broker = proxy
                 .virtual_broker(id)
                 .ok_or_else(|| format!("virtual broker {id} no longer exists upstream"))?;
-            (broker.cluster, Some(broker.upstream))
+            if target == Target::DefaultCluster && broker.cluster != default {
+                (default, None)
+            } else {
+                (broker.cluster, Some(broker.upstream))
+            }
         }
     };
     let cluster = proxy.cluster(cluster_idx);
     let node = match target {
         Target::Controller => cluster.with_view(|v| v.controller).or(mirrored),
-        Target::Mirrored => mirrored,
+        Target::Mirrored | Target::DefaultCluster => mirrored,
     };
     let address = match node {
         Some(node) => cluster.broker_address(node).ok_or_else(|| {

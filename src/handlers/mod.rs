@@ -46,7 +46,7 @@ const fn forward(key: ApiKey, min: i16, max: i16, target: forward::Target) -> Ap
     }
 }
 
-use forward::Target::{Controller, Mirrored};
+use forward::Target::{Controller, DefaultCluster, Mirrored};
 
 /// Every API the proxy serves. Fetch and Produce stop at v12: newer ones
 /// name topics by id, which the proxy does not route.
@@ -68,12 +68,12 @@ pub const APIS: &[ApiSpec] = &[
     forward(ApiKey::DescribeGroups, 0, 5, Mirrored),
     forward(ApiKey::ListGroups, 0, 5, Mirrored),
     forward(ApiKey::DeleteGroups, 0, 2, Mirrored),
-    forward(ApiKey::InitProducerId, 0, 5, Mirrored),
+    forward(ApiKey::InitProducerId, 0, 5, DefaultCluster),
     forward(ApiKey::CreateTopics, 0, 7, Controller),
     forward(ApiKey::DeleteTopics, 0, 6, Controller),
     forward(ApiKey::CreatePartitions, 0, 3, Controller),
-    forward(ApiKey::DescribeConfigs, 0, 4, Mirrored),
-    forward(ApiKey::IncrementalAlterConfigs, 0, 1, Mirrored),
+    forward(ApiKey::DescribeConfigs, 0, 4, DefaultCluster),
+    forward(ApiKey::IncrementalAlterConfigs, 0, 1, DefaultCluster),
 ];
 
 pub fn spec(api_key: i16) -> Option<&'static ApiSpec> {

@@ -405,7 +405,10 @@ fn spawn_proxy(config: &Path, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["run", "-c"])
         .arg(config)
-        .env("SWITCHYARD_LOG", "info")
+        .env(
+            "SWITCHYARD_LOG",
+            std::env::var("SWITCHYARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log handle"))
         .stderr(log)
