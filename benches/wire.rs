@@ -1,1 +1,81 @@
-fn main() {}
+//! Benchmarks of the work the proxy does on every request it forwards.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use switchyard::wire::requests::{produce_acks, MetadataRequestView};
+use switchyard::wire::{codec, read_frame, Frame, RequestHeader};
+
+/// A Produce v9 request frame (flexible header v2, acks = -1).
+fn produce_frame() -> Frame {
+    let body = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000);
+    Frame(codec::request_frame(ApiKey::Produce, 9, 7, &body).unwrap())
+}
+
+fn header_parse(c: &mut Criterion) {
+    // Every request's header is parsed before the proxy can route it.
+    let frame = produce_frame();
+    c.bench_function("header_parse_produce_v9", |b| {
+        b.iter(|| RequestHeader::parse(black_box(frame.body())).unwrap())
+    });
+}
+
+fn produce_acks_bench(c: &mut Criterion) {
+    // Every Produce is checked for acks = 0, which decides whether a response is awaited.
+    let frame = produce_frame();
+    let header = RequestHeader::parse(frame.body()).unwrap();
+    let body = &frame.body()[header.body_offset..];
+    c.bench_function("produce_acks_v9", |b| {
+        b.iter(|| produce_acks(black_box(&header), black_box(body)).unwrap())
+    });
+}
+
+fn metadata_view(c: &mut Criterion) {
+    // Every Metadata request is read to rewrite its topics' routes; clients send them often.
+    let topics = (0..100)
+        .map(|i| {
+            let name = StrBytes::from_string(format!("orders.region-{i:03}"));
+            MetadataRequestTopic::default().with_name(Some(TopicName(name)))
+        })
+        .collect();
+    let request = MetadataRequest::default().with_topics(Some(topics));
+    let frame = Frame(codec::request_frame(ApiKey::Metadata, 12, 7, &request).unwrap());
+    let header = RequestHeader::parse(frame.body()).unwrap();
+    let body = &frame.body()[header.body_offset..];
+    c.bench_function("metadata_view_v12_100_topics", |b| {
+        b.iter(|| MetadataRequestView::parse(black_box(&header), black_box(body)).unwrap())
+    });
+}
+
+fn read_frame_bench(c: &mut Criterion) {
+    // Every request and response passes through read_frame; 1 MiB is a typical produce batch ceiling.
+    const SIZE: usize = 1 << 20;
+    let mut stream = (SIZE as i32).to_be_bytes().to_vec();
+    stream.resize(Frame::PREFIX + SIZE, 0xAB);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("read_frame");
+    group.throughput(Throughput::Bytes(stream.len() as u64));
+    group.bench_function("1MiB", |b| {
+        b.iter(|| {
+            let mut r = black_box(&stream[..]);
+            rt.block_on(read_frame(&mut r, 2 * SIZE)).unwrap().unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    header_parse,
+    produce_acks_bench,
+    metadata_view,
+    read_frame_bench
+);
+criterion_main!(benches);

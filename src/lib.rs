@@ -5,13 +5,16 @@
 //! frames ([`wire`]) and dispatches to [`handlers`], which answer from the
 //! [`proxy`]'s view of the [`upstream`] clusters or forward to them.
 
+pub mod admin;
 pub mod config;
+pub mod flip;
 pub mod handlers;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod topology;
 pub mod upstream;
 pub mod wire;

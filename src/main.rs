@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+
 use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
 use switchyard::config::Config;
 
 #[derive(Parser)]
@@ -30,7 +34,47 @@ enum Command {
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
+    /// Show the live route table of a running proxy.
+    Routes {
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// Print the proxy's JSON answer instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show clusters, virtual brokers and past flips of a running proxy.
+    Status {
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a topic's traffic to another cluster, now.
+    Flip {
+        /// The exact topic name.
+        topic: String,
+        /// The cluster to move it to.
+        #[arg(long)]
+        to: String,
+        /// Move only Produce (consumers keep reading the old cluster).
+        #[arg(long, conflicts_with = "fetch_only")]
+        produce_only: bool,
+        /// Move only Fetch.
+        #[arg(long)]
+        fetch_only: bool,
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+/// Exit codes: the command was refused or aborted by the proxy.
+const EXIT_REFUSED: u8 = 1;
+/// The config could not be used.
+const EXIT_CONFIG: u8 = 2;
+/// The proxy's admin socket did not answer.
+const EXIT_UNREACHABLE: u8 = 3;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -42,16 +86,44 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let path = match &cli.command {
-        Command::Run { config } | Command::Check { config } => config,
+        Command::Run { config }
+        | Command::Check { config }
+        | Command::Routes { config, .. }
+        | Command::Status { config, .. }
+        | Command::Flip { config, .. } => config,
     };
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     match cli.command {
+        Command::Routes { json, .. } => {
+            admin_command(&config, json!({"cmd": "routes"}), json, print_routes)
+        }
+        Command::Status { json, .. } => {
+            admin_command(&config, json!({"cmd": "status"}), json, print_status)
+        }
+        Command::Flip {
+            topic,
+            to,
+            produce_only,
+            fetch_only,
+            json,
+            ..
+        } => {
+            let side = if produce_only {
+                "produce-only"
+            } else if fetch_only {
+                "fetch-only"
+            } else {
+                "both"
+            };
+            let request = json!({"cmd": "flip", "topic": topic, "to": to, "side": side});
+            admin_command(&config, request, json, print_flip)
+        }
         Command::Check { .. } => {
             println!(
                 "config ok: bootstrap {}, {} clusters ({}), default route '{}', {} topic rules",
@@ -85,4 +157,134 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Sends one request to the running proxy's admin socket and prints the
+/// answer: raw JSON with `--json`, else through `print`.
+fn admin_command(config: &Config, request: Value, raw: bool, print: fn(&Value)) -> ExitCode {
+    let path = &config.proxy.admin_socket;
+    let answer = (|| -> std::io::Result<Value> {
+        let mut stream = UnixStream::connect(path)?;
+        stream.write_all(format!("{request}\n").as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line)?;
+        serde_json::from_str(&line).map_err(std::io::Error::other)
+    })();
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "error: no answer from the proxy's admin socket {} ({e}); is `switchyard run` running with this config?",
+                path.display()
+            );
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
+    };
+    let ok = answer["ok"].as_bool() == Some(true);
+    if raw {
+        println!("{answer}");
+    } else if ok {
+        print(&answer["result"]);
+    } else {
+        eprintln!(
+            "error: {}",
+            answer["error"].as_str().unwrap_or("unknown error")
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REFUSED)
+    }
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("?")
+}
+
+fn print_routes(result: &Value) {
+    println!("default: {}", text(&result["default"]));
+    for r in result["routes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<30} produce={:<10} fetch={:<10} ({})",
+            text(&r["pattern"]),
+            text(&r["produce"]),
+            text(&r["fetch"]),
+            text(&r["source"])
+        );
+    }
+}
+
+fn print_status(result: &Value) {
+    println!(
+        "cluster id {} on {}",
+        text(&result["cluster_id"]),
+        text(&result["listen"])
+    );
+    for c in result["clusters"].as_array().into_iter().flatten() {
+        let state = if c["reachable"].as_bool() == Some(true) {
+            "reachable"
+        } else {
+            "UNREACHABLE"
+        };
+        println!("cluster {} ({state})", text(&c["name"]));
+        if let Some(e) = c["last_error"].as_str() {
+            println!("  last error: {e}");
+        }
+        for b in c["brokers"].as_array().into_iter().flatten() {
+            println!(
+                "  broker {} at {} -> virtual broker {} on port {}",
+                b["node"],
+                text(&b["address"]),
+                b["virtual_node"],
+                b["port"]
+            );
+        }
+    }
+    let flips = result["flips"].as_array().map_or(0, Vec::len);
+    println!("flips so far: {flips}");
+    for f in result["flips"].as_array().into_iter().flatten() {
+        println!(
+            "  {}: produce {} -> {}, fetch {} -> {}",
+            text(&f["topic"]),
+            text(&f["from"]["produce"]),
+            text(&f["to"]["produce"]),
+            text(&f["from"]["fetch"]),
+            text(&f["to"]["fetch"])
+        );
+    }
+}
+
+fn print_flip(result: &Value) {
+    let topic = text(&result["topic"]);
+    if result["changed"].as_bool() != Some(true) {
+        println!("'{topic}' already routes there; nothing to do");
+        return;
+    }
+    let steps: Vec<String> = result["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "{} {:.0} ms",
+                text(&s["step"]),
+                s["ms"].as_f64().unwrap_or(0.0)
+            )
+        })
+        .collect();
+    let total: f64 = result["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["ms"].as_f64())
+        .sum();
+    println!(
+        "flipped '{topic}': produce {} -> {}, fetch {} -> {} in {total:.0} ms ({})",
+        text(&result["from"]["produce"]),
+        text(&result["to"]["produce"]),
+        text(&result["from"]["fetch"]),
+        text(&result["to"]["fetch"]),
+        steps.join(", ")
+    );
 }

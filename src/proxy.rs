@@ -5,15 +5,31 @@
 //! an upstream cluster changes, before any client is told about them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::task::JoinHandle;
 
 use crate::config::{ClusterIdx, Config};
-use crate::routes::RouteTable;
+use crate::flip::{Gates, Running};
+use crate::routes::{Route, RouteTable};
 use crate::server;
+use crate::state::{RouteEntry, State, StateError};
 use crate::topology::{Topology, UpstreamNodeId, VirtualNodeId};
 use crate::upstream::Cluster;
+
+fn route_of(config: &Config, entry: &RouteEntry) -> Option<Route> {
+    let idx = |name: &str| {
+        config
+            .clusters
+            .iter()
+            .position(|c| c.name == name)
+            .map(ClusterIdx)
+    };
+    Some(Route {
+        produce: idx(&entry.produce)?,
+        fetch: idx(&entry.fetch)?,
+    })
+}
 
 /// A broker of the virtual cluster: what clients see, and the upstream
 /// broker it mirrors.
@@ -41,7 +57,11 @@ struct OpenListener {
 pub struct Proxy {
     pub config: Config,
     pub topology: Topology,
-    pub routes: RouteTable,
+    routes: RwLock<Arc<RouteTable>>,
+    /// Runtime routes and flip history, as last written to the state file.
+    pub state: tokio::sync::Mutex<State>,
+    pub gates: Arc<Gates>,
+    pub flips: Running,
     pub clusters: Vec<Arc<Cluster>>,
     listeners: Mutex<HashMap<VirtualNodeId, OpenListener>>,
     /// Ports that failed to bind, so each failure is reported once.
@@ -49,21 +69,63 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(config: Config) -> Arc<Proxy> {
+    /// A proxy for `config`, with the runtime routes of `state` applied.
+    pub fn new(config: Config, state: State) -> Result<Arc<Proxy>, StateError> {
+        let mut routes = RouteTable::new(&config.routes);
+        for (topic, entry) in &state.routes {
+            let route = route_of(&config, entry).ok_or_else(|| StateError::Parse {
+                path: config.proxy.state_file.display().to_string(),
+                message: format!(
+                    "route of topic '{topic}' names cluster '{}' or '{}', which the config does not have",
+                    entry.produce, entry.fetch
+                ),
+            })?;
+            routes = routes.with_runtime_route(topic, route);
+        }
         let clusters = config
             .clusters
             .iter()
             .enumerate()
             .map(|(i, c)| Arc::new(Cluster::new(ClusterIdx(i), c.clone(), &config.proxy)))
             .collect();
-        Arc::new(Proxy {
+        Ok(Arc::new(Proxy {
             topology: Topology::new(&config),
-            routes: RouteTable::new(&config.routes),
+            routes: RwLock::new(Arc::new(routes)),
+            state: tokio::sync::Mutex::new(state),
+            gates: Arc::default(),
+            flips: Running::default(),
             clusters,
             config,
             listeners: Mutex::new(HashMap::new()),
             bind_failures: Mutex::new(HashSet::new()),
-        })
+        }))
+    }
+
+    /// The route table now; a flip swaps in a new one.
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_routes(&self, table: RouteTable) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    pub fn cluster_by_name(&self, name: &str) -> Option<ClusterIdx> {
+        self.clusters
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.idx)
+    }
+
+    /// A route as the state file and admin socket spell it.
+    pub fn route_entry(&self, route: Route) -> RouteEntry {
+        RouteEntry {
+            produce: self.cluster(route.produce).name().to_owned(),
+            fetch: self.cluster(route.fetch).name().to_owned(),
+        }
     }
 
     pub fn cluster(&self, idx: ClusterIdx) -> &Arc<Cluster> {

@@ -4,6 +4,9 @@
 //! Pure lookups, no I/O: the metadata handler asks it which cluster's view a
 //! topic's partitions come from.
 
+use std::collections::HashMap;
+use std::fmt;
+
 use globset::{Glob, GlobMatcher};
 
 use crate::config::{ClusterIdx, RoutesConfig};
@@ -30,11 +33,24 @@ impl Pattern {
         }
     }
 
+    pub fn as_str(&self) -> &str {
+        match self {
+            Pattern::Exact(name) => name,
+            Pattern::Glob(glob) => glob.glob().glob(),
+        }
+    }
+
     pub fn matches(&self, topic: &str) -> bool {
         match self {
             Pattern::Exact(name) => name == topic,
             Pattern::Glob(glob) => glob.is_match(topic),
         }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -45,11 +61,13 @@ pub struct Route {
     pub fetch: ClusterIdx,
 }
 
-/// Topic → route, from the configured rules.
+/// Topic → route: runtime routes (from flips) first, then the configured
+/// rules, then the default.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     default: ClusterIdx,
     rules: Vec<(Pattern, Route)>,
+    runtime: HashMap<String, Route>,
 }
 
 impl RouteTable {
@@ -73,7 +91,25 @@ impl RouteTable {
         RouteTable {
             default: config.default,
             rules,
+            runtime: HashMap::new(),
         }
+    }
+
+    /// This table with `topic` routed to `route` at runtime.
+    pub fn with_runtime_route(&self, topic: &str, route: Route) -> RouteTable {
+        let mut table = self.clone();
+        table.runtime.insert(topic.to_owned(), route);
+        table
+    }
+
+    /// Runtime routes, by topic name.
+    pub fn runtime_routes(&self) -> impl Iterator<Item = (&str, Route)> {
+        self.runtime.iter().map(|(t, r)| (t.as_str(), *r))
+    }
+
+    /// Configured rules, exact names first.
+    pub fn rules(&self) -> impl Iterator<Item = (&Pattern, Route)> {
+        self.rules.iter().map(|(p, r)| (p, *r))
     }
 
     pub fn default_cluster(&self) -> ClusterIdx {
@@ -81,6 +117,9 @@ impl RouteTable {
     }
 
     pub fn route(&self, topic: &str) -> Route {
+        if let Some(route) = self.runtime.get(topic) {
+            return *route;
+        }
         self.rules
             .iter()
             .find(|(p, _)| p.matches(topic))
@@ -129,6 +168,25 @@ mod tests {
         let eu = t.route("payments.eu");
         assert_eq!((eu.produce, eu.fetch), (ClusterIdx(0), ClusterIdx(1)));
         assert_eq!(t.metadata_cluster("payments.eu"), ClusterIdx(0));
+    }
+
+    #[test]
+    fn runtime_route_wins_over_rules() {
+        let t = table().with_runtime_route(
+            "payments.eu",
+            Route {
+                produce: ClusterIdx(1),
+                fetch: ClusterIdx(0),
+            },
+        );
+        assert_eq!(t.route("payments.eu").produce, ClusterIdx(1));
+        assert_eq!(t.route("payments.eu").fetch, ClusterIdx(0));
+        assert_eq!(
+            t.route("payments.us").fetch,
+            ClusterIdx(1),
+            "rules still apply"
+        );
+        assert_eq!(t.runtime_routes().count(), 1);
     }
 
     #[test]

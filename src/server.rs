@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::admin;
 use crate::config::Config;
 use crate::metrics;
 use crate::proxy::{ListenerKind, Proxy};
 use crate::session;
+use crate::state::State;
 use crate::upstream::Cluster;
 
 /// Binds a listening socket synchronously, so callers can bind while
@@ -87,7 +89,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })?;
         tokio::spawn(metrics::serve(listener, metrics_handle));
     }
-    let proxy = Proxy::new(config);
+    let state = State::load(&config.proxy.state_file)?;
+    let admin_path = config.proxy.admin_socket.clone();
+    let admin = admin::bind(&admin_path).with_context(|| {
+        format!(
+            "cannot listen on proxy.admin_socket = {}; is another proxy using it?",
+            admin_path.display()
+        )
+    })?;
+    let proxy = Proxy::new(config, state)?;
+    tokio::spawn(admin::serve(proxy.clone(), admin));
     tracing::info!(
         listen = %proxy.config.proxy.listen,
         clusters = proxy.clusters.len(),
@@ -108,5 +119,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("switchyard stopping");
+    let _ = std::fs::remove_file(&admin_path);
     Ok(())
 }

@@ -17,13 +17,19 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::flip::{Admission, InflightGuard};
+use crate::handlers::forward::{Plan, RouteSide};
 use crate::handlers::{self, forward, Handling};
 use crate::metrics as m;
 use crate::proxy::{ListenerKind, Proxy};
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use crate::wire::codec::CodecError;
-use crate::wire::requests::{self, DescribeClusterView, FindCoordinatorView, MetadataRequestView};
+use crate::wire::partition_errors::partition_error_response;
+use crate::wire::requests::{
+    self, DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
+    TopicPartitions,
+};
 use crate::wire::{read_frame, FrameError, RequestHeader, WireError};
 
 /// Why a session ended other than by the client closing it.
@@ -45,6 +51,8 @@ enum SessionEnd {
     Write(std::io::Error),
     #[error("local handler failed: {0}")]
     Handler(String),
+    #[error("acks=0 produce for partitions this connection cannot reach")]
+    Unroutable,
 }
 
 impl SessionEnd {
@@ -67,15 +75,35 @@ impl SessionEnd {
 enum Pending {
     Ready(Bytes),
     Local(JoinHandle<Result<Bytes, CodecError>>),
-    Upstream(Reply),
+    /// A forwarded request's answer; a Produce stays counted in flight
+    /// (for flips) until its answer is through.
+    Upstream(Reply, Option<InflightGuard>),
+}
+
+/// How long a Produce for a fenced topic is held before the client is told
+/// NOT_LEADER_OR_FOLLOWER (which every client retries).
+const FENCE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+/// The route side of APIs that name partitions, which are routed per topic.
+fn partitioned(api: ApiKey) -> Option<RouteSide> {
+    match api {
+        ApiKey::Produce => Some(RouteSide::Produce),
+        ApiKey::Fetch | ApiKey::ListOffsets | ApiKey::OffsetForLeaderEpoch => {
+            Some(RouteSide::Fetch)
+        }
+        _ => None,
+    }
 }
 
 struct Session {
     proxy: Arc<Proxy>,
     listener: ListenerKind,
-    /// Upstream connections of this client, one per target; the client's
-    /// own correlation ids travel on them unchanged.
-    upstreams: HashMap<forward::Target, Arc<UpstreamConn>>,
+    /// Upstream address of each target, resolved once per session.
+    targets: HashMap<forward::Target, (crate::config::ClusterIdx, String)>,
+    /// Upstream connections of this client, by address; the client's own
+    /// correlation ids travel on them unchanged.
+    upstreams: HashMap<String, Arc<UpstreamConn>>,
 }
 
 /// Serves one client until it disconnects or breaks the protocol.
@@ -91,6 +119,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr, liste
     let mut session = Session {
         proxy,
         listener,
+        targets: HashMap::new(),
         upstreams: HashMap::new(),
     };
     let reading = session.read_requests(read, tx);
@@ -149,14 +178,21 @@ impl Session {
                 }
                 Handling::Forward(target) => {
                     metrics::counter!(m::REQUESTS, "path" => "forward").increment(1);
-                    let expect_response =
-                        spec.key != ApiKey::Produce || requests::produce_acks(&header, body)? != 0;
-                    let upstream = self.upstream(target).await?;
-                    match upstream
-                        .send(&frame.0, header.correlation_id, expect_response)
-                        .await?
-                    {
-                        Some(reply) => Pending::Upstream(reply),
+                    let pending = match partitioned(spec.key) {
+                        Some(side) => {
+                            self.forward_partitioned(spec.key, side, &frame.0, &header, body)
+                                .await?
+                        }
+                        None => {
+                            let upstream = self.upstream(target).await?;
+                            upstream
+                                .send(&frame.0, header.correlation_id, true)
+                                .await?
+                                .map(|reply| Pending::Upstream(reply, None))
+                        }
+                    };
+                    match pending {
+                        Some(pending) => pending,
                         // acks=0: the client expects no answer at all.
                         None => continue,
                     }
@@ -207,10 +243,100 @@ impl Session {
         })
     }
 
+    /// Forwards a request that names partitions to wherever they live now:
+    /// a Produce first passes the flip gates; then the whole request goes to
+    /// one upstream broker, or the client is told to refresh its metadata.
+    async fn forward_partitioned(
+        &mut self,
+        api: ApiKey,
+        side: RouteSide,
+        frame: &[u8],
+        header: &RequestHeader,
+        body: &[u8],
+    ) -> Result<Option<Pending>, SessionEnd> {
+        let (topics, expect_response) = match api {
+            ApiKey::Produce => {
+                let view = ProduceView::parse(header, body)?;
+                (view.topics, view.acks != 0)
+            }
+            ApiKey::Fetch => (requests::fetch_topics(header, body)?, true),
+            ApiKey::ListOffsets => (requests::list_offsets_topics(header, body)?, true),
+            _ => (
+                requests::offset_for_leader_epoch_topics(header, body)?,
+                true,
+            ),
+        };
+        let refuse = |topics: &TopicPartitions| -> Result<Option<Pending>, SessionEnd> {
+            if !expect_response {
+                return Err(SessionEnd::Unroutable);
+            }
+            let answer = partition_error_response(
+                api,
+                header.api_version,
+                header.correlation_id,
+                topics,
+                NOT_LEADER_OR_FOLLOWER,
+            )?;
+            Ok(Some(Pending::Ready(answer)))
+        };
+        let mut guard = None;
+        if api == ApiKey::Produce {
+            let deadline = tokio::time::Instant::now() + FENCE_HOLD;
+            loop {
+                match self
+                    .proxy
+                    .gates
+                    .admit(topics.0.iter().map(|(t, _)| t.as_str()))
+                {
+                    Admission::Admitted(g) => {
+                        guard = Some(g);
+                        break;
+                    }
+                    Admission::Held(mut fence) => {
+                        // Finishing in time means the fence dropped: ask again.
+                        if tokio::time::timeout_at(deadline, fence.changed())
+                            .await
+                            .is_err()
+                        {
+                            return refuse(&topics);
+                        }
+                    }
+                }
+            }
+        }
+        let upstream = match forward::plan(&self.proxy, self.listener, side, &topics) {
+            Plan::Mirrored => self.upstream(forward::Target::Mirrored).await?,
+            Plan::Broker { cluster, address } => self.connection(cluster, &address).await?,
+            Plan::Refuse => return refuse(&topics),
+        };
+        let reply = upstream
+            .send(frame, header.correlation_id, expect_response)
+            .await?;
+        Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
+    }
+
     /// This client's connection to the upstream broker for `target`,
-    /// opened on first use.
+    /// resolved and opened on first use.
     async fn upstream(&mut self, target: forward::Target) -> Result<Arc<UpstreamConn>, SessionEnd> {
-        if let Some(conn) = self.upstreams.get(&target) {
+        let (cluster, address) = match self.targets.get(&target) {
+            Some(resolved) => resolved.clone(),
+            None => {
+                let resolved = forward::resolve(&self.proxy, self.listener, target)
+                    .map_err(SessionEnd::NoRoute)?;
+                self.targets.insert(target, resolved.clone());
+                resolved
+            }
+        };
+        self.connection(cluster, &address).await
+    }
+
+    /// This client's connection to one upstream broker, opened on first use.
+    async fn connection(
+        &mut self,
+        cluster: crate::config::ClusterIdx,
+        address: &str,
+    ) -> Result<Arc<UpstreamConn>, SessionEnd> {
+        if let Some(conn) = self.upstreams.get(address) {
             if conn.is_closed() {
                 return Err(UpstreamError::Lost {
                     addr: conn.addr().to_owned(),
@@ -220,12 +346,10 @@ impl Session {
             }
             return Ok(conn.clone());
         }
-        let (cluster_idx, address) =
-            forward::resolve(&self.proxy, self.listener, target).map_err(SessionEnd::NoRoute)?;
-        let cluster = self.proxy.cluster(cluster_idx);
+        let cluster = self.proxy.cluster(cluster);
         let conn =
-            UpstreamConn::connect(&address, cluster.connect_timeout(), cluster.max_frame()).await?;
-        self.upstreams.insert(target, conn.clone());
+            UpstreamConn::connect(address, cluster.connect_timeout(), cluster.max_frame()).await?;
+        self.upstreams.insert(address.to_owned(), conn.clone());
         Ok(conn)
     }
 }
@@ -240,7 +364,7 @@ async fn write_responses(
             Pending::Local(task) => task
                 .await
                 .map_err(|e| SessionEnd::Handler(e.to_string()))??,
-            Pending::Upstream(reply) => {
+            Pending::Upstream(reply, _inflight) => {
                 reply
                     .await
                     .map_err(|_| UpstreamError::Lost {

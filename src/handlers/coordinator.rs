@@ -22,7 +22,7 @@ pub async fn find_coordinator(
     header: RequestHeader,
     request: FindCoordinatorView,
 ) -> Result<Bytes, CodecError> {
-    let cluster = proxy.cluster(proxy.routes.default_cluster()).clone();
+    let cluster = proxy.cluster(proxy.routes().default_cluster()).clone();
     let upstream = match cluster
         .find_coordinators(request.key_type, &request.keys)
         .await

@@ -7,6 +7,7 @@
 
 use crate::config::ClusterIdx;
 use crate::proxy::{ListenerKind, Proxy};
+use crate::topology::UpstreamNodeId;
 
 /// Which upstream broker a forwarded API goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,7 +31,7 @@ pub fn resolve(
     listener: ListenerKind,
     target: Target,
 ) -> Result<(ClusterIdx, String), String> {
-    let default = proxy.routes.default_cluster();
+    let default = proxy.routes().default_cluster();
     let (cluster_idx, mirrored) = match listener {
         ListenerKind::Bootstrap => (default, None),
         ListenerKind::Broker(id) => {
@@ -60,4 +61,92 @@ pub fn resolve(
         None => cluster.any_broker_address(),
     };
     Ok((cluster_idx, address))
+}
+
+/// Which route side decides where a partitioned API goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSide {
+    Produce,
+    Fetch,
+}
+
+/// Where a request that names topics and partitions goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// To the listener's own upstream broker, untouched: the fast path.
+    Mirrored,
+    /// Untouched, to one other upstream broker (the client's metadata is
+    /// stale, typically right after a flip).
+    Broker {
+        cluster: ClusterIdx,
+        address: String,
+    },
+    /// Partitions live on several brokers, or nowhere the proxy knows: the
+    /// client is told NOT_LEADER_OR_FOLLOWER and refreshes its metadata.
+    Refuse,
+}
+
+/// Decides where a partitioned request goes, from the route table and the
+/// proxy's view of each cluster's partition leaders.
+pub fn plan(
+    proxy: &Proxy,
+    listener: ListenerKind,
+    side: RouteSide,
+    topics: &crate::wire::requests::TopicPartitions,
+) -> Plan {
+    let own = match listener {
+        ListenerKind::Broker(id) => proxy.virtual_broker(id).map(|b| (b.cluster, b.upstream)),
+        ListenerKind::Bootstrap => None,
+    };
+    let routes = proxy.routes();
+    let mut target: Option<(ClusterIdx, UpstreamNodeId)> = None;
+    for (topic, partitions) in &topics.0 {
+        let route = routes.route(topic);
+        let cluster = match side {
+            RouteSide::Produce => route.produce,
+            RouteSide::Fetch => route.fetch,
+        };
+        let leaders: Option<Vec<UpstreamNodeId>> = proxy.cluster(cluster).with_view(|v| {
+            let meta = v.topics.get(topic)?;
+            partitions
+                .iter()
+                .map(|p| {
+                    meta.partitions
+                        .iter()
+                        .find(|m| m.partition_index == *p)
+                        .map(|m| UpstreamNodeId(m.leader_id.0))
+                })
+                .collect()
+        });
+        match leaders {
+            Some(leaders) => {
+                for leader in leaders {
+                    match target {
+                        None => target = Some((cluster, leader)),
+                        Some(t) if t == (cluster, leader) => {}
+                        Some(_) => return Plan::Refuse,
+                    }
+                }
+            }
+            // Not in the view yet: the listener's own broker answers for
+            // its own cluster (as a broker would); elsewhere, refuse.
+            None if own.is_some_and(|(c, _)| c == cluster) => {
+                let own = own.expect("checked");
+                match target {
+                    None => target = Some(own),
+                    Some(t) if t == own => {}
+                    Some(_) => return Plan::Refuse,
+                }
+            }
+            None => return Plan::Refuse,
+        }
+    }
+    match target {
+        None => Plan::Mirrored,
+        Some(t) if Some(t) == own => Plan::Mirrored,
+        Some((cluster, leader)) => match proxy.cluster(cluster).broker_address(leader) {
+            Some(address) => Plan::Broker { cluster, address },
+            None => Plan::Refuse,
+        },
+    }
 }

@@ -64,7 +64,7 @@ pub async fn metadata(
                         }
                     },
                 };
-                let cluster = proxy.routes.metadata_cluster(&name);
+                let cluster = proxy.routes().metadata_cluster(&name);
                 asks.entry(cluster)
                     .or_insert_with(|| Some(Vec::new()))
                     .as_mut()
@@ -110,14 +110,14 @@ pub async fn metadata(
             let routed_here = t
                 .name
                 .as_ref()
-                .is_none_or(|n| proxy.routes.metadata_cluster(n) == *idx);
+                .is_none_or(|n| proxy.routes().metadata_cluster(n) == *idx);
             if routed_here {
                 topics_out.push(virtual_topic(&proxy, *idx, t));
             }
         }
     }
 
-    let default = proxy.routes.default_cluster();
+    let default = proxy.routes().default_cluster();
     let response = MetadataResponse::default()
         .with_brokers(
             proxy
@@ -198,6 +198,10 @@ fn virtual_topic(
         .into_iter()
         .map(|mut p: MetadataResponsePartition| {
             p.leader_id = to_virtual(p.leader_id);
+            // Each cluster counts its own epochs; a flip would make them jump
+            // or go down, and clients drop metadata whose epoch goes down.
+            // -1 says "no epoch", which every client accepts.
+            p.leader_epoch = -1;
             for ids in [
                 &mut p.replica_nodes,
                 &mut p.isr_nodes,
@@ -243,7 +247,7 @@ pub async fn describe_cluster(
     request: DescribeClusterView,
 ) -> Result<Bytes, CodecError> {
     refresh_brokers(&proxy).await;
-    let default = proxy.routes.default_cluster();
+    let default = proxy.routes().default_cluster();
     let brokers = proxy
         .virtual_brokers()
         .iter()

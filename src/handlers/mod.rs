@@ -49,16 +49,18 @@ const fn forward(key: ApiKey, min: i16, max: i16, target: forward::Target) -> Ap
 use forward::Target::{Controller, DefaultCluster, Mirrored};
 
 /// Every API the proxy serves. Fetch and Produce stop at v12: newer ones
-/// name topics by id, which the proxy does not route.
+/// name topics by id, which the proxy does not route. The partitioned APIs
+/// start where the proxy can answer them with per-partition errors (the
+/// versions Kafka 4 still accepts).
 pub const APIS: &[ApiSpec] = &[
     local(ApiKey::ApiVersions, 0, 4),
     local(ApiKey::Metadata, 0, 12),
     local(ApiKey::FindCoordinator, 0, 4),
     local(ApiKey::DescribeCluster, 0, 2),
-    forward(ApiKey::Produce, 0, 12, Mirrored),
-    forward(ApiKey::Fetch, 0, 12, Mirrored),
-    forward(ApiKey::ListOffsets, 0, 10, Mirrored),
-    forward(ApiKey::OffsetForLeaderEpoch, 0, 4, Mirrored),
+    forward(ApiKey::Produce, 3, 12, Mirrored),
+    forward(ApiKey::Fetch, 4, 12, Mirrored),
+    forward(ApiKey::ListOffsets, 1, 10, Mirrored),
+    forward(ApiKey::OffsetForLeaderEpoch, 2, 4, Mirrored),
     forward(ApiKey::OffsetCommit, 0, 9, Mirrored),
     forward(ApiKey::OffsetFetch, 0, 9, Mirrored),
     forward(ApiKey::JoinGroup, 0, 9, Mirrored),

@@ -8,12 +8,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
+    CreateTopicsResponse, FindCoordinatorRequest, FindCoordinatorResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -362,3 +365,145 @@ impl Cluster {
 
 /// Kafka error code for a topic or partition the cluster does not have.
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// Kafka error code for creating a topic that exists.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+impl Cluster {
+    /// Partition count of `topic` on this cluster, asked live; `None` when
+    /// the cluster does not have it.
+    pub async fn partition_count(&self, topic: &str) -> Result<Option<usize>, UpstreamError> {
+        let resp = self
+            .fetch_metadata(Some(&[topic.to_owned()]), false)
+            .await?;
+        Ok(resp
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic) && t.error_code == 0)
+            .map(|t| t.partitions.len()))
+    }
+
+    /// Creates `topic` with `partitions` partitions and the cluster's
+    /// default replication factor; a topic that already exists is fine.
+    pub async fn create_topic(&self, topic: &str, partitions: usize) -> Result<(), UpstreamError> {
+        let addr = self
+            .with_view(|v| {
+                v.controller
+                    .and_then(|c| v.brokers.get(&c))
+                    .map(BrokerAddr::address)
+            })
+            .unwrap_or_else(|| self.any_broker_address());
+        let conn = UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await?;
+        let version =
+            self.version_for(ApiKey::CreateTopics, 5)
+                .ok_or_else(|| UpstreamError::Protocol {
+                    addr: addr.clone(),
+                    reason: format!("cluster '{}' does not support CreateTopics", self.name()),
+                })?;
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(self.request_timeout.as_millis() as i32)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_num_partitions(partitions as i32)
+                // -1: the cluster's default replication factor (v4+).
+                .with_replication_factor(if version >= 4 { -1 } else { 1 })]);
+        let resp: CreateTopicsResponse = conn
+            .call(
+                ApiKey::CreateTopics,
+                version,
+                &request,
+                self.request_timeout,
+            )
+            .await?;
+        match resp
+            .topics
+            .first()
+            .map(|t| (t.error_code, t.error_message.clone()))
+        {
+            Some((0 | TOPIC_ALREADY_EXISTS, _)) => Ok(()),
+            Some((code, message)) => Err(UpstreamError::Protocol {
+                addr,
+                reason: format!(
+                    "creating topic '{topic}' on cluster '{}' failed with error code {code}{}",
+                    self.name(),
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                ),
+            }),
+            None => Err(UpstreamError::Protocol {
+                addr,
+                reason: "CreateTopics answer names no topic".into(),
+            }),
+        }
+    }
+
+    /// The end of the log (high watermark) of each partition of `topic`,
+    /// asked of each partition's leader.
+    pub async fn log_ends(&self, topic: &str) -> Result<BTreeMap<i32, i64>, UpstreamError> {
+        let resp = self
+            .fetch_metadata(Some(&[topic.to_owned()]), false)
+            .await?;
+        let meta = resp
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic) && t.error_code == 0)
+            .ok_or_else(|| UpstreamError::Protocol {
+                addr: self.config.bootstrap.join(","),
+                reason: format!("cluster '{}' has no topic '{topic}'", self.name()),
+            })?;
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for p in &meta.partitions {
+            by_leader
+                .entry(p.leader_id.0)
+                .or_default()
+                .push(p.partition_index);
+        }
+        let mut ends = BTreeMap::new();
+        for (leader, partitions) in by_leader {
+            let addr = self.broker_address(UpstreamNodeId(leader)).ok_or_else(|| {
+                UpstreamError::Protocol {
+                    addr: self.config.bootstrap.join(","),
+                    reason: format!(
+                        "partitions {partitions:?} of '{topic}' on cluster '{}' have no live leader",
+                        self.name()
+                    ),
+                }
+            })?;
+            let conn = UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await?;
+            let version = self.version_for(ApiKey::ListOffsets, 7).unwrap_or(1);
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_current_leader_epoch(-1)
+                                    .with_timestamp(-1) // latest
+                            })
+                            .collect(),
+                    )]);
+            let resp: ListOffsetsResponse = conn
+                .call(ApiKey::ListOffsets, version, &request, self.request_timeout)
+                .await?;
+            for t in resp.topics {
+                for p in t.partitions {
+                    if p.error_code != 0 {
+                        return Err(UpstreamError::Protocol {
+                            addr: addr.clone(),
+                            reason: format!(
+                                "ListOffsets of '{topic}' partition {} on cluster '{}' failed with error code {}",
+                                p.partition_index,
+                                self.name(),
+                                p.error_code
+                            ),
+                        });
+                    }
+                    ends.insert(p.partition_index, p.offset);
+                }
+            }
+        }
+        Ok(ends)
+    }
+}

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod frame;
 pub mod header;
+pub mod partition_errors;
 pub mod reader;
 pub mod requests;
 

@@ -1,6 +1,10 @@
 //! Shallow views of the requests the proxy reads: only the fields it acts
 //! on, parsed with [`Reader`] so that no count is trusted.
 
+use std::ops::RangeInclusive;
+
+use kafka_protocol::messages::ApiKey;
+
 use super::header::RequestHeader;
 use super::reader::{Reader, WireError};
 
@@ -131,6 +135,231 @@ pub fn produce_acks(header: &RequestHeader, body: &[u8]) -> Result<i16, WireErro
     r.i16()
 }
 
+/// The topics and partitions a partitioned request touches, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicPartitions(pub Vec<(String, Vec<i32>)>);
+
+/// Produce request (v3..=12): transactional id, acks, and what it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceView {
+    /// Set for transactional producers, whose writes need their coordinator.
+    pub transactional_id: Option<String>,
+    /// 0 means the client expects no response.
+    pub acks: i16,
+    /// Where the records go, which decides where the request is routed.
+    pub topics: TopicPartitions,
+}
+
+impl ProduceView {
+    /// Reads what the proxy routes and authorises a Produce on, skipping the
+    /// record bytes without copying them.
+    pub fn parse(header: &RequestHeader, body: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, "Produce request");
+        let v = check_version(&r, header, ApiKey::Produce, 3..=12)?;
+        let flexible = v >= 9;
+        let transactional_id = r.nullable_string(flexible)?.map(str::to_owned);
+        let acks = r.i16()?;
+        skip(&mut r, 4)?; // timeout_ms
+                          // Smallest partition: index, records length (int32, or a one-byte
+                          // varint and a tagged-field count when flexible).
+        let partition_min = if flexible { 6 } else { 8 };
+        let topics = read_topics(&mut r, flexible, partition_min, |r| {
+            skip_nullable_bytes(r, flexible)
+        })?;
+        finish(&mut r, flexible)?;
+        Ok(ProduceView {
+            transactional_id,
+            acks,
+            topics,
+        })
+    }
+}
+
+/// The topics and partitions a Fetch request (v4..=12) reads, so the proxy
+/// can route or refuse it without decoding the rest.
+pub fn fetch_topics(header: &RequestHeader, body: &[u8]) -> Result<TopicPartitions, WireError> {
+    let mut r = Reader::new(body, "Fetch request");
+    let v = check_version(&r, header, ApiKey::Fetch, 4..=12)?;
+    let flexible = v >= 12;
+    // replica_id, max_wait_ms, min_bytes, max_bytes, isolation_level, then
+    // session_id and session_epoch (v7+).
+    skip(&mut r, 17 + if v >= 7 { 8 } else { 0 })?;
+    // Partition: index, current_leader_epoch (v9+), fetch_offset,
+    // last_fetched_epoch (v12+), log_start_offset (v5+),
+    // partition_max_bytes; the tagged-field count is added by read_topics.
+    let rest = (if v >= 9 { 4 } else { 0 })
+        + 8
+        + (if v >= 12 { 4 } else { 0 })
+        + (if v >= 5 { 8 } else { 0 })
+        + 4;
+    let partition_min = 4 + rest + usize::from(flexible);
+    let topics = read_topics(&mut r, flexible, partition_min, |r| skip(r, rest))?;
+    if v >= 7 {
+        // forgotten_topics_data: name and an int32 array of partitions.
+        let n = required_len(&mut r, flexible, topic_min(flexible), "forgotten topics")?;
+        for _ in 0..n {
+            r.string(flexible)?;
+            let m = required_len(&mut r, flexible, 4, "forgotten partitions")?;
+            skip(&mut r, m * 4)?;
+            if flexible {
+                r.skip_tagged_fields()?;
+            }
+        }
+    }
+    if v >= 11 {
+        r.string(flexible)?; // rack_id
+    }
+    finish(&mut r, flexible)?;
+    Ok(topics)
+}
+
+/// The topics and partitions a ListOffsets request (v1..=10) asks about, so
+/// the proxy can route or refuse it without decoding the rest.
+pub fn list_offsets_topics(
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<TopicPartitions, WireError> {
+    let mut r = Reader::new(body, "ListOffsets request");
+    let v = check_version(&r, header, ApiKey::ListOffsets, 1..=10)?;
+    let flexible = v >= 6;
+    // replica_id, isolation_level (v2+).
+    skip(&mut r, 4 + usize::from(v >= 2))?;
+    // Partition: index, current_leader_epoch (v4+), timestamp.
+    let rest = (if v >= 4 { 4 } else { 0 }) + 8;
+    let partition_min = 4 + rest + usize::from(flexible);
+    let topics = read_topics(&mut r, flexible, partition_min, |r| skip(r, rest))?;
+    if v >= 10 {
+        skip(&mut r, 4)?; // timeout_ms
+    }
+    finish(&mut r, flexible)?;
+    Ok(topics)
+}
+
+/// The topics and partitions an OffsetForLeaderEpoch request (v2..=4) asks
+/// about, so the proxy can route or refuse it without decoding the rest.
+pub fn offset_for_leader_epoch_topics(
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<TopicPartitions, WireError> {
+    let mut r = Reader::new(body, "OffsetForLeaderEpoch request");
+    let v = check_version(&r, header, ApiKey::OffsetForLeaderEpoch, 2..=4)?;
+    let flexible = v >= 4;
+    if v >= 3 {
+        skip(&mut r, 4)?; // replica_id
+    }
+    // Partition: index, current_leader_epoch, leader_epoch.
+    let partition_min = 12 + usize::from(flexible);
+    let topics = read_topics(&mut r, flexible, partition_min, |r| skip(r, 8))?;
+    finish(&mut r, flexible)?;
+    Ok(topics)
+}
+
+/// Refuses a header for another API or a version outside `versions`.
+fn check_version(
+    r: &Reader<'_>,
+    header: &RequestHeader,
+    api: ApiKey,
+    versions: RangeInclusive<i16>,
+) -> Result<i16, WireError> {
+    if header.api_key != api as i16 {
+        return Err(r.error(format!("API key {} is not {api:?}", header.api_key)));
+    }
+    let v = header.api_version;
+    if !versions.contains(&v) {
+        return Err(r.error(format!(
+            "version {v} is outside the supported {}..={}",
+            versions.start(),
+            versions.end()
+        )));
+    }
+    Ok(v)
+}
+
+/// The smallest encoding of a topic entry: an empty name and an empty
+/// partition array (and a tagged-field count when flexible).
+fn topic_min(flexible: bool) -> usize {
+    if flexible {
+        3
+    } else {
+        6
+    }
+}
+
+/// An array count where null is not allowed.
+fn required_len(
+    r: &mut Reader<'_>,
+    flexible: bool,
+    min_size: usize,
+    field: &str,
+) -> Result<usize, WireError> {
+    r.array_len(flexible, min_size)?
+        .ok_or_else(|| r.error(format!("{field} array is null")))
+}
+
+fn skip(r: &mut Reader<'_>, n: usize) -> Result<(), WireError> {
+    r.bytes(n).map(|_| ())
+}
+
+/// Skips `NULLABLE_BYTES` (int32 length, -1 = null) or, when flexible,
+/// `COMPACT_NULLABLE_BYTES` (varint length + 1, 0 = null).
+fn skip_nullable_bytes(r: &mut Reader<'_>, flexible: bool) -> Result<(), WireError> {
+    let len = if flexible {
+        match r.unsigned_varint()? {
+            0 => return Ok(()),
+            n => (n - 1) as usize,
+        }
+    } else {
+        match r.i32()? {
+            -1 => return Ok(()),
+            n if n < 0 => return Err(r.error(format!("bytes length {n} is negative"))),
+            n => n as usize,
+        }
+    };
+    skip(r, len)
+}
+
+/// Reads a topics array whose entries are a name, an array of partitions
+/// and (flexible) tagged fields, where each partition starts with its index;
+/// `partition_rest` reads a partition's fields after the index, and the
+/// partition's tagged fields are skipped here.
+fn read_topics(
+    r: &mut Reader<'_>,
+    flexible: bool,
+    partition_min: usize,
+    mut partition_rest: impl FnMut(&mut Reader<'_>) -> Result<(), WireError>,
+) -> Result<TopicPartitions, WireError> {
+    let n = required_len(r, flexible, topic_min(flexible), "topics")?;
+    let mut topics = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.string(flexible)?.to_owned();
+        let m = required_len(r, flexible, partition_min, "partitions")?;
+        let mut partitions = Vec::with_capacity(m);
+        for _ in 0..m {
+            partitions.push(r.i32()?);
+            partition_rest(r)?;
+            if flexible {
+                r.skip_tagged_fields()?;
+            }
+        }
+        if flexible {
+            r.skip_tagged_fields()?;
+        }
+        topics.push((name, partitions));
+    }
+    Ok(TopicPartitions(topics))
+}
+
+/// Skips the top-level tagged fields (flexible) and refuses trailing bytes.
+fn finish(r: &mut Reader<'_>, flexible: bool) -> Result<(), WireError> {
+    if flexible {
+        r.skip_tagged_fields()?;
+    }
+    match r.remaining() {
+        0 => Ok(()),
+        n => Err(r.error(format!("{n} trailing bytes"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +428,492 @@ mod tests {
         assert_eq!(produce_acks(&header(0, 2), &[0xff, 0xff]).unwrap(), -1);
         assert_eq!(produce_acks(&header(0, 7), &[0xff, 0xff, 0, 0]).unwrap(), 0);
         assert_eq!(produce_acks(&header(0, 9), &[0, 0, 1]).unwrap(), 1);
+    }
+}
+
+#[cfg(test)]
+mod partitioned_tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::fetch_request::{
+        FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
+    };
+    use kafka_protocol::messages::list_offsets_request::{
+        ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+    };
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::produce_request::{
+        PartitionProduceData, ProduceRequest, TopicProduceData,
+    };
+    use kafka_protocol::messages::{TopicName, TransactionalId};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    type Parser = fn(&RequestHeader, &[u8]) -> Result<TopicPartitions, WireError>;
+
+    fn header(api: ApiKey, api_version: i16) -> RequestHeader {
+        RequestHeader {
+            api_key: api as i16,
+            api_version,
+            correlation_id: 1,
+            client_id: None,
+            body_offset: 0,
+        }
+    }
+
+    fn encode<M: Encodable>(m: &M, version: i16) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        m.encode(&mut buf, version).expect("encodable test request");
+        buf.to_vec()
+    }
+
+    fn name(s: &str) -> TopicName {
+        TopicName(StrBytes::from_string(s.to_owned()))
+    }
+
+    fn tag() -> Bytes {
+        Bytes::from_static(b"\x01\x02\x03")
+    }
+
+    /// Topics with an empty name, a long one, a repeated one and a topic
+    /// with no partitions, to show order and repetition are kept.
+    fn expected() -> TopicPartitions {
+        TopicPartitions(vec![
+            ("orders".to_owned(), vec![0, 2, 1]),
+            (String::new(), vec![5]),
+            ("x".repeat(300), vec![]),
+            ("orders".to_owned(), vec![7]),
+        ])
+    }
+
+    fn produce_request(v: i16, transactional_id: Option<&str>, acks: i16) -> ProduceRequest {
+        let flexible = v >= 9;
+        let records = [
+            Some(Bytes::from_static(b"not really a record batch")),
+            None,
+            Some(Bytes::new()),
+        ];
+        let topics = expected()
+            .0
+            .into_iter()
+            .map(|(t, ps)| {
+                let partitions = ps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| {
+                        let data = PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(records[i % 3].clone());
+                        if flexible {
+                            data.with_unknown_tagged_field(3, tag())
+                        } else {
+                            data
+                        }
+                    })
+                    .collect();
+                let topic = TopicProduceData::default()
+                    .with_name(name(&t))
+                    .with_partition_data(partitions);
+                if flexible {
+                    topic.with_unknown_tagged_field(9, tag())
+                } else {
+                    topic
+                }
+            })
+            .collect();
+        let req = ProduceRequest::default()
+            .with_transactional_id(
+                transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_owned()))),
+            )
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(topics);
+        if flexible {
+            req.with_unknown_tagged_field(1, tag())
+        } else {
+            req
+        }
+    }
+
+    fn fetch_request(v: i16) -> FetchRequest {
+        let flexible = v >= 12;
+        let topics = expected()
+            .0
+            .into_iter()
+            .map(|(t, ps)| {
+                let partitions = ps
+                    .iter()
+                    .map(|&p| {
+                        let part = FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(1234)
+                            .with_partition_max_bytes(1 << 20);
+                        let part = if v >= 9 {
+                            part.with_current_leader_epoch(3)
+                        } else {
+                            part
+                        };
+                        if v >= 12 {
+                            part.with_last_fetched_epoch(2)
+                                .with_unknown_tagged_field(5, tag())
+                        } else {
+                            part
+                        }
+                    })
+                    .collect();
+                let topic = FetchTopic::default()
+                    .with_topic(name(&t))
+                    .with_partitions(partitions);
+                if flexible {
+                    topic.with_unknown_tagged_field(4, tag())
+                } else {
+                    topic
+                }
+            })
+            .collect();
+        let mut req = FetchRequest::default()
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_isolation_level(1)
+            .with_topics(topics);
+        if v >= 7 {
+            req = req.with_session_id(9).with_forgotten_topics_data(vec![
+                ForgottenTopic::default()
+                    .with_topic(name("gone"))
+                    .with_partitions(vec![1, 2, 3]),
+                ForgottenTopic::default().with_topic(name("gone2")),
+            ]);
+        }
+        if v >= 11 {
+            req = req.with_rack_id(StrBytes::from_static_str("rack-a"));
+        }
+        if v >= 12 {
+            req = req
+                .with_cluster_id(Some(StrBytes::from_static_str("cluster")))
+                .with_unknown_tagged_field(7, tag());
+        }
+        req
+    }
+
+    fn list_offsets_request(v: i16) -> ListOffsetsRequest {
+        let flexible = v >= 6;
+        let topics = expected()
+            .0
+            .into_iter()
+            .map(|(t, ps)| {
+                let partitions = ps
+                    .iter()
+                    .map(|&p| {
+                        let part = ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(-2)
+                            .with_current_leader_epoch(4);
+                        if flexible {
+                            part.with_unknown_tagged_field(0, tag())
+                        } else {
+                            part
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopic::default()
+                    .with_name(name(&t))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        let req = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(topics)
+            .with_timeout_ms(if v >= 10 { 1000 } else { 0 });
+        if v >= 2 {
+            req.with_isolation_level(1)
+        } else {
+            req
+        }
+    }
+
+    fn offset_for_leader_epoch_request(v: i16) -> OffsetForLeaderEpochRequest {
+        let topics = expected()
+            .0
+            .into_iter()
+            .map(|(t, ps)| {
+                let partitions = ps
+                    .iter()
+                    .map(|&p| {
+                        OffsetForLeaderPartition::default()
+                            .with_partition(p)
+                            .with_current_leader_epoch(6)
+                            .with_leader_epoch(5)
+                    })
+                    .collect();
+                let topic = OffsetForLeaderTopic::default()
+                    .with_topic(name(&t))
+                    .with_partitions(partitions);
+                if v >= 4 {
+                    topic.with_unknown_tagged_field(2, tag())
+                } else {
+                    topic
+                }
+            })
+            .collect();
+        OffsetForLeaderEpochRequest::default().with_topics(topics)
+    }
+
+    fn produce_topics(h: &RequestHeader, body: &[u8]) -> Result<TopicPartitions, WireError> {
+        ProduceView::parse(h, body).map(|p| p.topics)
+    }
+
+    /// Every parser with the versions its tests cover and a valid body for
+    /// each.
+    fn cases() -> Vec<(ApiKey, Parser, i16, Vec<u8>)> {
+        let mut out: Vec<(ApiKey, Parser, i16, Vec<u8>)> = Vec::new();
+        for v in [3, 5, 7, 8, 9, 10, 12] {
+            let body = encode(&produce_request(v, Some("tx"), -1), v);
+            out.push((ApiKey::Produce, produce_topics, v, body));
+        }
+        for v in [4, 5, 7, 9, 10, 11, 12] {
+            out.push((ApiKey::Fetch, fetch_topics, v, encode(&fetch_request(v), v)));
+        }
+        for v in [1, 2, 4, 5, 6, 8, 10] {
+            let body = encode(&list_offsets_request(v), v);
+            out.push((ApiKey::ListOffsets, list_offsets_topics, v, body));
+        }
+        for v in [2, 3, 4] {
+            let body = encode(&offset_for_leader_epoch_request(v), v);
+            out.push((
+                ApiKey::OffsetForLeaderEpoch,
+                offset_for_leader_epoch_topics,
+                v,
+                body,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn every_parser_reads_real_requests_at_every_tested_version() {
+        for (api, parse, v, body) in cases() {
+            let got = parse(&header(api, v), &body);
+            assert_eq!(got, Ok(expected()), "{api:?} v{v}");
+        }
+    }
+
+    #[test]
+    fn produce_view_reads_transactional_id_and_acks() {
+        for v in [3, 8, 9, 12] {
+            let body = encode(&produce_request(v, Some("tx-1"), -1), v);
+            let view = ProduceView::parse(&header(ApiKey::Produce, v), &body).unwrap();
+            assert_eq!(view.transactional_id.as_deref(), Some("tx-1"), "v{v}");
+            assert_eq!(view.acks, -1);
+            assert_eq!(view.topics, expected());
+            let body = encode(&produce_request(v, None, 0), v);
+            let view = ProduceView::parse(&header(ApiKey::Produce, v), &body).unwrap();
+            assert_eq!((view.transactional_id, view.acks), (None, 0), "v{v}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_is_an_error_and_so_is_a_trailing_byte() {
+        for (api, parse, v, body) in cases() {
+            let h = header(api, v);
+            for len in 0..body.len() {
+                assert!(parse(&h, &body[..len]).is_err(), "{api:?} v{v} len {len}");
+            }
+            let mut longer = body.clone();
+            longer.push(0);
+            let e = parse(&h, &longer).unwrap_err();
+            assert!(e.detail.contains("trailing"), "{api:?} v{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn wrong_api_or_version_is_refused() {
+        let body = encode(&produce_request(9, None, 1), 9);
+        assert!(ProduceView::parse(&header(ApiKey::Fetch, 9), &body).is_err());
+        for (api, parse, v) in [
+            (ApiKey::Produce, produce_topics as Parser, 2),
+            (ApiKey::Produce, produce_topics, 13),
+            (ApiKey::Fetch, fetch_topics, 3),
+            (ApiKey::Fetch, fetch_topics, 13),
+            (ApiKey::ListOffsets, list_offsets_topics, 0),
+            (ApiKey::ListOffsets, list_offsets_topics, 11),
+            (
+                ApiKey::OffsetForLeaderEpoch,
+                offset_for_leader_epoch_topics,
+                1,
+            ),
+            (
+                ApiKey::OffsetForLeaderEpoch,
+                offset_for_leader_epoch_topics,
+                5,
+            ),
+        ] {
+            let e = parse(&header(api, v), &[0; 64]).unwrap_err();
+            assert!(e.detail.contains("outside"), "{api:?} v{v}: {e}");
+        }
+    }
+
+    /// The fields before the topics array: `(api, parser, version, prefix)`.
+    fn prefixes() -> Vec<(ApiKey, Parser, i16, Vec<u8>)> {
+        vec![
+            // Null transactional id, acks, timeout.
+            (
+                ApiKey::Produce,
+                produce_topics,
+                3,
+                vec![0xff, 0xff, 0, 1, 0, 0, 0, 0],
+            ),
+            (
+                ApiKey::Produce,
+                produce_topics,
+                12,
+                vec![0, 0, 1, 0, 0, 0, 0],
+            ),
+            // replica_id .. isolation_level (17), session id/epoch (8).
+            (ApiKey::Fetch, fetch_topics, 4, vec![0; 17]),
+            (ApiKey::Fetch, fetch_topics, 11, vec![0; 25]),
+            (ApiKey::Fetch, fetch_topics, 12, vec![0; 25]),
+            // replica_id, isolation_level (v2+).
+            (ApiKey::ListOffsets, list_offsets_topics, 1, vec![0; 4]),
+            (ApiKey::ListOffsets, list_offsets_topics, 6, vec![0; 5]),
+            (ApiKey::ListOffsets, list_offsets_topics, 10, vec![0; 5]),
+            // replica_id (v3+).
+            (
+                ApiKey::OffsetForLeaderEpoch,
+                offset_for_leader_epoch_topics,
+                2,
+                vec![],
+            ),
+            (
+                ApiKey::OffsetForLeaderEpoch,
+                offset_for_leader_epoch_topics,
+                4,
+                vec![0; 4],
+            ),
+        ]
+    }
+
+    fn is_flexible(api: ApiKey, v: i16) -> bool {
+        api.request_header_version(v) >= 2
+    }
+
+    /// 2^31-1 as an int32 count, or as a compact count (varint 2^31).
+    fn bomb(flexible: bool) -> Vec<u8> {
+        if flexible {
+            vec![0x80, 0x80, 0x80, 0x80, 0x08]
+        } else {
+            vec![0x7f, 0xff, 0xff, 0xff]
+        }
+    }
+
+    /// One topic named "t": its count and its name.
+    fn one_topic(flexible: bool) -> Vec<u8> {
+        if flexible {
+            vec![2, 2, b't']
+        } else {
+            vec![0, 0, 0, 1, 0, 1, b't']
+        }
+    }
+
+    #[test]
+    fn topic_count_bombs_are_refused() {
+        for (api, parse, v, prefix) in prefixes() {
+            let mut body = prefix;
+            body.extend(bomb(is_flexible(api, v)));
+            body.extend([0; 64]);
+            let e = parse(&header(api, v), &body).unwrap_err();
+            assert!(e.detail.contains("array claims"), "{api:?} v{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn partition_count_bombs_are_refused() {
+        for (api, parse, v, prefix) in prefixes() {
+            let flexible = is_flexible(api, v);
+            let mut body = prefix;
+            body.extend(one_topic(flexible));
+            body.extend(bomb(flexible));
+            body.extend([0; 64]);
+            let e = parse(&header(api, v), &body).unwrap_err();
+            assert!(e.detail.contains("array claims"), "{api:?} v{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn null_topic_array_is_refused() {
+        for (api, parse, v, prefix) in prefixes() {
+            let mut body = prefix;
+            body.extend(if is_flexible(api, v) {
+                vec![0]
+            } else {
+                vec![0xff; 4]
+            });
+            body.extend([0; 8]);
+            let e = parse(&header(api, v), &body).unwrap_err();
+            assert!(e.detail.contains("null"), "{api:?} v{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn fetch_forgotten_topics_bomb_is_refused() {
+        for v in [7, 12] {
+            let flexible = v >= 12;
+            let mut body = vec![0; 25];
+            body.extend(if flexible { vec![1] } else { vec![0; 4] }); // no topics
+            body.extend(bomb(flexible));
+            body.extend([0; 64]);
+            let e = fetch_topics(&header(ApiKey::Fetch, v), &body).unwrap_err();
+            assert!(e.detail.contains("array claims"), "v{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn produce_record_length_bombs_are_refused() {
+        for v in [3, 12] {
+            let flexible = v >= 9;
+            let mut body = if flexible {
+                vec![0, 0, 1, 0, 0, 0, 0]
+            } else {
+                vec![0xff, 0xff, 0, 1, 0, 0, 0, 0]
+            };
+            body.extend(one_topic(flexible));
+            body.extend(if flexible { vec![2] } else { vec![0, 0, 0, 1] });
+            body.extend([0, 0, 0, 0]); // partition index
+            body.extend(bomb(flexible)); // records length
+            body.extend([0; 64]);
+            assert!(ProduceView::parse(&header(ApiKey::Produce, v), &body).is_err());
+        }
+        // A negative length other than -1 is malformed too.
+        let mut body = vec![0xff, 0xff, 0, 1, 0, 0, 0, 0];
+        body.extend(one_topic(false));
+        body.extend([0, 0, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xfe]);
+        assert!(ProduceView::parse(&header(ApiKey::Produce, 3), &body).is_err());
+    }
+
+    #[test]
+    fn garbage_inside_a_partition_entry_is_refused() {
+        // OffsetForLeaderEpoch v2: one topic "t", two partitions; a stray
+        // byte after the first partition misaligns everything behind it.
+        let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(name("t"))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default().with_partition(0),
+                    OffsetForLeaderPartition::default().with_partition(1),
+                ]),
+        ]);
+        let h = header(ApiKey::OffsetForLeaderEpoch, 2);
+        let mut body = encode(&req, 2);
+        assert!(offset_for_leader_epoch_topics(&h, &body).is_ok());
+        body.insert(4 + 3 + 4 + 12, 0);
+        assert!(offset_for_leader_epoch_topics(&h, &body).is_err());
+        // Flexible: a partition's tagged field claims more than is there.
+        let h = header(ApiKey::OffsetForLeaderEpoch, 4);
+        let mut body = encode(&req, 4);
+        let tags = 4 + 1 + 2 + 1 + 12; // first partition's tagged-field count
+        assert_eq!(body[tags], 0);
+        body[tags] = 1;
+        body.splice(tags + 1..tags + 1, [0, 100]);
+        assert!(offset_for_leader_epoch_topics(&h, &body).is_err());
     }
 }

@@ -1,0 +1,492 @@
+//! Moving a topic between clusters at runtime: prepare → fence → check →
+//! record → switch.
+//!
+//! The gates here are what make a fence airtight: a session admits a
+//! Produce (and counts it in flight) under the same lock a flip sets its
+//! fence under, so once a fence is up no new write reaches the old cluster,
+//! and the flip knows exactly which writes it must wait for.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::config::ClusterIdx;
+use crate::proxy::Proxy;
+use crate::routes::Route;
+use crate::state::{FlipRecord, RouteEntry, StateError, StitchPoint};
+use crate::upstream::UpstreamError;
+
+#[derive(Default)]
+struct GateState {
+    /// Fenced topics; a receiver's `changed()` ends when the fence drops.
+    fences: HashMap<String, watch::Receiver<()>>,
+    /// Produce requests forwarded and not yet answered, per topic.
+    inflight: HashMap<String, usize>,
+}
+
+/// Fences and in-flight Produce counts, per topic.
+#[derive(Default)]
+pub struct Gates {
+    state: Mutex<GateState>,
+}
+
+/// What a session may do with a Produce request now.
+pub enum Admission {
+    /// Send it; the guard counts it in flight until dropped.
+    Admitted(InflightGuard),
+    /// A topic in it is fenced: wait for the fence to drop, then ask again.
+    Held(watch::Receiver<()>),
+}
+
+/// Keeps a forwarded Produce counted in flight for its topics.
+pub struct InflightGuard {
+    gates: Arc<Gates>,
+    topics: Vec<String>,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let mut state = self.gates.lock();
+        for topic in &self.topics {
+            if let Some(n) = state.inflight.get_mut(topic) {
+                *n -= 1;
+                if *n == 0 {
+                    state.inflight.remove(topic);
+                }
+            }
+        }
+    }
+}
+
+/// Holds a topic fenced until dropped.
+pub struct FenceGuard {
+    gates: Arc<Gates>,
+    topic: String,
+    _release: watch::Sender<()>,
+}
+
+impl Drop for FenceGuard {
+    fn drop(&mut self) {
+        self.gates.lock().fences.remove(&self.topic);
+        // Dropping the sender wakes every held request.
+    }
+}
+
+impl Gates {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a Produce touching `topics`, or says which fence holds it.
+    pub fn admit<'a>(self: &Arc<Self>, topics: impl Iterator<Item = &'a str> + Clone) -> Admission {
+        let mut state = self.lock();
+        if let Some(fence) = topics.clone().find_map(|t| state.fences.get(t)) {
+            return Admission::Held(fence.clone());
+        }
+        let topics: Vec<String> = topics.map(str::to_owned).collect();
+        for topic in &topics {
+            *state.inflight.entry(topic.clone()).or_default() += 1;
+        }
+        Admission::Admitted(InflightGuard {
+            gates: self.clone(),
+            topics,
+        })
+    }
+
+    /// Fences `topic`; `None` when it is already fenced (a flip is running).
+    pub fn fence(self: &Arc<Self>, topic: &str) -> Option<FenceGuard> {
+        let mut state = self.lock();
+        if state.fences.contains_key(topic) {
+            return None;
+        }
+        let (tx, rx) = watch::channel(());
+        state.fences.insert(topic.to_owned(), rx);
+        Some(FenceGuard {
+            gates: self.clone(),
+            topic: topic.to_owned(),
+            _release: tx,
+        })
+    }
+
+    pub fn inflight(&self, topic: &str) -> usize {
+        self.lock().inflight.get(topic).copied().unwrap_or(0)
+    }
+}
+
+/// Which side of a topic's traffic a flip moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    #[default]
+    Both,
+    ProduceOnly,
+    FetchOnly,
+}
+
+/// How long one step of a flip took.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub ms: f64,
+}
+
+/// What a finished flip did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlipReport {
+    pub topic: String,
+    pub from: RouteEntry,
+    pub to: RouteEntry,
+    /// False when the topic already routed where the flip asked.
+    pub changed: bool,
+    pub steps: Vec<StepTiming>,
+    pub stitch: Vec<StitchPoint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlipError {
+    #[error("'{0}' is not a topic name; flip takes one exact topic name (letters, digits, '.', '_', '-')")]
+    BadTopic(String),
+    #[error("unknown cluster '{name}' (known: {known})")]
+    UnknownCluster { name: String, known: String },
+    #[error(
+        "moving only {0} of '{1}' would split its produce and fetch across clusters, which this \
+         version cannot route (a client's metadata names one leader per partition); flip both sides"
+    )]
+    OneSided(&'static str, String),
+    #[error("a flip of topic '{0}' is already running")]
+    AlreadyRunning(String),
+    #[error("topic '{topic}' does not exist on cluster '{cluster}'")]
+    TopicMissing { topic: String, cluster: String },
+    #[error(
+        "topic '{topic}' has {source_count} partitions on cluster '{source_cluster}' but \
+         {target_count} on cluster '{target_cluster}'; give both the same partition count"
+    )]
+    PartitionMismatch {
+        topic: String,
+        source_cluster: String,
+        source_count: usize,
+        target_cluster: String,
+        target_count: usize,
+    },
+    #[error(
+        "flip of '{topic}' aborted: {count} produce requests to cluster '{cluster}' still \
+         unanswered after {waited:?}; routes unchanged"
+    )]
+    InflightTimeout {
+        topic: String,
+        cluster: String,
+        count: usize,
+        waited: Duration,
+    },
+    #[error(
+        "flip of '{topic}' aborted: partition {partition} on cluster '{cluster}' grew from {before} \
+         to {after} while fenced, so something writes to it without going through the proxy; \
+         routes unchanged"
+    )]
+    WriterBehindProxy {
+        topic: String,
+        cluster: String,
+        partition: i32,
+        before: i64,
+        after: i64,
+    },
+    #[error("flip of '{topic}' aborted: {source}; routes unchanged")]
+    Upstream {
+        topic: String,
+        source: UpstreamError,
+    },
+    #[error("flip of '{topic}' aborted: {source}; routes unchanged")]
+    State { topic: String, source: StateError },
+}
+
+/// How long a flip waits for Produce requests already sent to the old
+/// cluster to be answered.
+const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
+/// How long the old log must stay still, after the fence, to show that
+/// nobody writes to it behind the proxy's back.
+const STILLNESS_WINDOW: Duration = Duration::from_millis(500);
+
+/// Topics with a flip running.
+#[derive(Default)]
+pub struct Running(Mutex<HashSet<String>>);
+
+struct RunningGuard<'a>(&'a Running, String);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
+impl Running {
+    fn start(&self, topic: &str) -> Option<RunningGuard<'_>> {
+        let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .insert(topic.to_owned())
+            .then(|| RunningGuard(self, topic.to_owned()))
+    }
+}
+
+fn valid_topic_name(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Resolves a cluster name for a flip.
+pub fn cluster_named(proxy: &Proxy, name: &str) -> Result<ClusterIdx, FlipError> {
+    proxy
+        .cluster_by_name(name)
+        .ok_or_else(|| FlipError::UnknownCluster {
+            name: name.to_owned(),
+            known: proxy
+                .clusters
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Runs one flip to completion, or aborts it leaving routes as they were.
+pub async fn flip(
+    proxy: &Arc<Proxy>,
+    topic: &str,
+    to: ClusterIdx,
+    side: Side,
+) -> Result<FlipReport, FlipError> {
+    if !valid_topic_name(topic) {
+        return Err(FlipError::BadTopic(topic.to_owned()));
+    }
+    let _running = proxy
+        .flips
+        .start(topic)
+        .ok_or_else(|| FlipError::AlreadyRunning(topic.to_owned()))?;
+    let upstream = |source| FlipError::Upstream {
+        topic: topic.to_owned(),
+        source,
+    };
+    let from = proxy.routes().route(topic);
+    let target = match side {
+        Side::Both => Route {
+            produce: to,
+            fetch: to,
+        },
+        Side::ProduceOnly => Route {
+            produce: to,
+            ..from
+        },
+        Side::FetchOnly => Route { fetch: to, ..from },
+    };
+    if target.produce != target.fetch {
+        let side = if side == Side::ProduceOnly {
+            "produce"
+        } else {
+            "fetch"
+        };
+        return Err(FlipError::OneSided(side, topic.to_owned()));
+    }
+    let mut report = FlipReport {
+        topic: topic.to_owned(),
+        from: proxy.route_entry(from),
+        to: proxy.route_entry(target),
+        changed: from != target,
+        steps: Vec::new(),
+        stitch: Vec::new(),
+    };
+    if !report.changed {
+        return Ok(report);
+    }
+    let moves_produce = from.produce != target.produce;
+    let mut clock = Instant::now();
+    let mut step = |report: &mut FlipReport, name: &str| {
+        let now = Instant::now();
+        report.steps.push(StepTiming {
+            step: name.to_owned(),
+            ms: (now - clock).as_secs_f64() * 1000.0,
+        });
+        clock = now;
+    };
+
+    // 0. prepare: the topic exists on the target with the same partitions.
+    let source = if moves_produce {
+        from.produce
+    } else {
+        from.fetch
+    };
+    let (source_cluster, target_cluster) = (proxy.cluster(source), proxy.cluster(to));
+    let source_count = source_cluster
+        .partition_count(topic)
+        .await
+        .map_err(upstream)?
+        .ok_or_else(|| FlipError::TopicMissing {
+            topic: topic.to_owned(),
+            cluster: source_cluster.name().to_owned(),
+        })?;
+    let target_count = match target_cluster
+        .partition_count(topic)
+        .await
+        .map_err(upstream)?
+    {
+        Some(n) => n,
+        None => {
+            target_cluster
+                .create_topic(topic, source_count)
+                .await
+                .map_err(upstream)?;
+            tracing::info!(
+                topic,
+                cluster = target_cluster.name(),
+                partitions = source_count,
+                "created topic for flip"
+            );
+            source_count
+        }
+    };
+    if target_count != source_count {
+        return Err(FlipError::PartitionMismatch {
+            topic: topic.to_owned(),
+            source_cluster: source_cluster.name().to_owned(),
+            source_count,
+            target_cluster: target_cluster.name().to_owned(),
+            target_count,
+        });
+    }
+    step(&mut report, "prepare");
+
+    // 1. fence: no new Produce for the topic; wait for those under way.
+    let fence = if moves_produce {
+        let fence = proxy
+            .gates
+            .fence(topic)
+            .ok_or_else(|| FlipError::AlreadyRunning(topic.to_owned()))?;
+        let started = Instant::now();
+        loop {
+            let count = proxy.gates.inflight(topic);
+            if count == 0 {
+                break;
+            }
+            if started.elapsed() > INFLIGHT_WAIT {
+                return Err(FlipError::InflightTimeout {
+                    topic: topic.to_owned(),
+                    cluster: source_cluster.name().to_owned(),
+                    count,
+                    waited: INFLIGHT_WAIT,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        step(&mut report, "fence");
+        Some(fence)
+    } else {
+        None
+    };
+
+    // 2. check: the old log stands still while fenced.
+    if moves_produce {
+        let before = source_cluster.log_ends(topic).await.map_err(upstream)?;
+        tokio::time::sleep(STILLNESS_WINDOW).await;
+        let after = source_cluster.log_ends(topic).await.map_err(upstream)?;
+        if let Some((partition, b, a)) = moved(&before, &after) {
+            return Err(FlipError::WriterBehindProxy {
+                topic: topic.to_owned(),
+                cluster: source_cluster.name().to_owned(),
+                partition,
+                before: b,
+                after: a,
+            });
+        }
+        let ends_new = target_cluster.log_ends(topic).await.map_err(upstream)?;
+        report.stitch = after
+            .iter()
+            .map(|(p, l_old)| StitchPoint {
+                partition: *p,
+                l_old: *l_old,
+                l_new: ends_new.get(p).copied().unwrap_or(0),
+            })
+            .collect();
+        step(&mut report, "check");
+    }
+
+    // 3. record, durably, before anything switches.
+    let mut state = proxy.state.lock().await;
+    let mut next = state.clone();
+    next.routes.insert(topic.to_owned(), report.to.clone());
+    next.flips.push(FlipRecord {
+        topic: topic.to_owned(),
+        from: report.from.clone(),
+        to: report.to.clone(),
+        at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        stitch: report.stitch.clone(),
+    });
+    next.save(&proxy.config.proxy.state_file)
+        .map_err(|source| FlipError::State {
+            topic: topic.to_owned(),
+            source,
+        })?;
+    *state = next;
+    step(&mut report, "record");
+
+    // 4. switch, then let held requests go (they now route to the target).
+    proxy.set_routes(proxy.routes().with_runtime_route(topic, target));
+    drop(state);
+    drop(fence);
+    step(&mut report, "switch");
+    tracing::info!(topic, from = ?report.from, to = ?report.to, "flip done");
+    Ok(report)
+}
+
+/// The first partition whose log end differs between two readings.
+fn moved(before: &BTreeMap<i32, i64>, after: &BTreeMap<i32, i64>) -> Option<(i32, i64, i64)> {
+    after.iter().find_map(|(p, a)| match before.get(p) {
+        Some(b) if b == a => None,
+        b => Some((*p, b.copied().unwrap_or(-1), *a)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fence_holds_new_produce_and_counts_earlier_ones() {
+        let gates = Arc::new(Gates::default());
+        let Admission::Admitted(early) = gates.admit(["t"].into_iter()) else {
+            panic!("nothing fenced yet")
+        };
+        let fence = gates.fence("t").expect("first fence");
+        assert!(gates.fence("t").is_none(), "one flip per topic at a time");
+        assert_eq!(gates.inflight("t"), 1, "the earlier produce is waited for");
+        let Admission::Held(mut held) = gates.admit(["other", "t"].into_iter()) else {
+            panic!("a fenced topic holds the request")
+        };
+        assert!(matches!(
+            gates.admit(["other"].into_iter()),
+            Admission::Admitted(_)
+        ));
+        drop(early);
+        assert_eq!(gates.inflight("t"), 0);
+        drop(fence);
+        assert!(
+            held.changed().await.is_err(),
+            "dropping the fence releases held requests"
+        );
+        assert!(matches!(
+            gates.admit(["t"].into_iter()),
+            Admission::Admitted(_)
+        ));
+    }
+}

@@ -1,0 +1,138 @@
+//! The state file: runtime routes and the record of every flip, written
+//! before a flip is acknowledged so that a restarted proxy comes back with
+//! them and a config change never silently undoes them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a topic's traffic goes, by cluster name (as the config names them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteEntry {
+    pub produce: String,
+    pub fetch: String,
+}
+
+/// One partition's offsets at the moment Produce moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StitchPoint {
+    pub partition: i32,
+    /// End of the log on the cluster Produce left.
+    pub l_old: i64,
+    /// End of the log on the cluster Produce moved to.
+    pub l_new: i64,
+}
+
+/// One completed flip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlipRecord {
+    pub topic: String,
+    pub from: RouteEntry,
+    pub to: RouteEntry,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Empty when Produce did not move.
+    pub stitch: Vec<StitchPoint>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Runtime routes by exact topic name; they override config rules.
+    pub routes: BTreeMap<String, RouteEntry>,
+    pub flips: Vec<FlipRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "state file {path} is not valid: {message}; fix or move it aside (it holds runtime routes)"
+    )]
+    Parse { path: String, message: String },
+    #[error("cannot write state file {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl State {
+    /// Reads the state file; a missing file is an empty state.
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_str(&text).map_err(|e| StateError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the state durably: a temporary file beside it, fsync, rename
+    /// over the old one, fsync the directory.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let err = |source| StateError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let tmp = dir.join(format!(
+            ".{}.tmp",
+            path.file_name()
+                .map_or("state".into(), |n| n.to_string_lossy())
+        ));
+        let mut file = std::fs::File::create(&tmp).map_err(err)?;
+        file.write_all(&text).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(err)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_missing_is_empty() {
+        let dir = std::env::temp_dir().join(format!("sy-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        assert_eq!(State::load(&path).unwrap(), State::default());
+        let mut state = State::default();
+        state.routes.insert(
+            "orders".into(),
+            RouteEntry {
+                produce: "new".into(),
+                fetch: "old".into(),
+            },
+        );
+        state.save(&path).unwrap();
+        assert_eq!(State::load(&path).unwrap(), state);
+        std::fs::write(&path, "{not json").unwrap();
+        let e = State::load(&path).unwrap_err().to_string();
+        assert!(e.contains("is not valid"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,293 @@
+//! Error answers to partitioned requests, built by the proxy itself so that
+//! it can refuse a request without forwarding it.
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::codec::{response_frame, CodecError};
+use super::requests::TopicPartitions;
+
+/// A whole response frame for `api` (Produce, Fetch, ListOffsets or
+/// OffsetForLeaderEpoch) at `version`, carrying `error_code` for every
+/// partition in `topics`, so the proxy can refuse a request without
+/// forwarding it.
+///
+/// Produce and Fetch past v12 name topics by id, which `topics` cannot
+/// carry, so those versions are refused like any version the API lacks.
+pub fn partition_error_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    topics: &TopicPartitions,
+    error_code: i16,
+) -> Result<Bytes, CodecError> {
+    let refuse = |message: &str| CodecError::Encode {
+        api,
+        version,
+        message: message.to_owned(),
+    };
+    let name = |topic: &str| TopicName(StrBytes::from_string(topic.to_owned()));
+    if matches!(api, ApiKey::Produce | ApiKey::Fetch) && version > 12 {
+        return Err(refuse("topic ids (v13+) are not supported"));
+    }
+    match api {
+        ApiKey::Produce => {
+            let responses = per_partition(
+                topics,
+                |topic, partitions| {
+                    TopicProduceResponse::default()
+                        .with_name(name(topic))
+                        .with_partition_responses(partitions)
+                },
+                |p| {
+                    PartitionProduceResponse::default()
+                        .with_index(p)
+                        .with_error_code(error_code)
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                },
+            );
+            let body = ProduceResponse::default().with_responses(responses);
+            response_frame(api, version, correlation_id, &body)
+        }
+        ApiKey::Fetch => {
+            let responses = per_partition(
+                topics,
+                |topic, partitions| {
+                    FetchableTopicResponse::default()
+                        .with_topic(name(topic))
+                        .with_partitions(partitions)
+                },
+                |p| {
+                    PartitionData::default()
+                        .with_partition_index(p)
+                        .with_error_code(error_code)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_preferred_read_replica(BrokerId(-1))
+                        .with_records(None)
+                },
+            );
+            let body = FetchResponse::default()
+                .with_error_code(0)
+                .with_session_id(0)
+                .with_responses(responses);
+            response_frame(api, version, correlation_id, &body)
+        }
+        ApiKey::ListOffsets => {
+            let responses = per_partition(
+                topics,
+                |topic, partitions| {
+                    ListOffsetsTopicResponse::default()
+                        .with_name(name(topic))
+                        .with_partitions(partitions)
+                },
+                |p| {
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p)
+                        .with_error_code(error_code)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1)
+                },
+            );
+            let body = ListOffsetsResponse::default().with_topics(responses);
+            response_frame(api, version, correlation_id, &body)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let responses = per_partition(
+                topics,
+                |topic, partitions| {
+                    OffsetForLeaderTopicResult::default()
+                        .with_topic(name(topic))
+                        .with_partitions(partitions)
+                },
+                |p| {
+                    EpochEndOffset::default()
+                        .with_partition(p)
+                        .with_error_code(error_code)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1)
+                },
+            );
+            let body = OffsetForLeaderEpochResponse::default().with_topics(responses);
+            response_frame(api, version, correlation_id, &body)
+        }
+        _ => Err(refuse("not a partitioned API")),
+    }
+}
+
+/// One response entry per topic, each holding one entry per partition, in
+/// request order.
+fn per_partition<T, P>(
+    topics: &TopicPartitions,
+    topic: impl Fn(&str, Vec<P>) -> T,
+    partition: impl Fn(i32) -> P,
+) -> Vec<T> {
+    topics
+        .0
+        .iter()
+        .map(|(name, partitions)| topic(name, partitions.iter().map(|&p| partition(p)).collect()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::codec::decode_response;
+    use crate::wire::frame::Frame;
+
+    const NOT_LEADER: i16 = 6;
+
+    fn topics() -> TopicPartitions {
+        TopicPartitions(vec![
+            ("orders".to_owned(), vec![0, 2, 1]),
+            ("audit".to_owned(), vec![]),
+            ("orders".to_owned(), vec![9]),
+        ])
+    }
+
+    /// The error frame for `topics()`, checked for size and correlation id.
+    fn frame(api: ApiKey, version: i16, correlation_id: i32) -> Frame {
+        let bytes = partition_error_response(api, version, correlation_id, &topics(), NOT_LEADER)
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+        let frame = Frame(bytes);
+        assert_eq!(frame.response_correlation_id(), Some(correlation_id));
+        assert_eq!(frame.body().len() + Frame::PREFIX, frame.0.len());
+        frame
+    }
+
+    /// The topics and partitions a decoded response answers, in order.
+    fn names_of<'a>(names: impl Iterator<Item = (&'a TopicName, Vec<i32>)>) -> TopicPartitions {
+        TopicPartitions(names.map(|(n, ps)| (n.0.to_string(), ps)).collect())
+    }
+
+    #[test]
+    fn produce_errors_every_partition() {
+        for v in [3, 5, 8, 9, 10, 12] {
+            let resp: ProduceResponse = decode_response(
+                ApiKey::Produce,
+                v,
+                &frame(ApiKey::Produce, v, 70 + i32::from(v)),
+            )
+            .unwrap();
+            for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
+                assert_eq!(p.error_code, NOT_LEADER, "v{v}");
+                assert_eq!((p.base_offset, p.log_append_time_ms), (-1, -1));
+                assert_eq!(p.log_start_offset, -1);
+            }
+            let got = names_of(resp.responses.iter().map(|t| {
+                (
+                    &t.name,
+                    t.partition_responses.iter().map(|p| p.index).collect(),
+                )
+            }));
+            assert_eq!(got, topics(), "v{v}");
+        }
+    }
+
+    #[test]
+    fn fetch_errors_every_partition() {
+        for v in [4, 5, 7, 11, 12] {
+            let resp: FetchResponse =
+                decode_response(ApiKey::Fetch, v, &frame(ApiKey::Fetch, v, -5)).unwrap();
+            assert_eq!((resp.error_code, resp.session_id), (0, 0));
+            for p in resp.responses.iter().flat_map(|t| &t.partitions) {
+                assert_eq!(p.error_code, NOT_LEADER, "v{v}");
+                assert_eq!((p.high_watermark, p.last_stable_offset), (-1, -1));
+                assert_eq!(p.records, None);
+                if v >= 5 {
+                    assert_eq!(p.log_start_offset, -1);
+                }
+                if v >= 11 {
+                    assert_eq!(p.preferred_read_replica, BrokerId(-1));
+                }
+            }
+            let got = names_of(resp.responses.iter().map(|t| {
+                (
+                    &t.topic,
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            }));
+            assert_eq!(got, topics(), "v{v}");
+        }
+    }
+
+    #[test]
+    fn list_offsets_errors_every_partition() {
+        for v in [1, 2, 4, 6, 10] {
+            let resp: ListOffsetsResponse =
+                decode_response(ApiKey::ListOffsets, v, &frame(ApiKey::ListOffsets, v, 1)).unwrap();
+            for p in resp.topics.iter().flat_map(|t| &t.partitions) {
+                assert_eq!(p.error_code, NOT_LEADER, "v{v}");
+                assert_eq!((p.timestamp, p.offset, p.leader_epoch), (-1, -1, -1));
+            }
+            let got = names_of(resp.topics.iter().map(|t| {
+                (
+                    &t.name,
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            }));
+            assert_eq!(got, topics(), "v{v}");
+        }
+    }
+
+    #[test]
+    fn offset_for_leader_epoch_errors_every_partition() {
+        for v in [2, 3, 4] {
+            let api = ApiKey::OffsetForLeaderEpoch;
+            let resp: OffsetForLeaderEpochResponse =
+                decode_response(api, v, &frame(api, v, i32::MAX)).unwrap();
+            for p in resp.topics.iter().flat_map(|t| &t.partitions) {
+                assert_eq!(p.error_code, NOT_LEADER, "v{v}");
+                assert_eq!((p.leader_epoch, p.end_offset), (-1, -1));
+            }
+            let got = names_of(
+                resp.topics
+                    .iter()
+                    .map(|t| (&t.topic, t.partitions.iter().map(|p| p.partition).collect())),
+            );
+            assert_eq!(got, topics(), "v{v}");
+        }
+    }
+
+    #[test]
+    fn other_apis_and_versions_are_refused() {
+        let e = partition_error_response(ApiKey::Metadata, 12, 1, &topics(), 6).unwrap_err();
+        assert!(e.to_string().contains("not a partitioned API"), "{e}");
+        for (api, v) in [
+            (ApiKey::Produce, 13),
+            (ApiKey::Fetch, 13),
+            (ApiKey::Produce, 2),
+            (ApiKey::Fetch, 3),
+            (ApiKey::ListOffsets, 0),
+            (ApiKey::OffsetForLeaderEpoch, 1),
+        ] {
+            let r = partition_error_response(api, v, 1, &topics(), 6);
+            assert!(matches!(r, Err(CodecError::Encode { .. })), "{api:?} v{v}");
+        }
+    }
+
+    #[test]
+    fn empty_request_gets_empty_answer() {
+        let bytes =
+            partition_error_response(ApiKey::Fetch, 12, 3, &TopicPartitions::default(), 6).unwrap();
+        let resp: FetchResponse = decode_response(ApiKey::Fetch, 12, &Frame(bytes)).unwrap();
+        assert!(resp.responses.is_empty());
+    }
+}
