@@ -351,7 +351,13 @@ pub async fn flip(
                 partitions = source_count,
                 "created topic for flip"
             );
-            source_count
+            // Read it back: confirms it, and puts its partitions in the view
+            // before any held request is routed there.
+            target_cluster
+                .partition_count(topic)
+                .await
+                .map_err(upstream)?
+                .unwrap_or(0)
         }
     };
     if target_count != source_count {

@@ -181,3 +181,57 @@ pub fn kafka_python_consume(bootstrap: &str, topic: &str, count: usize) -> Vec<C
         })
         .collect()
 }
+
+/// Produces records `start..start+count` with kafka-python; returns
+/// (index, partition, offset) of every acknowledged record.
+pub fn kafka_python_produce(
+    bootstrap: &str,
+    topic: &str,
+    start: u64,
+    count: u64,
+) -> Vec<(u64, i32, i64)> {
+    let out = python(
+        "kp_produce.py",
+        &[
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--start",
+            &start.to_string(),
+            "--count",
+            &count.to_string(),
+        ],
+    );
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Every record of `topic` that one cluster holds, read from the cluster
+/// itself (not through the proxy).
+pub fn cluster_records(cluster: &str, topic: &str, partitions: i32) -> Vec<Consumed> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = client_config(cluster, &[("group.id", "record-count")])
+        .create()
+        .expect("consumer");
+    let total: i64 = (0..partitions)
+        .map(|p| {
+            let (low, high) = probe
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap_or((0, 0));
+            high - low
+        })
+        .sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    kafka_python_consume(cluster, topic, total as usize)
+}

@@ -387,6 +387,35 @@ impl Proxy {
         tail(&self.log)
     }
 
+    /// Runs the `switchyard` CLI against this proxy's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .arg("-c")
+            .arg(&self.config_path)
+            .output()
+            .expect("run switchyard CLI")
+    }
+
+    /// Sends one raw line to the admin socket and returns the JSON answer.
+    pub fn admin(&self, line: &str) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.scratch.path("admin.sock"))
+            .expect("admin socket");
+        s.write_all(line.as_bytes()).unwrap();
+        s.write_all(b"\n").unwrap();
+        let mut answer = String::new();
+        std::io::BufReader::new(s)
+            .read_line(&mut answer)
+            .expect("admin answer");
+        serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("admin answer {answer:?} is not JSON: {e}"))
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.scratch.path("state.json")
+    }
+
     /// Stops the proxy (SIGKILL) and starts it again with the same config.
     pub fn restart(&mut self) {
         let _ = self.child.kill();

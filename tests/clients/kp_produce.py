@@ -1,0 +1,54 @@
+"""Produces records start..start+count with kafka-python (acks=all), keys the
+decimal index and values the 1 KiB the consumer side checks, and prints one
+line per acknowledged record: `index partition offset`. Any failed delivery
+is printed to stderr and fails the run."""
+
+import argparse
+import sys
+import time
+
+from kafka import KafkaProducer
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--pause-every", type=int, default=10)
+    ap.add_argument("--pause-ms", type=float, default=20)
+    args = ap.parse_args()
+
+    producer = KafkaProducer(
+        bootstrap_servers=args.bootstrap,
+        acks="all",
+        # Producer ids are per cluster: an idempotent producer needs the
+        # proxy's per-cluster producer ids to cross a flip.
+        enable_idempotence=False,
+        retries=2**31 - 1,
+        max_in_flight_requests_per_connection=1,
+        delivery_timeout_ms=120000,
+        linger_ms=5,
+    )
+    futures = []
+    for i in range(args.start, args.start + args.count):
+        value = (b"%08d" % i) * 128
+        futures.append((i, producer.send(args.topic, key=str(i).encode(), value=value)))
+        if args.pause_every and i % args.pause_every == 0:
+            time.sleep(args.pause_ms / 1000)
+    producer.flush()
+    failed = 0
+    for i, f in futures:
+        try:
+            md = f.get(timeout=120)
+            print("%d %d %d" % (i, md.partition, md.offset))
+        except Exception as e:  # every failure is reported, none is swallowed
+            failed += 1
+            print("record %d failed: %r" % (i, e), file=sys.stderr)
+    producer.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

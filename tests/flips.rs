@@ -1,0 +1,349 @@
+//! Per-topic routes and runtime flips, against two real clusters: records
+//! land where the route says, a flip under load loses and duplicates
+//! nothing, flips survive a restart, a writer behind the proxy's back aborts
+//! a flip, and bad admin requests change nothing.
+
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::clients::{
+    cluster_records, create_topic, kafka_python_consume, kafka_python_produce, produce_range,
+    producer, Consumed,
+};
+use harness::{Broker, Proxy, ProxySetup};
+use rdkafka::producer::Producer;
+use serde_json::Value;
+
+fn routes(proxy: &Proxy) -> Value {
+    let out = proxy.cli(&["routes", "--json"]);
+    assert!(
+        out.status.success(),
+        "routes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("routes --json prints JSON");
+    answer["result"].clone()
+}
+
+fn runtime_routes(proxy: &Proxy) -> Vec<(String, String, String)> {
+    routes(proxy)["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "runtime")
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (s("pattern"), s("produce"), s("fetch"))
+        })
+        .collect()
+}
+
+fn flip(proxy: &Proxy, topic: &str, to: &str) -> String {
+    let out = proxy.cli(&["flip", topic, "--to", to]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "flip {topic} --to {to} failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn indices(records: &[Consumed]) -> BTreeSet<u64> {
+    records.iter().map(|r| r.index).collect()
+}
+
+#[test]
+fn each_topic_lands_in_the_cluster_its_route_names() {
+    let old = Broker::start("rt-old");
+    let new = Broker::start("rt-new");
+    let mut setup = ProxySetup::two(&old, &new);
+    setup.extra = "[[routes.topic]]\npattern = \"b*\"\nproduce = \"new\"\nfetch = \"new\"\n".into();
+    let proxy = Proxy::start(setup);
+    create_topic(&proxy.bootstrap(), "a", 2);
+    create_topic(&new.addr(), "b1", 2);
+
+    let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
+    produce_range(&p, "a", 0..500, |_| {});
+    produce_range(&p, "b1", 500..1000, |_| {});
+    assert!(p.context().failed.lock().unwrap().is_empty());
+
+    assert_eq!(
+        indices(&cluster_records(&old.addr(), "a", 2)),
+        (0..500).collect()
+    );
+    assert_eq!(
+        indices(&cluster_records(&new.addr(), "b1", 2)),
+        (500..1000).collect()
+    );
+    assert!(
+        cluster_records(&new.addr(), "a", 2).is_empty(),
+        "nothing of 'a' on new"
+    );
+    assert!(
+        cluster_records(&old.addr(), "b1", 2).is_empty(),
+        "nothing of 'b1' on old"
+    );
+    let through_proxy = kafka_python_consume(&proxy.bootstrap(), "b1", 500);
+    assert_eq!(indices(&through_proxy), (500..1000).collect());
+}
+
+#[test]
+fn flip_under_load_loses_nothing_and_duplicates_nothing() {
+    const RD: u64 = 6_000;
+    const PY_START: u64 = 1_000_000;
+    const PY: u64 = 3_000;
+    let old = Broker::start("fl-old");
+    let new = Broker::start("fl-new");
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    create_topic(&proxy.bootstrap(), "moving", 3);
+
+    let bootstrap = proxy.bootstrap();
+    let librdkafka = std::thread::spawn(move || {
+        // Without idempotence, one request in flight keeps order on retry.
+        let p = producer(
+            &bootstrap,
+            &[
+                ("acks", "all"),
+                ("enable.idempotence", "false"),
+                ("max.in.flight.requests.per.connection", "1"),
+                ("linger.ms", "2"),
+                ("message.timeout.ms", "120000"),
+            ],
+        );
+        produce_range(&p, "moving", 0..RD, |i| {
+            // About 6 s of traffic, so both flips happen mid-stream.
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let reports = p.context();
+        let delivered = reports.delivered.lock().unwrap().clone();
+        let failed = reports.failed.lock().unwrap().clone();
+        (delivered, failed)
+    });
+    let bootstrap = proxy.bootstrap();
+    let kafka_python =
+        std::thread::spawn(move || kafka_python_produce(&bootstrap, "moving", PY_START, PY));
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = flip(&proxy, "moving", "new");
+    assert!(
+        out.starts_with("flipped 'moving': produce old -> new, fetch old -> new in "),
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    flip(&proxy, "moving", "old");
+
+    let (delivered, failed) = librdkafka.join().expect("librdkafka producer");
+    let python_acks = kafka_python.join().expect("kafka-python producer");
+    assert_eq!(failed, vec![], "no delivery error reached the application");
+    assert_eq!(delivered.len() as u64, RD);
+    assert_eq!(python_acks.len() as u64, PY);
+
+    let on_old = cluster_records(&old.addr(), "moving", 3);
+    let on_new = cluster_records(&new.addr(), "moving", 3);
+    assert!(!on_new.is_empty(), "the flip moved traffic to 'new'");
+    let first_on_new = on_new
+        .iter()
+        .filter(|r| r.index < PY_START)
+        .map(|r| r.index)
+        .min();
+    let last_on_old = on_old
+        .iter()
+        .filter(|r| r.index < PY_START)
+        .map(|r| r.index)
+        .max();
+    assert!(
+        first_on_new < last_on_old,
+        "the flip back to 'old' happened under load too ({first_on_new:?} went to new, {last_on_old:?} to old)"
+    );
+    let mut copies: BTreeMap<u64, usize> = BTreeMap::new();
+    for r in on_old.iter().chain(&on_new) {
+        assert!(r.value_ok, "record {} intact", r.index);
+        *copies.entry(r.index).or_default() += 1;
+    }
+    let acked: BTreeSet<u64> = delivered
+        .iter()
+        .map(|d| d.index)
+        .chain(python_acks.iter().map(|a| a.0))
+        .collect();
+    assert_eq!(acked.len() as u64, RD + PY);
+    assert_eq!(
+        copies.keys().copied().collect::<BTreeSet<_>>(),
+        acked,
+        "every acknowledged record is stored"
+    );
+    let duplicated: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "records stored twice: {duplicated:?}"
+    );
+
+    // Order: within each cluster's partition, each producer's records keep
+    // the order they were produced in.
+    for (cluster, records) in [("old", &on_old), ("new", &on_new)] {
+        let mut last: BTreeMap<(i32, bool), (i64, u64)> = BTreeMap::new();
+        let mut sorted = records.to_vec();
+        sorted.sort_by_key(|r| (r.partition, r.offset));
+        for r in sorted {
+            let key = (r.partition, r.index >= PY_START);
+            if let Some((offset, index)) = last.insert(key, (r.offset, r.index)) {
+                assert!(
+                    r.index > index,
+                    "{cluster} partition {}: record {} at offset {} follows record {index} at offset {offset}",
+                    r.partition,
+                    r.index,
+                    r.offset
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn restarted_proxy_keeps_runtime_routes() {
+    let old = Broker::start("rs-old");
+    let new = Broker::start("rs-new");
+    let mut proxy = Proxy::start(ProxySetup::two(&old, &new));
+    create_topic(&proxy.bootstrap(), "kept", 2);
+    flip(&proxy, "kept", "new");
+    proxy.restart();
+
+    assert_eq!(
+        runtime_routes(&proxy),
+        vec![("kept".to_owned(), "new".to_owned(), "new".to_owned())]
+    );
+    let text = proxy.cli(&["routes"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("kept"));
+    let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
+    produce_range(&p, "kept", 0..200, |_| {});
+    assert!(p.context().failed.lock().unwrap().is_empty());
+    assert_eq!(
+        indices(&cluster_records(&new.addr(), "kept", 2)),
+        (0..200).collect()
+    );
+    assert!(cluster_records(&old.addr(), "kept", 2).is_empty());
+}
+
+#[test]
+fn flip_aborts_when_something_writes_to_the_old_cluster_directly() {
+    let old = Broker::start("wb-old");
+    let new = Broker::start("wb-new");
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    create_topic(&proxy.bootstrap(), "contested", 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, addr) = (stop.clone(), old.addr());
+        std::thread::spawn(move || {
+            let p = producer(&addr, &[("acks", "1"), ("linger.ms", "0")]);
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                produce_range(&p, "contested", i..i + 1, |_| {});
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            i
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let out = proxy.cli(&["flip", "contested", "--to", "new"]);
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written > 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an aborted flip exits 1: {stderr}"
+    );
+    assert!(
+        stderr.contains("flip of 'contested' aborted: partition 0 on cluster 'old' grew from"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("without going through the proxy"),
+        "{stderr}"
+    );
+    assert!(runtime_routes(&proxy).is_empty(), "routes unchanged");
+    assert!(!proxy.state_file().exists(), "nothing recorded");
+}
+
+#[test]
+fn bad_admin_requests_get_clear_errors_and_change_nothing() {
+    let old = Broker::start("ad-old");
+    let new = Broker::start("ad-new");
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    create_topic(&proxy.bootstrap(), "steady", 1);
+
+    let cases = [
+        ("not json", "malformed request"),
+        (r#"{"cmd":"explode"}"#, "malformed request"),
+        (
+            r#"{"cmd":"flip","topic":"steady","to":"new","extra":1}"#,
+            "malformed request",
+        ),
+        (
+            r#"{"cmd":"flip","topic":"steady","to":"mars"}"#,
+            "unknown cluster 'mars' (known: new, old)",
+        ),
+        (
+            r#"{"cmd":"flip","topic":"steady.*","to":"new"}"#,
+            "'steady.*' is not a topic name",
+        ),
+        (
+            r#"{"cmd":"flip","topic":"ghost","to":"new"}"#,
+            "topic 'ghost' does not exist on cluster 'old'",
+        ),
+        (
+            r#"{"cmd":"flip","topic":"steady","to":"new","side":"produce-only"}"#,
+            "moving only produce of 'steady' would split",
+        ),
+    ];
+    for (line, expected) in cases {
+        let answer = proxy.admin(line);
+        assert_eq!(answer["ok"], false, "{line}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{line}: {error}");
+        assert!(runtime_routes(&proxy).is_empty(), "{line} changed routes");
+    }
+    assert!(!proxy.state_file().exists());
+
+    // The CLI says the same, with exit code 1 for a refusal.
+    let out = proxy.cli(&["flip", "steady", "--to", "mars"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown cluster 'mars'"));
+
+    // A second flip of a topic while one runs is refused; the first one
+    // completes. The first holds the topic for at least its stillness check
+    // (half a second), so a second sent 100 ms later meets it.
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(|| proxy.admin(r#"{"cmd":"flip","topic":"steady","to":"new"}"#));
+        std::thread::sleep(Duration::from_millis(100));
+        let second = proxy.admin(r#"{"cmd":"flip","topic":"steady","to":"new"}"#);
+        (first.join().unwrap(), second)
+    });
+    assert_eq!(second["ok"], false);
+    assert_eq!(
+        second["error"],
+        "a flip of topic 'steady' is already running"
+    );
+    assert_eq!(first["ok"], true, "{first}");
+    let report = first;
+    let steps: Vec<&str> = report["result"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["prepare", "fence", "check", "record", "switch"]);
+    assert_eq!(
+        runtime_routes(&proxy),
+        vec![("steady".to_owned(), "new".to_owned(), "new".to_owned())]
+    );
+}
