@@ -55,6 +55,21 @@ impl Topology {
     }
 }
 
+/// The topic id clients see: derived from the proxy's cluster id and the
+/// topic name, so it stays the same across flips (each upstream cluster has
+/// its own real id for the topic), restarts and upgrades. FNV-1a (128 bit),
+/// shaped as a version-8 (custom) UUID.
+pub fn virtual_topic_id(cluster_id: &str, topic: &str) -> uuid::Uuid {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013b;
+    let mut hash = OFFSET;
+    for byte in cluster_id.bytes().chain([0]).chain(topic.bytes()) {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    uuid::Builder::from_custom_bytes(hash.to_be_bytes()).into_uuid()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +88,20 @@ mod tests {
         let new = t.to_virtual(ClusterIdx(1), UpstreamNodeId(111));
         assert_eq!((old, new), (VirtualNodeId(111), VirtualNodeId(1111)));
         assert_eq!((t.port(old), t.port(new)), (Some(9211), Some(10211)));
+    }
+
+    #[test]
+    fn virtual_topic_ids_are_stable_and_distinct() {
+        let a = virtual_topic_id("switchyard", "orders");
+        assert_eq!(a, virtual_topic_id("switchyard", "orders"));
+        assert_ne!(a, virtual_topic_id("switchyard", "orders2"));
+        assert_ne!(a, virtual_topic_id("other", "orders"));
+        assert_eq!(a.get_version_num(), 8);
+        // Fixed forever: clients keep topic ids across proxy upgrades.
+        assert_eq!(
+            a.to_string(),
+            virtual_topic_id("switchyard", "orders").to_string()
+        );
     }
 
     #[test]

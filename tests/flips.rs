@@ -347,3 +347,59 @@ fn bad_admin_requests_get_clear_errors_and_change_nothing() {
         vec![("steady".to_owned(), "new".to_owned(), "new".to_owned())]
     );
 }
+
+#[test]
+fn cluster_id_topic_id_and_leader_epochs_stay_stable_across_a_flip() {
+    use harness::raw::RawClient;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let old = Broker::start("id-old");
+    let new = Broker::start("id-new");
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    create_topic(&proxy.bootstrap(), "stable", 2);
+    let by_name = || {
+        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("stable"))))]))
+    };
+    let describe = |addr: &str, request: &MetadataRequest| -> MetadataResponse {
+        RawClient::connect(addr)
+            .unwrap()
+            .call(ApiKey::Metadata, 12, request)
+    };
+
+    let before = describe(&proxy.bootstrap(), &by_name());
+    let id = before.topics[0].topic_id;
+    assert!(!id.is_nil());
+    assert!(before.topics[0]
+        .partitions
+        .iter()
+        .all(|p| p.leader_id.0 == 111 && p.leader_epoch == -1));
+    flip(&proxy, "stable", "new");
+    let after = describe(&proxy.bootstrap(), &by_name());
+    assert_eq!(after.cluster_id, before.cluster_id);
+    assert_eq!(
+        after.topics[0].topic_id, id,
+        "the topic id clients see survives the flip"
+    );
+    assert!(after.topics[0]
+        .partitions
+        .iter()
+        .all(|p| p.leader_id.0 == 1111 && p.leader_epoch == -1));
+
+    // It is the proxy's own id, not either cluster's, and it finds the topic.
+    for cluster in [&old, &new] {
+        let real = describe(&cluster.addr(), &by_name());
+        assert_ne!(real.topics[0].topic_id, id);
+    }
+    let by_id = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_topic_id(id)
+    ]));
+    let found = describe(&proxy.bootstrap(), &by_id);
+    assert_eq!(
+        found.topics[0].name.as_deref().map(|n| n.as_str()),
+        Some("stable")
+    );
+    assert_eq!(found.topics[0].error_code, 0);
+}

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::config::ClusterIdx;
 use crate::proxy::{Proxy, VirtualBroker};
+use crate::topology::virtual_topic_id;
 use crate::upstream::UpstreamError;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::requests::{DescribeClusterView, MetadataRequestView};
@@ -162,14 +163,17 @@ fn cached_topics(
     })
 }
 
+/// The topic a client names by (virtual) id, among topics the proxy has
+/// seen on any cluster.
 fn topic_name_by_id(proxy: &Proxy, id: &[u8; 16]) -> Option<String> {
     let id = uuid(*id);
+    let cluster_id = &proxy.config.proxy.cluster_id;
     proxy.clusters.iter().find_map(|c| {
         c.with_view(|v| {
             v.topics
-                .iter()
-                .find(|(_, t)| t.topic_id == id)
-                .map(|(name, _)| name.clone())
+                .keys()
+                .find(|name| virtual_topic_id(cluster_id, name) == id)
+                .cloned()
         })
     })
 }
@@ -193,6 +197,11 @@ fn virtual_topic(
         )
     };
     topic.topic_authorized_operations = i32::MIN;
+    if let Some(name) = &topic.name {
+        if !topic.topic_id.is_nil() {
+            topic.topic_id = virtual_topic_id(&proxy.config.proxy.cluster_id, name);
+        }
+    }
     topic.partitions = topic
         .partitions
         .into_iter()

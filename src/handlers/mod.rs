@@ -51,7 +51,8 @@ use forward::Target::{Controller, DefaultCluster, Mirrored};
 /// Every API the proxy serves. Fetch and Produce stop at v12: newer ones
 /// name topics by id, which the proxy does not route. The partitioned APIs
 /// start where the proxy can answer them with per-partition errors (the
-/// versions Kafka 4 still accepts).
+/// versions Kafka 4 still accepts). Topic administration stops before the
+/// versions that carry topic ids, which are the proxy's own (virtual).
 pub const APIS: &[ApiSpec] = &[
     local(ApiKey::ApiVersions, 0, 4),
     local(ApiKey::Metadata, 0, 12),
@@ -71,8 +72,8 @@ pub const APIS: &[ApiSpec] = &[
     forward(ApiKey::ListGroups, 0, 5, Mirrored),
     forward(ApiKey::DeleteGroups, 0, 2, Mirrored),
     forward(ApiKey::InitProducerId, 0, 5, DefaultCluster),
-    forward(ApiKey::CreateTopics, 0, 7, Controller),
-    forward(ApiKey::DeleteTopics, 0, 6, Controller),
+    forward(ApiKey::CreateTopics, 0, 6, Controller),
+    forward(ApiKey::DeleteTopics, 0, 5, Controller),
     forward(ApiKey::CreatePartitions, 0, 3, Controller),
     forward(ApiKey::DescribeConfigs, 0, 4, DefaultCluster),
     forward(ApiKey::IncrementalAlterConfigs, 0, 1, DefaultCluster),

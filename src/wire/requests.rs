@@ -40,7 +40,11 @@ impl MetadataRequestView {
                 let mut topics = Vec::with_capacity(n);
                 for _ in 0..n {
                     let id = if v >= 10 { r.uuid()? } else { [0; 16] };
-                    let name = r.nullable_string(flexible)?.map(str::to_owned);
+                    // An empty name is no topic: with an id, the id names it.
+                    let name = r
+                        .nullable_string(flexible)?
+                        .filter(|n| !n.is_empty() || id == [0; 16])
+                        .map(str::to_owned);
                     if flexible {
                         r.skip_tagged_fields()?;
                     }
