@@ -10,6 +10,7 @@ pub mod config;
 pub mod flip;
 pub mod handlers;
 pub mod metrics;
+pub mod producer_ids;
 pub mod proxy;
 pub mod routes;
 pub mod server;

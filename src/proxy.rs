@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ClusterIdx, Config};
 use crate::flip::{Gates, Running};
+use crate::producer_ids::ProducerIds;
 use crate::routes::{Route, RouteTable};
 use crate::server;
 use crate::state::{RouteEntry, State, StateError};
@@ -62,6 +63,7 @@ pub struct Proxy {
     pub state: tokio::sync::Mutex<State>,
     pub gates: Arc<Gates>,
     pub flips: Running,
+    pub producer_ids: ProducerIds,
     pub clusters: Vec<Arc<Cluster>>,
     listeners: Mutex<HashMap<VirtualNodeId, OpenListener>>,
     /// Ports that failed to bind, so each failure is reported once.
@@ -94,6 +96,7 @@ impl Proxy {
             state: tokio::sync::Mutex::new(state),
             gates: Arc::default(),
             flips: Running::default(),
+            producer_ids: ProducerIds::default(),
             clusters,
             config,
             listeners: Mutex::new(HashMap::new()),

@@ -68,6 +68,9 @@ pub struct RouteTable {
     default: ClusterIdx,
     rules: Vec<(Pattern, Route)>,
     runtime: HashMap<String, Route>,
+    /// How many times each topic has been flipped since start-up, counting
+    /// the runtime routes restored from the state file once each.
+    generations: HashMap<String, u64>,
 }
 
 impl RouteTable {
@@ -92,13 +95,20 @@ impl RouteTable {
             default: config.default,
             rules,
             runtime: HashMap::new(),
+            generations: HashMap::new(),
         }
+    }
+
+    /// How many times `topic` has been flipped (0: never).
+    pub fn generation(&self, topic: &str) -> u64 {
+        self.generations.get(topic).copied().unwrap_or(0)
     }
 
     /// This table with `topic` routed to `route` at runtime.
     pub fn with_runtime_route(&self, topic: &str, route: Route) -> RouteTable {
         let mut table = self.clone();
         table.runtime.insert(topic.to_owned(), route);
+        *table.generations.entry(topic.to_owned()).or_default() += 1;
         table
     }
 
@@ -187,6 +197,10 @@ mod tests {
             "rules still apply"
         );
         assert_eq!(t.runtime_routes().count(), 1);
+        assert_eq!(
+            (t.generation("payments.eu"), t.generation("payments.us")),
+            (1, 0)
+        );
     }
 
     #[test]

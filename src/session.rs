@@ -30,7 +30,7 @@ use crate::wire::requests::{
     self, DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
     TopicPartitions,
 };
-use crate::wire::{read_frame, FrameError, RequestHeader, WireError};
+use crate::wire::{read_frame, Frame, FrameError, RequestHeader, WireError};
 
 /// Why a session ended other than by the client closing it.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,8 @@ enum SessionEnd {
     Handler(String),
     #[error("acks=0 produce for partitions this connection cannot reach")]
     Unroutable,
+    #[error(transparent)]
+    Produce(#[from] handlers::produce::ProduceError),
 }
 
 impl SessionEnd {
@@ -85,6 +87,28 @@ enum Pending {
 const FENCE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
+/// Answers a partitioned request with NOT_LEADER_OR_FOLLOWER for every
+/// partition, so the client refreshes its metadata and retries; an acks=0
+/// Produce cannot be answered, so its connection closes (as a broker does).
+fn refusal(
+    api: ApiKey,
+    header: &RequestHeader,
+    topics: &TopicPartitions,
+    expect_response: bool,
+) -> Result<Option<Pending>, SessionEnd> {
+    if !expect_response {
+        return Err(SessionEnd::Unroutable);
+    }
+    let answer = partition_error_response(
+        api,
+        header.api_version,
+        header.correlation_id,
+        topics,
+        NOT_LEADER_OR_FOLLOWER,
+    )?;
+    Ok(Some(Pending::Ready(answer)))
+}
+
 /// The route side of APIs that name partitions, which are routed per topic.
 fn partitioned(api: ApiKey) -> Option<RouteSide> {
     match api {
@@ -99,6 +123,7 @@ fn partitioned(api: ApiKey) -> Option<RouteSide> {
 struct Session {
     proxy: Arc<Proxy>,
     listener: ListenerKind,
+    own_cluster: Option<crate::config::ClusterIdx>,
     /// Upstream address of each target, resolved once per session.
     targets: HashMap<forward::Target, (crate::config::ClusterIdx, String)>,
     /// Upstream connections of this client, by address; the client's own
@@ -119,6 +144,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr, liste
     let mut session = Session {
         proxy,
         listener,
+        own_cluster: None,
         targets: HashMap::new(),
         upstreams: HashMap::new(),
     };
@@ -254,10 +280,13 @@ impl Session {
         header: &RequestHeader,
         body: &[u8],
     ) -> Result<Option<Pending>, SessionEnd> {
+        let mut produce = None;
         let (topics, expect_response) = match api {
             ApiKey::Produce => {
                 let view = ProduceView::parse(header, body)?;
-                (view.topics, view.acks != 0)
+                let parts = (view.topics.clone(), view.acks != 0);
+                produce = Some(view);
+                parts
             }
             ApiKey::Fetch => (requests::fetch_topics(header, body)?, true),
             ApiKey::ListOffsets => (requests::list_offsets_topics(header, body)?, true),
@@ -265,19 +294,6 @@ impl Session {
                 requests::offset_for_leader_epoch_topics(header, body)?,
                 true,
             ),
-        };
-        let refuse = |topics: &TopicPartitions| -> Result<Option<Pending>, SessionEnd> {
-            if !expect_response {
-                return Err(SessionEnd::Unroutable);
-            }
-            let answer = partition_error_response(
-                api,
-                header.api_version,
-                header.correlation_id,
-                topics,
-                NOT_LEADER_OR_FOLLOWER,
-            )?;
-            Ok(Some(Pending::Ready(answer)))
         };
         let mut guard = None;
         if api == ApiKey::Produce {
@@ -298,21 +314,54 @@ impl Session {
                             .await
                             .is_err()
                         {
-                            return refuse(&topics);
+                            return refusal(api, header, &topics, expect_response);
                         }
                     }
                 }
             }
         }
-        let upstream = match forward::plan(&self.proxy, self.listener, side, &topics) {
-            Plan::Mirrored => self.upstream(forward::Target::Mirrored).await?,
-            Plan::Broker { cluster, address } => self.connection(cluster, &address).await?,
-            Plan::Refuse => return refuse(&topics),
+        let (upstream, cluster) = match forward::plan(&self.proxy, self.listener, side, &topics) {
+            Plan::Mirrored => (
+                self.upstream(forward::Target::Mirrored).await?,
+                self.own_cluster(),
+            ),
+            Plan::Broker { cluster, address } => {
+                (self.connection(cluster, &address).await?, cluster)
+            }
+            Plan::Refuse => return refusal(api, header, &topics, expect_response),
+        };
+        let rewritten = match &produce {
+            Some(view) => {
+                let body_at = Frame::PREFIX + header.body_offset;
+                handlers::produce::for_cluster(&self.proxy, frame, body_at, view, cluster).await?
+            }
+            None => None,
         };
         let reply = upstream
-            .send(frame, header.correlation_id, expect_response)
+            .send(
+                rewritten.as_deref().unwrap_or(frame),
+                header.correlation_id,
+                expect_response,
+            )
             .await?;
         Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
+    }
+
+    /// The cluster of the broker this session's listener mirrors (the
+    /// default cluster on the bootstrap listener).
+    fn own_cluster(&mut self) -> crate::config::ClusterIdx {
+        if let Some(cluster) = self.own_cluster {
+            return cluster;
+        }
+        let default = self.proxy.routes().default_cluster();
+        let cluster = match self.listener {
+            ListenerKind::Bootstrap => default,
+            ListenerKind::Broker(id) => {
+                self.proxy.virtual_broker(id).map_or(default, |b| b.cluster)
+            }
+        };
+        self.own_cluster = Some(cluster);
+        cluster
     }
 
     /// This client's connection to the upstream broker for `target`,

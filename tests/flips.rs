@@ -92,31 +92,23 @@ fn each_topic_lands_in_the_cluster_its_route_names() {
     assert_eq!(indices(&through_proxy), (500..1000).collect());
 }
 
-#[test]
-fn flip_under_load_loses_nothing_and_duplicates_nothing() {
-    const RD: u64 = 6_000;
-    const PY_START: u64 = 1_000_000;
-    const PY: u64 = 3_000;
-    let old = Broker::start("fl-old");
-    let new = Broker::start("fl-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
-    create_topic(&proxy.bootstrap(), "moving", 3);
-
-    let bootstrap = proxy.bootstrap();
-    let librdkafka = std::thread::spawn(move || {
-        // Without idempotence, one request in flight keeps order on retry.
-        let p = producer(
-            &bootstrap,
-            &[
-                ("acks", "all"),
-                ("enable.idempotence", "false"),
-                ("max.in.flight.requests.per.connection", "1"),
-                ("linger.ms", "2"),
-                ("message.timeout.ms", "120000"),
-            ],
-        );
-        produce_range(&p, "moving", 0..RD, |i| {
-            // About 6 s of traffic, so both flips happen mid-stream.
+/// Records `start..start+count` from a librdkafka producer through `bootstrap`,
+/// paced to last about 6 s so that flips happen mid-stream.
+fn paced_librdkafka(
+    bootstrap: String,
+    start: u64,
+    count: u64,
+    config: &'static [(&'static str, &'static str)],
+) -> std::thread::JoinHandle<harness::clients::Outcome> {
+    std::thread::spawn(move || {
+        let mut settings = vec![
+            ("acks", "all"),
+            ("linger.ms", "2"),
+            ("message.timeout.ms", "120000"),
+        ];
+        settings.extend_from_slice(config);
+        let p = producer(&bootstrap, &settings);
+        produce_range(&p, "moving", start..start + count, |i| {
             if i % 10 == 0 {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -125,10 +117,41 @@ fn flip_under_load_loses_nothing_and_duplicates_nothing() {
         let delivered = reports.delivered.lock().unwrap().clone();
         let failed = reports.failed.lock().unwrap().clone();
         (delivered, failed)
-    });
+    })
+}
+
+#[test]
+fn flip_under_load_loses_nothing_and_duplicates_nothing() {
+    // Three producers, told apart by their index ranges.
+    const PLAIN: u64 = 0; // librdkafka, idempotence off, one request in flight
+    const IDEMPOTENT: u64 = 1_000_000; // librdkafka, idempotence on
+    const PYTHON: u64 = 2_000_000; // kafka-python (idempotent by default)
+    const N: u64 = 5_000;
+    const PY_N: u64 = 3_000;
+    let producer_of = |index: u64| index / 1_000_000;
+    let old = Broker::start("fl-old");
+    let new = Broker::start("fl-new");
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    create_topic(&proxy.bootstrap(), "moving", 3);
+
+    let plain = paced_librdkafka(
+        proxy.bootstrap(),
+        PLAIN,
+        N,
+        &[
+            ("enable.idempotence", "false"),
+            ("max.in.flight.requests.per.connection", "1"),
+        ],
+    );
+    let idempotent = paced_librdkafka(
+        proxy.bootstrap(),
+        IDEMPOTENT,
+        N,
+        &[("enable.idempotence", "true")],
+    );
     let bootstrap = proxy.bootstrap();
     let kafka_python =
-        std::thread::spawn(move || kafka_python_produce(&bootstrap, "moving", PY_START, PY));
+        std::thread::spawn(move || kafka_python_produce(&bootstrap, "moving", PYTHON, PY_N));
 
     std::thread::sleep(Duration::from_millis(1500));
     let out = flip(&proxy, "moving", "new");
@@ -139,40 +162,48 @@ fn flip_under_load_loses_nothing_and_duplicates_nothing() {
     std::thread::sleep(Duration::from_millis(1500));
     flip(&proxy, "moving", "old");
 
-    let (delivered, failed) = librdkafka.join().expect("librdkafka producer");
+    let mut acked: BTreeSet<u64> = BTreeSet::new();
+    for (name, handle) in [("plain", plain), ("idempotent", idempotent)] {
+        let (delivered, failed) = handle.join().expect("librdkafka producer");
+        assert!(
+            failed.is_empty(),
+            "{name}: {} delivery errors reached the application, the first: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        assert_eq!(delivered.len() as u64, N, "{name}");
+        acked.extend(delivered.iter().map(|d| d.index));
+    }
     let python_acks = kafka_python.join().expect("kafka-python producer");
-    assert_eq!(failed, vec![], "no delivery error reached the application");
-    assert_eq!(delivered.len() as u64, RD);
-    assert_eq!(python_acks.len() as u64, PY);
+    assert_eq!(python_acks.len() as u64, PY_N);
+    acked.extend(python_acks.iter().map(|a| a.0));
+    assert_eq!(acked.len() as u64, 2 * N + PY_N);
 
     let on_old = cluster_records(&old.addr(), "moving", 3);
     let on_new = cluster_records(&new.addr(), "moving", 3);
-    assert!(!on_new.is_empty(), "the flip moved traffic to 'new'");
-    let first_on_new = on_new
-        .iter()
-        .filter(|r| r.index < PY_START)
-        .map(|r| r.index)
-        .min();
-    let last_on_old = on_old
-        .iter()
-        .filter(|r| r.index < PY_START)
-        .map(|r| r.index)
-        .max();
-    assert!(
-        first_on_new < last_on_old,
-        "the flip back to 'old' happened under load too ({first_on_new:?} went to new, {last_on_old:?} to old)"
-    );
+    let span = |records: &[Consumed], producer: u64| {
+        let of = records
+            .iter()
+            .filter(|r| producer_of(r.index) == producer)
+            .map(|r| r.index);
+        (of.clone().min(), of.max())
+    };
+    for producer in [0, 1] {
+        let ((first_new, _), (_, last_old)) = (span(&on_new, producer), span(&on_old, producer));
+        assert!(
+            first_new.is_some(),
+            "producer {producer}: the flip moved traffic to 'new'"
+        );
+        assert!(
+            first_new < last_old,
+            "producer {producer}: the flip back to 'old' happened under load too"
+        );
+    }
     let mut copies: BTreeMap<u64, usize> = BTreeMap::new();
     for r in on_old.iter().chain(&on_new) {
         assert!(r.value_ok, "record {} intact", r.index);
         *copies.entry(r.index).or_default() += 1;
     }
-    let acked: BTreeSet<u64> = delivered
-        .iter()
-        .map(|d| d.index)
-        .chain(python_acks.iter().map(|a| a.0))
-        .collect();
-    assert_eq!(acked.len() as u64, RD + PY);
     assert_eq!(
         copies.keys().copied().collect::<BTreeSet<_>>(),
         acked,
@@ -187,11 +218,11 @@ fn flip_under_load_loses_nothing_and_duplicates_nothing() {
     // Order: within each cluster's partition, each producer's records keep
     // the order they were produced in.
     for (cluster, records) in [("old", &on_old), ("new", &on_new)] {
-        let mut last: BTreeMap<(i32, bool), (i64, u64)> = BTreeMap::new();
+        let mut last: BTreeMap<(i32, u64), (i64, u64)> = BTreeMap::new();
         let mut sorted = records.to_vec();
         sorted.sort_by_key(|r| (r.partition, r.offset));
         for r in sorted {
-            let key = (r.partition, r.index >= PY_START);
+            let key = (r.partition, producer_of(r.index));
             if let Some((offset, index)) = last.insert(key, (r.offset, r.index)) {
                 assert!(
                     r.index > index,

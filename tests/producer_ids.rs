@@ -5,7 +5,7 @@
 mod harness;
 
 use bytes::{Bytes, BytesMut};
-use harness::clients::create_topic;
+use harness::clients::{cluster_records, create_topic, value_for};
 use harness::raw::RawClient;
 use harness::{Broker, Proxy, ProxySetup};
 use kafka_protocol::indexmap::IndexMap;
@@ -19,29 +19,70 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-fn idempotent_batch(producer_id: i64, producer_epoch: i16) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id,
-        producer_epoch,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 0,
-        key: Some(Bytes::from_static(b"k")),
-        value: Some(Bytes::from_static(b"v")),
-        headers: IndexMap::new(),
-    };
+/// One idempotent batch: records `indices` (keys the index, values
+/// [`value_for`]), sequences from `sequence`.
+fn batch_of(
+    producer_id: i64,
+    producer_epoch: i16,
+    sequence: i32,
+    indices: std::ops::Range<u64>,
+) -> Bytes {
+    let records: Vec<Record> = indices
+        .enumerate()
+        .map(|(i, index)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: sequence + i as i32,
+            timestamp: 0,
+            key: Some(Bytes::from(index.to_string())),
+            value: Some(Bytes::from(value_for(index))),
+            headers: IndexMap::new(),
+        })
+        .collect();
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
         compression: Compression::None,
     };
-    RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encode batch");
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode batch");
     buf.freeze()
+}
+
+fn idempotent_batch(producer_id: i64, producer_epoch: i16) -> Bytes {
+    batch_of(producer_id, producer_epoch, 0, 0..1)
+}
+
+fn init_producer_id(addr: &str) -> InitProducerIdResponse {
+    let pid: InitProducerIdResponse = RawClient::connect(addr).unwrap().call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+    );
+    assert_eq!(pid.error_code, 0, "InitProducerId at {addr}");
+    pid
+}
+
+/// Produces one batch to partition 0 of `topic` at `addr`; the error code.
+fn produce(addr: &str, topic: &'static str, batch: Bytes) -> i16 {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let response: ProduceResponse =
+        RawClient::connect(addr)
+            .unwrap()
+            .call(ApiKey::Produce, 7, &request);
+    response.responses[0].partition_responses[0].error_code
 }
 
 #[test]
@@ -88,4 +129,77 @@ fn producer_id_asked_of_any_virtual_broker_is_valid_where_the_topic_lives() {
             "a producer id asked of the {listener} is accepted by cluster 'old' (59 = UNKNOWN_PRODUCER_ID)"
         );
     }
+}
+
+#[test]
+fn producer_id_the_new_cluster_gave_someone_else_loses_nothing_after_a_flip() {
+    let old = Broker::start("pc-old");
+    let new = Broker::start("pc-new");
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    create_topic(&proxy.bootstrap(), "shared", 1);
+    create_topic(&new.addr(), "shared", 1);
+
+    // Our producer's id comes from 'old' (through the proxy); 'new' has
+    // issued the very same id to another producer, which wrote 600 records.
+    let ours = init_producer_id(&proxy.bootstrap());
+    let (pid, epoch) = (ours.producer_id.0, ours.producer_epoch);
+    let theirs = harness::wait_for(
+        "'new' to issue the same producer id",
+        std::time::Duration::from_secs(30),
+        || {
+            let p = init_producer_id(&new.addr());
+            (p.producer_id.0 >= pid).then_some(p)
+        },
+    );
+    assert_eq!(
+        theirs.producer_id.0, pid,
+        "the premise: a colliding producer id on 'new'"
+    );
+    assert_eq!(
+        produce(
+            &new.addr(),
+            "shared",
+            batch_of(pid, theirs.producer_epoch, 0, 10_000..10_600)
+        ),
+        0
+    );
+
+    let leader = |id: i32| format!("127.0.0.1:{}", proxy.virtual_port(id));
+    assert_eq!(
+        produce(&leader(111), "shared", batch_of(pid, epoch, 0, 0..100)),
+        0
+    );
+    let out = proxy.cli(&["flip", "shared", "--to", "new"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Sequences 100..199 under that id are 'duplicates' to 'new': without
+    // per-cluster producer ids they would be acknowledged and never written.
+    assert_eq!(
+        produce(&leader(1111), "shared", batch_of(pid, epoch, 100, 100..200)),
+        0
+    );
+    assert_eq!(
+        produce(&leader(1111), "shared", batch_of(pid, epoch, 200, 200..300)),
+        0
+    );
+    // A retry of the same batch is recognised as one (46:
+    // DUPLICATE_SEQUENCE_NUMBER, which clients count as delivered) and not
+    // written again (checked below).
+    let retry = produce(&leader(1111), "shared", batch_of(pid, epoch, 200, 200..300));
+    assert!(matches!(retry, 0 | 46), "retry answered {retry}");
+
+    let on_new: Vec<u64> = cluster_records(&new.addr(), "shared", 1)
+        .iter()
+        .map(|r| r.index)
+        .collect();
+    let expected: Vec<u64> = (10_000..10_600).chain(100..300).collect();
+    assert_eq!(on_new, expected, "every record once, in order");
+    let on_old: Vec<u64> = cluster_records(&old.addr(), "shared", 1)
+        .iter()
+        .map(|r| r.index)
+        .collect();
+    assert_eq!(on_old, (0..100).collect::<Vec<_>>());
 }

@@ -5,13 +5,28 @@ use switchyard::wire::requests::{
     fetch_topics, list_offsets_topics, offset_for_leader_epoch_topics, produce_acks,
     DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
 };
+use switchyard::producer_ids;
 use switchyard::wire::RequestHeader;
 
 pub fn parse_view(header: &RequestHeader, body: &[u8]) {
     match header.api_key {
         0 => {
             drop(produce_acks(header, body));
-            drop(ProduceView::parse(header, body));
+            if let Ok(view) = ProduceView::parse(header, body) {
+                // What the proxy does to idempotent batches on their way out.
+                let mut copy = body.to_vec();
+                for records in view.records {
+                    let Ok(batches) = producer_ids::batches(&body[records.clone()]) else {
+                        continue;
+                    };
+                    for batch in batches {
+                        let at = records.start + batch.start..records.start + batch.end;
+                        let producer = producer_ids::producer_of(&copy[at.clone()]);
+                        let sequence = producer_ids::rebase(producer.base_sequence, 7);
+                        producer_ids::rewrite(&mut copy[at], 42, 0, sequence);
+                    }
+                }
+            }
         }
         1 => drop(fetch_topics(header, body)),
         2 => drop(list_offsets_topics(header, body)),

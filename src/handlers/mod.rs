@@ -6,6 +6,7 @@ pub mod api_versions;
 pub mod coordinator;
 pub mod forward;
 pub mod metadata;
+pub mod produce;
 
 use kafka_protocol::messages::ApiKey;
 

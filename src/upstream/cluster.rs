@@ -15,8 +15,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, FindCoordinatorRequest, FindCoordinatorResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
+    CreateTopicsResponse, FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -369,6 +370,39 @@ pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 impl Cluster {
+    /// A fresh (non-transactional) producer id issued by this cluster.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), UpstreamError> {
+        let conn = self.control().await?;
+        let version =
+            self.version_for(ApiKey::InitProducerId, 4)
+                .ok_or_else(|| UpstreamError::Protocol {
+                    addr: conn.addr().to_owned(),
+                    reason: format!("cluster '{}' does not support InitProducerId", self.name()),
+                })?;
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000);
+        let resp: InitProducerIdResponse = conn
+            .call(
+                ApiKey::InitProducerId,
+                version,
+                &request,
+                self.request_timeout,
+            )
+            .await?;
+        if resp.error_code != 0 {
+            return Err(UpstreamError::Protocol {
+                addr: conn.addr().to_owned(),
+                reason: format!(
+                    "InitProducerId on cluster '{}' failed with error code {}",
+                    self.name(),
+                    resp.error_code
+                ),
+            });
+        }
+        Ok((resp.producer_id.0, resp.producer_epoch))
+    }
+
     /// Partition count of `topic` on this cluster, asked live; `None` when
     /// the cluster does not have it.
     pub async fn partition_count(&self, topic: &str) -> Result<Option<usize>, UpstreamError> {

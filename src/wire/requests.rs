@@ -146,6 +146,9 @@ pub struct TopicPartitions(pub Vec<(String, Vec<i32>)>);
 /// Produce request (v3..=12): transactional id, acks, and what it writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProduceView {
+    /// Where each partition's record batches sit in the body, one range per
+    /// partition in the order of `topics`.
+    pub records: Vec<std::ops::Range<usize>>,
     /// Set for transactional producers, whose writes need their coordinator.
     pub transactional_id: Option<String>,
     /// 0 means the client expects no response.
@@ -167,14 +170,17 @@ impl ProduceView {
                           // Smallest partition: index, records length (int32, or a one-byte
                           // varint and a tagged-field count when flexible).
         let partition_min = if flexible { 6 } else { 8 };
+        let mut records = Vec::new();
         let topics = read_topics(&mut r, flexible, partition_min, |r| {
-            skip_nullable_bytes(r, flexible)
+            records.push(skip_nullable_bytes(r, flexible)?);
+            Ok(())
         })?;
         finish(&mut r, flexible)?;
         Ok(ProduceView {
             transactional_id,
             acks,
             topics,
+            records,
         })
     }
 }
@@ -306,20 +312,27 @@ fn skip(r: &mut Reader<'_>, n: usize) -> Result<(), WireError> {
 
 /// Skips `NULLABLE_BYTES` (int32 length, -1 = null) or, when flexible,
 /// `COMPACT_NULLABLE_BYTES` (varint length + 1, 0 = null).
-fn skip_nullable_bytes(r: &mut Reader<'_>, flexible: bool) -> Result<(), WireError> {
+/// Skips nullable bytes; returns where they sit in the message (empty for
+/// null).
+fn skip_nullable_bytes(
+    r: &mut Reader<'_>,
+    flexible: bool,
+) -> Result<std::ops::Range<usize>, WireError> {
     let len = if flexible {
         match r.unsigned_varint()? {
-            0 => return Ok(()),
+            0 => return Ok(r.position()..r.position()),
             n => (n - 1) as usize,
         }
     } else {
         match r.i32()? {
-            -1 => return Ok(()),
+            -1 => return Ok(r.position()..r.position()),
             n if n < 0 => return Err(r.error(format!("bytes length {n} is negative"))),
             n => n as usize,
         }
     };
-    skip(r, len)
+    let start = r.position();
+    skip(r, len)?;
+    Ok(start..start + len)
 }
 
 /// Reads a topics array whose entries are a name, an array of partitions

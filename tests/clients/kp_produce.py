@@ -17,17 +17,16 @@ def main() -> int:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--pause-every", type=int, default=10)
+    ap.add_argument("--no-idempotence", action="store_true")
     ap.add_argument("--pause-ms", type=float, default=20)
     args = ap.parse_args()
 
     producer = KafkaProducer(
         bootstrap_servers=args.bootstrap,
         acks="all",
-        # Producer ids are per cluster: an idempotent producer needs the
-        # proxy's per-cluster producer ids to cross a flip.
-        enable_idempotence=False,
+        enable_idempotence=not args.no_idempotence,
         retries=2**31 - 1,
-        max_in_flight_requests_per_connection=1,
+        max_in_flight_requests_per_connection=1 if args.no_idempotence else 5,
         delivery_timeout_ms=120000,
         linger_ms=5,
     )

@@ -57,6 +57,9 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// What a producer's delivery reports said: delivered, and failed (with why).
+pub type Outcome = (Vec<Delivered>, Vec<(u64, String)>);
+
 /// Records every delivery report of a producer.
 #[derive(Default)]
 pub struct Reports {

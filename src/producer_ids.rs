@@ -1,0 +1,284 @@
+//! Per-cluster producer ids for idempotent producers.
+//!
+//! A producer id belongs to the cluster that issued it: on another cluster
+//! it is unknown, or worse, that cluster issued the same number to someone
+//! else and drops the batch as a duplicate. And a broker takes a fresh id
+//! only from sequence 0. So wherever a client's batches go other than to
+//! the cluster that issued its id (the default cluster), and after every
+//! flip of their topic, the proxy gives them an id from the destination
+//! cluster, rebases their sequences to start at 0, and rewrites each batch
+//! in place: producer id, epoch, base sequence, CRC-32C. Nothing else of the
+//! request is touched.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+
+use crate::config::ClusterIdx;
+use crate::wire::WireError;
+
+// Byte offsets in a record batch (magic 2).
+const LENGTH: usize = 8;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+/// The CRC covers the batch from its attributes to its end.
+const CRC_FROM: usize = 21;
+const ATTRIBUTES: usize = 21;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+/// A batch's fixed header, up to and including its record count.
+const HEADER: usize = 61;
+const TRANSACTIONAL: u16 = 0x10;
+
+/// The producer fields of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub transactional: bool,
+}
+
+fn error(detail: String) -> WireError {
+    WireError {
+        what: "record batch",
+        detail,
+    }
+}
+
+/// Where each batch of a records blob sits, every length checked.
+pub fn batches(records: &[u8]) -> Result<Vec<Range<usize>>, WireError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let header = records.get(pos..pos + HEADER).ok_or_else(|| {
+            error(format!(
+                "batch at {pos} shorter than its {HEADER}-byte header"
+            ))
+        })?;
+        let length = i32::from_be_bytes([
+            header[LENGTH],
+            header[LENGTH + 1],
+            header[LENGTH + 2],
+            header[LENGTH + 3],
+        ]);
+        let end = usize::try_from(length)
+            .ok()
+            .and_then(|l| (pos + 12).checked_add(l))
+            .filter(|end| *end >= pos + HEADER && *end <= records.len())
+            .ok_or_else(|| error(format!("batch at {pos} claims length {length}")))?;
+        if header[MAGIC] != 2 {
+            return Err(error(format!(
+                "batch at {pos} has magic {}, not 2",
+                header[MAGIC]
+            )));
+        }
+        out.push(pos..end);
+        pos = end;
+    }
+    Ok(out)
+}
+
+fn be<const N: usize>(batch: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&batch[at..at + N]);
+    out
+}
+
+/// The producer fields of a batch found by [`batches`].
+pub fn producer_of(batch: &[u8]) -> BatchProducer {
+    BatchProducer {
+        producer_id: i64::from_be_bytes(be(batch, PRODUCER_ID)),
+        producer_epoch: i16::from_be_bytes(be(batch, PRODUCER_EPOCH)),
+        base_sequence: i32::from_be_bytes(be(batch, BASE_SEQUENCE)),
+        transactional: u16::from_be_bytes(be(batch, ATTRIBUTES)) & TRANSACTIONAL != 0,
+    }
+}
+
+/// Gives a batch found by [`batches`] another producer, and a CRC to match.
+pub fn rewrite(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_FROM..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// A client's sequence counted from `base` (sequences wrap at 2^31).
+pub fn rebase(sequence: i32, base: i32) -> i32 {
+    (i64::from(sequence) - i64::from(base)).rem_euclid(1 << 31) as i32
+}
+
+/// One run of a client producer's batches for one topic on one cluster,
+/// between two flips of the topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Segment {
+    pub client_pid: i64,
+    pub client_epoch: i16,
+    pub cluster: ClusterIdx,
+    pub topic: String,
+    /// How many times the topic has been flipped.
+    pub generation: u64,
+}
+
+/// The producer ids the proxy obtained, and where each partition's
+/// sequences start, per segment. Shared by all sessions: a retry may come
+/// back on another connection.
+#[derive(Default)]
+pub struct ProducerIds {
+    ids: Mutex<HashMap<Segment, (i64, i16)>>,
+    bases: Mutex<HashMap<(Segment, i32), i32>>,
+}
+
+impl ProducerIds {
+    pub fn id(&self, segment: &Segment) -> Option<(i64, i16)> {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(segment)
+            .copied()
+    }
+
+    /// Records the id obtained for `segment`; when two sessions raced, the
+    /// first one's id stands and is returned.
+    pub fn set_id(&self, segment: Segment, id: (i64, i16)) -> (i64, i16) {
+        *self
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(segment)
+            .or_insert(id)
+    }
+
+    /// Where `partition`'s sequences start in `segment`: the first sequence
+    /// seen there, which is the oldest one not yet acknowledged elsewhere.
+    pub fn sequence_base(&self, segment: &Segment, partition: i32, seen: i32) -> i32 {
+        *self
+            .bases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((segment.clone(), partition))
+            .or_insert(seen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::indexmap::IndexMap;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+
+    fn batch(producer_id: i64, sequence: i32, count: usize) -> BytesMut {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id,
+                producer_epoch: 3,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: sequence + i as i32,
+                timestamp: 1_700_000_000_000,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+        buf
+    }
+
+    #[test]
+    fn rewritten_batch_decodes_with_new_producer_and_valid_crc() {
+        let mut blob = batch(7, 500, 3);
+        blob.extend_from_slice(&batch(7, 503, 2));
+        let found = batches(&blob).unwrap();
+        assert_eq!(found.len(), 2);
+        let first = producer_of(&blob[found[0].clone()]);
+        assert_eq!(
+            (first.producer_id, first.producer_epoch, first.base_sequence),
+            (7, 3, 500)
+        );
+        for range in &found {
+            let seq = producer_of(&blob[range.clone()]).base_sequence;
+            rewrite(&mut blob[range.clone()], 42, 0, rebase(seq, 500));
+        }
+        // The decoder checks each batch's CRC; it reads one batch a call.
+        let mut bytes = blob.freeze();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let decoded =
+                RecordBatchDecoder::decode(&mut bytes).expect("valid batch after rewrite");
+            for r in decoded.records {
+                let value = String::from_utf8_lossy(r.value.as_ref().unwrap()).into_owned();
+                seen.push((r.producer_id, r.producer_epoch, r.sequence, value));
+            }
+        }
+        assert_eq!(seen.len(), 5);
+        assert_eq!(seen[0], (42, 0, 0, "v0".to_owned()));
+        assert_eq!(seen[2].2, 2);
+        assert_eq!(
+            seen[3],
+            (42, 0, 3, "v0".to_owned()),
+            "second batch continues the rebased sequence"
+        );
+    }
+
+    #[test]
+    fn lying_lengths_and_old_magic_are_errors() {
+        let good = batch(1, 0, 1);
+        let mut long = good.clone();
+        long[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(batches(&long).is_err());
+        let mut short = good.clone();
+        short[8..12].copy_from_slice(&10i32.to_be_bytes());
+        assert!(batches(&short).is_err());
+        let mut negative = good.clone();
+        negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(batches(&negative).is_err());
+        let mut magic1 = good.clone();
+        magic1[16] = 1;
+        assert!(batches(&magic1).is_err());
+        for len in 1..good.len() {
+            assert!(batches(&good[..len]).is_err(), "cut at {len}");
+        }
+        assert!(batches(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rebase_counts_from_the_first_sequence_and_wraps() {
+        assert_eq!(rebase(500, 500), 0);
+        assert_eq!(rebase(505, 500), 5);
+        assert_eq!(rebase(2, i32::MAX - 1), 4);
+    }
+
+    #[test]
+    fn segment_keeps_its_first_id_and_base() {
+        let ids = ProducerIds::default();
+        let seg = Segment {
+            client_pid: 7,
+            client_epoch: 0,
+            cluster: ClusterIdx(1),
+            topic: "t".into(),
+            generation: 1,
+        };
+        assert_eq!(ids.id(&seg), None);
+        assert_eq!(ids.set_id(seg.clone(), (42, 0)), (42, 0));
+        assert_eq!(ids.set_id(seg.clone(), (43, 0)), (42, 0), "first id stands");
+        assert_eq!(ids.sequence_base(&seg, 0, 500), 500);
+        assert_eq!(ids.sequence_base(&seg, 0, 510), 500);
+        assert_eq!(ids.sequence_base(&seg, 1, 9), 9);
+    }
+}
