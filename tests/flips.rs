@@ -434,3 +434,74 @@ fn cluster_id_topic_id_and_leader_epochs_stay_stable_across_a_flip() {
     );
     assert_eq!(found.topics[0].error_code, 0);
 }
+
+#[test]
+fn consumer_keeps_consuming_across_a_flip_without_an_offset_reset() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::Message;
+
+    let old = Broker::start("cf-old");
+    let new = Broker::start("cf-new");
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    create_topic(&proxy.bootstrap(), "mirrored", 1);
+    create_topic(&new.addr(), "mirrored", 1);
+    // The same records at the same offsets on both clusters, as a
+    // replicator would leave them.
+    for cluster in [&old, &new] {
+        let p = producer(&cluster.addr(), &[("acks", "all")]);
+        produce_range(&p, "mirrored", 0..1000, |_| {});
+        assert!(p.context().failed.lock().unwrap().is_empty());
+    }
+
+    let consumer: BaseConsumer = harness::clients::client_config(
+        &proxy.bootstrap(),
+        &[
+            ("group.id", "follower"),
+            ("enable.auto.commit", "false"),
+            // Any reset to earliest or latest would surface as an error.
+            ("auto.offset.reset", "error"),
+        ],
+    )
+    .create()
+    .unwrap();
+    let start = rdkafka::TopicPartitionList::from_topic_map(
+        &[(("mirrored".to_owned(), 0), rdkafka::Offset::Beginning)].into(),
+    )
+    .unwrap();
+    consumer.assign(&start).unwrap();
+    let mut read: Vec<(i64, u64)> = Vec::new();
+    let mut poll_until = |count: usize, read: &mut Vec<(i64, u64)>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while read.len() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stuck at {} records",
+                read.len()
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m
+                    .unwrap_or_else(|e| panic!("consumer error after {} records: {e}", read.len()));
+                let key = std::str::from_utf8(m.key().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                read.push((m.offset(), key));
+            }
+        }
+    };
+    poll_until(500, &mut read);
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    flip(&proxy, "mirrored", "new");
+    poll_until(1000, &mut read);
+    // New records go to 'new' now, and the consumer reads them there.
+    let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
+    produce_range(&p, "mirrored", 1000..1100, |_| {});
+    poll_until(1100, &mut read);
+    let expected: Vec<(i64, u64)> = (0..1100).map(|i| (i as i64, i)).collect();
+    assert_eq!(
+        read, expected,
+        "every record once, contiguous offsets, no reset"
+    );
+    assert_eq!(cluster_records(&new.addr(), "mirrored", 1).len(), 1100);
+    assert_eq!(cluster_records(&old.addr(), "mirrored", 1).len(), 1000);
+}
