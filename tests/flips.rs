@@ -470,7 +470,7 @@ fn consumer_keeps_consuming_across_a_flip_without_an_offset_reset() {
     .unwrap();
     consumer.assign(&start).unwrap();
     let mut read: Vec<(i64, u64)> = Vec::new();
-    let mut poll_until = |count: usize, read: &mut Vec<(i64, u64)>| {
+    let poll_until = |count: usize, read: &mut Vec<(i64, u64)>| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while read.len() < count {
             assert!(
