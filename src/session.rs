@@ -17,11 +17,13 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::config::ClusterIdx;
 use crate::flip::{Admission, InflightGuard};
 use crate::handlers::forward::{Plan, RouteSide};
 use crate::handlers::{self, forward, Handling};
 use crate::metrics as m;
 use crate::proxy::{ListenerKind, Proxy};
+use crate::topology::UpstreamNodeId;
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use crate::wire::codec::CodecError;
@@ -123,7 +125,7 @@ fn partitioned(api: ApiKey) -> Option<RouteSide> {
 struct Session {
     proxy: Arc<Proxy>,
     listener: ListenerKind,
-    own_cluster: Option<crate::config::ClusterIdx>,
+    own_broker: Option<Option<(ClusterIdx, UpstreamNodeId)>>,
     /// Upstream address of each target, resolved once per session.
     targets: HashMap<forward::Target, (crate::config::ClusterIdx, String)>,
     /// Upstream connections of this client, by address; the client's own
@@ -144,7 +146,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr, liste
     let mut session = Session {
         proxy,
         listener,
-        own_cluster: None,
+        own_broker: None,
         targets: HashMap::new(),
         upstreams: HashMap::new(),
     };
@@ -280,21 +282,24 @@ impl Session {
         header: &RequestHeader,
         body: &[u8],
     ) -> Result<Option<Pending>, SessionEnd> {
-        let mut produce = None;
-        let (topics, expect_response) = match api {
-            ApiKey::Produce => {
-                let view = ProduceView::parse(header, body)?;
-                let parts = (view.topics.clone(), view.acks != 0);
-                produce = Some(view);
-                parts
-            }
-            ApiKey::Fetch => (requests::fetch_topics(header, body)?, true),
-            ApiKey::ListOffsets => (requests::list_offsets_topics(header, body)?, true),
-            _ => (
-                requests::offset_for_leader_epoch_topics(header, body)?,
-                true,
-            ),
+        let produce = match api {
+            ApiKey::Produce => Some(ProduceView::parse(header, body)?),
+            _ => None,
         };
+        let read;
+        let topics: &TopicPartitions = match &produce {
+            Some(view) => &view.topics,
+            None => {
+                read = match api {
+                    ApiKey::Fetch => requests::fetch_topics(header, body)?,
+                    ApiKey::ListOffsets => requests::list_offsets_topics(header, body)?,
+                    _ => requests::offset_for_leader_epoch_topics(header, body)?,
+                };
+                &read
+            }
+        };
+        // acks=0: the client expects no answer at all.
+        let expect_response = produce.as_ref().is_none_or(|view| view.acks != 0);
         let mut guard = None;
         if api == ApiKey::Produce {
             let deadline = tokio::time::Instant::now() + FENCE_HOLD;
@@ -314,21 +319,22 @@ impl Session {
                             .await
                             .is_err()
                         {
-                            return refusal(api, header, &topics, expect_response);
+                            return refusal(api, header, topics, expect_response);
                         }
                     }
                 }
             }
         }
-        let (upstream, cluster) = match forward::plan(&self.proxy, self.listener, side, &topics) {
+        let own = self.own_broker();
+        let (upstream, cluster) = match forward::plan(&self.proxy, own, side, topics) {
             Plan::Mirrored => (
                 self.upstream(forward::Target::Mirrored).await?,
-                self.own_cluster(),
+                own.map_or_else(|| self.proxy.routes().default_cluster(), |(c, _)| c),
             ),
             Plan::Broker { cluster, address } => {
                 (self.connection(cluster, &address).await?, cluster)
             }
-            Plan::Refuse => return refusal(api, header, &topics, expect_response),
+            Plan::Refuse => return refusal(api, header, topics, expect_response),
         };
         let rewritten = match &produce {
             Some(view) => {
@@ -347,21 +353,21 @@ impl Session {
         Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
     }
 
-    /// The cluster of the broker this session's listener mirrors (the
-    /// default cluster on the bootstrap listener).
-    fn own_cluster(&mut self) -> crate::config::ClusterIdx {
-        if let Some(cluster) = self.own_cluster {
-            return cluster;
+    /// The upstream broker this session's listener mirrors (`None` on the
+    /// bootstrap listener), looked up once per session.
+    fn own_broker(&mut self) -> Option<(ClusterIdx, UpstreamNodeId)> {
+        if let Some(own) = self.own_broker {
+            return own;
         }
-        let default = self.proxy.routes().default_cluster();
-        let cluster = match self.listener {
-            ListenerKind::Bootstrap => default,
-            ListenerKind::Broker(id) => {
-                self.proxy.virtual_broker(id).map_or(default, |b| b.cluster)
-            }
+        let own = match self.listener {
+            ListenerKind::Bootstrap => None,
+            ListenerKind::Broker(id) => self
+                .proxy
+                .virtual_broker(id)
+                .map(|b| (b.cluster, b.upstream)),
         };
-        self.own_cluster = Some(cluster);
-        cluster
+        self.own_broker = Some(own);
+        own
     }
 
     /// This client's connection to the upstream broker for `target`,

@@ -88,16 +88,14 @@ pub enum Plan {
 
 /// Decides where a partitioned request goes, from the route table and the
 /// proxy's view of each cluster's partition leaders.
+/// `own` is the upstream broker the client's listener mirrors (`None` on
+/// the bootstrap listener).
 pub fn plan(
     proxy: &Proxy,
-    listener: ListenerKind,
+    own: Option<(ClusterIdx, UpstreamNodeId)>,
     side: RouteSide,
     topics: &crate::wire::requests::TopicPartitions,
 ) -> Plan {
-    let own = match listener {
-        ListenerKind::Broker(id) => proxy.virtual_broker(id).map(|b| (b.cluster, b.upstream)),
-        ListenerKind::Bootstrap => None,
-    };
     let routes = proxy.routes();
     let mut target: Option<(ClusterIdx, UpstreamNodeId)> = None;
     for (topic, partitions) in &topics.0 {
