@@ -149,9 +149,16 @@ fn routes(proxy: &Proxy) -> Value {
             source: "config".into(),
         });
     }
+    let groups: Vec<Value> = table
+        .group_rules()
+        .map(|(pattern, cluster)| {
+            json!({"pattern": pattern.to_string(), "cluster": proxy.cluster(cluster).name()})
+        })
+        .collect();
     json!({
         "default": proxy.cluster(table.default_cluster()).name(),
         "routes": lines,
+        "groups": groups,
     })
 }
 

@@ -82,6 +82,14 @@ pub struct ClusterConfig {
 pub struct RoutesConfig {
     pub default: ClusterIdx,
     pub topics: Vec<TopicRouteConfig>,
+    /// Consumer groups coordinated by a cluster other than the default.
+    pub groups: Vec<GroupRouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupRouteConfig {
+    pub pattern: String,
+    pub cluster: ClusterIdx,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +169,15 @@ struct RawRoutes {
     default: String,
     #[serde(default)]
     topic: Vec<RawTopicRoute>,
+    #[serde(default)]
+    group: Vec<RawGroupRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroupRoute {
+    pattern: String,
+    cluster: String,
 }
 
 #[derive(Deserialize)]
@@ -366,6 +383,18 @@ impl Config {
             });
         }
 
+        let mut groups = Vec::with_capacity(raw.routes.group.len());
+        for (i, g) in raw.routes.group.into_iter().enumerate() {
+            if let Err(e) = crate::routes::Pattern::new(&g.pattern) {
+                return Err(invalid(format!("routes.group[{i}].pattern"), e));
+            }
+            let cluster = lookup(format!("routes.group[{i}].cluster"), &g.cluster)?;
+            groups.push(GroupRouteConfig {
+                pattern: g.pattern,
+                cluster,
+            });
+        }
+
         Ok(Config {
             proxy: ProxyConfig {
                 listen,
@@ -383,7 +412,11 @@ impl Config {
                 upstream_request_timeout: Duration::from_millis(p.upstream_request_timeout_ms),
             },
             clusters,
-            routes: RoutesConfig { default, topics },
+            routes: RoutesConfig {
+                default,
+                topics,
+                groups,
+            },
         })
     }
 
@@ -432,6 +465,22 @@ mod tests {
             e.starts_with(
                 "routes.topic[0]: rule for 'payments.*' sends produce to 'new' and fetch to 'old'"
             ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn group_rule_names_a_known_cluster() {
+        let c = Config::parse(&format!(
+            "{GOOD}\n[[routes.group]]\npattern = \"billing-*\"\ncluster = \"new\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.cluster(c.routes.groups[0].cluster).name, "new");
+        let e = err_of(&format!(
+            "{GOOD}\n[[routes.group]]\npattern = \"g\"\ncluster = \"mars\"\n"
+        ));
+        assert!(
+            e.starts_with("routes.group[0].cluster: names cluster 'mars'"),
             "{e}"
         );
     }

@@ -213,6 +213,13 @@ fn print_routes(result: &Value) {
             text(&r["source"])
         );
     }
+    for g in result["groups"].as_array().into_iter().flatten() {
+        println!(
+            "group {:<24} coordinator={}",
+            text(&g["pattern"]),
+            text(&g["cluster"])
+        );
+    }
 }
 
 fn print_status(result: &Value) {

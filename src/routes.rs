@@ -71,6 +71,8 @@ pub struct RouteTable {
     /// How many times each topic has been flipped since start-up, counting
     /// the runtime routes restored from the state file once each.
     generations: HashMap<String, u64>,
+    /// Consumer group → coordinating cluster, in file order.
+    groups: Vec<(Pattern, ClusterIdx)>,
 }
 
 impl RouteTable {
@@ -96,7 +98,29 @@ impl RouteTable {
             rules,
             runtime: HashMap::new(),
             generations: HashMap::new(),
+            groups: config
+                .groups
+                .iter()
+                .map(|g| {
+                    let pattern =
+                        Pattern::new(&g.pattern).expect("patterns are validated with the config");
+                    (pattern, g.cluster)
+                })
+                .collect(),
         }
+    }
+
+    /// Group rules, in file order.
+    pub fn group_rules(&self) -> impl Iterator<Item = (&Pattern, ClusterIdx)> {
+        self.groups.iter().map(|(p, c)| (p, *c))
+    }
+
+    /// The cluster that coordinates consumer group `group`.
+    pub fn group_cluster(&self, group: &str) -> ClusterIdx {
+        self.groups
+            .iter()
+            .find(|(p, _)| p.matches(group))
+            .map_or(self.default, |(_, c)| *c)
     }
 
     /// How many times `topic` has been flipped (0: never).
@@ -162,6 +186,10 @@ mod tests {
         RouteTable::new(&RoutesConfig {
             default: ClusterIdx(0),
             topics: vec![rule("payments.*", 1, 1), rule("payments.eu", 0, 1)],
+            groups: vec![crate::config::GroupRouteConfig {
+                pattern: "billing-*".into(),
+                cluster: ClusterIdx(1),
+            }],
         })
     }
 
@@ -201,6 +229,13 @@ mod tests {
             (t.generation("payments.eu"), t.generation("payments.us")),
             (1, 0)
         );
+    }
+
+    #[test]
+    fn groups_follow_their_rule_or_the_default() {
+        let t = table();
+        assert_eq!(t.group_cluster("billing-eu"), ClusterIdx(1));
+        assert_eq!(t.group_cluster("audit"), ClusterIdx(0));
     }
 
     #[test]

@@ -145,3 +145,78 @@ fn group_splits_rebalances_and_resumes_from_commits() {
     assert_eq!(indices(&third), (440..460).collect::<Vec<_>>());
     assert!(p.context().failed.lock().unwrap().is_empty());
 }
+
+#[test]
+fn group_rule_puts_coordination_and_commits_on_the_named_cluster() {
+    use harness::raw::RawClient;
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let old = Broker::start("gr-old");
+    let new = Broker::start("gr-new");
+    let mut setup = ProxySetup::two(&old, &new);
+    setup.extra = "[[routes.group]]\npattern = \"billing-*\"\ncluster = \"new\"\n".into();
+    let proxy = Proxy::start(setup);
+    create_topic(&proxy.bootstrap(), "ledger", 1);
+    create_topic(&new.addr(), "ledger", 1);
+    let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
+    produce_range(&p, "ledger", 0..50, |_| {});
+
+    // Batched FindCoordinator: each key answered by its own cluster.
+    let f: FindCoordinatorResponse = RawClient::connect(&proxy.bootstrap()).unwrap().call(
+        ApiKey::FindCoordinator,
+        4,
+        &FindCoordinatorRequest::default().with_coordinator_keys(vec![
+            StrBytes::from_static_str("audit"),
+            StrBytes::from_static_str("billing-eu"),
+        ]),
+    );
+    let found: Vec<(&str, i32)> = f
+        .coordinators
+        .iter()
+        .map(|c| (c.key.as_str(), c.node_id.0))
+        .collect();
+    assert_eq!(found, [("audit", 111), ("billing-eu", 1111)]);
+
+    let c: BaseConsumer = client_config(
+        &proxy.bootstrap(),
+        &[
+            ("group.id", "billing-eu"),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+        ],
+    )
+    .create()
+    .unwrap();
+    c.subscribe(&["ledger"]).unwrap();
+    let got = poll_until(&[&c], "50 records", |g| g.len() >= 50);
+    assert_eq!(indices(&got), (0..50).collect::<Vec<_>>());
+    c.commit_consumer_state(CommitMode::Sync).unwrap();
+    drop(c);
+
+    let committed_on = |cluster: &Broker| {
+        let direct: BaseConsumer = client_config(&cluster.addr(), &[("group.id", "billing-eu")])
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("ledger", 0);
+        let offsets = direct
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        offsets.find_partition("ledger", 0).unwrap().offset()
+    };
+    assert_eq!(
+        committed_on(&new),
+        Offset::Offset(50),
+        "the group's commits live on 'new'"
+    );
+    assert_eq!(committed_on(&old), Offset::Invalid, "and nowhere else");
+    let routes = proxy.cli(&["routes", "--json"]);
+    let routes: serde_json::Value = serde_json::from_slice(&routes.stdout).unwrap();
+    assert_eq!(
+        routes["result"]["groups"],
+        serde_json::json!([{"pattern": "billing-*", "cluster": "new"}]),
+        "the route table shows the group rule"
+    );
+}

@@ -9,6 +9,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::config::ClusterIdx;
 use crate::proxy::Proxy;
 use crate::topology::{UpstreamNodeId, VirtualNodeId};
 use crate::wire::codec::{self, CodecError};
@@ -22,61 +23,32 @@ pub async fn find_coordinator(
     header: RequestHeader,
     request: FindCoordinatorView,
 ) -> Result<Bytes, CodecError> {
-    let cluster = proxy.cluster(proxy.routes().default_cluster()).clone();
-    let upstream = match cluster
-        .find_coordinators(request.key_type, &request.keys)
-        .await
-    {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::debug!(cluster = cluster.name(), error = %e, "FindCoordinator failed upstream");
-            let message = Some(StrBytes::from_string(format!(
-                "cluster '{}' unreachable through the proxy",
-                cluster.name()
-            )));
-            request
-                .keys
-                .iter()
-                .map(|k| {
-                    Coordinator::default()
-                        .with_key(StrBytes::from_string(k.clone()))
-                        .with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                        .with_error_code(COORDINATOR_NOT_AVAILABLE)
-                        .with_error_message(message.clone())
-                })
-                .collect()
+    // A batched request (v4+) may name groups of several clusters.
+    let routes = proxy.routes();
+    let mut by_cluster: Vec<(ClusterIdx, Vec<String>)> = Vec::new();
+    for key in &request.keys {
+        // Transactional ids (key type 1) stay on the default cluster.
+        let cluster = if request.key_type == 0 {
+            routes.group_cluster(key)
+        } else {
+            routes.default_cluster()
+        };
+        match by_cluster.iter_mut().find(|(c, _)| *c == cluster) {
+            Some((_, keys)) => keys.push(key.clone()),
+            None => by_cluster.push((cluster, vec![key.clone()])),
         }
-    };
-    let known = |node: UpstreamNodeId| cluster.with_view(|v| v.brokers.contains_key(&node));
-    if upstream
-        .iter()
-        .any(|c| c.error_code == 0 && !known(UpstreamNodeId(c.node_id.0)))
-    {
-        // A coordinator the view has not seen yet: learn it (and open its
-        // listener) before telling the client to connect to it.
-        super::metadata::refresh_brokers(&proxy).await;
     }
-    let host = StrBytes::from_string(proxy.config.proxy.advertised_host.clone());
-    let coordinators: Vec<Coordinator> = upstream
-        .into_iter()
-        .map(|c| {
-            if c.error_code != 0 {
-                return c
-                    .with_node_id(BrokerId(-1))
-                    .with_host(StrBytes::default())
-                    .with_port(-1);
-            }
-            let id = proxy
-                .topology
-                .to_virtual(cluster.idx, UpstreamNodeId(c.node_id.0));
-            let port = proxy.topology.port(id).map_or(-1, i32::from);
-            c.with_node_id(BrokerId(id.0))
-                .with_host(host.clone())
-                .with_port(port)
-        })
-        .collect();
-
+    let mut coordinators = Vec::with_capacity(request.keys.len());
+    for (cluster, keys) in by_cluster {
+        coordinators.extend(coordinators_on(&proxy, cluster, request.key_type, &keys).await);
+    }
+    // Answers in the order the keys were asked.
+    coordinators.sort_by_key(|c: &Coordinator| {
+        request
+            .keys
+            .iter()
+            .position(|k| k.as_str() == c.key.as_str())
+    });
     let response = if header.api_version >= 4 {
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
@@ -98,4 +70,62 @@ pub async fn find_coordinator(
         header.correlation_id,
         &response,
     )
+}
+
+/// The coordinators of `keys` on one cluster, as virtual brokers.
+async fn coordinators_on(
+    proxy: &Arc<Proxy>,
+    cluster: ClusterIdx,
+    key_type: i8,
+    keys: &[String],
+) -> Vec<Coordinator> {
+    let cluster = proxy.cluster(cluster).clone();
+    let upstream = match cluster.find_coordinators(key_type, keys).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::debug!(cluster = cluster.name(), error = %e, "FindCoordinator failed upstream");
+            let message = Some(StrBytes::from_string(format!(
+                "cluster '{}' unreachable through the proxy",
+                cluster.name()
+            )));
+            keys.iter()
+                .map(|k| {
+                    Coordinator::default()
+                        .with_key(StrBytes::from_string(k.clone()))
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                        .with_error_message(message.clone())
+                })
+                .collect()
+        }
+    };
+    let known = |node: UpstreamNodeId| cluster.with_view(|v| v.brokers.contains_key(&node));
+    if upstream
+        .iter()
+        .any(|c| c.error_code == 0 && !known(UpstreamNodeId(c.node_id.0)))
+    {
+        // A coordinator the view has not seen yet: learn it (and open its
+        // listener) before telling the client to connect to it.
+        super::metadata::refresh_brokers(proxy).await;
+    }
+    let host = StrBytes::from_string(proxy.config.proxy.advertised_host.clone());
+    upstream
+        .into_iter()
+        .map(|c| {
+            if c.error_code != 0 {
+                return c
+                    .with_node_id(BrokerId(-1))
+                    .with_host(StrBytes::default())
+                    .with_port(-1);
+            }
+            let id = proxy
+                .topology
+                .to_virtual(cluster.idx, UpstreamNodeId(c.node_id.0));
+            let port = proxy.topology.port(id).map_or(-1, i32::from);
+            c.with_node_id(BrokerId(id.0))
+                .with_host(host.clone())
+                .with_port(port)
+        })
+        .collect()
 }
