@@ -76,6 +76,13 @@ wait_port $(( base + 1111 ))
 sed -e 's/\x1b\[[0-9;]*m//g' "$work/proxy.log" | grep -E "virtual broker listening" | sed 's/^/   proxy: /' || true
 
 echo "3. traffic through the proxy with kafka-python"
-"$SWITCHYARD_PYTHON" scripts/demo_traffic.py "127.0.0.1:$proxy_port" "127.0.0.1:$old_port" orders 1000
+"$SWITCHYARD_PYTHON" scripts/demo_traffic.py before "127.0.0.1:$proxy_port" "127.0.0.1:$old_port" orders 1000
 
-echo "4. done: the clients only ever talked to 127.0.0.1:$proxy_port and its virtual brokers."
+echo "4. moving topic 'orders' to cluster 'new' at runtime (no client restarts)"
+"$SWITCHYARD_BIN" flip orders --to new -c "$work/proxy.toml" | sed 's/^/   /'
+"$SWITCHYARD_BIN" routes -c "$work/proxy.toml" | sed 's/^/   /'
+
+echo "5. the same client settings, same bootstrap address: writes now land on 'new'"
+"$SWITCHYARD_PYTHON" scripts/demo_traffic.py after "127.0.0.1:$proxy_port" "127.0.0.1:$old_port" "127.0.0.1:$new_port" orders 1000
+
+echo "6. done: the clients only ever talked to 127.0.0.1:$proxy_port and its virtual brokers."
