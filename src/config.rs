@@ -65,6 +65,14 @@ pub struct ProxyConfig {
     /// from it; bounds the memory one client can pin.
     pub max_in_flight: usize,
     pub metadata_refresh: Duration,
+    /// A client that sends nothing for this long is disconnected.
+    pub client_idle_timeout: Duration,
+    /// A request frame, once begun, must arrive whole within this.
+    pub client_frame_timeout: Duration,
+    /// Client connections the proxy holds at once, in all.
+    pub max_connections: usize,
+    /// Client connections from one source address at once.
+    pub max_connections_per_ip: usize,
     pub upstream_connect_timeout: Duration,
     /// How long the proxy waits for an upstream answer to a request it makes
     /// on its own behalf (Metadata, FindCoordinator, ApiVersions).
@@ -127,6 +135,14 @@ struct RawProxy {
     max_in_flight: usize,
     #[serde(default = "default_metadata_refresh_ms")]
     metadata_refresh_ms: u64,
+    #[serde(default = "default_client_idle_timeout_ms")]
+    client_idle_timeout_ms: u64,
+    #[serde(default = "default_client_frame_timeout_ms")]
+    client_frame_timeout_ms: u64,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_max_connections_per_ip")]
+    max_connections_per_ip: usize,
     #[serde(default = "default_connect_timeout_ms")]
     upstream_connect_timeout_ms: u64,
     #[serde(default = "default_request_timeout_ms")]
@@ -148,6 +164,19 @@ fn default_max_in_flight() -> usize {
 }
 fn default_metadata_refresh_ms() -> u64 {
     10_000
+}
+fn default_client_idle_timeout_ms() -> u64 {
+    // Kafka's own connections.max.idle.ms.
+    600_000
+}
+fn default_client_frame_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_connections_per_ip() -> usize {
+    1_000
 }
 fn default_connect_timeout_ms() -> u64 {
     5_000
@@ -254,11 +283,19 @@ impl Config {
                 "must be at least 1024 bytes",
             ));
         }
-        if p.max_in_flight == 0 {
-            return Err(invalid("proxy.max_in_flight", "must be at least 1"));
+        for (key, n) in [
+            ("proxy.max_in_flight", p.max_in_flight),
+            ("proxy.max_connections", p.max_connections),
+            ("proxy.max_connections_per_ip", p.max_connections_per_ip),
+        ] {
+            if n == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         for (key, ms) in [
             ("proxy.metadata_refresh_ms", p.metadata_refresh_ms),
+            ("proxy.client_idle_timeout_ms", p.client_idle_timeout_ms),
+            ("proxy.client_frame_timeout_ms", p.client_frame_timeout_ms),
             (
                 "proxy.upstream_connect_timeout_ms",
                 p.upstream_connect_timeout_ms,
@@ -408,6 +445,10 @@ impl Config {
                 max_upstream_frame_bytes: p.max_upstream_frame_bytes,
                 max_in_flight: p.max_in_flight,
                 metadata_refresh: Duration::from_millis(p.metadata_refresh_ms),
+                client_idle_timeout: Duration::from_millis(p.client_idle_timeout_ms),
+                client_frame_timeout: Duration::from_millis(p.client_frame_timeout_ms),
+                max_connections: p.max_connections,
+                max_connections_per_ip: p.max_connections_per_ip,
                 upstream_connect_timeout: Duration::from_millis(p.upstream_connect_timeout_ms),
                 upstream_request_timeout: Duration::from_millis(p.upstream_request_timeout_ms),
             },

@@ -11,6 +11,9 @@ use tokio::net::TcpListener;
 pub const CLIENT_CONNECTIONS: &str = "switchyard_client_connections";
 /// Client connections accepted (counter, label `listener`).
 pub const CLIENT_CONNECTIONS_TOTAL: &str = "switchyard_client_connections_total";
+/// Client connections refused because a connection cap was reached
+/// (counter).
+pub const CLIENT_CONNECTIONS_REFUSED: &str = "switchyard_client_connections_refused_total";
 /// Client connections closed for sending something that is not Kafka
 /// (counter, label `reason`).
 pub const CLIENT_PROTOCOL_ERRORS: &str = "switchyard_client_protocol_errors_total";

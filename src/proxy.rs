@@ -64,6 +64,7 @@ pub struct Proxy {
     pub gates: Arc<Gates>,
     pub flips: Running,
     pub producer_ids: ProducerIds,
+    pub connections: Arc<server::ConnectionLimits>,
     pub clusters: Vec<Arc<Cluster>>,
     listeners: Mutex<HashMap<VirtualNodeId, OpenListener>>,
     /// Ports that failed to bind, so each failure is reported once.
@@ -97,6 +98,10 @@ impl Proxy {
             gates: Arc::default(),
             flips: Running::default(),
             producer_ids: ProducerIds::default(),
+            connections: server::ConnectionLimits::new(
+                config.proxy.max_connections,
+                config.proxy.max_connections_per_ip,
+            ),
             clusters,
             config,
             listeners: Mutex::new(HashMap::new()),

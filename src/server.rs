@@ -1,8 +1,9 @@
 //! The accept loops and background tasks of a running proxy: the bootstrap
 //! listener, virtual broker listeners, per-cluster refresh, metrics.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,13 +25,75 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(std_listener)
 }
 
-/// Accepts clients forever; each one gets its own session task.
+/// Caps on client connections, in all and per source address, shared by
+/// every listener: one address cannot take the proxy from everyone else.
+pub struct ConnectionLimits {
+    max: usize,
+    per_ip: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One admitted connection; dropping it frees the place.
+pub struct Slot {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl ConnectionLimits {
+    pub fn new(max: usize, per_ip: usize) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits {
+            max,
+            per_ip,
+            open: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// A place for a connection from `ip`, or `None` when a cap is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let from_ip = open.1.get(&ip).copied().unwrap_or(0);
+        if open.0 >= self.max || from_ip >= self.per_ip {
+            return None;
+        }
+        open.0 += 1;
+        open.1.insert(ip, from_ip + 1);
+        Some(Slot {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.0 -= 1;
+        if let Some(n) = open.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts clients forever; each one gets its own session task, as long
+/// as the connection caps allow.
 pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: ListenerKind) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = proxy.connections.admit(peer.ip()) else {
+                    ::metrics::counter!(metrics::CLIENT_CONNECTIONS_REFUSED).increment(1);
+                    tracing::debug!(%peer, "connection refused: connection cap reached");
+                    continue; // dropping the stream closes it
+                };
                 stream.set_nodelay(true).ok();
-                tokio::spawn(session::serve(proxy.clone(), stream, peer, kind));
+                let proxy = proxy.clone();
+                tokio::spawn(async move {
+                    session::serve(proxy, stream, peer, kind).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep going.

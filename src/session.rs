@@ -53,6 +53,10 @@ enum SessionEnd {
     Write(std::io::Error),
     #[error("local handler failed: {0}")]
     Handler(String),
+    #[error("no request for {0:?}")]
+    Idle(std::time::Duration),
+    #[error("a request frame took longer than {0:?} to arrive")]
+    SlowFrame(std::time::Duration),
     #[error("acks=0 produce for partitions this connection cannot reach")]
     Unroutable,
     #[error(transparent)]
@@ -70,6 +74,7 @@ impl SessionEnd {
             SessionEnd::Frame(FrameError::Truncated { .. }) => Some("truncated"),
             SessionEnd::Wire(_) => Some("malformed"),
             SessionEnd::Unsupported { .. } => Some("unsupported"),
+            SessionEnd::SlowFrame(_) => Some("slow"),
             _ => None,
         }
     }
@@ -88,6 +93,30 @@ enum Pending {
 /// NOT_LEADER_OR_FOLLOWER (which every client retries).
 const FENCE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+/// The next request frame. A client may stay silent up to the idle timeout,
+/// but a frame once begun must arrive whole within the frame timeout, so a
+/// client sending a byte a minute cannot hold a connection (and its
+/// buffer) for long.
+async fn next_frame(
+    read: &mut OwnedReadHalf,
+    config: &crate::config::ProxyConfig,
+) -> Result<Option<Frame>, SessionEnd> {
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(config.client_idle_timeout, read.peek(&mut probe)).await {
+        Err(_) => return Err(SessionEnd::Idle(config.client_idle_timeout)),
+        Ok(Err(e)) => return Err(FrameError::Io(e).into()),
+        Ok(Ok(0)) => return Ok(None),
+        Ok(Ok(_)) => {}
+    }
+    tokio::time::timeout(
+        config.client_frame_timeout,
+        read_frame(read, config.max_frame_bytes),
+    )
+    .await
+    .map_err(|_| SessionEnd::SlowFrame(config.client_frame_timeout))?
+    .map_err(SessionEnd::from)
+}
 
 /// Answers a partitioned request with NOT_LEADER_OR_FOLLOWER for every
 /// partition, so the client refreshes its metadata and retries; an acks=0
@@ -184,8 +213,8 @@ impl Session {
         mut read: OwnedReadHalf,
         tx: mpsc::Sender<Pending>,
     ) -> Result<(), SessionEnd> {
-        let max_frame = self.proxy.config.proxy.max_frame_bytes;
-        while let Some(frame) = read_frame(&mut read, max_frame).await? {
+        let proxy = self.proxy.clone();
+        while let Some(frame) = next_frame(&mut read, &proxy.config.proxy).await? {
             let header = RequestHeader::parse(frame.body())?;
             let body = &frame.body()[header.body_offset..];
             let unsupported = || SessionEnd::Unsupported {

@@ -156,3 +156,83 @@ fn hostile_frames_close_only_their_own_connection() {
     );
     assert!(proxy.is_running());
 }
+
+/// Metadata on a fresh connection from another address: the proxy still
+/// serves well-behaved clients.
+fn fresh_client_served(proxy: &Proxy) {
+    let mut good = RawClient::connect_from("127.0.0.2", &proxy.bootstrap()).unwrap();
+    still_served(&mut good);
+}
+
+#[test]
+fn slow_idle_and_crowding_clients_are_cut_off_and_others_still_served() {
+    let old = Broker::start("sl-old");
+    let new = Broker::start("sl-new");
+    let mut setup = ProxySetup::two(&old, &new);
+    setup.proxy_extra =
+        "client_idle_timeout_ms = 2000\nclient_frame_timeout_ms = 500\nmax_connections_per_ip = 20"
+            .into();
+    let proxy = Proxy::start(setup);
+
+    // A frame begun and never finished: dropped after the frame timeout.
+    let mut slow = RawClient::connect(&proxy.bootstrap()).unwrap();
+    slow.send_bytes(&[0, 0, 0]).unwrap();
+    assert!(
+        slow.closed_by_peer(Duration::from_secs(5)),
+        "half-sent frame dropped"
+    );
+    // One byte every 200 ms: each byte is progress, the frame never ends.
+    let mut dripping = RawClient::connect(&proxy.bootstrap()).unwrap();
+    let mut dropped = false;
+    for byte in frame(&[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0]) {
+        if dripping.send_bytes(&[byte]).is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        dropped || dripping.closed_by_peer(Duration::from_secs(5)),
+        "dripping client dropped"
+    );
+    fresh_client_served(&proxy);
+    // Silence: dropped after the idle timeout.
+    let mut idle = RawClient::connect(&proxy.bootstrap()).unwrap();
+    assert!(
+        idle.closed_by_peer(Duration::from_secs(6)),
+        "idle client dropped"
+    );
+    fresh_client_served(&proxy);
+
+    // Twenty connections from one address are allowed, the next is not;
+    // another address is unaffected.
+    let crowd: Vec<RawClient> = (0..20)
+        .map(|_| RawClient::connect(&proxy.bootstrap()).unwrap())
+        .collect();
+    let mut one_more = RawClient::connect(&proxy.bootstrap()).unwrap();
+    assert!(
+        one_more.closed_by_peer(Duration::from_secs(2)),
+        "21st connection from one address refused"
+    );
+    fresh_client_served(&proxy);
+    assert_eq!(
+        proxy.metric("switchyard_client_connections_refused_total"),
+        1.0
+    );
+    drop(crowd);
+    harness::wait_for("a place to free up", Duration::from_secs(5), || {
+        let mut again = RawClient::connect(&proxy.bootstrap()).ok()?;
+        again
+            .try_call::<_, MetadataResponse>(
+                ApiKey::Metadata,
+                1,
+                &MetadataRequest::default().with_topics(Some(vec![])),
+            )
+            .ok()
+    });
+    assert_eq!(
+        proxy.metric("switchyard_client_protocol_errors_total"),
+        2.0,
+        "the slow and dripping clients"
+    );
+}

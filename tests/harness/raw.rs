@@ -19,7 +19,30 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(addr: &str) -> std::io::Result<RawClient> {
-        let stream = TcpStream::connect(addr)?;
+        RawClient::wrap(TcpStream::connect(addr)?)
+    }
+
+    /// Connects from another loopback address (`127.0.0.2`, say), as a
+    /// different client machine would.
+    pub fn connect_from(local_ip: &str, addr: &str) -> std::io::Result<RawClient> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let local: std::net::SocketAddr = format!("{local_ip}:0")
+            .parse()
+            .map_err(std::io::Error::other)?;
+        let remote: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+        let stream = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(local)?;
+            socket.connect(remote).await
+        })?;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        RawClient::wrap(stream)
+    }
+
+    fn wrap(stream: TcpStream) -> std::io::Result<RawClient> {
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.set_nodelay(true)?;
         Ok(RawClient {
