@@ -44,7 +44,7 @@ pub struct RouteLine {
     pub source: String,
 }
 
-/// Binds the admin socket, replacing a stale socket file.
+/// Binds the admin socket (mode 0660), replacing a stale socket file.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -52,7 +52,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
             std::fs::remove_file(path)?;
         }
     }
-    UnixListener::bind(path)
+    let listener = UnixListener::bind(path)?;
+    // Whoever can connect can move traffic: owner and group only.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
 }
 
 pub async fn serve(proxy: Arc<Proxy>, listener: UnixListener) {

@@ -344,6 +344,16 @@ fn bad_admin_requests_get_clear_errors_and_change_nothing() {
         assert!(runtime_routes(&proxy).is_empty(), "{line} changed routes");
     }
     assert!(!proxy.state_file().exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(proxy.admin_socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o660,
+        "only the proxy's user and group may flip"
+    );
 
     // The CLI says the same, with exit code 1 for a refusal.
     let out = proxy.cli(&["flip", "steady", "--to", "mars"]);

@@ -109,9 +109,13 @@ pub fn plan(
             partitions
                 .iter()
                 .map(|p| {
-                    meta.partitions
-                        .iter()
-                        .find(|m| m.partition_index == *p)
+                    // Brokers list partitions in index order: look there
+                    // first, search only when they do not.
+                    let at = usize::try_from(*p)
+                        .ok()
+                        .and_then(|i| meta.partitions.get(i));
+                    at.filter(|m| m.partition_index == *p)
+                        .or_else(|| meta.partitions.iter().find(|m| m.partition_index == *p))
                         .map(|m| UpstreamNodeId(m.leader_id.0))
                 })
                 .collect()

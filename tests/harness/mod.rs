@@ -412,6 +412,10 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("admin answer {answer:?} is not JSON: {e}"))
     }
 
+    pub fn admin_socket(&self) -> PathBuf {
+        self.scratch.path("admin.sock")
+    }
+
     pub fn state_file(&self) -> PathBuf {
         self.scratch.path("state.json")
     }
