@@ -132,15 +132,14 @@ pub fn plan(
             }
             // Not in the view yet: the listener's own broker answers for
             // its own cluster (as a broker would); elsewhere, refuse.
-            None if own.is_some_and(|(c, _)| c == cluster) => {
-                let own = own.expect("checked");
-                match target {
+            None => match own.filter(|(c, _)| *c == cluster) {
+                Some(own) => match target {
                     None => target = Some(own),
                     Some(t) if t == own => {}
                     Some(_) => return Plan::Refuse,
-                }
-            }
-            None => return Plan::Refuse,
+                },
+                None => return Plan::Refuse,
+            },
         }
     }
     match target {
