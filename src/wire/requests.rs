@@ -489,6 +489,18 @@ mod partitioned_tests {
         TopicName(StrBytes::from_string(s.to_owned()))
     }
 
+    /// `$message` carrying an unknown tagged field `$number` when `$flexible`.
+    macro_rules! tagged {
+        ($flexible:expr, $message:expr, $number:expr) => {{
+            let message = $message;
+            if $flexible {
+                message.with_unknown_tagged_field($number, tag())
+            } else {
+                message
+            }
+        }};
+    }
+
     fn tag() -> Bytes {
         Bytes::from_static(b"\x01\x02\x03")
     }
@@ -519,38 +531,35 @@ mod partitioned_tests {
                     .iter()
                     .enumerate()
                     .map(|(i, &p)| {
-                        let data = PartitionProduceData::default()
-                            .with_index(p)
-                            .with_records(records[i % 3].clone());
-                        if flexible {
-                            data.with_unknown_tagged_field(3, tag())
-                        } else {
-                            data
-                        }
+                        tagged!(
+                            flexible,
+                            PartitionProduceData::default()
+                                .with_index(p)
+                                .with_records(records[i % 3].clone()),
+                            3
+                        )
                     })
                     .collect();
-                let topic = TopicProduceData::default()
-                    .with_name(name(&t))
-                    .with_partition_data(partitions);
-                if flexible {
-                    topic.with_unknown_tagged_field(9, tag())
-                } else {
-                    topic
-                }
+                tagged!(
+                    flexible,
+                    TopicProduceData::default()
+                        .with_name(name(&t))
+                        .with_partition_data(partitions),
+                    9
+                )
             })
             .collect();
-        let req = ProduceRequest::default()
-            .with_transactional_id(
-                transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_owned()))),
-            )
-            .with_acks(acks)
-            .with_timeout_ms(30_000)
-            .with_topic_data(topics);
-        if flexible {
-            req.with_unknown_tagged_field(1, tag())
-        } else {
-            req
-        }
+        tagged!(
+            flexible,
+            ProduceRequest::default()
+                .with_transactional_id(
+                    transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_owned()))),
+                )
+                .with_acks(acks)
+                .with_timeout_ms(30_000)
+                .with_topic_data(topics),
+            1
+        )
     }
 
     fn fetch_request(v: i16) -> FetchRequest {
@@ -579,14 +588,13 @@ mod partitioned_tests {
                         }
                     })
                     .collect();
-                let topic = FetchTopic::default()
-                    .with_topic(name(&t))
-                    .with_partitions(partitions);
-                if flexible {
-                    topic.with_unknown_tagged_field(4, tag())
-                } else {
-                    topic
-                }
+                tagged!(
+                    flexible,
+                    FetchTopic::default()
+                        .with_topic(name(&t))
+                        .with_partitions(partitions),
+                    4
+                )
             })
             .collect();
         let mut req = FetchRequest::default()
@@ -622,15 +630,14 @@ mod partitioned_tests {
                 let partitions = ps
                     .iter()
                     .map(|&p| {
-                        let part = ListOffsetsPartition::default()
-                            .with_partition_index(p)
-                            .with_timestamp(-2)
-                            .with_current_leader_epoch(4);
-                        if flexible {
-                            part.with_unknown_tagged_field(0, tag())
-                        } else {
-                            part
-                        }
+                        tagged!(
+                            flexible,
+                            ListOffsetsPartition::default()
+                                .with_partition_index(p)
+                                .with_timestamp(-2)
+                                .with_current_leader_epoch(4),
+                            0
+                        )
                     })
                     .collect();
                 ListOffsetsTopic::default()
@@ -663,14 +670,13 @@ mod partitioned_tests {
                             .with_leader_epoch(5)
                     })
                     .collect();
-                let topic = OffsetForLeaderTopic::default()
-                    .with_topic(name(&t))
-                    .with_partitions(partitions);
-                if v >= 4 {
-                    topic.with_unknown_tagged_field(2, tag())
-                } else {
-                    topic
-                }
+                tagged!(
+                    v >= 4,
+                    OffsetForLeaderTopic::default()
+                        .with_topic(name(&t))
+                        .with_partitions(partitions),
+                    2
+                )
             })
             .collect();
         OffsetForLeaderEpochRequest::default().with_topics(topics)
