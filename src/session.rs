@@ -27,7 +27,7 @@ use crate::topology::UpstreamNodeId;
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use crate::wire::codec::CodecError;
-use crate::wire::partition_errors::partition_error_response;
+use crate::wire::partition_errors::{partition_error_response, topic_error_response};
 use crate::wire::requests::{
     self, DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
     TopicPartitions,
@@ -93,6 +93,7 @@ enum Pending {
 /// NOT_LEADER_OR_FOLLOWER (which every client retries).
 const FENCE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const INVALID_REQUEST: i16 = 42;
 
 /// The next request frame. A client may stay silent up to the idle timeout,
 /// but a frame once begun must arrive whole within the frame timeout, so a
@@ -240,6 +241,10 @@ impl Session {
                             self.forward_partitioned(spec.key, side, &frame.0, &header, body)
                                 .await?
                         }
+                        None if target == forward::Target::Controller => {
+                            self.forward_admin(spec.key, &frame.0, &header, body)
+                                .await?
+                        }
                         None => {
                             let upstream = self.upstream(target).await?;
                             upstream
@@ -380,6 +385,56 @@ impl Session {
             )
             .await?;
         Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
+    }
+
+    /// Topic administration goes to the controller of the cluster its topics
+    /// route to; a request whose topics route to several clusters is refused,
+    /// topic by topic, with INVALID_REQUEST and a message saying why.
+    async fn forward_admin(
+        &mut self,
+        api: ApiKey,
+        frame: &[u8],
+        header: &RequestHeader,
+        body: &[u8],
+    ) -> Result<Option<Pending>, SessionEnd> {
+        let names = requests::admin_topic_names(header, body)?;
+        let routes = self.proxy.routes();
+        let mut clusters: Vec<ClusterIdx> =
+            names.iter().map(|n| routes.metadata_cluster(n)).collect();
+        clusters.sort();
+        clusters.dedup();
+        let listener_cluster = self
+            .own_broker()
+            .map_or_else(|| routes.default_cluster(), |(c, _)| c);
+        let upstream = match clusters.as_slice() {
+            [] => self.upstream(forward::Target::Controller).await?,
+            [c] if *c == listener_cluster => self.upstream(forward::Target::Controller).await?,
+            [c] => {
+                let address = self.proxy.cluster(*c).controller_address();
+                self.connection(*c, &address).await?
+            }
+            several => {
+                let names_of: Vec<&str> = several
+                    .iter()
+                    .map(|c| self.proxy.cluster(*c).name())
+                    .collect();
+                let message = format!(
+                    "the topics of this request route to different clusters ({}); send one request per cluster",
+                    names_of.join(", ")
+                );
+                let answer = topic_error_response(
+                    api,
+                    header.api_version,
+                    header.correlation_id,
+                    &names,
+                    INVALID_REQUEST,
+                    &message,
+                )?;
+                return Ok(Some(Pending::Ready(answer)));
+            }
+        };
+        let reply = upstream.send(frame, header.correlation_id, true).await?;
+        Ok(reply.map(|reply| Pending::Upstream(reply, None)))
     }
 
     /// The upstream broker this session's listener mirrors (`None` on the

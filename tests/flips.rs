@@ -65,7 +65,8 @@ fn each_topic_lands_in_the_cluster_its_route_names() {
     setup.extra = "[[routes.topic]]\npattern = \"b*\"\nproduce = \"new\"\nfetch = \"new\"\n".into();
     let proxy = Proxy::start(setup);
     create_topic(&proxy.bootstrap(), "a", 2);
-    create_topic(&new.addr(), "b1", 2);
+    // Created through the proxy: it goes to the cluster the topic routes to.
+    create_topic(&proxy.bootstrap(), "b1", 2);
 
     let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
     produce_range(&p, "a", 0..500, |_| {});
@@ -90,6 +91,62 @@ fn each_topic_lands_in_the_cluster_its_route_names() {
     );
     let through_proxy = kafka_python_consume(&proxy.bootstrap(), "b1", 500);
     assert_eq!(indices(&through_proxy), (500..1000).collect());
+
+    // One CreateTopics for topics of two clusters is refused, topic by
+    // topic, and creates nothing anywhere.
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        harness::clients::client_config(&proxy.bootstrap(), &[])
+            .create()
+            .unwrap();
+    let results = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(admin.create_topics(
+            &[
+                NewTopic::new("a2", 1, TopicReplication::Fixed(1)),
+                NewTopic::new("b2", 1, TopicReplication::Fixed(1)),
+            ],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    let codes: Vec<_> = results.into_iter().collect();
+    assert_eq!(
+        codes,
+        vec![
+            Err(("a2".to_owned(), RDKafkaErrorCode::InvalidRequest)),
+            Err(("b2".to_owned(), RDKafkaErrorCode::InvalidRequest)),
+        ]
+    );
+    // And 'b1', created through the proxy, exists only where it routes.
+    for (cluster, topic) in [
+        (&old, "a2"),
+        (&new, "b2"),
+        (&old, "b2"),
+        (&new, "a2"),
+        (&old, "b1"),
+    ] {
+        let m: kafka_protocol::messages::MetadataResponse =
+            harness::raw::RawClient::connect(&cluster.addr())
+                .unwrap()
+                .call(
+                    kafka_protocol::messages::ApiKey::Metadata,
+                    4,
+                    &kafka_protocol::messages::MetadataRequest::default()
+                        .with_allow_auto_topic_creation(false)
+                        .with_topics(Some(vec![
+                        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(kafka_protocol::messages::TopicName(
+                                kafka_protocol::protocol::StrBytes::from_string(topic.to_owned()),
+                            ))),
+                    ])),
+                );
+        assert_eq!(
+            m.topics[0].error_code, 3,
+            "{topic} was not created on {}",
+            cluster.name
+        );
+    }
 }
 
 /// Records `start..start+count` from a librdkafka producer through `bootstrap`,

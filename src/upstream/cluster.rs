@@ -108,6 +108,16 @@ impl Cluster {
             .unwrap_or_else(|| self.config.bootstrap[0].clone())
     }
 
+    /// The controller's address, or any broker's while it is unknown.
+    pub fn controller_address(&self) -> String {
+        self.with_view(|v| {
+            v.controller
+                .and_then(|c| v.brokers.get(&c))
+                .map(BrokerAddr::address)
+        })
+        .unwrap_or_else(|| self.any_broker_address())
+    }
+
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
@@ -419,13 +429,7 @@ impl Cluster {
     /// Creates `topic` with `partitions` partitions and the cluster's
     /// default replication factor; a topic that already exists is fine.
     pub async fn create_topic(&self, topic: &str, partitions: usize) -> Result<(), UpstreamError> {
-        let addr = self
-            .with_view(|v| {
-                v.controller
-                    .and_then(|c| v.brokers.get(&c))
-                    .map(BrokerAddr::address)
-            })
-            .unwrap_or_else(|| self.any_broker_address());
+        let addr = self.controller_address();
         let conn = UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await?;
         let version =
             self.version_for(ApiKey::CreateTopics, 5)

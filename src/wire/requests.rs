@@ -312,6 +312,92 @@ fn skip(r: &mut Reader<'_>, n: usize) -> Result<(), WireError> {
 
 /// Skips `NULLABLE_BYTES` (int32 length, -1 = null) or, when flexible,
 /// `COMPACT_NULLABLE_BYTES` (varint length + 1, 0 = null).
+/// The topics a topic-administration request names (CreateTopics v2..=6,
+/// DeleteTopics v1..=5, CreatePartitions v0..=3), so that it can go to the
+/// controller of the cluster they route to.
+pub fn admin_topic_names(header: &RequestHeader, body: &[u8]) -> Result<Vec<String>, WireError> {
+    let mut r = Reader::new(body, "topic administration request");
+    let (api, versions, flexible_from) = match ApiKey::try_from(header.api_key) {
+        Ok(ApiKey::CreateTopics) => (ApiKey::CreateTopics, 2..=6, 5),
+        Ok(ApiKey::DeleteTopics) => (ApiKey::DeleteTopics, 1..=5, 4),
+        Ok(ApiKey::CreatePartitions) => (ApiKey::CreatePartitions, 0..=3, 2),
+        _ => {
+            return Err(r.error(format!(
+                "API key {} is not topic administration",
+                header.api_key
+            )))
+        }
+    };
+    let v = check_version(&r, header, api, versions)?;
+    let flexible = v >= flexible_from;
+    let tags = usize::from(flexible);
+    // An array length: int32, or a one-byte varint when flexible.
+    let len = if flexible { 1 } else { 4 };
+    let name_min = if flexible { 1 } else { 2 };
+    let mut names = Vec::new();
+    match api {
+        ApiKey::DeleteTopics => {
+            let n = required_len(&mut r, flexible, name_min, "topic names")?;
+            for _ in 0..n {
+                names.push(r.string(flexible)?.to_owned());
+            }
+            skip(&mut r, 4)?; // timeout_ms
+        }
+        ApiKey::CreateTopics => {
+            let topic_min = name_min + 4 + 2 + len + len + tags;
+            let n = required_len(&mut r, flexible, topic_min, "topics")?;
+            for _ in 0..n {
+                names.push(r.string(flexible)?.to_owned());
+                skip(&mut r, 6)?; // num_partitions, replication_factor
+                let assignments = required_len(&mut r, flexible, 4 + len + tags, "assignments")?;
+                for _ in 0..assignments {
+                    skip(&mut r, 4)?; // partition_index
+                    let brokers = required_len(&mut r, flexible, 4, "broker ids")?;
+                    skip(&mut r, brokers * 4)?;
+                    if flexible {
+                        r.skip_tagged_fields()?;
+                    }
+                }
+                let configs = required_len(&mut r, flexible, 2 * name_min + tags, "configs")?;
+                for _ in 0..configs {
+                    r.string(flexible)?;
+                    r.nullable_string(flexible)?;
+                    if flexible {
+                        r.skip_tagged_fields()?;
+                    }
+                }
+                if flexible {
+                    r.skip_tagged_fields()?;
+                }
+            }
+            skip(&mut r, 5)?; // timeout_ms, validate_only
+        }
+        _ => {
+            let topic_min = name_min + 4 + len + tags;
+            let n = required_len(&mut r, flexible, topic_min, "topics")?;
+            for _ in 0..n {
+                names.push(r.string(flexible)?.to_owned());
+                skip(&mut r, 4)?; // count
+                if let Some(assignments) = r.array_len(flexible, len + tags)? {
+                    for _ in 0..assignments {
+                        let brokers = required_len(&mut r, flexible, 4, "broker ids")?;
+                        skip(&mut r, brokers * 4)?;
+                        if flexible {
+                            r.skip_tagged_fields()?;
+                        }
+                    }
+                }
+                if flexible {
+                    r.skip_tagged_fields()?;
+                }
+            }
+            skip(&mut r, 5)?; // timeout_ms, validate_only
+        }
+    }
+    finish(&mut r, flexible)?;
+    Ok(names)
+}
+
 /// Skips nullable bytes; returns where they sit in the message (empty for
 /// null).
 fn skip_nullable_bytes(
@@ -938,5 +1024,121 @@ mod partitioned_tests {
         body[tags] = 1;
         body.splice(tags + 1..tags + 1, [0, 100]);
         assert!(offset_for_leader_epoch_topics(&h, &body).is_err());
+    }
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use bytes::BytesMut;
+    use kafka_protocol::messages::create_partitions_request::{
+        CreatePartitionsAssignment, CreatePartitionsTopic,
+    };
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+    };
+    use kafka_protocol::messages::{
+        BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
+    };
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    use super::*;
+
+    fn header(api: ApiKey, version: i16) -> RequestHeader {
+        RequestHeader {
+            api_key: api as i16,
+            api_version: version,
+            correlation_id: 1,
+            client_id: None,
+            body_offset: 0,
+        }
+    }
+
+    fn name(n: &str) -> TopicName {
+        TopicName(StrBytes::from_string(n.to_owned()))
+    }
+
+    fn encode(body: &impl Encodable, version: i16) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        body.encode(&mut buf, version).unwrap();
+        buf.to_vec()
+    }
+
+    /// Parses `bytes` as `api` v`version`, checks the names, and that every
+    /// cut-short body is an error rather than a panic.
+    fn check(api: ApiKey, version: i16, bytes: &[u8]) {
+        let h = header(api, version);
+        assert_eq!(
+            admin_topic_names(&h, bytes).unwrap(),
+            ["a", "b"],
+            "{api:?} v{version}"
+        );
+        for len in 0..bytes.len() {
+            assert!(
+                admin_topic_names(&h, &bytes[..len]).is_err(),
+                "{api:?} v{version} cut at {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn create_topics_names_at_every_version() {
+        let topic = |n: &str| {
+            CreatableTopic::default()
+                .with_name(name(n))
+                .with_num_partitions(3)
+                .with_replication_factor(-1)
+                .with_assignments(vec![CreatableReplicaAssignment::default()
+                    .with_partition_index(0)
+                    .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("cleanup.policy"))
+                    .with_value(Some(StrBytes::from_static_str("compact")))])
+        };
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic("a"), topic("b")])
+            .with_timeout_ms(1000);
+        for v in 2..=6 {
+            check(ApiKey::CreateTopics, v, &encode(&request, v));
+        }
+    }
+
+    #[test]
+    fn delete_topics_and_create_partitions_names() {
+        let delete = DeleteTopicsRequest::default()
+            .with_topic_names(vec![name("a"), name("b")])
+            .with_timeout_ms(1000);
+        for v in 1..=5 {
+            check(ApiKey::DeleteTopics, v, &encode(&delete, v));
+        }
+        let topic = |n: &str, assignments| {
+            CreatePartitionsTopic::default()
+                .with_name(name(n))
+                .with_count(4)
+                .with_assignments(assignments)
+        };
+        let create = CreatePartitionsRequest::default().with_topics(vec![
+            topic("a", None),
+            topic(
+                "b",
+                Some(vec![
+                    CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)])
+                ]),
+            ),
+        ]);
+        for v in 0..=3 {
+            check(ApiKey::CreatePartitions, v, &encode(&create, v));
+        }
+    }
+
+    #[test]
+    fn admin_count_bombs_and_other_apis_are_refused() {
+        let bomb = [0x7f, 0xff, 0xff, 0xff, 0, 0];
+        assert!(admin_topic_names(&header(ApiKey::CreateTopics, 2), &bomb).is_err());
+        assert!(admin_topic_names(&header(ApiKey::DeleteTopics, 1), &bomb).is_err());
+        assert!(admin_topic_names(&header(ApiKey::CreatePartitions, 0), &bomb).is_err());
+        let compact = [0xff, 0xff, 0xff, 0xff, 0x07, 0];
+        assert!(admin_topic_names(&header(ApiKey::CreateTopics, 5), &compact).is_err());
+        assert!(admin_topic_names(&header(ApiKey::Metadata, 1), &[0, 0, 0, 0]).is_err());
+        assert!(admin_topic_names(&header(ApiKey::CreateTopics, 1), &[0, 0, 0, 0]).is_err());
     }
 }
