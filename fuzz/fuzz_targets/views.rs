@@ -1,11 +1,11 @@
 //! Every shallow view the proxy reads, chosen by api_key, shared by the
 //! request fuzz targets. Errors are fine; panics are not.
 
-use switchyard::wire::requests::{
-    fetch_topics, list_offsets_topics, offset_for_leader_epoch_topics, produce_acks,
-    DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
-};
 use switchyard::producer_ids;
+use switchyard::wire::requests::{
+    admin_topic_names, fetch_topics, list_offsets_topics, offset_for_leader_epoch_topics,
+    produce_acks, DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
+};
 use switchyard::wire::RequestHeader;
 
 pub fn parse_view(header: &RequestHeader, body: &[u8]) {
@@ -32,6 +32,7 @@ pub fn parse_view(header: &RequestHeader, body: &[u8]) {
         2 => drop(list_offsets_topics(header, body)),
         3 => drop(MetadataRequestView::parse(header, body)),
         10 => drop(FindCoordinatorView::parse(header, body)),
+        19 | 20 | 37 => drop(admin_topic_names(header, body)),
         23 => drop(offset_for_leader_epoch_topics(header, body)),
         60 => drop(DescribeClusterView::parse(header, body)),
         _ => {}
