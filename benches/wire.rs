@@ -4,9 +4,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use switchyard::wire::requests::{produce_acks, MetadataRequestView};
+use switchyard::wire::requests::{MetadataRequestView, ProduceView};
 use switchyard::wire::{codec, read_frame, Frame, RequestHeader};
 
 /// A Produce v9 request frame (flexible header v2, acks = -1).
@@ -25,13 +26,33 @@ fn header_parse(c: &mut Criterion) {
     });
 }
 
-fn produce_acks_bench(c: &mut Criterion) {
-    // Every Produce is checked for acks = 0, which decides whether a response is awaited.
-    let frame = produce_frame();
+fn produce_view_bench(c: &mut Criterion) {
+    // Every Produce is walked for its topics, partitions and record ranges
+    // (routing, fence gates, producer ids); 3 topics × 4 partitions × 16 KiB.
+    let records = bytes::Bytes::from(vec![0u8; 16 * 1024]);
+    let topics = (0..3)
+        .map(|t| {
+            let partitions = (0..4)
+                .map(|p| {
+                    PartitionProduceData::default()
+                        .with_index(p)
+                        .with_records(Some(records.clone()))
+                })
+                .collect();
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(format!("orders-{t}"))))
+                .with_partition_data(partitions)
+        })
+        .collect();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(topics);
+    let frame = Frame(codec::request_frame(ApiKey::Produce, 9, 7, &request).unwrap());
     let header = RequestHeader::parse(frame.body()).unwrap();
     let body = &frame.body()[header.body_offset..];
-    c.bench_function("produce_acks_v9", |b| {
-        b.iter(|| produce_acks(black_box(&header), black_box(body)).unwrap())
+    c.bench_function("produce_view_v9_12_partitions", |b| {
+        b.iter(|| ProduceView::parse(black_box(&header), black_box(body)).unwrap())
     });
 }
 
@@ -74,7 +95,7 @@ fn read_frame_bench(c: &mut Criterion) {
 criterion_group!(
     benches,
     header_parse,
-    produce_acks_bench,
+    produce_view_bench,
     metadata_view,
     read_frame_bench
 );

@@ -4,14 +4,13 @@
 use switchyard::producer_ids;
 use switchyard::wire::requests::{
     admin_topic_names, fetch_topics, list_offsets_topics, offset_for_leader_epoch_topics,
-    produce_acks, DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
+    DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
 };
 use switchyard::wire::RequestHeader;
 
 pub fn parse_view(header: &RequestHeader, body: &[u8]) {
     match header.api_key {
         0 => {
-            drop(produce_acks(header, body));
             if let Ok(view) = ProduceView::parse(header, body) {
                 // What the proxy does to idempotent batches on their way out.
                 let mut copy = body.to_vec();

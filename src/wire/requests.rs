@@ -129,16 +129,6 @@ impl DescribeClusterView {
     }
 }
 
-/// The `acks` of a Produce request: 0 means the client expects no response.
-pub fn produce_acks(header: &RequestHeader, body: &[u8]) -> Result<i16, WireError> {
-    let v = header.api_version;
-    let mut r = Reader::new(body, "Produce request");
-    if v >= 3 {
-        r.nullable_string(v >= 9)?; // transactional_id
-    }
-    r.i16()
-}
-
 /// The topics and partitions a partitioned request touches, in request order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicPartitions(pub Vec<(String, Vec<i32>)>);
@@ -524,13 +514,6 @@ mod tests {
             (v4.key_type, v4.keys),
             (1, vec!["a".to_owned(), "b".to_owned()])
         );
-    }
-
-    #[test]
-    fn produce_acks_by_version() {
-        assert_eq!(produce_acks(&header(0, 2), &[0xff, 0xff]).unwrap(), -1);
-        assert_eq!(produce_acks(&header(0, 7), &[0xff, 0xff, 0, 0]).unwrap(), 0);
-        assert_eq!(produce_acks(&header(0, 9), &[0, 0, 1]).unwrap(), 1);
     }
 }
 
