@@ -4,7 +4,7 @@
 //! live (falling back to the last known view when that cluster is down),
 //! with every node id turned virtual and every address the proxy's own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,9 +29,10 @@ use crate::wire::RequestHeader;
 const LEADER_NOT_AVAILABLE: i16 = 5;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 
-/// What one cluster said about the topics asked of it.
+/// What one cluster said about the topics asked of it (`None`: all).
 type ClusterAnswer = (
     ClusterIdx,
+    Option<Vec<String>>,
     Result<Vec<MetadataResponseTopic>, UpstreamError>,
 );
 
@@ -40,6 +41,7 @@ pub async fn metadata(
     header: RequestHeader,
     request: MetadataRequestView,
 ) -> Result<Bytes, CodecError> {
+    let routes = proxy.routes();
     let mut topics_out = Vec::new();
     // Which clusters to ask, and for what (`None` = all their topics).
     let mut asks: BTreeMap<ClusterIdx, Option<Vec<String>>> = BTreeMap::new();
@@ -65,18 +67,16 @@ pub async fn metadata(
                         }
                     },
                 };
-                let cluster = proxy.routes().metadata_cluster(&name);
-                asks.entry(cluster)
-                    .or_insert_with(|| Some(Vec::new()))
-                    .as_mut()
-                    .expect("named topics only")
-                    .push(name);
+                let cluster = routes.metadata_cluster(&name);
+                if let Some(names) = asks.entry(cluster).or_insert_with(|| Some(Vec::new())) {
+                    names.push(name);
+                }
             }
         }
     }
 
     let mut queries: JoinSet<ClusterAnswer> = JoinSet::new();
-    for (idx, names) in asks.clone() {
+    for (idx, names) in asks {
         let cluster = proxy.cluster(idx).clone();
         let auto_create = request.allow_auto_topic_creation;
         queries.spawn(async move {
@@ -84,41 +84,40 @@ pub async fn metadata(
                 .fetch_metadata(names.as_deref(), auto_create)
                 .await
                 .map(|r| r.topics);
-            (idx, answer)
+            (idx, names, answer)
         });
     }
-    let mut answers: HashMap<ClusterIdx, Result<Vec<MetadataResponseTopic>, UpstreamError>> =
-        HashMap::new();
+    let mut answers: Vec<ClusterAnswer> = Vec::new();
     while let Some(joined) = queries.join_next().await {
-        if let Ok((idx, answer)) = joined {
-            answers.insert(idx, answer);
+        // A query task returns its errors; it does not panic.
+        if let Ok(answer) = joined {
+            answers.push(answer);
         }
     }
+    answers.sort_by_key(|(idx, _, _)| *idx);
     // Brokers named in the answer must be listening before it is sent.
     proxy.sync_listeners();
 
-    for (idx, names) in &asks {
-        let upstream_topics = match answers.remove(idx) {
-            Some(Ok(topics)) => topics,
-            other => {
-                if let Some(Err(e)) = other {
-                    tracing::debug!(cluster = proxy.cluster(*idx).name(), error = %e, "metadata from cache");
-                }
-                cached_topics(&proxy, *idx, names.as_deref())
+    for (idx, names, answer) in answers {
+        let upstream_topics = match answer {
+            Ok(topics) => topics,
+            Err(e) => {
+                tracing::debug!(cluster = proxy.cluster(idx).name(), error = %e, "metadata from cache");
+                cached_topics(&proxy, idx, names.as_deref())
             }
         };
         for t in upstream_topics {
             let routed_here = t
                 .name
                 .as_ref()
-                .is_none_or(|n| proxy.routes().metadata_cluster(n) == *idx);
+                .is_none_or(|n| routes.metadata_cluster(n) == idx);
             if routed_here {
-                topics_out.push(virtual_topic(&proxy, *idx, t));
+                topics_out.push(virtual_topic(&proxy, idx, t));
             }
         }
     }
 
-    let default = proxy.routes().default_cluster();
+    let default = routes.default_cluster();
     let response = MetadataResponse::default()
         .with_brokers(
             proxy

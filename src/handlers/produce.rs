@@ -36,6 +36,11 @@ pub async fn for_cluster(
     }
     let routes = proxy.routes();
     let issuer = routes.default_cluster();
+    let needs_own_ids = |topic: &str| cluster != issuer || routes.generation(topic) != 0;
+    if !view.topics.0.iter().any(|(topic, _)| needs_own_ids(topic)) {
+        // The common case, the fast path: nothing to look at.
+        return Ok(None);
+    }
     let mut copy: Option<BytesMut> = None;
     // Collected first: no closure may live across the awaits below (their
     // borrowed captures would keep the session's future from being Send).
@@ -46,10 +51,10 @@ pub async fn for_cluster(
         }
     }
     for (&(topic, partition), records) in partitions.iter().zip(&view.records) {
-        let generation = routes.generation(topic);
-        if cluster == issuer && generation == 0 {
+        if !needs_own_ids(topic) {
             continue; // the ids the client holds are this cluster's own
         }
+        let generation = routes.generation(topic);
         let start = body_at + records.start;
         for batch in producer_ids::batches(&frame[start..body_at + records.end])? {
             let range = start + batch.start..start + batch.end;
