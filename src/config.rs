@@ -399,20 +399,6 @@ impl Config {
                 Some(name) => lookup(key("fetch"), name)?,
                 None => default,
             };
-            if produce != fetch {
-                // Metadata names one leader per partition, so until requests
-                // are split per API a topic's traffic follows one cluster.
-                return Err(invalid(
-                    format!("routes.topic[{i}]"),
-                    format!(
-                        "rule for '{}' sends produce to '{}' and fetch to '{}'; this version \
-                         routes a topic's produce and fetch to the same cluster, so set both to one",
-                        t.pattern,
-                        clusters[produce.0].name,
-                        clusters[fetch.0].name
-                    ),
-                ));
-            }
             topics.push(TopicRouteConfig {
                 pattern: t.pattern,
                 produce,
@@ -500,14 +486,11 @@ mod tests {
     }
 
     #[test]
-    fn split_produce_and_fetch_is_refused_with_both_clusters_named() {
-        let e = err_of(&GOOD.replace("fetch = \"new\"", "fetch = \"old\""));
-        assert!(
-            e.starts_with(
-                "routes.topic[0]: rule for 'payments.*' sends produce to 'new' and fetch to 'old'"
-            ),
-            "{e}"
-        );
+    fn produce_and_fetch_may_name_different_clusters() {
+        let c = Config::parse(&GOOD.replace("fetch = \"new\"", "fetch = \"old\"")).unwrap();
+        let rule = &c.routes.topics[0];
+        assert_eq!(c.cluster(rule.produce).name, "new");
+        assert_eq!(c.cluster(rule.fetch).name, "old");
     }
 
     #[test]

@@ -151,11 +151,6 @@ pub enum FlipError {
     BadTopic(String),
     #[error("unknown cluster '{name}' (known: {known})")]
     UnknownCluster { name: String, known: String },
-    #[error(
-        "moving only {0} of '{1}' would split its produce and fetch across clusters, which this \
-         version cannot route (a client's metadata names one leader per partition); flip both sides"
-    )]
-    OneSided(&'static str, String),
     #[error("a flip of topic '{0}' is already running")]
     AlreadyRunning(String),
     #[error("topic '{topic}' does not exist on cluster '{cluster}'")]
@@ -289,14 +284,6 @@ pub async fn flip(
         },
         Side::FetchOnly => Route { fetch: to, ..from },
     };
-    if target.produce != target.fetch {
-        let side = if side == Side::ProduceOnly {
-            "produce"
-        } else {
-            "fetch"
-        };
-        return Err(FlipError::OneSided(side, topic.to_owned()));
-    }
     let mut report = FlipReport {
         topic: topic.to_owned(),
         from: proxy.route_entry(from),

@@ -20,6 +20,9 @@ pub const CLIENT_PROTOCOL_ERRORS: &str = "switchyard_client_protocol_errors_tota
 /// Requests handled (counter, label `path`: `forward` or `local`).
 pub const REQUESTS: &str = "switchyard_requests_total";
 /// Connections to upstream brokers currently open (gauge).
+/// Requests whose partitions lived on several upstream brokers, split into
+/// one request per broker and their answers merged.
+pub const SPLIT_REQUESTS: &str = "switchyard_split_requests_total";
 pub const UPSTREAM_CONNECTIONS: &str = "switchyard_upstream_connections";
 /// Upstream requests that failed: connect, lost connection, timeout
 /// (counter).

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ClusterIdx;
 use crate::flip::{Admission, InflightGuard};
-use crate::handlers::forward::{Plan, RouteSide};
+use crate::handlers::forward::{Plan, RouteSide, SplitPlan};
 use crate::handlers::{self, forward, Handling};
 use crate::metrics as m;
 use crate::proxy::{ListenerKind, Proxy};
@@ -87,6 +87,8 @@ enum Pending {
     /// A forwarded request's answer; a Produce stays counted in flight
     /// (for flips) until its answer is through.
     Upstream(Reply, Option<InflightGuard>),
+    /// The merged answer of a request split across brokers.
+    Merged(JoinHandle<Result<Bytes, SessionEnd>>, Option<InflightGuard>),
 }
 
 /// How long a Produce for a fenced topic is held before the client is told
@@ -238,7 +240,7 @@ impl Session {
                     metrics::counter!(m::REQUESTS, "path" => "forward").increment(1);
                     let pending = match partitioned(spec.key) {
                         Some(side) => {
-                            self.forward_partitioned(spec.key, side, &frame.0, &header, body)
+                            self.forward_partitioned(spec.key, side, &frame, &header, body)
                                 .await?
                         }
                         None if target == forward::Target::Controller => {
@@ -312,7 +314,7 @@ impl Session {
         &mut self,
         api: ApiKey,
         side: RouteSide,
-        frame: &[u8],
+        frame: &Frame,
         header: &RequestHeader,
         body: &[u8],
     ) -> Result<Option<Pending>, SessionEnd> {
@@ -360,7 +362,25 @@ impl Session {
             }
         }
         let own = self.own_broker();
-        let (upstream, cluster) = match forward::plan(&self.proxy, own, side, topics) {
+        let mut plan = forward::plan(&self.proxy, own, side, topics);
+        if plan.refuses_any() {
+            // A topic the proxy has not seen yet (created a moment ago, or
+            // asked for without Metadata first): look once before refusing.
+            let unknown = forward::unknown_topics(&self.proxy, side, topics);
+            if !unknown.is_empty() {
+                for (cluster, names) in unknown {
+                    let lookup = self
+                        .proxy
+                        .cluster(cluster)
+                        .fetch_metadata(Some(&names), false);
+                    if let Err(e) = lookup.await {
+                        tracing::debug!(error = %e, "metadata lookup for unknown topics failed");
+                    }
+                }
+                plan = forward::plan(&self.proxy, own, side, topics);
+            }
+        }
+        let (upstream, cluster) = match plan {
             Plan::Mirrored => (
                 self.upstream(forward::Target::Mirrored).await?,
                 own.map_or_else(|| self.proxy.routes().default_cluster(), |(c, _)| c),
@@ -369,22 +389,130 @@ impl Session {
                 (self.connection(cluster, &address).await?, cluster)
             }
             Plan::Refuse => return refusal(api, header, topics, expect_response),
+            Plan::Split(split) => {
+                let pending = self
+                    .forward_split(api, frame, header, topics, &split, expect_response)
+                    .await?;
+                return Ok(pending.map(|task| Pending::Merged(task, guard)));
+            }
         };
-        let rewritten = match &produce {
-            Some(view) => {
-                let body_at = Frame::PREFIX + header.body_offset;
+        let reply = self
+            .send_part(
+                api,
+                upstream,
+                cluster,
+                &frame.0,
+                header,
+                produce.as_ref(),
+                expect_response,
+            )
+            .await?;
+        Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
+    }
+
+    /// Sends one request (whole, or one part of a split) to an upstream
+    /// broker of `cluster`; a Produce first gets the producer ids that
+    /// cluster knows its batches by (`produce` is its view when already
+    /// parsed).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_part(
+        &self,
+        api: ApiKey,
+        upstream: Arc<UpstreamConn>,
+        cluster: ClusterIdx,
+        frame: &Bytes,
+        header: &RequestHeader,
+        produce: Option<&ProduceView>,
+        expect_response: bool,
+    ) -> Result<Option<Reply>, SessionEnd> {
+        let body_at = Frame::PREFIX + header.body_offset;
+        let rewritten = match (api, produce) {
+            (ApiKey::Produce, Some(view)) => {
                 handlers::produce::for_cluster(&self.proxy, frame, body_at, view, cluster).await?
             }
-            None => None,
+            (ApiKey::Produce, None) => {
+                let view = ProduceView::parse(header, &frame[body_at..])?;
+                handlers::produce::for_cluster(&self.proxy, frame, body_at, &view, cluster).await?
+            }
+            (ApiKey::Fetch, _) => handlers::fetch::sessionless(frame, header, body_at),
+            _ => None,
         };
-        let reply = upstream
+        Ok(upstream
             .send(
                 rewritten.as_deref().unwrap_or(frame),
                 header.correlation_id,
                 expect_response,
             )
-            .await?;
-        Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
+            .await?)
+    }
+
+    /// Sends each broker its part of a split request; the answer, when the
+    /// client expects one, is the merge of theirs (and of the proxy's own
+    /// refusal of partitions that live nowhere it knows).
+    async fn forward_split(
+        &mut self,
+        api: ApiKey,
+        frame: &Frame,
+        header: &RequestHeader,
+        topics: &TopicPartitions,
+        split: &SplitPlan,
+        expect_response: bool,
+    ) -> Result<Option<JoinHandle<Result<Bytes, SessionEnd>>>, SessionEnd> {
+        let parts = handlers::split::split(
+            api,
+            &frame.0,
+            header,
+            &split.assignment,
+            split.destinations.len(),
+        )?;
+        metrics::counter!(m::SPLIT_REQUESTS).increment(1);
+        let mut replies = Vec::with_capacity(parts.len());
+        for ((cluster, address), part) in split.destinations.iter().zip(parts) {
+            let Some(part) = part else { continue };
+            let upstream = self.connection(*cluster, address).await?;
+            if let Some(reply) = self
+                .send_part(
+                    api,
+                    upstream,
+                    *cluster,
+                    &part,
+                    header,
+                    None,
+                    expect_response,
+                )
+                .await?
+            {
+                replies.push(reply);
+            }
+        }
+        if !expect_response {
+            return Ok(None);
+        }
+        let refused = split.refused(topics);
+        let mut answers = Vec::with_capacity(replies.len() + 1);
+        if !refused.0.is_empty() {
+            answers.push(Frame(partition_error_response(
+                api,
+                header.api_version,
+                header.correlation_id,
+                &refused,
+                NOT_LEADER_OR_FOLLOWER,
+            )?));
+        }
+        let (version, correlation_id, order) =
+            (header.api_version, header.correlation_id, topics.clone());
+        Ok(Some(tokio::spawn(async move {
+            for reply in replies {
+                answers.push(reply.await.map_err(|_| lost_task())??);
+            }
+            Ok(handlers::split::merge(
+                api,
+                version,
+                correlation_id,
+                &order,
+                &answers,
+            )?)
+        })))
     }
 
     /// Topic administration goes to the controller of the cluster its topics
@@ -493,6 +621,14 @@ impl Session {
     }
 }
 
+/// An upstream connection's task ended before answering.
+fn lost_task() -> UpstreamError {
+    UpstreamError::Lost {
+        addr: "upstream".into(),
+        reason: "connection task ended".into(),
+    }
+}
+
 async fn write_responses(
     mut write: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
@@ -503,15 +639,10 @@ async fn write_responses(
             Pending::Local(task) => task
                 .await
                 .map_err(|e| SessionEnd::Handler(e.to_string()))??,
-            Pending::Upstream(reply, _inflight) => {
-                reply
-                    .await
-                    .map_err(|_| UpstreamError::Lost {
-                        addr: "upstream".into(),
-                        reason: "connection task ended".into(),
-                    })??
-                    .0
-            }
+            Pending::Upstream(reply, _inflight) => reply.await.map_err(|_| lost_task())??.0,
+            Pending::Merged(task, _inflight) => task
+                .await
+                .map_err(|e| SessionEnd::Handler(e.to_string()))??,
         };
         write.write_all(&bytes).await.map_err(SessionEnd::Write)?;
     }

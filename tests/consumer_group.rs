@@ -80,9 +80,7 @@ fn indices(got: &[(usize, i32, u64)]) -> Vec<u64> {
 
 #[test]
 fn group_splits_rebalances_and_resumes_from_commits() {
-    let old = Broker::start("cg-old");
-    let new = Broker::start("cg-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (_old, _new, proxy) = harness::two_clusters("cg");
     let bootstrap = proxy.bootstrap();
     create_topic(&bootstrap, TOPIC, 4);
     let p = producer(&bootstrap, &[("acks", "all")]);

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness::clients::{
-    cluster_records, create_topic, kafka_python_consume, kafka_python_produce, produce_range,
-    producer, Consumed,
+    assert_cluster_holds, cluster_records, create_topic, indices, kafka_python_consume,
+    kafka_python_produce, produce_range, producer, Consumed,
 };
 use harness::{Broker, Proxy, ProxySetup};
 use rdkafka::producer::Producer;
@@ -42,6 +42,16 @@ fn runtime_routes(proxy: &Proxy) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The step names of a flip report, in order.
+fn steps(report: &Value) -> Vec<&str> {
+    report["result"]["steps"]
+        .as_array()
+        .expect("a flip report lists its steps")
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect()
+}
+
 fn flip(proxy: &Proxy, topic: &str, to: &str) -> String {
     let out = proxy.cli(&["flip", topic, "--to", to]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -51,10 +61,6 @@ fn flip(proxy: &Proxy, topic: &str, to: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-fn indices(records: &[Consumed]) -> BTreeSet<u64> {
-    records.iter().map(|r| r.index).collect()
 }
 
 #[test]
@@ -73,14 +79,8 @@ fn each_topic_lands_in_the_cluster_its_route_names() {
     produce_range(&p, "b1", 500..1000, |_| {});
     assert!(p.context().failed.lock().unwrap().is_empty());
 
-    assert_eq!(
-        indices(&cluster_records(&old.addr(), "a", 2)),
-        (0..500).collect()
-    );
-    assert_eq!(
-        indices(&cluster_records(&new.addr(), "b1", 2)),
-        (500..1000).collect()
-    );
+    assert_cluster_holds(&old.addr(), "a", 2, 0..500);
+    assert_cluster_holds(&new.addr(), "b1", 2, 500..1000);
     assert!(
         cluster_records(&new.addr(), "a", 2).is_empty(),
         "nothing of 'a' on new"
@@ -186,9 +186,7 @@ fn flip_under_load_loses_nothing_and_duplicates_nothing() {
     const N: u64 = 5_000;
     const PY_N: u64 = 3_000;
     let producer_of = |index: u64| index / 1_000_000;
-    let old = Broker::start("fl-old");
-    let new = Broker::start("fl-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (old, new, proxy) = harness::two_clusters("fl");
     create_topic(&proxy.bootstrap(), "moving", 3);
 
     let plain = paced_librdkafka(
@@ -311,18 +309,13 @@ fn restarted_proxy_keeps_runtime_routes() {
     let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
     produce_range(&p, "kept", 0..200, |_| {});
     assert!(p.context().failed.lock().unwrap().is_empty());
-    assert_eq!(
-        indices(&cluster_records(&new.addr(), "kept", 2)),
-        (0..200).collect()
-    );
+    assert_cluster_holds(&new.addr(), "kept", 2, 0..200);
     assert!(cluster_records(&old.addr(), "kept", 2).is_empty());
 }
 
 #[test]
 fn flip_aborts_when_something_writes_to_the_old_cluster_directly() {
-    let old = Broker::start("wb-old");
-    let new = Broker::start("wb-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (old, _new, proxy) = harness::two_clusters("wb");
     create_topic(&proxy.bootstrap(), "contested", 1);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -364,9 +357,7 @@ fn flip_aborts_when_something_writes_to_the_old_cluster_directly() {
 
 #[test]
 fn bad_admin_requests_get_clear_errors_and_change_nothing() {
-    let old = Broker::start("ad-old");
-    let new = Broker::start("ad-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (_old, _new, proxy) = harness::two_clusters("ad");
     create_topic(&proxy.bootstrap(), "steady", 1);
 
     let cases = [
@@ -389,8 +380,8 @@ fn bad_admin_requests_get_clear_errors_and_change_nothing() {
             "topic 'ghost' does not exist on cluster 'old'",
         ),
         (
-            r#"{"cmd":"flip","topic":"steady","to":"new","side":"produce-only"}"#,
-            "moving only produce of 'steady' would split",
+            r#"{"cmd":"flip","topic":"steady","to":"new","side":"sideways"}"#,
+            "malformed request",
         ),
     ];
     for (line, expected) in cases {
@@ -432,17 +423,60 @@ fn bad_admin_requests_get_clear_errors_and_change_nothing() {
         "a flip of topic 'steady' is already running"
     );
     assert_eq!(first["ok"], true, "{first}");
-    let report = first;
-    let steps: Vec<&str> = report["result"]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(steps, ["prepare", "fence", "check", "record", "switch"]);
+    assert_eq!(
+        steps(&first),
+        ["prepare", "fence", "check", "record", "switch"]
+    );
     assert_eq!(
         runtime_routes(&proxy),
         vec![("steady".to_owned(), "new".to_owned(), "new".to_owned())]
+    );
+}
+
+#[test]
+fn produce_moves_first_and_fetch_follows_in_a_second_flip() {
+    let (old, new, proxy) = harness::two_clusters("os");
+    create_topic(&proxy.bootstrap(), "orders", 2);
+    let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
+    produce_range(&p, "orders", 0..300, |_| {});
+
+    // Producers move: new records go to 'new', readers stay on 'old'.
+    let out = proxy.cli(&["flip", "orders", "--to", "new", "--produce-only"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        runtime_routes(&proxy),
+        vec![("orders".to_owned(), "new".to_owned(), "old".to_owned())]
+    );
+    produce_range(&p, "orders", 300..500, |_| {});
+    assert!(p.context().failed.lock().unwrap().is_empty());
+    assert_cluster_holds(&old.addr(), "orders", 2, 0..300);
+    assert_cluster_holds(&new.addr(), "orders", 2, 300..500);
+    let drained = kafka_python_consume(&proxy.bootstrap(), "orders", 300);
+    assert_eq!(indices(&drained), (0..300).collect(), "readers drain 'old'");
+
+    // Readers follow once 'old' is drained; Produce is already there, so
+    // nothing is fenced.
+    let out = proxy.cli(&["flip", "orders", "--to", "new", "--fetch-only", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(steps(&report), ["prepare", "record", "switch"]);
+    assert_eq!(
+        runtime_routes(&proxy),
+        vec![("orders".to_owned(), "new".to_owned(), "new".to_owned())]
+    );
+    let read = kafka_python_consume(&proxy.bootstrap(), "orders", 200);
+    assert_eq!(
+        indices(&read),
+        (300..500).collect(),
+        "readers now read 'new'"
     );
 }
 
@@ -453,9 +487,7 @@ fn cluster_id_topic_id_and_leader_epochs_stay_stable_across_a_flip() {
     use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
-    let old = Broker::start("id-old");
-    let new = Broker::start("id-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (old, new, proxy) = harness::two_clusters("id");
     create_topic(&proxy.bootstrap(), "stable", 2);
     let by_name = || {
         MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
@@ -507,9 +539,7 @@ fn consumer_keeps_consuming_across_a_flip_without_an_offset_reset() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::Message;
 
-    let old = Broker::start("cf-old");
-    let new = Broker::start("cf-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (old, new, proxy) = harness::two_clusters("cf");
     create_topic(&proxy.bootstrap(), "mirrored", 1);
     create_topic(&new.addr(), "mirrored", 1);
     // The same records at the same offsets on both clusters, as a

@@ -6,7 +6,6 @@ mod harness;
 use std::collections::{BTreeMap, HashMap};
 
 use harness::clients::{create_topic, kafka_python_consume, produce_range, producer};
-use harness::{Broker, Proxy, ProxySetup};
 use rdkafka::producer::Producer;
 
 const RECORDS: u64 = 100_000;
@@ -14,9 +13,7 @@ const PARTITIONS: i32 = 3;
 
 #[test]
 fn librdkafka_writes_100k_and_kafka_python_reads_them_back_exactly() {
-    let old = Broker::start("pc-old");
-    let new = Broker::start("pc-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (_old, _new, proxy) = harness::two_clusters("pc");
     create_topic(&proxy.bootstrap(), "bulk", PARTITIONS);
 
     let p = producer(

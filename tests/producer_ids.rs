@@ -4,55 +4,16 @@
 
 mod harness;
 
-use bytes::{Bytes, BytesMut};
-use harness::clients::{cluster_records, create_topic, value_for};
-use harness::raw::RawClient;
+use bytes::Bytes;
+use harness::clients::{cluster_records, create_topic};
+use harness::raw::{batch_of, RawClient};
 use harness::{Broker, Proxy, ProxySetup};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-
-/// One idempotent batch: records `indices` (keys the index, values
-/// [`value_for`]), sequences from `sequence`.
-fn batch_of(
-    producer_id: i64,
-    producer_epoch: i16,
-    sequence: i32,
-    indices: std::ops::Range<u64>,
-) -> Bytes {
-    let records: Vec<Record> = indices
-        .enumerate()
-        .map(|(i, index)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: sequence + i as i32,
-            timestamp: 0,
-            key: Some(Bytes::from(index.to_string())),
-            value: Some(Bytes::from(value_for(index))),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode batch");
-    buf.freeze()
-}
 
 fn idempotent_batch(producer_id: i64, producer_epoch: i16) -> Bytes {
     batch_of(producer_id, producer_epoch, 0, 0..1)
@@ -133,9 +94,7 @@ fn producer_id_asked_of_any_virtual_broker_is_valid_where_the_topic_lives() {
 
 #[test]
 fn producer_id_the_new_cluster_gave_someone_else_loses_nothing_after_a_flip() {
-    let old = Broker::start("pc-old");
-    let new = Broker::start("pc-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (old, new, proxy) = harness::two_clusters("pc");
     create_topic(&proxy.bootstrap(), "shared", 1);
     create_topic(&new.addr(), "shared", 1);
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use harness::clients::{client_config, create_topic};
 use harness::raw::RawClient;
-use harness::{Broker, Proxy, ProxySetup, TANSU_NODE_ID};
+use harness::{Proxy, TANSU_NODE_ID};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest,
@@ -28,9 +28,7 @@ fn proxy_ports(proxy: &Proxy) -> BTreeSet<i32> {
 
 #[test]
 fn answers_name_only_proxy_addresses_and_distinct_virtual_ids() {
-    let old = Broker::start("vc-old");
-    let new = Broker::start("vc-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (old, new, proxy) = harness::two_clusters("vc");
     create_topic(&proxy.bootstrap(), "orders", 3);
 
     let expected_ids: BTreeSet<i32> = [111, 1111].into();
@@ -146,9 +144,7 @@ fn answers_name_only_proxy_addresses_and_distinct_virtual_ids() {
 
 #[test]
 fn api_versions_advertises_only_routable_apis_and_answers_too_new_versions() {
-    let old = Broker::start("av-old");
-    let new = Broker::start("av-new");
-    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    let (_old, _new, proxy) = harness::two_clusters("av");
     let mut client = RawClient::connect(&proxy.bootstrap()).unwrap();
     let a: ApiVersionsResponse =
         client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());

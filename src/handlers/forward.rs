@@ -8,6 +8,7 @@
 use crate::config::ClusterIdx;
 use crate::proxy::{ListenerKind, Proxy};
 use crate::topology::UpstreamNodeId;
+use crate::wire::requests::TopicPartitions;
 
 /// Which upstream broker a forwarded API goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +71,16 @@ pub enum RouteSide {
     Fetch,
 }
 
+impl RouteSide {
+    /// The cluster a route sends this side's traffic to.
+    pub fn cluster(self, route: &crate::routes::Route) -> ClusterIdx {
+        match self {
+            RouteSide::Produce => route.produce,
+            RouteSide::Fetch => route.fetch,
+        }
+    }
+}
+
 /// Where a request that names topics and partitions goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -81,73 +92,182 @@ pub enum Plan {
         cluster: ClusterIdx,
         address: String,
     },
-    /// Partitions live on several brokers, or nowhere the proxy knows: the
-    /// client is told NOT_LEADER_OR_FOLLOWER and refreshes its metadata.
+    /// Partitions live on several brokers: one request to each, answers
+    /// merged (see [`super::split`]).
+    Split(SplitPlan),
+    /// No partition lives anywhere the proxy knows: the client is told
+    /// NOT_LEADER_OR_FOLLOWER and refreshes its metadata.
     Refuse,
+}
+
+/// The brokers a split request goes to, and which partitions each gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitPlan {
+    /// Cluster and upstream address of each destination.
+    pub destinations: Vec<(ClusterIdx, String)>,
+    /// Each partition's destination, in request order; `None` for one the
+    /// proxy refuses with NOT_LEADER_OR_FOLLOWER.
+    pub assignment: super::split::Assignment,
+}
+
+impl SplitPlan {
+    /// The partitions no destination takes, in request order.
+    pub fn refused(&self, topics: &TopicPartitions) -> TopicPartitions {
+        TopicPartitions(
+            topics
+                .0
+                .iter()
+                .zip(&self.assignment)
+                .filter_map(|((topic, partitions), assigned)| {
+                    let refused: Vec<i32> = partitions
+                        .iter()
+                        .zip(assigned)
+                        .filter(|(_, d)| d.is_none())
+                        .map(|(p, _)| *p)
+                        .collect();
+                    (!refused.is_empty()).then(|| (topic.clone(), refused))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// An upstream broker: its cluster and node id.
+type Broker = (ClusterIdx, UpstreamNodeId);
+
+/// The broker that serves `partition` of `topic` on `cluster`: its leader
+/// in the proxy's view; for a partition the view does not know yet, the
+/// listener's own broker when it belongs to that cluster (a broker answers
+/// for its own cluster); otherwise none.
+fn leader(
+    proxy: &Proxy,
+    own: Option<Broker>,
+    cluster: ClusterIdx,
+    topic: &str,
+    partition: i32,
+) -> Option<Broker> {
+    let known = proxy.cluster(cluster).with_view(|v| {
+        let meta = v.topics.get(topic)?;
+        // Brokers list partitions in index order: look there first,
+        // search only when they do not.
+        let at = usize::try_from(partition)
+            .ok()
+            .and_then(|i| meta.partitions.get(i));
+        at.filter(|m| m.partition_index == partition)
+            .or_else(|| {
+                meta.partitions
+                    .iter()
+                    .find(|m| m.partition_index == partition)
+            })
+            .map(|m| UpstreamNodeId(m.leader_id.0))
+    });
+    match known {
+        Some(node) => Some((cluster, node)),
+        None => own.filter(|(c, _)| *c == cluster),
+    }
+}
+
+/// The topics of `topics` that the view of the cluster they route to (on
+/// `side`) does not know yet, per cluster: worth one live metadata query
+/// before refusing their partitions.
+pub fn unknown_topics(
+    proxy: &Proxy,
+    side: RouteSide,
+    topics: &TopicPartitions,
+) -> Vec<(ClusterIdx, Vec<String>)> {
+    let routes = proxy.routes();
+    let mut unknown: Vec<(ClusterIdx, Vec<String>)> = Vec::new();
+    for (topic, _) in &topics.0 {
+        let cluster = side.cluster(&routes.route(topic));
+        if proxy
+            .cluster(cluster)
+            .with_view(|v| v.topics.contains_key(topic))
+        {
+            continue;
+        }
+        match unknown.iter_mut().find(|(c, _)| *c == cluster) {
+            Some((_, names)) if names.contains(topic) => {}
+            Some((_, names)) => names.push(topic.clone()),
+            None => unknown.push((cluster, vec![topic.clone()])),
+        }
+    }
+    unknown
+}
+
+impl Plan {
+    /// Whether the plan answers some partition NOT_LEADER_OR_FOLLOWER.
+    pub fn refuses_any(&self) -> bool {
+        match self {
+            Plan::Refuse => true,
+            Plan::Split(split) => split.assignment.iter().flatten().any(Option::is_none),
+            Plan::Mirrored | Plan::Broker { .. } => false,
+        }
+    }
 }
 
 /// Decides where a partitioned request goes, from the route table and the
 /// proxy's view of each cluster's partition leaders.
 /// `own` is the upstream broker the client's listener mirrors (`None` on
 /// the bootstrap listener).
-pub fn plan(
-    proxy: &Proxy,
-    own: Option<(ClusterIdx, UpstreamNodeId)>,
-    side: RouteSide,
-    topics: &crate::wire::requests::TopicPartitions,
-) -> Plan {
+pub fn plan(proxy: &Proxy, own: Option<Broker>, side: RouteSide, topics: &TopicPartitions) -> Plan {
     let routes = proxy.routes();
-    let mut target: Option<(ClusterIdx, UpstreamNodeId)> = None;
-    for (topic, partitions) in &topics.0 {
-        let route = routes.route(topic);
-        let cluster = match side {
-            RouteSide::Produce => route.produce,
-            RouteSide::Fetch => route.fetch,
-        };
-        let leaders: Option<Vec<UpstreamNodeId>> = proxy.cluster(cluster).with_view(|v| {
-            let meta = v.topics.get(topic)?;
-            partitions
-                .iter()
-                .map(|p| {
-                    // Brokers list partitions in index order: look there
-                    // first, search only when they do not.
-                    let at = usize::try_from(*p)
-                        .ok()
-                        .and_then(|i| meta.partitions.get(i));
-                    at.filter(|m| m.partition_index == *p)
-                        .or_else(|| meta.partitions.iter().find(|m| m.partition_index == *p))
-                        .map(|m| UpstreamNodeId(m.leader_id.0))
-                })
-                .collect()
-        });
-        match leaders {
-            Some(leaders) => {
-                for leader in leaders {
-                    match target {
-                        None => target = Some((cluster, leader)),
-                        Some(t) if t == (cluster, leader) => {}
-                        Some(_) => return Plan::Refuse,
-                    }
+    let cluster_of = |topic: &str| side.cluster(&routes.route(topic));
+    // The common case first, without allocating: one broker for all.
+    let mut single: Option<Option<Broker>> = None;
+    let mut mixed = false;
+    'topics: for (topic, partitions) in &topics.0 {
+        let cluster = cluster_of(topic);
+        for &partition in partitions {
+            let broker = leader(proxy, own, cluster, topic, partition);
+            match single {
+                None => single = Some(broker),
+                Some(b) if b == broker => {}
+                Some(_) => {
+                    mixed = true;
+                    break 'topics;
                 }
             }
-            // Not in the view yet: the listener's own broker answers for
-            // its own cluster (as a broker would); elsewhere, refuse.
-            None => match own.filter(|(c, _)| *c == cluster) {
-                Some(own) => match target {
-                    None => target = Some(own),
-                    Some(t) if t == own => {}
-                    Some(_) => return Plan::Refuse,
-                },
-                None => return Plan::Refuse,
-            },
         }
     }
-    match target {
-        None => Plan::Mirrored,
-        Some(t) if Some(t) == own => Plan::Mirrored,
-        Some((cluster, leader)) => match proxy.cluster(cluster).broker_address(leader) {
-            Some(address) => Plan::Broker { cluster, address },
-            None => Plan::Refuse,
-        },
+    if !mixed {
+        return match single {
+            // No partitions at all: the listener's own broker answers.
+            None => Plan::Mirrored,
+            Some(None) => Plan::Refuse,
+            Some(Some(b)) if Some(b) == own => Plan::Mirrored,
+            Some(Some((cluster, node))) => match proxy.cluster(cluster).broker_address(node) {
+                Some(address) => Plan::Broker { cluster, address },
+                None => Plan::Refuse,
+            },
+        };
     }
+    let mut brokers: Vec<Broker> = Vec::new();
+    let mut destinations = Vec::new();
+    let assignment = topics
+        .0
+        .iter()
+        .map(|(topic, partitions)| {
+            let cluster = cluster_of(topic);
+            partitions
+                .iter()
+                .map(|&partition| {
+                    let broker = leader(proxy, own, cluster, topic, partition)?;
+                    if let Some(d) = brokers.iter().position(|b| *b == broker) {
+                        return Some(d);
+                    }
+                    let address = proxy.cluster(broker.0).broker_address(broker.1)?;
+                    brokers.push(broker);
+                    destinations.push((broker.0, address));
+                    Some(destinations.len() - 1)
+                })
+                .collect()
+        })
+        .collect();
+    if destinations.is_empty() {
+        return Plan::Refuse;
+    }
+    Plan::Split(SplitPlan {
+        destinations,
+        assignment,
+    })
 }

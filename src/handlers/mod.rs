@@ -4,9 +4,11 @@
 
 pub mod api_versions;
 pub mod coordinator;
+pub mod fetch;
 pub mod forward;
 pub mod metadata;
 pub mod produce;
+pub mod split;
 
 use kafka_protocol::messages::ApiKey;
 

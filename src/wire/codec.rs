@@ -83,19 +83,23 @@ pub fn request_frame<R: Encodable>(
     })
 }
 
+/// The body of an upstream response frame, after its header.
+pub fn response_body(api: ApiKey, version: i16, frame: &Frame) -> Result<Bytes, CodecError> {
+    let mut r = Reader::new(frame.body(), "response header");
+    r.i32()?;
+    if api.response_header_version(version) >= 1 {
+        r.skip_tagged_fields()?;
+    }
+    Ok(frame.0.slice(Frame::PREFIX + r.position()..))
+}
+
 /// Decodes the body of an upstream response frame.
 pub fn decode_response<R: Decodable>(
     api: ApiKey,
     version: i16,
     frame: &Frame,
 ) -> Result<R, CodecError> {
-    let body = frame.body();
-    let mut r = Reader::new(body, "response header");
-    r.i32()?;
-    if api.response_header_version(version) >= 1 {
-        r.skip_tagged_fields()?;
-    }
-    let mut rest = Bytes::copy_from_slice(&body[r.position()..]);
+    let mut rest = response_body(api, version, frame)?;
     let decoded = R::decode(&mut rest, version).map_err(|e| CodecError::Decode {
         api,
         version,

@@ -1,4 +1,4 @@
-"""Reads a topic from the beginning with kafka-python (a pure-Python Kafka
+"""Reads topics (one, or several separated by commas) from the beginning with kafka-python (a pure-Python Kafka
 client, independent of librdkafka) and prints one line per record:
 `partition offset key value_ok`, where value_ok says the value is exactly
 the 1 KiB the producer side derives from the key."""
@@ -17,7 +17,7 @@ def expected(key: bytes) -> bytes:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
+    ap.add_argument("--topic", required=True, help="topic, or topics separated by commas")
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
@@ -29,15 +29,17 @@ def main() -> int:
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     deadline = time.monotonic() + args.timeout
-    partitions = None
-    while not partitions:
-        if time.monotonic() > deadline:
-            print("no partitions for topic %s" % args.topic, file=sys.stderr)
-            return 1
-        partitions = consumer.partitions_for_topic(args.topic)
-        if not partitions:
-            time.sleep(0.2)
-    tps = [TopicPartition(args.topic, p) for p in sorted(partitions)]
+    tps = []
+    for topic in args.topic.split(","):
+        partitions = None
+        while not partitions:
+            if time.monotonic() > deadline:
+                print("no partitions for topic %s" % topic, file=sys.stderr)
+                return 1
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                time.sleep(0.2)
+        tps += [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
 

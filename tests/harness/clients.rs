@@ -238,3 +238,27 @@ pub fn cluster_records(cluster: &str, topic: &str, partitions: i32) -> Vec<Consu
     }
     kafka_python_consume(cluster, topic, total as usize)
 }
+
+/// The record indices a read returned, each value checked intact.
+pub fn indices(records: &[Consumed]) -> std::collections::BTreeSet<u64> {
+    assert!(
+        records.iter().all(|r| r.value_ok),
+        "a value came back altered"
+    );
+    records.iter().map(|r| r.index).collect()
+}
+
+/// Asserts that one cluster holds exactly records `expected` of `topic`,
+/// read from the cluster itself.
+pub fn assert_cluster_holds(
+    cluster: &str,
+    topic: &str,
+    partitions: i32,
+    expected: impl IntoIterator<Item = u64>,
+) {
+    assert_eq!(
+        indices(&cluster_records(cluster, topic, partitions)),
+        expected.into_iter().collect(),
+        "records of '{topic}' on cluster {cluster}"
+    );
+}

@@ -247,6 +247,15 @@ impl<'a> ProxySetup<'a> {
     }
 }
 
+/// Two clusters, "old" and "new" (brokers named after `tag`), and a proxy
+/// in front of them with the default setup.
+pub fn two_clusters(tag: &str) -> (Broker, Broker, Proxy) {
+    let old = Broker::start(&format!("{tag}-old"));
+    let new = Broker::start(&format!("{tag}-new"));
+    let proxy = Proxy::start(ProxySetup::two(&old, &new));
+    (old, new, proxy)
+}
+
 /// The real `switchyard` binary, run as a child process.
 pub struct Proxy {
     pub port: u16,

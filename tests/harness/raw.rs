@@ -6,9 +6,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use switchyard::wire::codec;
 use switchyard::wire::Frame;
 
@@ -122,4 +126,40 @@ impl RawClient {
     pub fn shutdown(&mut self, how: std::net::Shutdown) {
         self.stream.shutdown(how).expect("shutdown");
     }
+}
+
+/// One record batch, idempotent when `producer_id` is not -1: records
+/// `indices` (keys the index, values [`super::clients::value_for`]),
+/// sequences from `sequence`.
+pub fn batch_of(
+    producer_id: i64,
+    producer_epoch: i16,
+    sequence: i32,
+    indices: std::ops::Range<u64>,
+) -> Bytes {
+    let records: Vec<Record> = indices
+        .enumerate()
+        .map(|(i, index)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: sequence + i as i32,
+            timestamp: 0,
+            key: Some(Bytes::from(index.to_string())),
+            value: Some(Bytes::from(super::clients::value_for(index))),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode batch");
+    buf.freeze()
 }
