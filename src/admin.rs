@@ -3,7 +3,8 @@
 //! speak it directly.
 //!
 //! Requests: `{"cmd":"routes"}`, `{"cmd":"status"}`,
-//! `{"cmd":"flip","topic":"T","to":"CLUSTER","side":"both"|"produce-only"|"fetch-only"}`.
+//! `{"cmd":"flip","topic":"T","to":"CLUSTER","side":"both"|"produce-only"|"fetch-only"}`,
+//! `{"cmd":"flip-group","group":"G","to":"CLUSTER"}`.
 //! Answers: `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`.
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::flip::{self, Side};
+use crate::group_move;
 use crate::proxy::Proxy;
 use crate::state::RouteEntry;
 
@@ -31,6 +33,12 @@ pub enum AdminRequest {
         to: String,
         #[serde(default)]
         side: Side,
+    },
+    /// Moves a consumer group's coordinator (and committed offsets).
+    #[serde(rename = "flip-group")]
+    FlipGroup {
+        group: String,
+        to: String,
     },
 }
 
@@ -126,6 +134,16 @@ pub async fn answer(proxy: &Arc<Proxy>, line: &[u8]) -> Value {
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
             }
         }
+        AdminRequest::FlipGroup { group, to } => {
+            let to = match flip::cluster_named(proxy, &to) {
+                Ok(to) => to,
+                Err(e) => return json!({"ok": false, "error": e.to_string()}),
+            };
+            match group_move::move_group(proxy, &group, to).await {
+                Ok(report) => json!({"ok": true, "result": report}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            }
+        }
     }
 }
 
@@ -153,11 +171,17 @@ fn routes(proxy: &Proxy) -> Value {
             source: "config".into(),
         });
     }
-    let groups: Vec<Value> = table
-        .group_rules()
-        .map(|(pattern, cluster)| {
-            json!({"pattern": pattern.to_string(), "cluster": proxy.cluster(cluster).name()})
-        })
+    let group_line = |pattern: String, cluster, source: &str| json!({"pattern": pattern, "cluster": proxy.cluster(cluster).name(), "source": source});
+    let mut moved: Vec<_> = table.runtime_groups().collect();
+    moved.sort_by_key(|(g, _)| *g);
+    let groups: Vec<Value> = moved
+        .into_iter()
+        .map(|(group, cluster)| group_line(group.to_owned(), cluster, "runtime"))
+        .chain(
+            table
+                .group_rules()
+                .map(|(pattern, cluster)| group_line(pattern.to_string(), cluster, "config")),
+        )
         .collect();
     json!({
         "default": proxy.cluster(table.default_cluster()).name(),
@@ -195,12 +219,16 @@ async fn status(proxy: &Proxy) -> Value {
             })
         })
         .collect();
-    let flips = proxy.state.lock().await.flips.clone();
+    let (flips, group_moves) = {
+        let state = proxy.state.lock().await;
+        (state.flips.clone(), state.group_moves.clone())
+    };
     json!({
         "cluster_id": proxy.config.proxy.cluster_id,
         "listen": proxy.config.proxy.listen.to_string(),
         "clusters": clusters,
         "listening": proxy.listening().iter().map(|v| v.0).collect::<Vec<_>>(),
         "flips": flips,
+        "group_moves": group_moves,
     })
 }

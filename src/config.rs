@@ -447,6 +447,14 @@ impl Config {
         })
     }
 
+    /// The index of the cluster named `name`, if the config has one.
+    pub fn cluster_idx(&self, name: &str) -> Option<ClusterIdx> {
+        self.clusters
+            .iter()
+            .position(|c| c.name == name)
+            .map(ClusterIdx)
+    }
+
     pub fn cluster(&self, idx: ClusterIdx) -> &ClusterConfig {
         &self.clusters[idx.0]
     }

@@ -96,6 +96,11 @@ impl Gates {
         })
     }
 
+    /// The fence holding `key`, if any, without counting anything in flight.
+    pub fn held(&self, key: &str) -> Option<watch::Receiver<()>> {
+        self.lock().fences.get(key).cloned()
+    }
+
     /// Fences `topic`; `None` when it is already fenced (a flip is running).
     pub fn fence(self: &Arc<Self>, topic: &str) -> Option<FenceGuard> {
         let mut state = self.lock();
@@ -109,6 +114,19 @@ impl Gates {
             topic: topic.to_owned(),
             _release: tx,
         })
+    }
+
+    /// Waits until nothing is in flight for `key`; on timeout, how many
+    /// still are.
+    pub async fn drained(&self, key: &str, within: Duration) -> Result<(), usize> {
+        let started = Instant::now();
+        loop {
+            match self.inflight(key) {
+                0 => return Ok(()),
+                count if started.elapsed() > within => return Err(count),
+                _ => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
     }
 
     pub fn inflight(&self, topic: &str) -> usize {
@@ -131,6 +149,26 @@ pub enum Side {
 pub struct StepTiming {
     pub step: String,
     pub ms: f64,
+}
+
+/// Times the steps of a flip or a group move, each from the end of the
+/// one before.
+pub struct StepClock(Instant);
+
+impl StepClock {
+    pub fn start() -> StepClock {
+        StepClock(Instant::now())
+    }
+
+    /// Records step `name` as ending now.
+    pub fn mark(&mut self, steps: &mut Vec<StepTiming>, name: &str) {
+        let now = Instant::now();
+        steps.push(StepTiming {
+            step: name.to_owned(),
+            ms: (now - self.0).as_secs_f64() * 1000.0,
+        });
+        self.0 = now;
+    }
 }
 
 /// What a finished flip did.
@@ -208,7 +246,7 @@ const STILLNESS_WINDOW: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub struct Running(Mutex<HashSet<String>>);
 
-struct RunningGuard<'a>(&'a Running, String);
+pub struct RunningGuard<'a>(&'a Running, String);
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
@@ -221,7 +259,7 @@ impl Drop for RunningGuard<'_> {
 }
 
 impl Running {
-    fn start(&self, topic: &str) -> Option<RunningGuard<'_>> {
+    pub fn start(&self, topic: &str) -> Option<RunningGuard<'_>> {
         let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
         running
             .insert(topic.to_owned())
@@ -296,15 +334,7 @@ pub async fn flip(
         return Ok(report);
     }
     let moves_produce = from.produce != target.produce;
-    let mut clock = Instant::now();
-    let mut step = |report: &mut FlipReport, name: &str| {
-        let now = Instant::now();
-        report.steps.push(StepTiming {
-            step: name.to_owned(),
-            ms: (now - clock).as_secs_f64() * 1000.0,
-        });
-        clock = now;
-    };
+    let mut clock = StepClock::start();
 
     // 0. prepare: the topic exists on the target with the same partitions.
     let source = if moves_produce {
@@ -356,7 +386,7 @@ pub async fn flip(
             target_count,
         });
     }
-    step(&mut report, "prepare");
+    clock.mark(&mut report.steps, "prepare");
 
     // 1. fence: no new Produce for the topic; wait for those under way.
     let fence = if moves_produce {
@@ -364,23 +394,15 @@ pub async fn flip(
             .gates
             .fence(topic)
             .ok_or_else(|| FlipError::AlreadyRunning(topic.to_owned()))?;
-        let started = Instant::now();
-        loop {
-            let count = proxy.gates.inflight(topic);
-            if count == 0 {
-                break;
-            }
-            if started.elapsed() > INFLIGHT_WAIT {
-                return Err(FlipError::InflightTimeout {
-                    topic: topic.to_owned(),
-                    cluster: source_cluster.name().to_owned(),
-                    count,
-                    waited: INFLIGHT_WAIT,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        if let Err(count) = proxy.gates.drained(topic, INFLIGHT_WAIT).await {
+            return Err(FlipError::InflightTimeout {
+                topic: topic.to_owned(),
+                cluster: source_cluster.name().to_owned(),
+                count,
+                waited: INFLIGHT_WAIT,
+            });
         }
-        step(&mut report, "fence");
+        clock.mark(&mut report.steps, "fence");
         Some(fence)
     } else {
         None
@@ -409,7 +431,7 @@ pub async fn flip(
                 l_new: ends_new.get(p).copied().unwrap_or(0),
             })
             .collect();
-        step(&mut report, "check");
+        clock.mark(&mut report.steps, "check");
     }
 
     // 3. record, durably, before anything switches.
@@ -431,13 +453,13 @@ pub async fn flip(
             source,
         })?;
     *state = next;
-    step(&mut report, "record");
+    clock.mark(&mut report.steps, "record");
 
     // 4. switch, then let held requests go (they now route to the target).
     proxy.set_routes(proxy.routes().with_runtime_route(topic, target));
     drop(state);
     drop(fence);
-    step(&mut report, "switch");
+    clock.mark(&mut report.steps, "switch");
     tracing::info!(topic, from = ?report.from, to = ?report.to, "flip done");
     Ok(report)
 }

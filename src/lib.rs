@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod flip;
+pub mod group_move;
 pub mod handlers;
 pub mod metrics;
 pub mod producer_ids;

@@ -49,10 +49,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Move a topic's traffic to another cluster, now.
+    /// Move a topic's traffic (or, with --group, a consumer group's
+    /// coordinator and committed offsets) to another cluster, now.
     Flip {
         /// The exact topic name.
-        topic: String,
+        #[arg(required_unless_present = "group")]
+        topic: Option<String>,
+        /// Move this consumer group instead of a topic.
+        #[arg(long, conflicts_with_all = ["topic", "produce_only", "fetch_only"])]
+        group: Option<String>,
         /// The cluster to move it to.
         #[arg(long)]
         to: String,
@@ -105,6 +110,15 @@ fn main() -> ExitCode {
         }
         Command::Status { json, .. } => {
             admin_command(&config, json!({"cmd": "status"}), json, print_status)
+        }
+        Command::Flip {
+            group: Some(group),
+            to,
+            json,
+            ..
+        } => {
+            let request = json!({"cmd": "flip-group", "group": group, "to": to});
+            admin_command(&config, request, json, print_group_move)
         }
         Command::Flip {
             topic,
@@ -215,9 +229,10 @@ fn print_routes(result: &Value) {
     }
     for g in result["groups"].as_array().into_iter().flatten() {
         println!(
-            "group {:<24} coordinator={}",
+            "group {:<24} coordinator={:<10} ({})",
             text(&g["pattern"]),
-            text(&g["cluster"])
+            text(&g["cluster"]),
+            text(&g["source"])
         );
     }
 }
@@ -262,16 +277,11 @@ fn print_status(result: &Value) {
     }
 }
 
-fn print_flip(result: &Value) {
-    let topic = text(&result["topic"]);
-    if result["changed"].as_bool() != Some(true) {
-        println!("'{topic}' already routes there; nothing to do");
-        return;
-    }
-    let steps: Vec<String> = result["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
+/// A flip's or move's steps ("fence 3 ms, …") and their total time.
+fn steps_of(result: &Value) -> (String, f64) {
+    let steps = result["steps"].as_array().into_iter().flatten();
+    let listed: Vec<String> = steps
+        .clone()
         .map(|s| {
             format!(
                 "{} {:.0} ms",
@@ -280,18 +290,37 @@ fn print_flip(result: &Value) {
             )
         })
         .collect();
-    let total: f64 = result["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["ms"].as_f64())
-        .sum();
+    let total = steps.filter_map(|s| s["ms"].as_f64()).sum();
+    (listed.join(", "), total)
+}
+
+fn print_flip(result: &Value) {
+    let topic = text(&result["topic"]);
+    if result["changed"].as_bool() != Some(true) {
+        println!("'{topic}' already routes there; nothing to do");
+        return;
+    }
+    let (steps, total) = steps_of(result);
     println!(
-        "flipped '{topic}': produce {} -> {}, fetch {} -> {} in {total:.0} ms ({})",
+        "flipped '{topic}': produce {} -> {}, fetch {} -> {} in {total:.0} ms ({steps})",
         text(&result["from"]["produce"]),
         text(&result["to"]["produce"]),
         text(&result["from"]["fetch"]),
         text(&result["to"]["fetch"]),
-        steps.join(", ")
+    );
+}
+
+fn print_group_move(result: &Value) {
+    let group = text(&result["group"]);
+    if result["changed"].as_bool() != Some(true) {
+        println!("group '{group}' is already coordinated there; nothing to do");
+        return;
+    }
+    let (steps, total) = steps_of(result);
+    println!(
+        "moved group '{group}': {} -> {}, {} committed offsets copied, in {total:.0} ms ({steps})",
+        text(&result["from"]),
+        text(&result["to"]),
+        result["offsets"].as_u64().unwrap_or(0),
     );
 }

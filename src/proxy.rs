@@ -19,13 +19,7 @@ use crate::topology::{Topology, UpstreamNodeId, VirtualNodeId};
 use crate::upstream::Cluster;
 
 fn route_of(config: &Config, entry: &RouteEntry) -> Option<Route> {
-    let idx = |name: &str| {
-        config
-            .clusters
-            .iter()
-            .position(|c| c.name == name)
-            .map(ClusterIdx)
-    };
+    let idx = |name: &str| config.cluster_idx(name);
     Some(Route {
         produce: idx(&entry.produce)?,
         fetch: idx(&entry.fetch)?,
@@ -63,6 +57,10 @@ pub struct Proxy {
     pub state: tokio::sync::Mutex<State>,
     pub gates: Arc<Gates>,
     pub flips: Running,
+    /// Fences and in-flight OffsetCommits per consumer group, for moves.
+    pub group_gates: Arc<Gates>,
+    /// Groups with a move running.
+    pub group_moves: Running,
     pub producer_ids: ProducerIds,
     pub connections: Arc<server::ConnectionLimits>,
     pub clusters: Vec<Arc<Cluster>>,
@@ -85,6 +83,17 @@ impl Proxy {
             })?;
             routes = routes.with_runtime_route(topic, route);
         }
+        for (group, cluster) in &state.groups {
+            let idx = config
+                .cluster_idx(cluster)
+                .ok_or_else(|| StateError::Parse {
+                    path: config.proxy.state_file.display().to_string(),
+                    message: format!(
+                    "group '{group}' moved to cluster '{cluster}', which the config does not have"
+                ),
+                })?;
+            routes = routes.with_runtime_group(group, idx);
+        }
         let clusters = config
             .clusters
             .iter()
@@ -97,6 +106,8 @@ impl Proxy {
             state: tokio::sync::Mutex::new(state),
             gates: Arc::default(),
             flips: Running::default(),
+            group_gates: Arc::default(),
+            group_moves: Running::default(),
             producer_ids: ProducerIds::default(),
             connections: server::ConnectionLimits::new(
                 config.proxy.max_connections,

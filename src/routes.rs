@@ -73,6 +73,8 @@ pub struct RouteTable {
     generations: HashMap<String, u64>,
     /// Consumer group → coordinating cluster, in file order.
     groups: Vec<(Pattern, ClusterIdx)>,
+    /// Groups moved at runtime; they override group rules.
+    runtime_groups: HashMap<String, ClusterIdx>,
 }
 
 impl RouteTable {
@@ -98,6 +100,7 @@ impl RouteTable {
             rules,
             runtime: HashMap::new(),
             generations: HashMap::new(),
+            runtime_groups: HashMap::new(),
             groups: config
                 .groups
                 .iter()
@@ -117,6 +120,9 @@ impl RouteTable {
 
     /// The cluster that coordinates consumer group `group`.
     pub fn group_cluster(&self, group: &str) -> ClusterIdx {
+        if let Some(cluster) = self.runtime_groups.get(group) {
+            return *cluster;
+        }
         self.groups
             .iter()
             .find(|(p, _)| p.matches(group))
@@ -134,6 +140,18 @@ impl RouteTable {
         table.runtime.insert(topic.to_owned(), route);
         *table.generations.entry(topic.to_owned()).or_default() += 1;
         table
+    }
+
+    /// This table with `group` coordinated by `cluster` from now on.
+    pub fn with_runtime_group(&self, group: &str, cluster: ClusterIdx) -> RouteTable {
+        let mut table = self.clone();
+        table.runtime_groups.insert(group.to_owned(), cluster);
+        table
+    }
+
+    /// Groups moved at runtime, by group id.
+    pub fn runtime_groups(&self) -> impl Iterator<Item = (&str, ClusterIdx)> {
+        self.runtime_groups.iter().map(|(g, c)| (g.as_str(), *c))
     }
 
     /// Runtime routes, by topic name.
@@ -229,6 +247,14 @@ mod tests {
             (t.generation("payments.eu"), t.generation("payments.us")),
             (1, 0)
         );
+    }
+
+    #[test]
+    fn a_moved_group_follows_its_move_not_its_rule() {
+        let t = table().with_runtime_group("billing-eu", ClusterIdx(0));
+        assert_eq!(t.group_cluster("billing-eu"), ClusterIdx(0));
+        assert_eq!(t.group_cluster("billing-us"), ClusterIdx(1));
+        assert_eq!(t.runtime_groups().count(), 1);
     }
 
     #[test]

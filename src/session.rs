@@ -154,6 +154,22 @@ fn partitioned(api: ApiKey) -> Option<RouteSide> {
     }
 }
 
+/// Whether an API is about one consumer group (or lists groups), and so
+/// goes to the cluster coordinating it.
+fn names_group(api: ApiKey) -> bool {
+    matches!(
+        api,
+        ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::DescribeGroups
+            | ApiKey::DeleteGroups
+    )
+}
+
 struct Session {
     proxy: Arc<Proxy>,
     listener: ListenerKind,
@@ -163,6 +179,9 @@ struct Session {
     /// Upstream connections of this client, by address; the client's own
     /// correlation ids travel on them unchanged.
     upstreams: HashMap<String, Arc<UpstreamConn>>,
+    /// Coordinator address of each group this client spoke of, on a
+    /// cluster other than its listener's.
+    coordinators: HashMap<(ClusterIdx, String), String>,
 }
 
 /// Serves one client until it disconnects or breaks the protocol.
@@ -181,6 +200,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr, liste
         own_broker: None,
         targets: HashMap::new(),
         upstreams: HashMap::new(),
+        coordinators: HashMap::new(),
     };
     let reading = session.read_requests(read, tx);
     let writing = write_responses(write, rx);
@@ -246,6 +266,9 @@ impl Session {
                         None if target == forward::Target::Controller => {
                             self.forward_admin(spec.key, &frame.0, &header, body)
                                 .await?
+                        }
+                        None if names_group(spec.key) => {
+                            self.forward_group(spec.key, &frame, &header, body).await?
                         }
                         None => {
                             let upstream = self.upstream(target).await?;
@@ -563,6 +586,70 @@ impl Session {
         };
         let reply = upstream.send(frame, header.correlation_id, true).await?;
         Ok(reply.map(|reply| Pending::Upstream(reply, None)))
+    }
+
+    /// Sends a group request to the cluster coordinating its group: the
+    /// listener's own broker when that cluster is the listener's (the fast
+    /// path), else the group's coordinator there. While the group moves,
+    /// its requests wait here; its commits count in flight, so a move waits
+    /// for those already sent.
+    async fn forward_group(
+        &mut self,
+        api: ApiKey,
+        frame: &Frame,
+        header: &RequestHeader,
+        body: &[u8],
+    ) -> Result<Option<Pending>, SessionEnd> {
+        let group = requests::group_of(header, body)?;
+        let mut guard = None;
+        if let Some(group) = &group {
+            let gates = self.proxy.group_gates.clone();
+            loop {
+                let held = if api == ApiKey::OffsetCommit {
+                    match gates.admit(std::iter::once(group.as_str())) {
+                        Admission::Admitted(g) => {
+                            guard = Some(g);
+                            None
+                        }
+                        Admission::Held(fence) => Some(fence),
+                    }
+                } else {
+                    gates.held(group)
+                };
+                match held {
+                    // The move ends, done or aborted, by dropping its fence.
+                    Some(mut fence) => {
+                        let _ = fence.changed().await;
+                    }
+                    None => break,
+                }
+            }
+        }
+        let routes = self.proxy.routes();
+        let own_cluster = self
+            .own_broker()
+            .map_or_else(|| routes.default_cluster(), |(c, _)| c);
+        let upstream = match group.map(|g| (routes.group_cluster(&g), g)) {
+            Some((cluster, group)) if cluster != own_cluster => {
+                let key = (cluster, group);
+                let address = match self.coordinators.get(&key) {
+                    Some(address) => address.clone(),
+                    None => {
+                        let address = self
+                            .proxy
+                            .cluster(cluster)
+                            .group_coordinator(&key.1)
+                            .await?;
+                        self.coordinators.insert(key, address.clone());
+                        address
+                    }
+                };
+                self.connection(cluster, &address).await?
+            }
+            _ => self.upstream(forward::Target::Mirrored).await?,
+        };
+        let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
+        Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
     }
 
     /// The upstream broker this session's listener mirrors (`None` on the

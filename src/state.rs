@@ -37,11 +37,29 @@ pub struct FlipRecord {
     pub stitch: Vec<StitchPoint>,
 }
 
+/// One completed move of a consumer group's coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMoveRecord {
+    pub group: String,
+    pub from: String,
+    pub to: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Committed offsets copied to the target, one per partition.
+    pub offsets: usize,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// Runtime routes by exact topic name; they override config rules.
     pub routes: BTreeMap<String, RouteEntry>,
     pub flips: Vec<FlipRecord>,
+    /// Moved consumer groups: group id → coordinating cluster's name; they
+    /// override group rules.
+    #[serde(default)]
+    pub groups: BTreeMap<String, String>,
+    #[serde(default)]
+    pub group_moves: Vec<GroupMoveRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -214,7 +214,127 @@ fn group_rule_puts_coordination_and_commits_on_the_named_cluster() {
     let routes: serde_json::Value = serde_json::from_slice(&routes.stdout).unwrap();
     assert_eq!(
         routes["result"]["groups"],
-        serde_json::json!([{"pattern": "billing-*", "cluster": "new"}]),
+        serde_json::json!([{"pattern": "billing-*", "cluster": "new", "source": "config"}]),
         "the route table shows the group rule"
     );
+}
+
+/// Committed offsets of `group` for `topic`'s partitions, read from one
+/// cluster directly.
+fn committed(cluster: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let direct: BaseConsumer = client_config(&cluster.addr(), &[("group.id", group)])
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let offsets = direct
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    (0..partitions)
+        .map(
+            |p| match offsets.find_partition(topic, p).unwrap().offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+#[test]
+fn a_group_moves_to_another_cluster_with_its_offsets_while_its_member_runs() {
+    const PAYROLL: &str = "payroll";
+    let (old, new, mut proxy) = harness::two_clusters("gm");
+    create_topic(&proxy.bootstrap(), "ledger", 2);
+    let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
+    produce_range(&p, "ledger", 0..300, |_| {});
+
+    // A member reads everything and commits, on 'old' (the default).
+    let live: BaseConsumer = client_config(
+        &proxy.bootstrap(),
+        &[
+            ("group.id", PAYROLL),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "500"),
+        ],
+    )
+    .create()
+    .unwrap();
+    live.subscribe(&["ledger"]).unwrap();
+    let got = poll_until(&[&live], "300 records", |g| g.len() >= 300);
+    assert_eq!(indices(&got), (0..300).collect::<Vec<_>>());
+    live.commit_consumer_state(CommitMode::Sync).unwrap();
+    let on_old = committed(&old, PAYROLL, "ledger", 2);
+    assert_eq!(on_old.iter().sum::<i64>(), 300);
+
+    // The group cannot move where its topic is missing...
+    let refused = proxy.admin(r#"{"cmd":"flip-group","group":"payroll","to":"new"}"#);
+    assert_eq!(
+        refused["error"],
+        "group 'payroll' has committed offsets for topic 'ledger', which cluster 'new' lacks \
+         (or has fewer partitions of); flip or create the topic there first; routes unchanged"
+    );
+    create_topic(&new.addr(), "ledger", 2);
+
+    // ...and moves, once it is there, while its member stays subscribed.
+    let out = proxy.cli(&["flip", "--group", PAYROLL, "--to", "new", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"]["offsets"], 2, "{report}");
+    let steps: Vec<&str> = report["result"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["prepare", "hold", "copy", "record", "switch"]);
+    assert_eq!(
+        committed(&new, PAYROLL, "ledger", 2),
+        on_old,
+        "offsets copied"
+    );
+
+    // The member rejoins at the copied offsets, without an error reaching
+    // it (poll_until fails on any), and reads only what is new.
+    produce_range(&p, "ledger", 300..500, |_| {});
+    assert!(p.context().failed.lock().unwrap().is_empty());
+    let got = poll_until(&[&live], "200 new records", |g| g.len() >= 200);
+    assert_eq!(
+        indices(&got),
+        (300..500).collect::<Vec<_>>(),
+        "nothing twice"
+    );
+    live.commit_consumer_state(CommitMode::Sync).unwrap();
+    assert_eq!(
+        committed(&new, PAYROLL, "ledger", 2).iter().sum::<i64>(),
+        500
+    );
+    assert_eq!(
+        committed(&old, PAYROLL, "ledger", 2),
+        on_old,
+        "'old' no longer told"
+    );
+    drop(live);
+
+    // The move outlives a restart, and moving again is a no-op.
+    proxy.restart();
+    let routes = proxy.cli(&["routes", "--json"]);
+    let routes: serde_json::Value = serde_json::from_slice(&routes.stdout).unwrap();
+    assert_eq!(
+        routes["result"]["groups"],
+        serde_json::json!([{"pattern": PAYROLL, "cluster": "new", "source": "runtime"}])
+    );
+    let again = proxy.admin(r#"{"cmd":"flip-group","group":"payroll","to":"new"}"#);
+    assert_eq!(again["result"]["changed"], false, "{again}");
+    let bad = proxy.admin(r#"{"cmd":"flip-group","group":"payroll","to":"mars"}"#);
+    assert_eq!(bad["error"], "unknown cluster 'mars' (known: new, old)");
 }

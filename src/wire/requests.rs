@@ -300,8 +300,40 @@ fn skip(r: &mut Reader<'_>, n: usize) -> Result<(), WireError> {
     r.bytes(n).map(|_| ())
 }
 
-/// Skips `NULLABLE_BYTES` (int32 length, -1 = null) or, when flexible,
-/// `COMPACT_NULLABLE_BYTES` (varint length + 1, 0 = null).
+/// The consumer group a group request is about, so that it goes to the
+/// cluster coordinating that group: the group of JoinGroup, SyncGroup,
+/// Heartbeat, LeaveGroup, OffsetCommit and OffsetFetch, and the first group
+/// of a request naming several (OffsetFetch v8+, DescribeGroups,
+/// DeleteGroups). `None` for a request naming no group.
+pub fn group_of(header: &RequestHeader, body: &[u8]) -> Result<Option<String>, WireError> {
+    let mut r = Reader::new(body, "group request");
+    let v = header.api_version;
+    // Where each API turns flexible, and whether it lists groups.
+    let (flexible_from, listed) = match ApiKey::try_from(header.api_key) {
+        Ok(ApiKey::JoinGroup) => (6, false),
+        Ok(ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup) => (4, false),
+        Ok(ApiKey::OffsetCommit) => (8, false),
+        Ok(ApiKey::OffsetFetch) => (6, v >= 8),
+        Ok(ApiKey::DescribeGroups) => (5, true),
+        Ok(ApiKey::DeleteGroups) => (2, true),
+        _ => {
+            return Err(r.error(format!(
+                "API key {} names no consumer group",
+                header.api_key
+            )))
+        }
+    };
+    let flexible = v >= flexible_from;
+    if listed {
+        // Each entry starts with the group id: at least a length.
+        match r.array_len(flexible, 1)? {
+            None | Some(0) => return Ok(None),
+            Some(_) => {}
+        }
+    }
+    Ok(Some(r.string(flexible)?.to_owned()))
+}
+
 /// The topics a topic-administration request names (CreateTopics v2..=6,
 /// DeleteTopics v1..=5, CreatePartitions v0..=3), so that it can go to the
 /// controller of the cluster they route to.
@@ -465,6 +497,50 @@ mod tests {
             client_id: None,
             body_offset: 0,
         }
+    }
+
+    fn encoded<R: kafka_protocol::protocol::Encodable>(request: &R, version: i16) -> Vec<u8> {
+        let mut buf = bytes::BytesMut::new();
+        request.encode(&mut buf, version).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn group_requests_name_their_group_in_every_encoding() {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+        use kafka_protocol::messages::{
+            DescribeGroupsRequest, GroupId, HeartbeatRequest, OffsetFetchRequest,
+        };
+        use kafka_protocol::protocol::StrBytes;
+        let id = || GroupId(StrBytes::from_static_str("billing"));
+        let group = |api: ApiKey, version: i16, body: Vec<u8>| {
+            group_of(&header(api as i16, version), &body).unwrap()
+        };
+        let beat = HeartbeatRequest::default().with_group_id(id());
+        for v in [0, 3, 4] {
+            let body = encoded(&beat, v);
+            assert_eq!(
+                group(ApiKey::Heartbeat, v, body).as_deref(),
+                Some("billing")
+            );
+        }
+        let fetch = OffsetFetchRequest::default()
+            .with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(id())]);
+        let body = encoded(&fetch, 8);
+        assert_eq!(
+            group(ApiKey::OffsetFetch, 8, body).as_deref(),
+            Some("billing")
+        );
+        let describe = DescribeGroupsRequest::default().with_groups(vec![id()]);
+        let body = encoded(&describe, 5);
+        assert_eq!(
+            group(ApiKey::DescribeGroups, 5, body).as_deref(),
+            Some("billing")
+        );
+        let none = DescribeGroupsRequest::default();
+        assert_eq!(group(ApiKey::DescribeGroups, 0, encoded(&none, 0)), None);
+        // A length running past the body is refused, not trusted.
+        assert!(group_of(&header(ApiKey::Heartbeat as i16, 0), &[0x7f, 0xff, b'b']).is_err());
     }
 
     #[test]
