@@ -358,14 +358,19 @@ pub async fn flip(
     {
         Some(n) => n,
         None => {
+            let configs = source_cluster
+                .topic_configs(topic)
+                .await
+                .map_err(upstream)?;
             target_cluster
-                .create_topic(topic, source_count)
+                .create_topic(topic, source_count, &configs)
                 .await
                 .map_err(upstream)?;
             tracing::info!(
                 topic,
                 cluster = target_cluster.name(),
                 partitions = source_count,
+                configs = configs.len(),
                 "created topic for flip"
             );
             // Read it back: confirms it, and puts its partitions in the view

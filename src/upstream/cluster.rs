@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -19,10 +20,11 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    CreateTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -383,6 +385,10 @@ impl Cluster {
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// Kafka error code for creating a topic that exists.
 const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// DescribeConfigs resource type of a topic.
+const TOPIC_RESOURCE: i8 = 2;
+/// DescribeConfigs config source: set on the topic itself.
+const TOPIC_CONFIG_SOURCE: i8 = 1;
 
 impl Cluster {
     /// A fresh (non-transactional) producer id issued by this cluster.
@@ -431,9 +437,56 @@ impl Cluster {
             .map(|t| t.partitions.len()))
     }
 
-    /// Creates `topic` with `partitions` partitions and the cluster's
-    /// default replication factor; a topic that already exists is fine.
-    pub async fn create_topic(&self, topic: &str, partitions: usize) -> Result<(), UpstreamError> {
+    /// The configs set on `topic` itself (not inherited defaults), as
+    /// name and value; empty when the cluster cannot describe them.
+    pub async fn topic_configs(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<(String, Option<String>)>, UpstreamError> {
+        // Config sources are reported from v1 on.
+        let Some(version) = self
+            .version_for(ApiKey::DescribeConfigs, 4)
+            .filter(|v| *v >= 1)
+        else {
+            return Ok(Vec::new());
+        };
+        let conn = self.control().await?;
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configuration_keys(None),
+        ]);
+        let resp: DescribeConfigsResponse = conn
+            .call(
+                ApiKey::DescribeConfigs,
+                version,
+                &request,
+                self.request_timeout,
+            )
+            .await?;
+        let Some(result) = resp.results.first().filter(|r| r.error_code == 0) else {
+            return Ok(Vec::new());
+        };
+        Ok(result
+            .configs
+            .iter()
+            // Set on the topic itself; sensitive values come back hidden,
+            // so they cannot be copied.
+            .filter(|c| c.config_source == TOPIC_CONFIG_SOURCE && !c.is_sensitive && !c.read_only)
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect())
+    }
+
+    /// Creates `topic` with `partitions` partitions, `configs` and the
+    /// cluster's default replication factor; a topic that already exists is
+    /// fine.
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        partitions: usize,
+        configs: &[(String, Option<String>)],
+    ) -> Result<(), UpstreamError> {
         let addr = self.controller_address();
         let conn = UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await?;
         let version =
@@ -448,7 +501,17 @@ impl Cluster {
                 .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
                 .with_num_partitions(partitions as i32)
                 // -1: the cluster's default replication factor (v4+).
-                .with_replication_factor(if version >= 4 { -1 } else { 1 })]);
+                .with_replication_factor(if version >= 4 { -1 } else { 1 })
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(name, value)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(name.clone()))
+                                .with_value(value.clone().map(StrBytes::from_string))
+                        })
+                        .collect(),
+                )]);
         let resp: CreateTopicsResponse = conn
             .call(
                 ApiKey::CreateTopics,
