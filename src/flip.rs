@@ -189,6 +189,11 @@ pub enum FlipError {
     BadTopic(String),
     #[error("unknown cluster '{name}' (known: {known})")]
     UnknownCluster { name: String, known: String },
+    #[error(
+        "reads of '{0}' follow its stitched log (old records from the cluster that holds them, new \
+         ones from where Produce went), so they cannot be flipped on their own; flip Produce instead"
+    )]
+    StitchedFetch(String),
     #[error("a flip of topic '{0}' is already running")]
     AlreadyRunning(String),
     #[error("topic '{topic}' does not exist on cluster '{cluster}'")]
@@ -322,6 +327,9 @@ pub async fn flip(
         },
         Side::FetchOnly => Route { fetch: to, ..from },
     };
+    if side == Side::FetchOnly && proxy.routes().stitches().has_topic(topic) {
+        return Err(FlipError::StitchedFetch(topic.to_owned()));
+    }
     let mut report = FlipReport {
         topic: topic.to_owned(),
         from: proxy.route_entry(from),
@@ -443,7 +451,7 @@ pub async fn flip(
     let mut state = proxy.state.lock().await;
     let mut next = state.clone();
     next.routes.insert(topic.to_owned(), report.to.clone());
-    next.flips.push(FlipRecord {
+    let record = FlipRecord {
         topic: topic.to_owned(),
         from: report.from.clone(),
         to: report.to.clone(),
@@ -451,7 +459,8 @@ pub async fn flip(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         stitch: report.stitch.clone(),
-    });
+    };
+    next.flips.push(record.clone());
     next.save(&proxy.config.proxy.state_file)
         .map_err(|source| FlipError::State {
             topic: topic.to_owned(),
@@ -461,7 +470,18 @@ pub async fn flip(
     clock.mark(&mut report.steps, "record");
 
     // 4. switch, then let held requests go (they now route to the target).
-    proxy.set_routes(proxy.routes().with_runtime_route(topic, target));
+    let mut routes = proxy.routes().with_runtime_route(topic, target);
+    if moves_produce {
+        // Readers continue from the old log into the new one.
+        routes = routes.with_stitch(
+            topic,
+            from.produce,
+            target.produce,
+            record.at_ms,
+            record.stitch_points(),
+        );
+    }
+    proxy.set_routes(routes);
     drop(state);
     drop(fence);
     clock.mark(&mut report.steps, "switch");

@@ -17,6 +17,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod stitch;
 pub mod topology;
 pub mod upstream;
 pub mod wire;

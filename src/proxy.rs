@@ -83,6 +83,18 @@ impl Proxy {
             })?;
             routes = routes.with_runtime_route(topic, route);
         }
+        for flip in state.flips.iter().filter(|f| !f.stitch.is_empty()) {
+            let unknown = || StateError::Parse {
+                path: config.proxy.state_file.display().to_string(),
+                message: format!(
+                    "flip of topic '{}' names cluster '{}' or '{}', which the config does not have",
+                    flip.topic, flip.from.produce, flip.to.produce
+                ),
+            };
+            let from = config.cluster_idx(&flip.from.produce).ok_or_else(unknown)?;
+            let to = config.cluster_idx(&flip.to.produce).ok_or_else(unknown)?;
+            routes = routes.with_stitch(&flip.topic, from, to, flip.at_ms, flip.stitch_points());
+        }
         for (group, cluster) in &state.groups {
             let idx = config
                 .cluster_idx(cluster)

@@ -10,6 +10,7 @@ use std::fmt;
 use globset::{Glob, GlobMatcher};
 
 use crate::config::{ClusterIdx, RoutesConfig};
+use crate::stitch::{Stitches, UpstreamOffset};
 
 /// A topic pattern from a route rule: an exact name, or a glob when it holds
 /// any of `*?[{`.
@@ -75,6 +76,8 @@ pub struct RouteTable {
     groups: Vec<(Pattern, ClusterIdx)>,
     /// Groups moved at runtime; they override group rules.
     runtime_groups: HashMap<String, ClusterIdx>,
+    /// The virtual logs of partitions whose Produce has moved.
+    stitches: Stitches,
 }
 
 impl RouteTable {
@@ -101,6 +104,7 @@ impl RouteTable {
             runtime: HashMap::new(),
             generations: HashMap::new(),
             runtime_groups: HashMap::new(),
+            stitches: Stitches::default(),
             groups: config
                 .groups
                 .iter()
@@ -140,6 +144,25 @@ impl RouteTable {
         table.runtime.insert(topic.to_owned(), route);
         *table.generations.entry(topic.to_owned()).or_default() += 1;
         table
+    }
+
+    /// This table with a Produce move of `topic` recorded in its stitches
+    /// (see [`Stitches::record_move`]).
+    pub fn with_stitch(
+        &self,
+        topic: &str,
+        from: ClusterIdx,
+        to: ClusterIdx,
+        at_ms: u64,
+        points: impl IntoIterator<Item = (i32, UpstreamOffset, UpstreamOffset)>,
+    ) -> RouteTable {
+        let mut table = self.clone();
+        table.stitches.record_move(topic, from, to, at_ms, points);
+        table
+    }
+
+    pub fn stitches(&self) -> &Stitches {
+        &self.stitches
     }
 
     /// This table with `group` coordinated by `cluster` from now on.

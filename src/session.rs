@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ClusterIdx;
 use crate::flip::{Admission, InflightGuard};
-use crate::handlers::forward::{Plan, RouteSide, SplitPlan};
+use crate::handlers::forward::{Plan, RouteSide, Seek, SplitPlan};
 use crate::handlers::{self, forward, Handling};
 use crate::metrics as m;
 use crate::proxy::{ListenerKind, Proxy};
@@ -346,16 +346,30 @@ impl Session {
             _ => None,
         };
         let read;
+        let mut positions = Vec::new();
         let topics: &TopicPartitions = match &produce {
             Some(view) => &view.topics,
             None => {
                 read = match api {
-                    ApiKey::Fetch => requests::fetch_topics(header, body)?,
-                    ApiKey::ListOffsets => requests::list_offsets_topics(header, body)?,
+                    ApiKey::Fetch => {
+                        let (topics, offsets) = requests::fetch_positions(header, body)?;
+                        positions = offsets;
+                        topics
+                    }
+                    ApiKey::ListOffsets => {
+                        let (topics, timestamps) = requests::list_offsets_positions(header, body)?;
+                        positions = timestamps;
+                        topics
+                    }
                     _ => requests::offset_for_leader_epoch_topics(header, body)?,
                 };
                 &read
             }
+        };
+        let seek = match api {
+            ApiKey::Fetch => Seek::Offsets(&positions),
+            ApiKey::ListOffsets => Seek::Timestamps(&positions),
+            _ => Seek::Newest,
         };
         // acks=0: the client expects no answer at all.
         let expect_response = produce.as_ref().is_none_or(|view| view.acks != 0);
@@ -385,7 +399,7 @@ impl Session {
             }
         }
         let own = self.own_broker();
-        let mut plan = forward::plan(&self.proxy, own, side, topics);
+        let mut plan = forward::plan(&self.proxy, own, side, topics, seek);
         if plan.refuses_any() {
             // A topic the proxy has not seen yet (created a moment ago, or
             // asked for without Metadata first): look once before refusing.
@@ -400,7 +414,7 @@ impl Session {
                         tracing::debug!(error = %e, "metadata lookup for unknown topics failed");
                     }
                 }
-                plan = forward::plan(&self.proxy, own, side, topics);
+                plan = forward::plan(&self.proxy, own, side, topics, seek);
             }
         }
         let (upstream, cluster) = match plan {
@@ -414,7 +428,15 @@ impl Session {
             Plan::Refuse => return refusal(api, header, topics, expect_response),
             Plan::Split(split) => {
                 let pending = self
-                    .forward_split(api, frame, header, topics, &split, expect_response)
+                    .forward_split(
+                        api,
+                        frame,
+                        header,
+                        topics,
+                        produce.as_ref(),
+                        &split,
+                        expect_response,
+                    )
                     .await?;
                 return Ok(pending.map(|task| Pending::Merged(task, guard)));
             }
@@ -471,28 +493,41 @@ impl Session {
 
     /// Sends each broker its part of a split request; the answer, when the
     /// client expects one, is the merge of theirs (and of the proxy's own
-    /// refusal of partitions that live nowhere it knows).
+    /// refusal of partitions that live nowhere it knows), its offsets moved
+    /// into the client's (stitched) log.
+    #[allow(clippy::too_many_arguments)]
     async fn forward_split(
         &mut self,
         api: ApiKey,
         frame: &Frame,
         header: &RequestHeader,
         topics: &TopicPartitions,
+        produce: Option<&ProduceView>,
         split: &SplitPlan,
         expect_response: bool,
     ) -> Result<Option<JoinHandle<Result<Bytes, SessionEnd>>>, SessionEnd> {
-        let parts = handlers::split::split(
-            api,
-            &frame.0,
-            header,
-            &split.assignment,
-            split.destinations.len(),
-        )?;
-        metrics::counter!(m::SPLIT_REQUESTS).increment(1);
+        let whole =
+            split.destinations.len() == 1 && split.assignment.iter().flatten().all(Option::is_some);
+        let parts = if whole && api == ApiKey::Produce {
+            // A Produce names no offset: to one broker it goes as it came,
+            // and only its answer is shifted.
+            vec![Some(frame.0.clone())]
+        } else {
+            let parts = handlers::split::Parts {
+                assignment: &split.assignment,
+                shifts: &split.shifts,
+                destinations: split.destinations.len(),
+            };
+            handlers::split::split(api, &frame.0, header, &parts)?
+        };
+        if split.destinations.len() > 1 {
+            metrics::counter!(m::SPLIT_REQUESTS).increment(1);
+        }
         let mut replies = Vec::with_capacity(parts.len());
         for ((cluster, address), part) in split.destinations.iter().zip(parts) {
             let Some(part) = part else { continue };
             let upstream = self.connection(*cluster, address).await?;
+            let view = produce.filter(|_| whole);
             if let Some(reply) = self
                 .send_part(
                     api,
@@ -500,7 +535,7 @@ impl Session {
                     *cluster,
                     &part,
                     header,
-                    None,
+                    view,
                     expect_response,
                 )
                 .await?
@@ -522,8 +557,12 @@ impl Session {
                 NOT_LEADER_OR_FOLLOWER,
             )?));
         }
-        let (version, correlation_id, order) =
-            (header.api_version, header.correlation_id, topics.clone());
+        let (version, correlation_id, order, shifts) = (
+            header.api_version,
+            header.correlation_id,
+            topics.clone(),
+            split.shifts.clone(),
+        );
         Ok(Some(tokio::spawn(async move {
             for reply in replies {
                 answers.push(reply.await.map_err(|_| lost_task())??);
@@ -533,6 +572,7 @@ impl Session {
                 version,
                 correlation_id,
                 &order,
+                &shifts,
                 &answers,
             )?)
         })))

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::stitch::UpstreamOffset;
+
 /// Where a topic's traffic goes, by cluster name (as the config names them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteEntry {
@@ -47,6 +49,21 @@ pub struct GroupMoveRecord {
     pub at_ms: u64,
     /// Committed offsets copied to the target, one per partition.
     pub offsets: usize,
+}
+
+impl FlipRecord {
+    /// Each partition's stitch point, in upstream offsets.
+    pub fn stitch_points(
+        &self,
+    ) -> impl Iterator<Item = (i32, UpstreamOffset, UpstreamOffset)> + '_ {
+        self.stitch.iter().map(|p| {
+            (
+                p.partition,
+                UpstreamOffset(p.l_old),
+                UpstreamOffset(p.l_new),
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -434,13 +434,12 @@ fn bad_admin_requests_get_clear_errors_and_change_nothing() {
 }
 
 #[test]
-fn produce_moves_first_and_fetch_follows_in_a_second_flip() {
+fn a_produce_only_flip_moves_writers_and_readers_follow_the_stitched_log() {
     let (old, new, proxy) = harness::two_clusters("os");
     create_topic(&proxy.bootstrap(), "orders", 2);
     let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
     produce_range(&p, "orders", 0..300, |_| {});
 
-    // Producers move: new records go to 'new', readers stay on 'old'.
     let out = proxy.cli(&["flip", "orders", "--to", "new", "--produce-only"]);
     assert!(
         out.status.success(),
@@ -455,28 +454,29 @@ fn produce_moves_first_and_fetch_follows_in_a_second_flip() {
     assert!(p.context().failed.lock().unwrap().is_empty());
     assert_cluster_holds(&old.addr(), "orders", 2, 0..300);
     assert_cluster_holds(&new.addr(), "orders", 2, 300..500);
-    let drained = kafka_python_consume(&proxy.bootstrap(), "orders", 300);
-    assert_eq!(indices(&drained), (0..300).collect(), "readers drain 'old'");
 
-    // Readers follow once 'old' is drained; Produce is already there, so
-    // nothing is fenced.
-    let out = proxy.cli(&["flip", "orders", "--to", "new", "--fetch-only", "--json"]);
+    // One log through the proxy: the old records, then the new ones, at
+    // offsets that continue where 'old' stopped.
+    let read = kafka_python_consume(&proxy.bootstrap(), "orders", 500);
+    assert_eq!(indices(&read), (0..500).collect());
+    for partition in [0, 1] {
+        let offsets: Vec<i64> = read
+            .iter()
+            .filter(|r| r.partition == partition)
+            .map(|r| r.offset)
+            .collect();
+        let expected: Vec<i64> = (0..offsets.len() as i64).collect();
+        assert_eq!(offsets, expected, "partition {partition} is contiguous");
+    }
+
+    // Reads of a stitched topic follow its segments, not a route of their own.
+    let refused = proxy.admin(r#"{"cmd":"flip","topic":"orders","to":"new","side":"fetch-only"}"#);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(steps(&report), ["prepare", "record", "switch"]);
-    assert_eq!(
-        runtime_routes(&proxy),
-        vec![("orders".to_owned(), "new".to_owned(), "new".to_owned())]
-    );
-    let read = kafka_python_consume(&proxy.bootstrap(), "orders", 200);
-    assert_eq!(
-        indices(&read),
-        (300..500).collect(),
-        "readers now read 'new'"
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("reads of 'orders' follow its stitched log"),
+        "{refused}"
     );
 }
 

@@ -7,6 +7,7 @@
 
 use crate::config::ClusterIdx;
 use crate::proxy::{ListenerKind, Proxy};
+use crate::stitch::{Shift, VirtualOffset};
 use crate::topology::UpstreamNodeId;
 use crate::wire::requests::TopicPartitions;
 
@@ -108,7 +109,26 @@ pub struct SplitPlan {
     /// Each partition's destination, in request order; `None` for one the
     /// proxy refuses with NOT_LEADER_OR_FOLLOWER.
     pub assignment: super::split::Assignment,
+    /// How each partition's offsets shift between the client's (virtual)
+    /// log and its destination's, in the same shape.
+    pub shifts: Vec<Vec<Shift>>,
 }
+
+/// What picks the segment a stitched partition is served from.
+#[derive(Debug, Clone, Copy)]
+pub enum Seek<'a> {
+    /// The newest: Produce writes there, and OffsetForLeaderEpoch asks
+    /// about the log's end.
+    Newest,
+    /// Fetch: the segment holding each partition's fetch offset
+    /// (flattened, in request order).
+    Offsets(&'a [i64]),
+    /// ListOffsets: by each partition's timestamp (-2 earliest, -1 latest).
+    Timestamps(&'a [i64]),
+}
+
+/// ListOffsets' timestamp for the log's first offset.
+const EARLIEST: i64 = -2;
 
 impl SplitPlan {
     /// The partitions no destination takes, in request order.
@@ -209,23 +229,50 @@ impl Plan {
 /// proxy's view of each cluster's partition leaders.
 /// `own` is the upstream broker the client's listener mirrors (`None` on
 /// the bootstrap listener).
-pub fn plan(proxy: &Proxy, own: Option<Broker>, side: RouteSide, topics: &TopicPartitions) -> Plan {
+pub fn plan(
+    proxy: &Proxy,
+    own: Option<Broker>,
+    side: RouteSide,
+    topics: &TopicPartitions,
+    seek: Seek<'_>,
+) -> Plan {
     let routes = proxy.routes();
-    let cluster_of = |topic: &str| side.cluster(&routes.route(topic));
-    // The common case first, without allocating: one broker for all.
+    // Where each partition goes, and how its offsets shift on the way.
+    let place = |topic: &str, partition: i32, at: usize| -> (Option<Broker>, Shift) {
+        let (cluster, shift) = match routes.stitches().get(topic, partition) {
+            None => (side.cluster(&routes.route(topic)), Shift::NONE),
+            Some(segments) => {
+                let position = |p: &[i64]| p.get(at).copied().unwrap_or(-1);
+                match seek {
+                    Seek::Newest => segments.last(),
+                    Seek::Offsets(o) => segments.at(VirtualOffset(position(o).max(0))),
+                    Seek::Timestamps(t) => match position(t) {
+                        EARLIEST => segments.first(),
+                        ms if ms >= 0 => segments.for_timestamp(ms),
+                        _ => segments.last(), // latest, max timestamp, …
+                    },
+                }
+            }
+        };
+        (leader(proxy, own, cluster, topic, partition), shift)
+    };
+    // The common case first, without allocating: one broker for all, and
+    // no offset to shift.
     let mut single: Option<Option<Broker>> = None;
     let mut mixed = false;
+    let mut at = 0;
     'topics: for (topic, partitions) in &topics.0 {
-        let cluster = cluster_of(topic);
         for &partition in partitions {
-            let broker = leader(proxy, own, cluster, topic, partition);
+            let (broker, shift) = place(topic, partition, at);
+            at += 1;
             match single {
+                _ if !shift.is_none() => mixed = true,
                 None => single = Some(broker),
                 Some(b) if b == broker => {}
-                Some(_) => {
-                    mixed = true;
-                    break 'topics;
-                }
+                Some(_) => mixed = true,
+            }
+            if mixed {
+                break 'topics;
             }
         }
     }
@@ -243,15 +290,20 @@ pub fn plan(proxy: &Proxy, own: Option<Broker>, side: RouteSide, topics: &TopicP
     }
     let mut brokers: Vec<Broker> = Vec::new();
     let mut destinations = Vec::new();
+    let mut shifts = Vec::with_capacity(topics.0.len());
+    let mut at = 0;
     let assignment = topics
         .0
         .iter()
         .map(|(topic, partitions)| {
-            let cluster = cluster_of(topic);
-            partitions
+            let mut topic_shifts = Vec::with_capacity(partitions.len());
+            let assigned = partitions
                 .iter()
                 .map(|&partition| {
-                    let broker = leader(proxy, own, cluster, topic, partition)?;
+                    let (broker, shift) = place(topic, partition, at);
+                    at += 1;
+                    topic_shifts.push(shift);
+                    let broker = broker?;
                     if let Some(d) = brokers.iter().position(|b| *b == broker) {
                         return Some(d);
                     }
@@ -260,7 +312,9 @@ pub fn plan(proxy: &Proxy, own: Option<Broker>, side: RouteSide, topics: &TopicP
                     destinations.push((broker.0, address));
                     Some(destinations.len() - 1)
                 })
-                .collect()
+                .collect();
+            shifts.push(topic_shifts);
+            assigned
         })
         .collect();
     if destinations.is_empty() {
@@ -269,5 +323,6 @@ pub fn plan(proxy: &Proxy, own: Option<Broker>, side: RouteSide, topics: &TopicP
     Plan::Split(SplitPlan {
         destinations,
         assignment,
+        shifts,
     })
 }

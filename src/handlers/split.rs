@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::stitch::{self, Shift};
 use crate::wire::codec::{decode_response, response_body, response_frame, CodecError};
 use crate::wire::requests::TopicPartitions;
 use crate::wire::{Frame, Reader, RequestHeader};
@@ -35,43 +36,49 @@ pub fn split(
     api: ApiKey,
     frame: &Bytes,
     header: &RequestHeader,
-    assignment: &Assignment,
-    destinations: usize,
+    plan: &Parts<'_>,
 ) -> Result<Vec<Option<Bytes>>, CodecError> {
     match api {
-        ApiKey::Produce => split_as::<ProduceRequest>(frame, header, assignment, destinations),
-        ApiKey::Fetch => split_as::<FetchRequest>(frame, header, assignment, destinations),
-        ApiKey::ListOffsets => {
-            split_as::<ListOffsetsRequest>(frame, header, assignment, destinations)
-        }
+        ApiKey::Produce => split_as::<ProduceRequest>(frame, header, plan),
+        ApiKey::Fetch => split_as::<FetchRequest>(frame, header, plan),
+        ApiKey::ListOffsets => split_as::<ListOffsetsRequest>(frame, header, plan),
         ApiKey::OffsetForLeaderEpoch => {
-            split_as::<OffsetForLeaderEpochRequest>(frame, header, assignment, destinations)
+            split_as::<OffsetForLeaderEpochRequest>(frame, header, plan)
         }
         other => Err(unsplittable(other, header.api_version)),
     }
 }
 
+/// How a request is cut up: where each partition goes, how its offsets
+/// shift (both `[topic][partition]` in request order), and how many
+/// destinations there are.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub assignment: &'a Assignment,
+    pub shifts: &'a [Vec<Shift>],
+    pub destinations: usize,
+}
+
 /// The client's answer from the parts' answers (upstream response frames,
-/// in any order): every partition of `order`, in request order, with the
+/// in any order): every partition of `order`, in request order, its
+/// offsets shifted by `shifts` (same shape) into the client's log, with the
 /// worst throttle time of any part.
 pub fn merge(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
     order: &TopicPartitions,
+    shifts: &[Vec<Shift>],
     parts: &[Frame],
 ) -> Result<Bytes, CodecError> {
-    match api {
-        ApiKey::Produce => merge_as::<ProduceRequest>(version, correlation_id, order, parts),
-        ApiKey::Fetch => merge_as::<FetchRequest>(version, correlation_id, order, parts),
-        ApiKey::ListOffsets => {
-            merge_as::<ListOffsetsRequest>(version, correlation_id, order, parts)
-        }
-        ApiKey::OffsetForLeaderEpoch => {
-            merge_as::<OffsetForLeaderEpochRequest>(version, correlation_id, order, parts)
-        }
-        other => Err(unsplittable(other, version)),
-    }
+    let merge = match api {
+        ApiKey::Produce => merge_as::<ProduceRequest>,
+        ApiKey::Fetch => merge_as::<FetchRequest>,
+        ApiKey::ListOffsets => merge_as::<ListOffsetsRequest>,
+        ApiKey::OffsetForLeaderEpoch => merge_as::<OffsetForLeaderEpochRequest>,
+        other => return Err(unsplittable(other, version)),
+    };
+    merge(version, correlation_id, order, shifts, parts)
 }
 
 fn unsplittable(api: ApiKey, version: i16) -> CodecError {
@@ -96,6 +103,10 @@ trait Partitioned: Decodable + Encodable + Clone {
     /// Makes the request stand alone for one broker.
     fn detach(&mut self) {}
 
+    /// Moves the offsets a request names (by position) into the upstream
+    /// log each partition is read from.
+    fn shift(&mut self, _shifts: &[Vec<Shift>]) {}
+
     fn topics(response: &mut Self::Response) -> &mut Vec<Self::Topic>;
 
     /// Decodes a part's answer.
@@ -109,13 +120,10 @@ trait Partitioned: Decodable + Encodable + Clone {
 
 /// A topic entry of a per-partition response.
 trait TopicAnswer: Clone {
-    type Partition;
+    type Partition: PartitionAnswer;
     fn name(&self) -> &str;
     fn partitions(&mut self) -> &mut Vec<Self::Partition>;
     fn index(partition: &Self::Partition) -> i32;
-    /// Clears what names an upstream broker, which a merged answer from
-    /// several brokers cannot name truthfully.
-    fn forget_leader(_partition: &mut Self::Partition) {}
 }
 
 /// Keeps the partitions of a `topics[].partitions[]` list that `keep`
@@ -175,6 +183,15 @@ impl Partitioned for FetchRequest {
 
     fn retain(&mut self, keep: &mut dyn FnMut(usize, usize) -> bool) -> bool {
         retain_nested(&mut self.topics, |t| &mut t.partitions, keep)
+    }
+
+    fn shift(&mut self, shifts: &[Vec<Shift>]) {
+        for (topic, shifts) in self.topics.iter_mut().zip(shifts) {
+            for (partition, shift) in topic.partitions.iter_mut().zip(shifts) {
+                partition.fetch_offset = shift.to_upstream(partition.fetch_offset);
+                partition.log_start_offset = shift.to_upstream(partition.log_start_offset);
+            }
+        }
     }
 
     /// A full fetch outside any fetch session: a session belongs to one
@@ -254,9 +271,9 @@ impl Partitioned for OffsetForLeaderEpochRequest {
 }
 
 /// Implements [`TopicAnswer`] for a response topic type from its field
-/// names; the optional last part clears a partition's leader fields.
+/// names.
 macro_rules! topic_answer {
-    ($topic:ty, $name:ident, $partitions:ident, $partition:ty, $index:ident $(, |$p:ident| $forget:block)?) => {
+    ($topic:ty, $name:ident, $partitions:ident, $partition:ty, $index:ident) => {
         impl TopicAnswer for $topic {
             type Partition = $partition;
             fn name(&self) -> &str {
@@ -268,7 +285,6 @@ macro_rules! topic_answer {
             fn index(partition: &$partition) -> i32 {
                 partition.$index
             }
-            $(fn forget_leader($p: &mut $partition) $forget)?
         }
     };
 }
@@ -278,21 +294,14 @@ topic_answer!(
     name,
     partition_responses,
     produce_response::PartitionProduceResponse,
-    index,
-    |partition| {
-        partition.current_leader = Default::default();
-    }
+    index
 );
 topic_answer!(
     fetch_response::FetchableTopicResponse,
     topic,
     partitions,
     fetch_response::PartitionData,
-    partition_index,
-    |partition| {
-        partition.current_leader = Default::default();
-        partition.preferred_read_replica = (-1).into();
-    }
+    partition_index
 );
 topic_answer!(
     list_offsets_response::ListOffsetsTopicResponse,
@@ -308,6 +317,60 @@ topic_answer!(
     offset_for_leader_epoch_response::EpochEndOffset,
     partition
 );
+
+/// One partition's answer on its way back: its offsets into the client's
+/// (virtual) log, and no upstream broker named.
+trait PartitionAnswer {
+    fn shift(&mut self, shift: Shift);
+    /// Clears what names an upstream broker, which a merged answer from
+    /// several brokers cannot name truthfully.
+    fn forget_leader(&mut self) {}
+}
+
+impl PartitionAnswer for produce_response::PartitionProduceResponse {
+    fn shift(&mut self, shift: Shift) {
+        self.base_offset = shift.to_virtual(self.base_offset);
+        self.log_start_offset = shift.to_virtual(self.log_start_offset);
+    }
+    fn forget_leader(&mut self) {
+        self.current_leader = Default::default();
+    }
+}
+
+impl PartitionAnswer for fetch_response::PartitionData {
+    fn shift(&mut self, shift: Shift) {
+        self.high_watermark = shift.to_virtual(self.high_watermark);
+        self.last_stable_offset = shift.to_virtual(self.last_stable_offset);
+        self.log_start_offset = shift.to_virtual(self.log_start_offset);
+        for aborted in self.aborted_transactions.iter_mut().flatten() {
+            aborted.first_offset = shift.to_virtual(aborted.first_offset);
+        }
+        if let Some(records) = &self.records {
+            self.records = Some(Bytes::from(stitch::shift_records(records, shift)));
+        }
+    }
+    fn forget_leader(&mut self) {
+        self.current_leader = Default::default();
+        self.preferred_read_replica = (-1).into();
+    }
+}
+
+impl PartitionAnswer for list_offsets_response::ListOffsetsPartitionResponse {
+    fn shift(&mut self, shift: Shift) {
+        self.offset = match (self.offset, shift.end) {
+            // Nothing at or after the timestamp in this segment: the next
+            // segment's first record is (its records are all later).
+            (-1, Some(end)) if self.error_code == 0 => end.0 + shift.delta,
+            (offset, _) => shift.to_virtual(offset),
+        };
+    }
+}
+
+impl PartitionAnswer for offset_for_leader_epoch_response::EpochEndOffset {
+    fn shift(&mut self, shift: Shift) {
+        self.end_offset = shift.to_virtual(self.end_offset);
+    }
+}
 
 /// Decodes a response's topic array, each entry with `kafka-protocol`, and
 /// leaves `body` after it. What follows (the top-level tagged fields) is
@@ -340,8 +403,7 @@ fn topic_array<T: Decodable>(
 fn split_as<R: Partitioned>(
     frame: &Bytes,
     header: &RequestHeader,
-    assignment: &Assignment,
-    destinations: usize,
+    plan: &Parts<'_>,
 ) -> Result<Vec<Option<Bytes>>, CodecError> {
     let version = header.api_version;
     let body_at = Frame::PREFIX + header.body_offset;
@@ -353,16 +415,18 @@ fn split_as<R: Partitioned>(
             message: "header runs past the frame".into(),
         })?;
     let mut body = frame.slice(body_at..);
-    let request = R::decode(&mut body, version).map_err(|e| CodecError::Encode {
+    let mut request = R::decode(&mut body, version).map_err(|e| CodecError::Encode {
         api: R::API,
         version,
         message: format!("request passed its view but not the full decode: {e}"),
     })?;
-    (0..destinations)
+    request.shift(plan.shifts);
+    (0..plan.destinations)
         .map(|d| {
             let mut part = request.clone();
-            let mut keep =
-                |t: usize, p: usize| assignment.get(t).and_then(|ps| ps.get(p)) == Some(&Some(d));
+            let mut keep = |t: usize, p: usize| {
+                plan.assignment.get(t).and_then(|ps| ps.get(p)) == Some(&Some(d))
+            };
             if !part.retain(&mut keep) {
                 return Ok(None);
             }
@@ -392,6 +456,7 @@ fn merge_as<R: Partitioned>(
     version: i16,
     correlation_id: i32,
     order: &TopicPartitions,
+    shifts: &[Vec<Shift>],
     parts: &[Frame],
 ) -> Result<Bytes, CodecError>
 where
@@ -408,7 +473,7 @@ where
         for mut topic in std::mem::take(R::topics(&mut part)) {
             for mut partition in std::mem::take(topic.partitions()) {
                 if parts.len() > 1 {
-                    R::Topic::forget_leader(&mut partition);
+                    partition.forget_leader();
                 }
                 let key = (topic.name().to_owned(), R::Topic::index(&partition));
                 answers.entry(key).or_default().push_back(partition);
@@ -422,17 +487,20 @@ where
         message: format!("no broker answered for {topic}-{partition}"),
     };
     let topics = R::topics(&mut merged);
-    for (name, indices) in &order.0 {
+    for ((name, indices), shifts) in order.0.iter().zip(shifts) {
         // Cloned, not taken: a request may name a topic twice.
         let mut topic = shells
             .get(name)
             .cloned()
             .ok_or_else(|| missing(name, indices.first().copied().unwrap_or(-1)))?;
-        for &index in indices {
-            let partition = answers
+        for (&index, shift) in indices.iter().zip(shifts) {
+            let mut partition = answers
                 .get_mut(&(name.clone(), index))
                 .and_then(VecDeque::pop_front)
                 .ok_or_else(|| missing(name, index))?;
+            if !shift.is_none() {
+                partition.shift(*shift);
+            }
             topic.partitions().push(partition);
         }
         topics.push(topic);
@@ -483,7 +551,18 @@ mod tests {
     fn each_part_carries_only_its_partitions_outside_any_session() {
         let (frame, header) = fetch_frame();
         let assignment = vec![vec![Some(1), Some(0)], vec![Some(1)]];
-        let parts = split(ApiKey::Fetch, &frame, &header, &assignment, 3).unwrap();
+        // a-1 is read from a segment that starts 4 upstream offsets earlier.
+        let shift = Shift {
+            delta: 4,
+            end: None,
+        };
+        let shifts = vec![vec![Shift::NONE, shift], vec![Shift::NONE]];
+        let plan = Parts {
+            assignment: &assignment,
+            shifts: &shifts,
+            destinations: 3,
+        };
+        let parts = split(ApiKey::Fetch, &frame, &header, &plan).unwrap();
         assert_eq!(parts.len(), 3);
         assert!(
             parts[2].is_none(),
@@ -514,7 +593,7 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(shape(&first), vec![("a".to_string(), vec![(1, 10)])]);
+        assert_eq!(shape(&first), vec![("a".to_string(), vec![(1, 6)])]);
         assert_eq!(
             shape(&second),
             vec![
@@ -557,7 +636,17 @@ mod tests {
             fetch_answer(&[("b", &[(0, 7)]), ("a", &[(0, 5)])], 3),
             fetch_answer(&[("a", &[(1, 6)])], 20),
         ];
-        let merged = merge(ApiKey::Fetch, VERSION, 9, &order(), &parts).unwrap();
+        let shifts = vec![
+            vec![
+                Shift::NONE,
+                Shift {
+                    delta: 100,
+                    end: Some(crate::stitch::UpstreamOffset(5)),
+                },
+            ],
+            vec![Shift::NONE],
+        ];
+        let merged = merge(ApiKey::Fetch, VERSION, 9, &order(), &shifts, &parts).unwrap();
         let back: FetchResponse = decode_response(ApiKey::Fetch, VERSION, &Frame(merged)).unwrap();
         assert_eq!(back.throttle_time_ms, 20);
         let shape: Vec<(String, Vec<(i32, i64)>)> = back
@@ -575,16 +664,18 @@ mod tests {
         assert_eq!(
             shape,
             vec![
-                ("a".to_string(), vec![(0, 5), (1, 6)]),
+                ("a".to_string(), vec![(0, 5), (1, 105)]),
                 ("b".to_string(), vec![(0, 7)])
-            ]
+            ],
+            "a-1's high watermark is capped at its segment's end, then shifted"
         );
     }
 
     #[test]
     fn a_partition_no_broker_answered_is_an_error_not_a_gap() {
         let parts = [fetch_answer(&[("a", &[(0, 5), (1, 6)])], 0)];
-        let e = merge(ApiKey::Fetch, VERSION, 9, &order(), &parts).unwrap_err();
+        let shifts = vec![vec![Shift::NONE; 2], vec![Shift::NONE]];
+        let e = merge(ApiKey::Fetch, VERSION, 9, &order(), &shifts, &parts).unwrap_err();
         assert!(e.to_string().contains("no broker answered for b-0"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -21,10 +22,10 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
     CreateTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    DescribeGroupsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -609,8 +610,57 @@ impl Cluster {
                     ends.insert(p.partition_index, p.offset);
                 }
             }
+            for (partition, end) in ends.iter_mut().filter(|(p, _)| partitions.contains(p)) {
+                if *end > 0 {
+                    *end = self.batch_end(&conn, topic, *partition, *end).await?;
+                }
+            }
         }
         Ok(ends)
+    }
+
+    /// The true end of a partition's log given the end its broker reports:
+    /// the offset after the last record of the batch holding `reported - 1`.
+    /// Some brokers (tansu) report the base offset of the last batch plus
+    /// one, not the offset after its last record; a stitch taken there
+    /// would hide that batch's later records.
+    async fn batch_end(
+        &self,
+        conn: &UpstreamConn,
+        topic: &str,
+        partition: i32,
+        reported: i64,
+    ) -> Result<i64, UpstreamError> {
+        // Flexible Fetch answers (v12+) carry tagged fields some brokers
+        // put at versions that do not define them: ask below.
+        let Some(version) = self.version_for(ApiKey::Fetch, 11).filter(|v| *v >= 4) else {
+            return Ok(reported);
+        };
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_current_leader_epoch(-1)
+                    .with_fetch_offset(reported - 1)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let resp: FetchResponse = conn
+            .call(ApiKey::Fetch, version, &request, self.request_timeout)
+            .await?;
+        let records = resp
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition && p.error_code == 0)
+            .and_then(|p| p.records.as_ref());
+        Ok(records.map_or(reported, |r| crate::stitch::records_end(r).max(reported)))
     }
 }
 

@@ -77,6 +77,10 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes(self.array()?))
     }
 
+    pub fn i64(&mut self) -> Result<i64, WireError> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
     pub fn bool(&mut self) -> Result<bool, WireError> {
         Ok(self.i8()? != 0)
     }

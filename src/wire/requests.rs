@@ -178,6 +178,15 @@ impl ProduceView {
 /// The topics and partitions a Fetch request (v4..=12) reads, so the proxy
 /// can route or refuse it without decoding the rest.
 pub fn fetch_topics(header: &RequestHeader, body: &[u8]) -> Result<TopicPartitions, WireError> {
+    fetch_positions(header, body).map(|(topics, _)| topics)
+}
+
+/// [`fetch_topics`], with each partition's fetch offset, in the same order
+/// (flattened): where a stitched partition is read from depends on it.
+pub fn fetch_positions(
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<(TopicPartitions, Vec<i64>), WireError> {
     let mut r = Reader::new(body, "Fetch request");
     let v = check_version(&r, header, ApiKey::Fetch, 4..=12)?;
     let flexible = v >= 12;
@@ -193,7 +202,13 @@ pub fn fetch_topics(header: &RequestHeader, body: &[u8]) -> Result<TopicPartitio
         + (if v >= 5 { 8 } else { 0 })
         + 4;
     let partition_min = 4 + rest + usize::from(flexible);
-    let topics = read_topics(&mut r, flexible, partition_min, |r| skip(r, rest))?;
+    let epoch = if v >= 9 { 4 } else { 0 };
+    let mut offsets = Vec::new();
+    let topics = read_topics(&mut r, flexible, partition_min, |r| {
+        skip(r, epoch)?;
+        offsets.push(r.i64()?);
+        skip(r, rest - epoch - 8)
+    })?;
     if v >= 7 {
         // forgotten_topics_data: name and an int32 array of partitions.
         let n = required_len(&mut r, flexible, topic_min(flexible), "forgotten topics")?;
@@ -210,7 +225,7 @@ pub fn fetch_topics(header: &RequestHeader, body: &[u8]) -> Result<TopicPartitio
         r.string(flexible)?; // rack_id
     }
     finish(&mut r, flexible)?;
-    Ok(topics)
+    Ok((topics, offsets))
 }
 
 /// The topics and partitions a ListOffsets request (v1..=10) asks about, so
@@ -219,20 +234,34 @@ pub fn list_offsets_topics(
     header: &RequestHeader,
     body: &[u8],
 ) -> Result<TopicPartitions, WireError> {
+    list_offsets_positions(header, body).map(|(topics, _)| topics)
+}
+
+/// [`list_offsets_topics`], with each partition's timestamp (or -1 latest,
+/// -2 earliest, …), in the same order (flattened).
+pub fn list_offsets_positions(
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<(TopicPartitions, Vec<i64>), WireError> {
     let mut r = Reader::new(body, "ListOffsets request");
     let v = check_version(&r, header, ApiKey::ListOffsets, 1..=10)?;
     let flexible = v >= 6;
     // replica_id, isolation_level (v2+).
     skip(&mut r, 4 + usize::from(v >= 2))?;
     // Partition: index, current_leader_epoch (v4+), timestamp.
-    let rest = (if v >= 4 { 4 } else { 0 }) + 8;
-    let partition_min = 4 + rest + usize::from(flexible);
-    let topics = read_topics(&mut r, flexible, partition_min, |r| skip(r, rest))?;
+    let epoch = if v >= 4 { 4 } else { 0 };
+    let partition_min = 4 + epoch + 8 + usize::from(flexible);
+    let mut timestamps = Vec::new();
+    let topics = read_topics(&mut r, flexible, partition_min, |r| {
+        skip(r, epoch)?;
+        timestamps.push(r.i64()?);
+        Ok(())
+    })?;
     if v >= 10 {
         skip(&mut r, 4)?; // timeout_ms
     }
     finish(&mut r, flexible)?;
-    Ok(topics)
+    Ok((topics, timestamps))
 }
 
 /// The topics and partitions an OffsetForLeaderEpoch request (v2..=4) asks

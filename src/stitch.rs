@@ -1,0 +1,345 @@
+//! Virtual offsets: after Produce of a partition moves, its log as clients
+//! see it is the old log up to the move followed by the new one, shifted.
+//!
+//! Each Produce move appends a segment: from virtual offset `start` on, the
+//! partition lives on `cluster`, where upstream offset = virtual − `delta`.
+//! Pure: the session asks which segment an offset falls in, and shifts
+//! requests and answers by it.
+
+use std::collections::HashMap;
+
+use crate::config::ClusterIdx;
+
+/// An offset in the log clients see through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VirtualOffset(pub i64);
+
+/// An offset in one upstream cluster's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UpstreamOffset(pub i64);
+
+/// One stretch of a partition's virtual log, on one cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub cluster: ClusterIdx,
+    /// First virtual offset served from this segment.
+    pub start: VirtualOffset,
+    /// Virtual − upstream, within this segment.
+    pub delta: i64,
+    /// When the segment began (ms since the Unix epoch; 0 for the first),
+    /// which bounds the timestamps of its records from below.
+    pub since_ms: u64,
+}
+
+/// How one partition's offsets move between the virtual log and the
+/// upstream log a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shift {
+    /// Virtual − upstream.
+    pub delta: i64,
+    /// Upstream offset where this segment ends (exclusive) when a later
+    /// segment follows; answers are cut there.
+    pub end: Option<UpstreamOffset>,
+}
+
+impl Shift {
+    /// No stitch: offsets are the upstream ones.
+    pub const NONE: Shift = Shift {
+        delta: 0,
+        end: None,
+    };
+
+    pub fn is_none(&self) -> bool {
+        *self == Shift::NONE
+    }
+
+    pub fn to_upstream(&self, v: i64) -> i64 {
+        if v < 0 {
+            v // a sentinel (-1: none), not an offset
+        } else {
+            v - self.delta
+        }
+    }
+
+    /// An upstream offset as clients see it, capped at the segment's end.
+    pub fn to_virtual(&self, u: i64) -> i64 {
+        if u < 0 {
+            return u;
+        }
+        let u = self.end.map_or(u, |end| u.min(end.0));
+        u + self.delta
+    }
+}
+
+/// A partition's segments, oldest first; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segments(Vec<Segment>);
+
+impl Segments {
+    /// The segment serving virtual offset `v`, and the shift into it.
+    pub fn at(&self, v: VirtualOffset) -> (ClusterIdx, Shift) {
+        let i = self.0.partition_point(|s| s.start <= v).saturating_sub(1);
+        self.shift_of(i)
+    }
+
+    /// The segment Produce writes to: the newest.
+    pub fn last(&self) -> (ClusterIdx, Shift) {
+        self.shift_of(self.0.len() - 1)
+    }
+
+    /// The oldest segment, where the log begins.
+    pub fn first(&self) -> (ClusterIdx, Shift) {
+        self.shift_of(0)
+    }
+
+    /// The segment whose records a timestamp lookup for `ms` should
+    /// search: the newest that began at or before it.
+    pub fn for_timestamp(&self, ms: i64) -> (ClusterIdx, Shift) {
+        let ms = u64::try_from(ms).unwrap_or(0);
+        let i = self
+            .0
+            .partition_point(|s| s.since_ms <= ms)
+            .saturating_sub(1);
+        self.shift_of(i)
+    }
+
+    fn shift_of(&self, i: usize) -> (ClusterIdx, Shift) {
+        let s = self.0[i];
+        let end = self
+            .0
+            .get(i + 1)
+            .map(|next| UpstreamOffset(next.start.0 - s.delta));
+        (
+            s.cluster,
+            Shift {
+                delta: s.delta,
+                end,
+            },
+        )
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+}
+
+/// Every stitched partition, by topic and partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stitches(HashMap<String, HashMap<i32, Segments>>);
+
+impl Stitches {
+    /// The segments of a partition whose Produce has moved, if it has.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<&Segments> {
+        self.0.get(topic)?.get(&partition)
+    }
+
+    pub fn has_topic(&self, topic: &str) -> bool {
+        self.0.contains_key(topic)
+    }
+
+    /// Records a Produce move of `topic` from cluster `from` to `to` at
+    /// `at_ms`: for each partition, `l_old` is where the log ended on
+    /// `from` and `l_new` where it ended on `to` (upstream offsets).
+    pub fn record_move(
+        &mut self,
+        topic: &str,
+        from: ClusterIdx,
+        to: ClusterIdx,
+        at_ms: u64,
+        points: impl IntoIterator<Item = (i32, UpstreamOffset, UpstreamOffset)>,
+    ) {
+        let partitions = self.0.entry(topic.to_owned()).or_default();
+        for (partition, l_old, l_new) in points {
+            let segments = partitions.entry(partition).or_insert_with(|| {
+                Segments(vec![Segment {
+                    cluster: from,
+                    start: VirtualOffset(0),
+                    delta: 0,
+                    since_ms: 0,
+                }])
+            });
+            let before = segments.0[segments.0.len() - 1];
+            let start = VirtualOffset(l_old.0 + before.delta);
+            segments.0.push(Segment {
+                cluster: to,
+                start,
+                delta: start.0 - l_new.0,
+                since_ms: at_ms,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: ClusterIdx = ClusterIdx(0);
+    const NEW: ClusterIdx = ClusterIdx(1);
+
+    fn u(o: i64) -> UpstreamOffset {
+        UpstreamOffset(o)
+    }
+
+    #[test]
+    fn one_move_continues_the_old_log_on_the_new_cluster() {
+        let mut s = Stitches::default();
+        // 'old' ended at 500; 'new' already held 20 records of its own.
+        s.record_move("t", OLD, NEW, 1_000, [(0, u(500), u(20))]);
+        let seg = s.get("t", 0).unwrap();
+        let (cluster, shift) = seg.at(VirtualOffset(499));
+        assert_eq!((cluster, shift.to_upstream(499)), (OLD, 499));
+        assert_eq!(shift.to_virtual(800), 500, "answers from 'old' stop at 500");
+        let (cluster, shift) = seg.at(VirtualOffset(500));
+        assert_eq!((cluster, shift.to_upstream(500)), (NEW, 20));
+        assert_eq!(shift.to_virtual(25), 505);
+        assert_eq!(seg.last().0, NEW);
+        assert_eq!(seg.first().0, OLD);
+        assert!(s.get("t", 1).is_none());
+    }
+
+    #[test]
+    fn moving_back_and_forth_keeps_one_exact_offset_space() {
+        let mut s = Stitches::default();
+        s.record_move("t", OLD, NEW, 10, [(0, u(100), u(0))]); // v 100.. = new 0..
+        s.record_move("t", NEW, OLD, 20, [(0, u(50), u(100))]); // v 150.. = old 100..
+        s.record_move("t", OLD, NEW, 30, [(0, u(130), u(50))]); // v 180.. = new 50..
+        let seg = s.get("t", 0).unwrap();
+        let place = |v: i64| {
+            let (c, shift) = seg.at(VirtualOffset(v));
+            (c, shift.to_upstream(v))
+        };
+        assert_eq!(place(0), (OLD, 0));
+        assert_eq!(place(99), (OLD, 99));
+        assert_eq!(place(100), (NEW, 0));
+        assert_eq!(place(149), (NEW, 49));
+        assert_eq!(place(150), (OLD, 100));
+        assert_eq!(place(179), (OLD, 129));
+        assert_eq!(place(180), (NEW, 50));
+        assert_eq!(place(1_000), (NEW, 870));
+        // The first stretch of 'old' is cut where the second one's
+        // records begin, so nothing is served twice.
+        assert_eq!(seg.at(VirtualOffset(5)).1.end, Some(u(100)));
+        assert_eq!(seg.for_timestamp(25).0, OLD);
+        assert_eq!(seg.for_timestamp(25).1.to_upstream(150), 100);
+        assert_eq!(seg.for_timestamp(5).0, OLD);
+        assert_eq!(seg.for_timestamp(5).1.delta, 0);
+    }
+
+    #[test]
+    fn sentinels_are_not_shifted() {
+        let shift = Shift {
+            delta: 40,
+            end: None,
+        };
+        assert_eq!(shift.to_virtual(-1), -1);
+        assert_eq!(shift.to_upstream(-1), -1);
+    }
+}
+
+/// A records blob (record batches, as in a Fetch answer) as clients see
+/// it: each batch's base offset shifted, and, when the segment ends, the
+/// batches at or past its end left out. A batch cut short at the end of
+/// the blob (the broker's size limit) is left out too: the client asks for
+/// it again from its own offset.
+///
+/// Base offset and length sit at the same place in every message format
+/// (offset int64, then size int32), and the base offset is outside the
+/// batch's CRC, so no checksum changes.
+pub fn shift_records(records: &[u8], shift: Shift) -> Vec<u8> {
+    const PREFIX: usize = 12;
+    let mut out = Vec::with_capacity(records.len());
+    let mut pos = 0;
+    while let Some(head) = records.get(pos..pos + PREFIX) {
+        let base = i64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
+        let length = i32::from_be_bytes(head[8..].try_into().unwrap_or([0; 4]));
+        let Some(end) = usize::try_from(length)
+            .ok()
+            .and_then(|l| (pos + PREFIX).checked_add(l))
+            .filter(|end| *end <= records.len())
+        else {
+            break; // cut short
+        };
+        if shift.end.is_some_and(|e| base >= e.0) {
+            break; // the next segment's records
+        }
+        out.extend_from_slice(&(base + shift.delta).to_be_bytes());
+        out.extend_from_slice(&records[pos + 8..end]);
+        pos = end;
+    }
+    out
+}
+
+/// The offset after the last record of the last whole batch in a records
+/// blob (0 for none): from each batch's base offset and last offset delta.
+pub fn records_end(records: &[u8]) -> i64 {
+    const LAST_OFFSET_DELTA: usize = 23;
+    let mut end = 0;
+    let mut pos = 0;
+    while let Some(head) = records.get(pos..pos + LAST_OFFSET_DELTA + 4) {
+        let base = i64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
+        let length = i32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4]));
+        let delta = i32::from_be_bytes(head[LAST_OFFSET_DELTA..].try_into().unwrap_or([0; 4]));
+        let Some(next) = usize::try_from(length)
+            .ok()
+            .and_then(|l| (pos + 12).checked_add(l))
+            .filter(|next| *next <= records.len())
+        else {
+            break;
+        };
+        // Before v2 (magic at byte 16) the delta is not there; such an
+        // entry's offset is its last.
+        let last = if head[16] == 2 {
+            base + i64::from(delta)
+        } else {
+            base
+        };
+        end = end.max(last + 1);
+        pos = next;
+    }
+    end
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    /// A stand-in batch: base offset, length, then `len` bytes of body.
+    fn batch(base: i64, len: usize) -> Vec<u8> {
+        let mut b = base.to_be_bytes().to_vec();
+        b.extend_from_slice(&(len as i32).to_be_bytes());
+        b.extend(std::iter::repeat_n(0xab, len));
+        b
+    }
+
+    #[test]
+    fn batches_shift_and_stop_at_the_segment_end_or_a_cut() {
+        let mut blob = [batch(10, 20), batch(15, 30), batch(20, 5)].concat();
+        blob.extend_from_slice(&batch(25, 100)[..40]); // cut short
+        let shift = Shift {
+            delta: 1_000,
+            end: Some(UpstreamOffset(20)),
+        };
+        let out = shift_records(&blob, shift);
+        assert_eq!(out.len(), 32 + 42);
+        assert_eq!(i64::from_be_bytes(out[..8].try_into().unwrap()), 1_010);
+        assert_eq!(i64::from_be_bytes(out[32..40].try_into().unwrap()), 1_015);
+        assert_eq!(
+            &out[40..],
+            &blob[40..74],
+            "the rest of a batch is untouched"
+        );
+        let all = shift_records(
+            &blob,
+            Shift {
+                delta: 0,
+                end: None,
+            },
+        );
+        assert_eq!(
+            all,
+            blob[..blob.len() - 40],
+            "only the cut batch is left out"
+        );
+    }
+}
