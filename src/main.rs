@@ -67,6 +67,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the users clients authenticate as.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Read a password from stdin and print the [[users]] block for
+    /// proxy.toml (salted and hashed; the password itself is not in it).
+    Add {
+        /// The user name clients log in with.
+        name: String,
+        /// SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (every mechanism can also
+        /// log in with PLAIN).
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        /// PBKDF2 iterations (4096..=16384).
+        #[arg(long, default_value_t = switchyard::auth::credentials::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
 }
 
 /// Exit codes: the command was refused or aborted by the proxy.
@@ -86,6 +108,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let path = match &cli.command {
+        // The only command that needs no config.
+        Command::User {
+            action:
+                UserCommand::Add {
+                    name,
+                    mechanism,
+                    iterations,
+                },
+        } => return user_add(name, mechanism, *iterations),
         Command::Run { config }
         | Command::Check { config }
         | Command::Routes { config, .. }
@@ -100,6 +131,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::User { .. } => unreachable!("returned before the config was loaded"),
         Command::Routes { json, .. } => {
             admin_command(&config, json!({"cmd": "routes"}), json, print_routes)
         }
@@ -157,6 +189,43 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `switchyard user add`: the password comes from stdin (one line), so it
+/// never shows in the process list or the shell history.
+fn user_add(name: &str, mechanism: &str, iterations: u32) -> ExitCode {
+    use switchyard::auth::credentials::{users_block, Credential, Mechanism};
+    use switchyard::auth::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
+    let mechanism: Mechanism = match mechanism.parse() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: --mechanism: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        eprintln!("error: --iterations must be within {MIN_ITERATIONS}..={MAX_ITERATIONS}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if name.is_empty() {
+        eprintln!("error: the user name must not be empty");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let mut password = zeroize::Zeroizing::new(String::new());
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("error: cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!(
+            "error: no password on stdin; e.g. `read -rs PW && printf '%s\\n' \"$PW\" | switchyard user add {name}`"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let credential = Credential::generate(mechanism, password, iterations);
+    print!("{}", users_block(name, &credential));
+    ExitCode::SUCCESS
 }
 
 /// Sends one request to the running proxy's admin socket and prints the

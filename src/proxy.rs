@@ -92,8 +92,8 @@ impl Proxy {
             .clusters
             .iter()
             .enumerate()
-            .map(|(i, c)| Arc::new(Cluster::new(ClusterIdx(i), c.clone(), &config.proxy)))
-            .collect();
+            .map(|(i, c)| Cluster::new(ClusterIdx(i), c.clone(), &config.proxy).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Proxy {
             topology: Topology::new(&config),
             routes: RwLock::new(Arc::new(routes)),

@@ -508,9 +508,7 @@ impl Session {
             }
             return Ok(conn.clone());
         }
-        let cluster = self.proxy.cluster(cluster);
-        let conn =
-            UpstreamConn::connect(address, cluster.connect_timeout(), cluster.max_frame()).await?;
+        let conn = self.proxy.cluster(cluster).connect(address).await?;
         self.upstreams.insert(address.to_owned(), conn.clone());
         Ok(conn)
     }

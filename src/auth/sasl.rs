@@ -48,7 +48,7 @@ enum State {
     ScramFinal {
         mechanism: Mechanism,
         raw: bool,
-        exchange: ScramServer,
+        exchange: Box<ScramServer>,
         user: Option<Arc<User>>,
         name: String,
     },
@@ -245,7 +245,7 @@ impl SaslServer {
                     self.state = State::ScramFinal {
                         mechanism,
                         raw,
-                        exchange,
+                        exchange: Box::new(exchange),
                         user,
                         name: first.user.clone(),
                     };

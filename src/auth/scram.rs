@@ -12,6 +12,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// The hash a SCRAM mechanism is built on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,17 +330,10 @@ impl ScramServer {
 /// The client's half of one exchange.
 pub struct ScramClient {
     hash: ScramHash,
-    password: Vec<u8>,
+    password: Zeroizing<Vec<u8>>,
     client_first_bare: String,
     nonce: String,
     expected_server_signature: Option<Vec<u8>>,
-}
-
-impl Drop for ScramClient {
-    fn drop(&mut self) {
-        // The password should not outlive the exchange in freed memory.
-        self.password.iter_mut().for_each(|b| *b = 0);
-    }
 }
 
 impl ScramClient {
@@ -354,7 +348,8 @@ impl ScramClient {
         let first = format!("n,,{client_first_bare}");
         let client = ScramClient {
             hash,
-            password: password.as_bytes().to_vec(),
+            // The password should not outlive the exchange in freed memory.
+            password: Zeroizing::new(password.as_bytes().to_vec()),
             client_first_bare,
             nonce: nonce.to_owned(),
             expected_server_signature: None,

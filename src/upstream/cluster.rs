@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::conn::{UpstreamConn, UpstreamError};
+use super::security::UpstreamSecurity;
 use crate::config::{ClusterConfig, ClusterIdx, ProxyConfig};
 use crate::topology::UpstreamNodeId;
 
@@ -62,6 +63,8 @@ pub struct Cluster {
     pub config: ClusterConfig,
     view: RwLock<ClusterView>,
     control: tokio::sync::Mutex<Option<Arc<UpstreamConn>>>,
+    /// TLS and SASL for every connection to this cluster.
+    security: UpstreamSecurity,
     connect_timeout: Duration,
     request_timeout: Duration,
     max_frame: usize,
@@ -73,8 +76,15 @@ const METADATA_VERSION: i16 = 12;
 const FIND_COORDINATOR_VERSION: i16 = 4;
 
 impl Cluster {
-    pub fn new(idx: ClusterIdx, config: ClusterConfig, proxy: &ProxyConfig) -> Cluster {
-        Cluster {
+    /// A cluster as configured; fails when its TLS files or SASL password
+    /// cannot be read.
+    pub fn new(
+        idx: ClusterIdx,
+        config: ClusterConfig,
+        proxy: &ProxyConfig,
+    ) -> Result<Cluster, crate::config::ConfigError> {
+        Ok(Cluster {
+            security: UpstreamSecurity::from_config(&config)?,
             idx,
             config,
             view: RwLock::new(ClusterView::default()),
@@ -82,7 +92,13 @@ impl Cluster {
             connect_timeout: proxy.upstream_connect_timeout,
             request_timeout: proxy.upstream_request_timeout,
             max_frame: proxy.max_upstream_frame_bytes,
-        }
+        })
+    }
+
+    /// A new connection to one of this cluster's brokers, with the
+    /// cluster's TLS and SASL done.
+    pub async fn connect(&self, addr: &str) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        UpstreamConn::connect(addr, self.connect_timeout, self.max_frame, &self.security).await
     }
 
     pub fn name(&self) -> &str {
@@ -181,7 +197,7 @@ impl Cluster {
     }
 
     async fn open_control(&self, addr: &str) -> Result<Arc<UpstreamConn>, UpstreamError> {
-        let conn = UpstreamConn::connect(addr, self.connect_timeout, self.max_frame).await?;
+        let conn = self.connect(addr).await?;
         let resp: ApiVersionsResponse = conn
             .call(
                 ApiKey::ApiVersions,
@@ -430,7 +446,7 @@ impl Cluster {
     /// default replication factor; a topic that already exists is fine.
     pub async fn create_topic(&self, topic: &str, partitions: usize) -> Result<(), UpstreamError> {
         let addr = self.controller_address();
-        let conn = UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await?;
+        let conn = self.connect(&addr).await?;
         let version =
             self.version_for(ApiKey::CreateTopics, 5)
                 .ok_or_else(|| UpstreamError::Protocol {
@@ -505,7 +521,7 @@ impl Cluster {
                     ),
                 }
             })?;
-            let conn = UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await?;
+            let conn = self.connect(&addr).await?;
             let version = self.version_for(ApiKey::ListOffsets, 7).unwrap_or(1);
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
