@@ -838,6 +838,104 @@ mod tests {
         assert!(e.starts_with("clusters.old.node_id_base: 0 is also"), "{e}");
     }
 
+    fn with_security(users: &str) -> String {
+        let proxy_tables = "[proxy.tls]\ncert = \"certs/proxy.pem\"\nkey = \"certs/proxy-key.pem\"\n\
+             client_ca = \"certs/ca.pem\"\n\n[proxy.sasl]\nmechanisms = [\"SCRAM-SHA-512\", \"PLAIN\"]\n\n";
+        let text = GOOD.replacen("\n[clusters.", &format!("\n{proxy_tables}[clusters."), 1);
+        format!(
+            "{text}\n{users}\n[clusters.new.tls]\nserver_name = \"b-1.new.example.com\"\n\n\
+             [clusters.new.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"switchyard\"\n\
+             password_env = \"NEW_PW\"\n"
+        )
+    }
+
+    fn alice() -> String {
+        let c = Credential::derive(Mechanism::ScramSha512, "pw", vec![1; 16], 4096);
+        format!(
+            "[[users]]\nname = \"alice\"\ncredentials = \"{}\"\ntopics = [\"orders\", \"payments.*\"]\n",
+            c.encode()
+        )
+    }
+
+    #[test]
+    fn security_settings_parse_into_typed_config() {
+        let c = Config::parse(&with_security(&alice())).unwrap();
+        let tls = c.proxy.tls.as_ref().unwrap();
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("certs/ca.pem")));
+        assert_eq!(
+            c.proxy.sasl.as_ref().unwrap().mechanisms,
+            vec![Mechanism::ScramSha512, Mechanism::Plain]
+        );
+        assert_eq!(c.proxy.max_preauth_frame_bytes, 8192);
+        assert_eq!(c.users[0].name, "alice");
+        assert_eq!(c.users[0].topics.as_ref().unwrap().len(), 2);
+        assert!(c.users[0].groups.is_none());
+        let new = c.clusters.iter().find(|c| c.name == "new").unwrap();
+        let sasl = new.sasl.as_ref().unwrap();
+        assert_eq!(sasl.mechanism, Mechanism::ScramSha256);
+        assert_eq!(sasl.password, PasswordSource::Env("NEW_PW".into()));
+        assert_eq!(
+            new.tls.as_ref().unwrap().server_name.as_deref(),
+            Some("b-1.new.example.com")
+        );
+        assert!(c
+            .clusters
+            .iter()
+            .find(|c| c.name == "old")
+            .unwrap()
+            .sasl
+            .is_none());
+    }
+
+    #[test]
+    fn inline_upstream_password_is_refused() {
+        let text =
+            with_security(&alice()).replace("password_env = \"NEW_PW\"", "password = \"hunter2\"");
+        let e = err_of(&text);
+        assert!(
+            e.starts_with("clusters.new.sasl.password: passwords are never written"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn users_and_sasl_need_each_other() {
+        let e = err_of(&format!("{GOOD}\n{}", alice()));
+        assert!(
+            e.starts_with("users: users are configured but [proxy.sasl] is not"),
+            "{e}"
+        );
+        let e = err_of(&with_security(""));
+        assert!(
+            e.starts_with("proxy.sasl: SASL is on but no [[users]]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_credentials_name_the_user_key_without_the_value() {
+        let e = err_of(&with_security(
+            "[[users]]\nname = \"bob\"\ncredentials = \"PLAIN:hunter2\"\n",
+        ));
+        assert!(
+            e.starts_with("users[0].credentials: PLAIN field without '='"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"));
+        let sha256 = Credential::derive(Mechanism::ScramSha256, "pw", vec![1; 16], 4096).encode();
+        let e = err_of(
+            &with_security(&format!(
+                "[[users]]\nname = \"c\"\ncredentials = \"{sha256}\"\n"
+            ))
+            .replace("\"SCRAM-SHA-512\", \"PLAIN\"", "\"SCRAM-SHA-512\""),
+        );
+        assert!(
+            e.contains("has SCRAM-SHA-256 credentials, which none of"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn bad_bootstrap_address_is_refused() {
         let e = err_of(&GOOD.replace("127.0.0.1:29092", "nohost"));
