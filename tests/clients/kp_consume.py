@@ -4,10 +4,18 @@ client, independent of librdkafka) and prints one line per record:
 the 1 KiB the producer side derives from the key."""
 
 import argparse
+import json
+import os
 import sys
 import time
 
 from kafka import KafkaConsumer, TopicPartition
+
+
+def security() -> dict:
+    """Extra client settings (TLS, SASL) as JSON in KP_SECURITY, so the
+    same script runs against a plain or a secured listener."""
+    return json.loads(os.environ.get("KP_SECURITY", "{}"))
 
 
 def expected(key: bytes) -> bytes:
@@ -27,6 +35,7 @@ def main() -> int:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **security(),
     )
     deadline = time.monotonic() + args.timeout
     partitions = None

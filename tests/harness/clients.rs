@@ -31,7 +31,12 @@ pub fn client_config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
 /// Creates a topic through `bootstrap` (the proxy, usually) with librdkafka's
 /// admin client, and waits until the creation is acknowledged.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, &[])
+    create_topic_with(bootstrap, topic, partitions, &[]);
+}
+
+/// [`create_topic`] with extra client settings (TLS, SASL).
+pub fn create_topic_with(bootstrap: &str, topic: &str, partitions: i32, extra: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, extra)
         .create()
         .expect("admin client");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -131,10 +136,17 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseProducer<Reports
 /// Runs a kafka-python script from tests/clients and returns its stdout;
 /// a failing script fails the test with its stderr.
 pub fn python(script: &str, args: &[&str]) -> String {
+    python_secured(script, args, "{}")
+}
+
+/// [`python`] with extra kafka-python settings (TLS, SASL), given as a
+/// JSON object of keyword arguments.
+pub fn python_secured(script: &str, args: &[&str], security: &str) -> String {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(super::python_bin())
         .arg(&path)
         .args(args)
+        .env("KP_SECURITY", security)
         .output()
         .expect("run python");
     assert!(
@@ -158,7 +170,17 @@ pub struct Consumed {
 
 /// Reads `count` records of `topic` from the beginning with kafka-python.
 pub fn kafka_python_consume(bootstrap: &str, topic: &str, count: usize) -> Vec<Consumed> {
-    let out = python(
+    kafka_python_consume_secured(bootstrap, topic, count, "{}")
+}
+
+/// [`kafka_python_consume`] with extra kafka-python settings (JSON).
+pub fn kafka_python_consume_secured(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    security: &str,
+) -> Vec<Consumed> {
+    let out = python_secured(
         "kp_consume.py",
         &[
             "--bootstrap",
@@ -170,6 +192,7 @@ pub fn kafka_python_consume(bootstrap: &str, topic: &str, count: usize) -> Vec<C
             "--timeout",
             "240",
         ],
+        security,
     );
     out.lines()
         .map(|l| {
@@ -193,7 +216,18 @@ pub fn kafka_python_produce(
     start: u64,
     count: u64,
 ) -> Vec<(u64, i32, i64)> {
-    let out = python(
+    kafka_python_produce_secured(bootstrap, topic, start, count, "{}")
+}
+
+/// [`kafka_python_produce`] with extra kafka-python settings (JSON).
+pub fn kafka_python_produce_secured(
+    bootstrap: &str,
+    topic: &str,
+    start: u64,
+    count: u64,
+    security: &str,
+) -> Vec<(u64, i32, i64)> {
+    let out = python_secured(
         "kp_produce.py",
         &[
             "--bootstrap",
@@ -205,6 +239,7 @@ pub fn kafka_python_produce(
             "--count",
             &count.to_string(),
         ],
+        security,
     );
     out.lines()
         .map(|l| {
