@@ -46,6 +46,10 @@ pub enum AuthError {
     Tls(std::io::Error),
     #[error("TLS handshake did not finish within {0:?}")]
     TlsTimeout(Duration),
+    /// Closed without sending a byte: a port probe or a health check, not
+    /// a failed client.
+    #[error("closed before the TLS handshake began")]
+    ClosedBeforeTls,
     #[error("{0}")]
     Internal(String),
 }
@@ -57,7 +61,7 @@ impl AuthError {
             AuthError::NotAuthenticated { .. } => "unauthenticated",
             AuthError::Version { .. } => "unsupported",
             AuthError::Wire(_) | AuthError::Codec(_) => "malformed",
-            AuthError::Tls(_) | AuthError::TlsTimeout(_) => "tls",
+            AuthError::Tls(_) | AuthError::TlsTimeout(_) | AuthError::ClosedBeforeTls => "tls",
             AuthError::Internal(_) => "internal",
         }
     }
@@ -182,9 +186,16 @@ impl ClientSecurity {
         let Some(acceptor) = &self.tls else {
             return Ok(ClientStream::Plain(stream));
         };
-        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+        let handshake = async {
+            let mut first = [0u8; 1];
+            if stream.peek(&mut first).await.map_err(AuthError::Tls)? == 0 {
+                return Err(AuthError::ClosedBeforeTls);
+            }
+            acceptor.accept(stream).await.map_err(AuthError::Tls)
+        };
+        match tokio::time::timeout(self.handshake_timeout, handshake).await {
             Err(_) => Err(AuthError::TlsTimeout(self.handshake_timeout)),
-            Ok(Err(e)) => Err(AuthError::Tls(e)),
+            Ok(Err(e)) => Err(e),
             Ok(Ok(tls)) => Ok(ClientStream::Tls(Box::new(tls))),
         }
     }
