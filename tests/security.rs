@@ -28,12 +28,18 @@ use switchyard::auth::credentials::Mechanism;
 const ALICE_PW: &str = "alice-Pa55word";
 const BOB_PW: &str = "bob-0ther-pass";
 
-/// One tansu cluster behind a proxy whose clients must authenticate
-/// (alice: SCRAM-SHA-512, bob: PLAIN), over TLS when `pki` is given.
-fn sasl_proxy<'a>(broker: &'a Broker, pki: Option<&Pki>, proxy_extra: &str) -> ProxySetup<'a> {
+/// One tansu cluster behind a proxy whose clients need TLS or SASL.
+fn secured_setup(broker: &Broker) -> ProxySetup<'_> {
     let mut setup = ProxySetup::two(broker, broker);
     setup.clusters.truncate(1);
     setup.secured = true;
+    setup
+}
+
+/// One tansu cluster behind a proxy whose clients must authenticate
+/// (alice: SCRAM-SHA-512, bob: PLAIN), over TLS when `pki` is given.
+fn sasl_proxy<'a>(broker: &'a Broker, pki: Option<&Pki>, proxy_extra: &str) -> ProxySetup<'a> {
+    let mut setup = secured_setup(broker);
     setup.proxy_extra = format!(
         "{proxy_extra}\n{}\n[proxy.sasl]\nmechanisms = [\"SCRAM-SHA-512\", \"SCRAM-SHA-256\", \"PLAIN\"]\n",
         pki.map(|p| p.proxy_tls_toml(false)).unwrap_or_default(),
@@ -238,9 +244,7 @@ fn wrong_password_is_refused_and_never_reaches_upstream() {
 fn client_certificates_are_required_when_client_ca_is_set() {
     let broker = Broker::start("sec-c");
     let pki = Pki::new();
-    let mut setup = ProxySetup::two(&broker, &broker);
-    setup.clusters.truncate(1);
-    setup.secured = true;
+    let mut setup = secured_setup(&broker);
     setup.proxy_extra = pki.proxy_tls_toml(true);
     let proxy = Proxy::start(setup);
     let addr = proxy.bootstrap();
@@ -421,9 +425,7 @@ fn upstream_tls_mtls_and_sasl_against_a_secured_listener() {
     // proxy B reaches it with TLS, a client certificate and SCRAM-SHA-256.
     let broker = Broker::start("sec-f");
     let pki = Pki::new();
-    let mut a = ProxySetup::two(&broker, &broker);
-    a.clusters.truncate(1);
-    a.secured = true;
+    let mut a = secured_setup(&broker);
     a.proxy_extra = format!(
         "{}\n[proxy.sasl]\nmechanisms = [\"SCRAM-SHA-256\"]\n",
         pki.proxy_tls_toml(true)

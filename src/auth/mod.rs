@@ -26,7 +26,7 @@ use crate::wire::codec::CodecError;
 use crate::wire::{Frame, RequestHeader, WireError};
 pub use credentials::{Credential, Mechanism};
 use sasl::{SaslServer, Step};
-pub use tls::{ClientRead, ClientStream, ClientWrite};
+pub use tls::{ClientRead, ClientStream, ClientWrite, MaybeTls};
 
 /// Why a client connection was closed by the security layer.
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +184,7 @@ impl ClientSecurity {
     /// when TLS is on (bounded, so a silent client cannot hold a slot).
     pub async fn accept(&self, stream: TcpStream) -> Result<ClientStream, AuthError> {
         let Some(acceptor) = &self.tls else {
-            return Ok(ClientStream::Plain(stream));
+            return Ok(MaybeTls::Plain(stream));
         };
         let handshake = async {
             let mut first = [0u8; 1];
@@ -196,7 +196,7 @@ impl ClientSecurity {
         match tokio::time::timeout(self.handshake_timeout, handshake).await {
             Err(_) => Err(AuthError::TlsTimeout(self.handshake_timeout)),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(tls)) => Ok(ClientStream::Tls(Box::new(tls))),
+            Ok(Ok(tls)) => Ok(MaybeTls::Tls(Box::new(tls))),
         }
     }
 }

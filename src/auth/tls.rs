@@ -110,48 +110,93 @@ pub fn server_config(tls: &ClientTlsConfig) -> Result<Arc<rustls::ServerConfig>,
     Ok(Arc::new(config))
 }
 
-/// A client connection, in the clear or inside TLS.
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+/// A stream in the clear (`P`) or inside TLS (`T`): one type for the
+/// code that reads and writes, whichever it is.
+pub enum MaybeTls<P, T> {
+    Plain(P),
+    Tls(T),
 }
 
-impl ClientStream {
+impl<P: AsyncRead + Unpin, T: AsyncRead + Unpin> AsyncRead for MaybeTls<P, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<P: AsyncWrite + Unpin, T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<P, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A client connection, in the clear or inside TLS.
+pub type ClientStream = MaybeTls<TcpStream, Box<TlsStream<TcpStream>>>;
+
+/// The write half of a client connection. TLS buffers what it encrypts,
+/// so writers flush after each answer.
+pub type ClientWrite = MaybeTls<OwnedWriteHalf, WriteHalf<TlsStream<TcpStream>>>;
+
+/// The halves of a TCP connection, or of the TLS stream over one.
+pub type Halves<T> = (
+    MaybeTls<OwnedReadHalf, ReadHalf<T>>,
+    MaybeTls<OwnedWriteHalf, WriteHalf<T>>,
+);
+
+impl<T: AsyncRead + AsyncWrite> MaybeTls<TcpStream, Box<T>> {
     /// Read and write halves that can live in different tasks.
-    pub fn into_split(self) -> (ClientRead, ClientWrite) {
+    pub fn halves(self) -> Halves<T> {
         match self {
-            ClientStream::Plain(s) => {
+            MaybeTls::Plain(s) => {
                 let (r, w) = s.into_split();
-                (
-                    ClientRead {
-                        inner: ReadInner::Plain(r),
-                        stash: None,
-                    },
-                    ClientWrite::Plain(w),
-                )
+                (MaybeTls::Plain(r), MaybeTls::Plain(w))
             }
-            ClientStream::Tls(s) => {
+            MaybeTls::Tls(s) => {
                 let (r, w) = tokio::io::split(*s);
-                (
-                    ClientRead {
-                        inner: ReadInner::Tls(r),
-                        stash: None,
-                    },
-                    ClientWrite::Tls(w),
-                )
+                (MaybeTls::Tls(r), MaybeTls::Tls(w))
             }
         }
     }
 }
 
-enum ReadInner {
-    Plain(OwnedReadHalf),
-    Tls(ReadHalf<TlsStream<TcpStream>>),
+impl ClientStream {
+    /// Read and write halves that can live in different tasks.
+    pub fn into_split(self) -> (ClientRead, ClientWrite) {
+        let (inner, write) = self.halves();
+        (ClientRead { inner, stash: None }, write)
+    }
 }
 
 /// The read half of a client connection.
 pub struct ClientRead {
-    inner: ReadInner,
+    inner: MaybeTls<OwnedReadHalf, ReadHalf<TlsStream<TcpStream>>>,
     /// A byte read by [`ClientRead::peek`] on a TLS stream (which cannot
     /// peek), handed out first by the next read.
     stash: Option<u8>,
@@ -169,8 +214,8 @@ impl ClientRead {
             return Ok(1);
         }
         match &mut self.inner {
-            ReadInner::Plain(r) => r.peek(&mut buf[..1]).await,
-            ReadInner::Tls(r) => {
+            MaybeTls::Plain(r) => r.peek(&mut buf[..1]).await,
+            MaybeTls::Tls(r) => {
                 let mut one = [0u8; 1];
                 let n = r.read(&mut one).await?;
                 if n == 1 {
@@ -195,43 +240,6 @@ impl AsyncRead for ClientRead {
                 return Poll::Ready(Ok(()));
             }
         }
-        match &mut self.inner {
-            ReadInner::Plain(r) => Pin::new(r).poll_read(cx, buf),
-            ReadInner::Tls(r) => Pin::new(r).poll_read(cx, buf),
-        }
-    }
-}
-
-/// The write half of a client connection. TLS buffers what it encrypts,
-/// so writers flush after each answer.
-pub enum ClientWrite {
-    Plain(OwnedWriteHalf),
-    Tls(WriteHalf<TlsStream<TcpStream>>),
-}
-
-impl AsyncWrite for ClientWrite {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientWrite::Plain(w) => Pin::new(w).poll_write(cx, buf),
-            ClientWrite::Tls(w) => Pin::new(w).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWrite::Plain(w) => Pin::new(w).poll_flush(cx),
-            ClientWrite::Tls(w) => Pin::new(w).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWrite::Plain(w) => Pin::new(w).poll_shutdown(cx),
-            ClientWrite::Tls(w) => Pin::new(w).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }

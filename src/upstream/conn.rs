@@ -83,7 +83,7 @@ impl UpstreamConn {
         stream.set_nodelay(true).ok();
         let stream = security.secure(stream, addr, timeout, max_frame).await?;
         metrics::gauge!(crate::metrics::UPSTREAM_CONNECTIONS).increment(1.0);
-        let (mut read, write) = stream.into_split();
+        let (mut read, write) = super::security::split(stream);
         let (waiters, mut waiting) = mpsc::unbounded_channel::<Waiter>();
         let closed = Arc::new(AtomicBool::new(false));
         let conn = Arc::new(UpstreamConn {

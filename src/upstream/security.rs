@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 use super::conn::UpstreamError;
 use crate::auth::credentials::Mechanism;
 use crate::auth::scram::{self, ScramClient};
-use crate::auth::tls::{load_certs, load_key, load_roots, provider};
+use crate::auth::tls::{load_certs, load_key, load_roots, provider, MaybeTls};
 use crate::config::{ClusterConfig, ConfigError, PasswordSource, UpstreamSaslConfig};
 use crate::wire::codec;
 use crate::wire::read_frame;
@@ -196,7 +196,7 @@ impl UpstreamSecurity {
         };
         let work = async {
             let mut stream = match &self.tls {
-                None => UpstreamStream::Plain(tcp),
+                None => MaybeTls::Plain(tcp),
                 Some((connector, fixed)) => {
                     let name = match fixed {
                         Some(n) => n.clone(),
@@ -208,7 +208,7 @@ impl UpstreamSecurity {
                             self.cluster, self.cluster
                         ))
                     })?;
-                    UpstreamStream::Tls(Box::new(tls))
+                    MaybeTls::Tls(Box::new(tls))
                 }
             };
             if let Some(sasl) = &self.sasl {
@@ -249,14 +249,25 @@ impl UpstreamSecurity {
                 offered.join(", ")
             ));
         }
-        let refused = |resp: &SaslAuthenticateResponse| {
+        let refused_because = |why: &str| {
             format!(
-                "cluster '{cluster}' refused the proxy's {mechanism} login as '{}' (error code \
-                 {}: {}); check [clusters.{cluster}.sasl] username and password",
+                "cluster '{cluster}' refused the proxy's {mechanism} login as '{}' ({why}); check \
+                 [clusters.{cluster}.sasl] username and password",
                 sasl.username,
+            )
+        };
+        let refused = |resp: &SaslAuthenticateResponse| {
+            refused_because(&format!(
+                "error code {}: {}",
                 resp.error_code,
                 resp.error_message.as_deref().unwrap_or("no message")
-            )
+            ))
+        };
+        // A SCRAM server may refuse inside the exchange (e=...) instead of
+        // with an error code; say the same thing either way.
+        let scram_failed = |e: scram::ScramError| match e {
+            scram::ScramError::ServerError(why) => refused_because(&why),
+            other => format!("SCRAM with cluster '{cluster}': {other}"),
         };
         let last = match mechanism.scram_hash() {
             None => {
@@ -278,27 +289,25 @@ impl UpstreamSecurity {
                     sasl.password.expose(),
                     &scram::new_nonce(),
                 );
-                let resp = authenticate_step(stream, first.into_bytes(), max_frame).await?;
-                if resp.error_code != 0 {
-                    return Err(refused(&resp));
+                // client-first → server-first, then client-final →
+                // server-final, which must carry the server's signature.
+                let mut message = first;
+                let mut round = 0;
+                loop {
+                    let resp = authenticate_step(stream, message.into_bytes(), max_frame).await?;
+                    if resp.error_code != 0 {
+                        return Err(refused(&resp));
+                    }
+                    let text = std::str::from_utf8(&resp.auth_bytes).map_err(|_| {
+                        format!("cluster '{cluster}' sent a SCRAM message that is not UTF-8")
+                    })?;
+                    if round == 1 {
+                        client.verify(text).map_err(scram_failed)?;
+                        break resp;
+                    }
+                    message = client.respond(text).map_err(scram_failed)?;
+                    round += 1;
                 }
-                let server_first = std::str::from_utf8(&resp.auth_bytes).map_err(|_| {
-                    format!("cluster '{cluster}' sent a SCRAM message that is not UTF-8")
-                })?;
-                let client_final = client
-                    .respond(server_first)
-                    .map_err(|e| format!("SCRAM with cluster '{cluster}': {e}"))?;
-                let resp = authenticate_step(stream, client_final.into_bytes(), max_frame).await?;
-                if resp.error_code != 0 {
-                    return Err(refused(&resp));
-                }
-                let server_final = std::str::from_utf8(&resp.auth_bytes).map_err(|_| {
-                    format!("cluster '{cluster}' sent a SCRAM message that is not UTF-8")
-                })?;
-                client
-                    .verify(server_final)
-                    .map_err(|e| format!("SCRAM with cluster '{cluster}': {e}"))?;
-                resp
             }
         };
         if last.session_lifetime_ms > 0 && !self.warned_lifetime.swap(true, Ordering::Relaxed) {
@@ -377,73 +386,15 @@ fn system_roots(cluster: &str) -> Result<RootCertStore, ConfigError> {
 }
 
 /// A connection to an upstream broker, in the clear or inside TLS.
-pub enum UpstreamStream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
+pub type UpstreamStream = MaybeTls<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 pub type UpstreamRead = Box<dyn AsyncRead + Send + Unpin>;
 pub type UpstreamWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-impl UpstreamStream {
-    pub fn into_split(self) -> (UpstreamRead, UpstreamWrite) {
-        match self {
-            UpstreamStream::Plain(s) => {
-                let (r, w) = s.into_split();
-                (Box::new(r), Box::new(w))
-            }
-            UpstreamStream::Tls(s) => {
-                let (r, w) = tokio::io::split(*s);
-                (Box::new(r), Box::new(w))
-            }
-        }
-    }
-}
-
-impl AsyncRead for UpstreamStream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            UpstreamStream::Tls(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for UpstreamStream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            UpstreamStream::Tls(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            UpstreamStream::Tls(s) => std::pin::Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            UpstreamStream::Tls(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-        }
-    }
+/// Read and write halves for the connection's reader task and senders.
+pub fn split(stream: UpstreamStream) -> (UpstreamRead, UpstreamWrite) {
+    let (r, w) = stream.halves();
+    (Box::new(r), Box::new(w))
 }
 
 #[cfg(test)]

@@ -213,29 +213,25 @@ impl Broker {
         let log = self.log.clone();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            // Before authentication only ApiVersions is answered.
-            let answered = if self.authenticated {
-                raw::RawClient::connect(&addr)
-                    .and_then(|mut c| {
-                        c.try_call::<_, ApiVersionsResponse>(
-                            ApiKey::ApiVersions,
-                            0,
-                            &ApiVersionsRequest::default(),
-                        )
-                    })
-                    .is_ok()
-            } else {
-                raw::RawClient::connect(&addr)
-                    .and_then(|mut c| {
-                        c.try_call::<_, MetadataResponse>(
-                            ApiKey::Metadata,
-                            1,
-                            &MetadataRequest::default(),
-                        )
-                    })
-                    .is_ok()
-            };
-            if answered {
+            let answered = raw::RawClient::connect(&addr).and_then(|mut c| {
+                if self.authenticated {
+                    // Before authentication only ApiVersions is answered.
+                    c.try_call::<_, ApiVersionsResponse>(
+                        ApiKey::ApiVersions,
+                        0,
+                        &ApiVersionsRequest::default(),
+                    )
+                    .map(drop)
+                } else {
+                    c.try_call::<_, MetadataResponse>(
+                        ApiKey::Metadata,
+                        1,
+                        &MetadataRequest::default(),
+                    )
+                    .map(drop)
+                }
+            });
+            if answered.is_ok() {
                 return;
             }
             assert!(
