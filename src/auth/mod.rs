@@ -16,14 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ConfigError, ProxyConfig};
 use crate::routes::Pattern;
 use crate::wire::codec::CodecError;
-use crate::wire::{Frame, RequestHeader, WireError};
+use crate::wire::{Frame, WireError};
 pub use credentials::{Credential, Mechanism};
 use sasl::{SaslServer, Step};
 pub use tls::{ClientRead, ClientStream, ClientWrite, MaybeTls};
@@ -251,51 +250,23 @@ impl ClientAuth {
     /// SASL requests are answered here, and anything else is an error that
     /// closes the connection, as a Kafka broker does.
     pub async fn screen(&mut self, frame: &Frame) -> Result<Gate, AuthError> {
-        let Some(server) = self.sasl.as_mut() else {
+        let Some(mut server) = self.sasl.take() else {
             return Ok(Gate::Pass);
         };
-        let raw = server.expects_raw_token();
-        let header = if raw {
-            None
-        } else {
-            let header = RequestHeader::parse(frame.body())?;
-            match ApiKey::try_from(header.api_key) {
-                Ok(ApiKey::ApiVersions) => return Ok(Gate::Pass),
-                Ok(ApiKey::SaslHandshake) => {
-                    let body = &frame.body()[header.body_offset..];
-                    let step = server.handshake(&header, body)?;
-                    return Ok(self.after(step));
-                }
-                Ok(ApiKey::SaslAuthenticate) => Some(header),
-                Ok(other) => {
-                    return Err(AuthError::NotAuthenticated {
-                        api: format!("{other:?}"),
-                    })
-                }
-                Err(_) => {
-                    return Err(AuthError::NotAuthenticated {
-                        api: format!("API key {}", header.api_key),
-                    })
-                }
-            }
-        };
         // Checking a PLAIN password costs a PBKDF2: off the async threads.
-        let mut server = self
-            .sasl
-            .take()
-            .ok_or_else(|| AuthError::Internal("SASL state lost".into()))?;
+        // Only the few frames before authentication come this way.
         let frame = frame.clone();
         let (server, step) = tokio::task::spawn_blocking(move || {
-            let step = match header {
-                None => Ok(server.raw_token(&frame)),
-                Some(h) => server.authenticate_request(&h, &frame.body()[h.body_offset..]),
-            };
+            let step = server.screen(&frame);
             (server, step)
         })
         .await
         .map_err(|e| AuthError::Internal(format!("SASL check failed: {e}")))?;
         self.sasl = Some(server);
-        Ok(self.after(step?))
+        Ok(match step? {
+            None => Gate::Pass,
+            Some(step) => self.after(step),
+        })
     }
 
     fn after(&mut self, step: Step) -> Gate {

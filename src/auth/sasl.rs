@@ -81,16 +81,34 @@ impl SaslServer {
 
     /// Whether the next frame is a raw token (after a v0 handshake) rather
     /// than a Kafka request.
-    pub fn expects_raw_token(&self) -> bool {
+    fn expects_raw_token(&self) -> bool {
         matches!(
             self.state,
             State::Chosen { raw: true, .. } | State::ScramFinal { raw: true, .. }
         )
     }
 
-    /// Handles a raw SASL token frame (after a v0 handshake).
-    pub fn raw_token(&mut self, frame: &Frame) -> Step {
-        self.authenticate(Envelope::Raw, frame.body())
+    /// Reads one frame of a client that has not authenticated yet:
+    /// `None` lets it through (ApiVersions), a SASL request or raw token
+    /// gives the step to take, anything else is an error that closes the
+    /// connection, as a Kafka broker does.
+    pub fn screen(&mut self, frame: &Frame) -> Result<Option<Step>, AuthError> {
+        if self.expects_raw_token() {
+            return Ok(Some(self.authenticate(Envelope::Raw, frame.body())));
+        }
+        let header = RequestHeader::parse(frame.body())?;
+        let body = &frame.body()[header.body_offset..];
+        match ApiKey::try_from(header.api_key) {
+            Ok(ApiKey::ApiVersions) => Ok(None),
+            Ok(ApiKey::SaslHandshake) => self.handshake(&header, body).map(Some),
+            Ok(ApiKey::SaslAuthenticate) => self.authenticate_request(&header, body).map(Some),
+            Ok(other) => Err(AuthError::NotAuthenticated {
+                api: format!("{other:?}"),
+            }),
+            Err(_) => Err(AuthError::NotAuthenticated {
+                api: format!("API key {}", header.api_key),
+            }),
+        }
     }
 
     /// Handles a SaslHandshake request.
@@ -662,7 +680,8 @@ mod tests {
         let token = b"\0bob\0builder";
         let mut frame = (token.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(token);
-        let Step::Authenticated(answer, user) = server.raw_token(&Frame(Bytes::from(frame))) else {
+        let Ok(Some(Step::Authenticated(answer, user))) = server.screen(&Frame(Bytes::from(frame)))
+        else {
             panic!("raw PLAIN should succeed")
         };
         assert_eq!(user.name, "bob");
