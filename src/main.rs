@@ -170,6 +170,7 @@ fn main() -> ExitCode {
                 config.cluster(config.routes.default).name,
                 config.routes.topics.len()
             );
+            println!("{}", security_summary(&config));
             ExitCode::SUCCESS
         }
         Command::Run { .. } => {
@@ -189,6 +190,38 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// What `check` says about TLS and SASL, on both sides; names and
+/// mechanisms only.
+fn security_summary(config: &Config) -> String {
+    let p = &config.proxy;
+    let tls = match &p.tls {
+        None => "no TLS".to_owned(),
+        Some(t) if t.client_ca.is_some() => "TLS with client certificates".to_owned(),
+        Some(_) => "TLS".to_owned(),
+    };
+    let sasl = match &p.sasl {
+        None => "no SASL".to_owned(),
+        Some(s) => format!(
+            "SASL {} for {} users",
+            s.mechanisms
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join("/"),
+            config.users.len()
+        ),
+    };
+    let mut lines = vec![format!("clients: {tls}, {sasl}")];
+    for c in &config.clusters {
+        let tls = if c.tls.is_some() { "TLS" } else { "no TLS" };
+        let sasl = c.sasl.as_ref().map_or("no SASL".to_owned(), |s| {
+            format!("SASL {} as '{}'", s.mechanism, s.username)
+        });
+        lines.push(format!("cluster {}: {tls}, {sasl}", c.name));
+    }
+    lines.join("\n")
 }
 
 /// `switchyard user add`: the password comes from stdin (one line), so it

@@ -76,7 +76,7 @@ impl SessionEnd {
             SessionEnd::Wire(_) => Some("malformed"),
             SessionEnd::Unsupported { .. } => Some("unsupported"),
             SessionEnd::SlowFrame(_) => Some("slow"),
-            SessionEnd::Auth(e) => Some(e.metric_reason()),
+            SessionEnd::Auth(e) => e.client_fault(),
             _ => None,
         }
     }

@@ -54,14 +54,17 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The label of `switchyard_client_protocol_errors_total`.
-    pub fn metric_reason(&self) -> &'static str {
+    /// The label of `switchyard_client_protocol_errors_total`, or `None`
+    /// when the client did nothing wrong.
+    pub fn client_fault(&self) -> Option<&'static str> {
         match self {
-            AuthError::NotAuthenticated { .. } => "unauthenticated",
-            AuthError::Version { .. } => "unsupported",
-            AuthError::Wire(_) | AuthError::Codec(_) => "malformed",
-            AuthError::Tls(_) | AuthError::TlsTimeout(_) | AuthError::ClosedBeforeTls => "tls",
-            AuthError::Internal(_) => "internal",
+            AuthError::NotAuthenticated { .. } => Some("unauthenticated"),
+            AuthError::Version { .. } => Some("unsupported"),
+            AuthError::Wire(_) => Some("malformed"),
+            AuthError::Tls(_) | AuthError::TlsTimeout(_) | AuthError::ClosedBeforeTls => {
+                Some("tls")
+            }
+            AuthError::Codec(_) | AuthError::Internal(_) => None,
         }
     }
 }
