@@ -252,6 +252,12 @@ impl Session {
             {
                 return Err(unsupported());
             }
+            if let Some(refusal) = self.auth.authorize(spec.key, &header, body)? {
+                if tx.send(Pending::Ready(refusal)).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
             let pending = match spec.handling {
                 Handling::Local => {
                     metrics::counter!(m::REQUESTS, "path" => "local").increment(1);

@@ -5,6 +5,7 @@
 //! frame to its [`ClientAuth`] first, which answers the SASL exchange
 //! itself and lets nothing but ApiVersions through until it succeeds.
 
+pub mod acl;
 pub mod credentials;
 pub mod sasl;
 pub mod scram;
@@ -49,6 +50,8 @@ pub enum AuthError {
     /// a failed client.
     #[error("closed before the TLS handshake began")]
     ClosedBeforeTls,
+    #[error("user '{user}' may not use {what}: not in its [[users]] allow-list")]
+    Denied { user: String, what: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -64,6 +67,7 @@ impl AuthError {
             AuthError::Tls(_) | AuthError::TlsTimeout(_) | AuthError::ClosedBeforeTls => {
                 Some("tls")
             }
+            AuthError::Denied { .. } => Some("unauthorized"),
             AuthError::Codec(_) | AuthError::Internal(_) => None,
         }
     }
@@ -236,6 +240,21 @@ impl ClientAuth {
     /// The user this connection authenticated as (`None` without SASL).
     pub fn user(&self) -> Option<&Arc<User>> {
         self.user.as_ref()
+    }
+
+    /// Checks an authenticated client's request against its user's
+    /// allow-lists: `Some(answer)` refuses it with that answer, an error
+    /// closes the connection. Costs nothing for users without lists.
+    pub fn authorize(
+        &self,
+        api: kafka_protocol::messages::ApiKey,
+        header: &crate::wire::RequestHeader,
+        body: &[u8],
+    ) -> Result<Option<Bytes>, AuthError> {
+        match &self.user {
+            Some(user) if user.restricted() => acl::check(user, api, header, body),
+            _ => Ok(None),
+        }
     }
 
     /// The largest frame the client may send now: small until it has
