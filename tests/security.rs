@@ -464,3 +464,90 @@ fn upstream_tls_mtls_and_sasl_against_a_secured_listener() {
     assert_eq!(a.metric("switchyard_client_auth_failures_total"), 0.0);
     assert_eq!(a.metric("switchyard_client_tls_failures_total"), 0.0);
 }
+
+#[test]
+fn allow_lists_refuse_other_topics_and_groups() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{
+        CreateTopicsRequest, CreateTopicsResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+        TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::producer::BaseRecord;
+
+    let broker = Broker::start("sec-g");
+    let mut setup = sasl_proxy(&broker, None, "");
+    setup.extra += &format!(
+        "{}topics = [\"allowed-*\"]\ngroups = [\"good-*\"]\n",
+        user_toml("carol", Mechanism::ScramSha512, "carol-pw")
+    );
+    let proxy = Proxy::start(setup);
+    let sasl = |user: &'static str, pw: &'static str| {
+        vec![
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", user),
+            ("sasl.password", pw),
+        ]
+    };
+    let alice = sasl("alice", ALICE_PW);
+    create_topic_with(&proxy.bootstrap(), "allowed-1", 1, &alice);
+    create_topic_with(&proxy.bootstrap(), "secret", 1, &alice);
+
+    // One producer, both topics: its requests mix an allowed and a denied
+    // topic, and only the denied records fail.
+    let mut carol = sasl("carol", "carol-pw");
+    carol.push(("acks", "all"));
+    let p = producer(&proxy.bootstrap(), &carol);
+    for i in 0..200u64 {
+        let topic = if i % 10 == 0 { "secret" } else { "allowed-1" };
+        let (key, value) = (i.to_string(), value_for(i));
+        let record = BaseRecord::with_opaque_to(topic, Box::new(i))
+            .key(&key)
+            .payload(&value);
+        p.send(record).map_err(|(e, _)| e).expect("queue record");
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
+    let failed = p.context().failed.lock().unwrap().clone();
+    let delivered = p.context().delivered.lock().unwrap().clone();
+    assert_eq!(
+        failed.iter().map(|f| f.0).collect::<BTreeSet<_>>(),
+        (0..200).step_by(10).collect::<BTreeSet<_>>(),
+        "exactly the records for 'secret' fail"
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|f| f.1.contains("Topic authorization failed")),
+        "{failed:?}"
+    );
+    assert_eq!(delivered.len(), 180);
+    let read = rdkafka_consume(&proxy.bootstrap(), "allowed-1", 1, 180, &alice);
+    assert_eq!(read.len(), 180);
+
+    // Raw requests as carol: a denied group, an allowed one, a denied topic.
+    let mut c = RawClient::connect(&proxy.bootstrap()).unwrap();
+    assert_eq!(scram_login(&mut c, "carol", "carol-pw").error_code, 0);
+    let heartbeat = |group: &str| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_member_id(StrBytes::from_static_str("m"))
+    };
+    let r: HeartbeatResponse = c.call(ApiKey::Heartbeat, 4, &heartbeat("bad-group"));
+    assert_eq!(r.error_code, 30, "GROUP_AUTHORIZATION_FAILED");
+    let r: HeartbeatResponse = c.call(ApiKey::Heartbeat, 4, &heartbeat("good-group"));
+    assert_ne!(r.error_code, 30, "an allowed group reaches the cluster");
+    let create = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("secret-2")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)])
+        .with_timeout_ms(5000);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 5, &create);
+    assert_eq!(r.topics[0].error_code, 29, "TOPIC_AUTHORIZATION_FAILED");
+    assert_eq!(
+        r.topics[0].error_message.as_deref(),
+        Some("topic 'secret-2' is not in the allow-list of user 'carol'")
+    );
+}
