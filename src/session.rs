@@ -161,7 +161,8 @@ struct Session {
     /// Upstream connections of this client, by address; the client's own
     /// correlation ids travel on them unchanged.
     upstreams: HashMap<String, Arc<UpstreamConn>>,
-    /// SASL state; every frame is shown to it first.
+    /// Login state and the user's allow-lists; every frame is shown to it
+    /// first.
     auth: ClientAuth,
 }
 
