@@ -153,13 +153,19 @@ impl Cluster {
     }
 
     fn unreachable(&self, tried: &[String], errors: &[String]) -> UpstreamError {
+        // A TLS or SASL failure names the settings to check itself; only a
+        // plain connection failure points at the addresses.
+        let hint = if errors.iter().any(|e| e.contains("check [clusters.")) {
+            String::new()
+        } else {
+            format!("; check [clusters.{}].bootstrap", self.name())
+        };
         UpstreamError::Connect {
             addr: tried.join(", "),
             reason: format!(
-                "cluster '{}' unreachable ({}); check [clusters.{}].bootstrap",
+                "cluster '{}' unreachable ({}){hint}",
                 self.name(),
                 errors.join("; "),
-                self.name()
             ),
         }
     }
