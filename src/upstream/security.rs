@@ -434,6 +434,85 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// The proxy's upstream login against the proxy's own SASL server, over
+    /// an in-memory stream: every mechanism, right and wrong passwords.
+    #[tokio::test]
+    async fn upstream_login_against_the_proxys_own_sasl_server() {
+        use crate::auth::credentials::Credential;
+        use crate::auth::sasl::{SaslServer, Step};
+        use crate::auth::{User, Users};
+        use tokio::io::AsyncWriteExt;
+
+        let users = Arc::new(
+            Users::new(vec![
+                User::new("p", Credential::generate(Mechanism::Plain, "pw-p", 4096)),
+                User::new(
+                    "s256",
+                    Credential::generate(Mechanism::ScramSha256, "pw-256", 4096),
+                ),
+                User::new(
+                    "s512",
+                    Credential::generate(Mechanism::ScramSha512, "pw-512", 4096),
+                ),
+            ])
+            .unwrap(),
+        );
+        for (mechanism, user, password, ok) in [
+            (Mechanism::Plain, "p", "pw-p", true),
+            (Mechanism::Plain, "s512", "pw-512", true),
+            (Mechanism::ScramSha256, "s256", "pw-256", true),
+            (Mechanism::ScramSha512, "s512", "pw-512", true),
+            (Mechanism::Plain, "p", "wrong", false),
+            (Mechanism::ScramSha512, "s512", "wrong", false),
+            (Mechanism::ScramSha256, "s512", "pw-512", false),
+        ] {
+            let (mut proxy_end, mut broker_end) = tokio::io::duplex(64 * 1024);
+            let mut server = SaslServer::new(users.clone(), Mechanism::ALL.to_vec());
+            let broker = tokio::spawn(async move {
+                while let Ok(Some(frame)) = read_frame(&mut broker_end, 8192).await {
+                    let answer = match server.screen(&frame) {
+                        Ok(Some(Step::Continue(a))) => a,
+                        Ok(Some(Step::Authenticated(a, user))) => {
+                            broker_end.write_all(&a).await.unwrap();
+                            return Some(user.name.clone());
+                        }
+                        Ok(Some(Step::Refuse(a, _))) => {
+                            broker_end.write_all(&a).await.unwrap();
+                            return None;
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    };
+                    broker_end.write_all(&answer).await.unwrap();
+                }
+                None
+            });
+            let security = UpstreamSecurity {
+                cluster: "new".into(),
+                tls: None,
+                sasl: None,
+                warned_lifetime: AtomicBool::new(false),
+            };
+            let sasl = Sasl {
+                mechanism,
+                username: user.into(),
+                password: Secret(Zeroizing::new(password.into())),
+            };
+            let result = security.authenticate(&mut proxy_end, &sasl, 8192).await;
+            let logged_in = broker.await.unwrap();
+            assert_eq!(result.is_ok(), ok, "{mechanism} {user}: {result:?}");
+            assert_eq!(logged_in.is_some(), ok);
+            if let Err(e) = result {
+                assert!(
+                    e.starts_with(&format!(
+                        "cluster 'new' refused the proxy's {mechanism} login as '{user}'"
+                    )),
+                    "{e}"
+                );
+                assert!(!e.contains(password), "{e}");
+            }
+        }
+    }
+
     #[test]
     fn sni_name_is_the_host_of_the_address() {
         assert!(matches!(
