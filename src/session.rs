@@ -253,7 +253,7 @@ impl Session {
             {
                 return Err(unsupported());
             }
-            if let Some(refusal) = self.auth.authorize(spec.key, &header, body)? {
+            if let Some(refusal) = self.auth.authorize(&proxy, spec.key, &header, body).await? {
                 if tx.send(Pending::Ready(refusal)).await.is_err() {
                     return Ok(());
                 }

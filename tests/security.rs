@@ -544,6 +544,41 @@ fn allow_lists_refuse_other_topics_and_groups() {
             .with_num_partitions(1)
             .with_replication_factor(1)])
         .with_timeout_ms(5000);
+    // Metadata shows carol only her topics; one asked for by name that is
+    // not hers comes back TOPIC_AUTHORIZATION_FAILED.
+    let m: MetadataResponse = c.call(
+        ApiKey::Metadata,
+        1,
+        &MetadataRequest::default().with_topics(None),
+    );
+    let names: Vec<String> = m
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .collect();
+    assert_eq!(names, vec!["allowed-1".to_owned()]);
+    let named = MetadataRequest::default().with_topics(Some(
+        ["allowed-1", "secret"]
+            .iter()
+            .map(|n| {
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str(n))))
+            })
+            .collect(),
+    ));
+    let m: MetadataResponse = c.call(ApiKey::Metadata, 4, &named);
+    let codes: Vec<(String, i16, usize)> = m
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+            (name, t.error_code, t.partitions.len())
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![("allowed-1".to_owned(), 0, 1), ("secret".to_owned(), 29, 0)]
+    );
     let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 5, &create);
     assert_eq!(r.topics[0].error_code, 29, "TOPIC_AUTHORIZATION_FAILED");
     assert_eq!(

@@ -8,17 +8,22 @@
 //! cannot carry that error, the connection is closed instead: the proxy
 //! fails closed, never open.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
-    ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, OffsetFetchResponse,
-    SyncGroupResponse,
+    ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, MetadataResponse,
+    OffsetFetchResponse, SyncGroupResponse, TopicName,
 };
+use kafka_protocol::protocol::StrBytes;
 
 use super::{AuthError, User};
+use crate::proxy::Proxy;
 use crate::wire::codec;
 use crate::wire::partition_errors::{partition_error_response_by, topic_error_response};
-use crate::wire::requests::{self, ProduceView, TopicPartitions};
-use crate::wire::{Reader, RequestHeader};
+use crate::wire::requests::{self, MetadataRequestView, ProduceView, TopicPartitions};
+use crate::wire::{Frame, Reader, RequestHeader};
 
 pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
@@ -132,6 +137,64 @@ fn check_topics(
         &topics,
         &code,
     )?))
+}
+
+/// Metadata for a user with a topic allow-list, as Kafka answers it: a
+/// request for every topic lists only the allowed ones; a topic asked for
+/// by name that is not allowed comes back TOPIC_AUTHORIZATION_FAILED, and
+/// is never asked of (or auto-created on) a cluster.
+pub async fn metadata(
+    proxy: Arc<Proxy>,
+    user: &User,
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<Bytes, AuthError> {
+    let mut view = MetadataRequestView::parse(header, body)?;
+    let every_topic = view.topics.is_none();
+    let mut refused = Vec::new();
+    if let Some(topics) = &mut view.topics {
+        topics.retain(|t| match &t.name {
+            Some(name) if !user.may_use_topic(name) => {
+                refused.push(name.clone());
+                false
+            }
+            _ => true,
+        });
+    }
+    let (version, corr) = (header.api_version, header.correlation_id);
+    let answer = crate::handlers::metadata::metadata(proxy, header.clone(), view).await?;
+    // The proxy's own answer, decoded again to be filtered: no client
+    // byte is in it.
+    let mut resp: MetadataResponse =
+        codec::decode_response(ApiKey::Metadata, version, &Frame(answer))?;
+    let denied =
+        |t: &MetadataResponseTopic| t.name.as_ref().is_some_and(|n| !user.may_use_topic(n));
+    if every_topic {
+        resp.topics.retain(|t| !denied(t));
+    } else {
+        // Topics asked for by id only are judged by the name they turn
+        // out to have.
+        for t in resp.topics.iter_mut().filter(|t| denied(t)) {
+            *t = refusal(t.name.clone());
+        }
+        resp.topics.extend(
+            refused
+                .into_iter()
+                .map(|n| refusal(Some(TopicName(StrBytes::from_string(n))))),
+        );
+    }
+    Ok(codec::response_frame(
+        ApiKey::Metadata,
+        version,
+        corr,
+        &resp,
+    )?)
+}
+
+fn refusal(name: Option<TopicName>) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name)
+        .with_error_code(TOPIC_AUTHORIZATION_FAILED)
 }
 
 /// The group ids a group request names: the first field of the

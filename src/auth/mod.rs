@@ -243,15 +243,27 @@ impl ClientAuth {
     }
 
     /// Checks an authenticated client's request against its user's
-    /// allow-lists: `Some(answer)` refuses it with that answer, an error
-    /// closes the connection. Costs nothing for users without lists.
-    pub fn authorize(
+    /// allow-lists: `Some(answer)` answers it instead (a refusal, or
+    /// Metadata filtered to what the user may see), an error closes the
+    /// connection. Costs nothing for users without lists.
+    pub async fn authorize(
         &self,
+        proxy: &Arc<crate::proxy::Proxy>,
         api: kafka_protocol::messages::ApiKey,
         header: &crate::wire::RequestHeader,
         body: &[u8],
     ) -> Result<Option<Bytes>, AuthError> {
         match &self.user {
+            // Answered here, in the read loop: a restricted user's
+            // Metadata waits for the cluster before the next request is
+            // read, which keeps the answers in order.
+            Some(user)
+                if user.topics.is_some() && api == kafka_protocol::messages::ApiKey::Metadata =>
+            {
+                acl::metadata(proxy.clone(), user, header, body)
+                    .await
+                    .map(Some)
+            }
             Some(user) if user.restricted() => acl::check(user, api, header, body),
             _ => Ok(None),
         }
