@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, MetadataResponse,
     OffsetFetchResponse, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::{AuthError, User};
 use crate::proxy::Proxy;
@@ -242,6 +242,16 @@ fn group_ids<'a>(
     })
 }
 
+/// The answer to `header`'s request, in its version.
+fn reply<R: Encodable>(api: ApiKey, header: &RequestHeader, body: &R) -> Result<Bytes, AuthError> {
+    Ok(codec::response_frame(
+        api,
+        header.api_version,
+        header.correlation_id,
+        body,
+    )?)
+}
+
 fn check_groups(
     user: &User,
     api: ApiKey,
@@ -252,39 +262,33 @@ fn check_groups(
     let Some(bad) = ids.into_iter().find(|g| !user.may_use_group(g)) else {
         return Ok(None);
     };
-    let (version, corr) = (header.api_version, header.correlation_id);
     let e = GROUP_AUTHORIZATION_FAILED;
     let answer = match api {
-        ApiKey::JoinGroup => codec::response_frame(
+        ApiKey::JoinGroup => reply(
             api,
-            version,
-            corr,
+            header,
             &JoinGroupResponse::default()
                 .with_error_code(e)
                 .with_generation_id(-1),
         )?,
-        ApiKey::SyncGroup => codec::response_frame(
+        ApiKey::SyncGroup => reply(
             api,
-            version,
-            corr,
+            header,
             &SyncGroupResponse::default().with_error_code(e),
         )?,
-        ApiKey::Heartbeat => codec::response_frame(
+        ApiKey::Heartbeat => reply(
             api,
-            version,
-            corr,
+            header,
             &HeartbeatResponse::default().with_error_code(e),
         )?,
-        ApiKey::LeaveGroup => codec::response_frame(
+        ApiKey::LeaveGroup => reply(
             api,
-            version,
-            corr,
+            header,
             &LeaveGroupResponse::default().with_error_code(e),
         )?,
-        ApiKey::OffsetFetch if (2..8).contains(&version) => codec::response_frame(
+        ApiKey::OffsetFetch if (2..8).contains(&header.api_version) => reply(
             api,
-            version,
-            corr,
+            header,
             &OffsetFetchResponse::default().with_error_code(e),
         )?,
         // OffsetCommit answers per partition, OffsetFetch v0-1 and v8+,
