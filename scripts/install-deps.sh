@@ -2,12 +2,21 @@
 # Installs what the tests and the demo need, each only when missing:
 #   - tansu 0.6.0, a Kafka-compatible broker (memory and sqlite storage)
 #   - a Python venv with kafka-python, an independent Kafka client
+#   - OpenSSL headers and pkg-config (Debian packages), which librdkafka
+#     needs for the tests' SASL_SSL and SCRAM clients (rdkafka's ssl feature)
 # Everything goes under $SWITCHYARD_TOOLS (default ~/.cache/switchyard/tools).
 # Prints the two paths the test harness reads, as shell exports.
 set -euo pipefail
 
 tools="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard/tools}"
 mkdir -p "$tools"
+
+if ! pkg-config --exists openssl 2>/dev/null; then
+  echo "installing libssl-dev and pkg-config (apt)..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq >&2
+  $sudo apt-get install -y -qq libssl-dev pkg-config >&2
+fi
 
 tansu="$tools/bin/tansu"
 if [ ! -x "$tansu" ]; then

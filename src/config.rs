@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::credentials::{Credential, Mechanism};
+
 /// Why a configuration could not be used; each variant names the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -44,6 +46,8 @@ pub struct Config {
     /// Upstream clusters, in name order; [`ClusterIdx`] indexes this.
     pub clusters: Vec<ClusterConfig>,
     pub routes: RoutesConfig,
+    /// Users clients may authenticate as (`[[users]]`); empty without SASL.
+    pub users: Vec<UserConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +81,12 @@ pub struct ProxyConfig {
     /// How long the proxy waits for an upstream answer to a request it makes
     /// on its own behalf (Metadata, FindCoordinator, ApiVersions).
     pub upstream_request_timeout: Duration,
+    /// Largest frame a client may send before it has authenticated.
+    pub max_preauth_frame_bytes: usize,
+    /// `[proxy.tls]`: clients connect with TLS.
+    pub tls: Option<ClientTlsConfig>,
+    /// `[proxy.sasl]`: clients must authenticate.
+    pub sasl: Option<ClientSaslConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +94,58 @@ pub struct ClusterConfig {
     pub name: String,
     pub bootstrap: Vec<String>,
     pub node_id_base: i32,
+    /// `[clusters.NAME.tls]`: how the proxy reaches this cluster.
+    pub tls: Option<UpstreamTlsConfig>,
+    /// `[clusters.NAME.sasl]`: the proxy's own credentials there.
+    pub sasl: Option<UpstreamSaslConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Present: client certificates are required and checked against it.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSaslConfig {
+    pub mechanisms: Vec<Mechanism>,
+}
+
+/// One `[[users]]` entry; `None` allow-lists allow everything.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    pub credential: Credential,
+    pub topics: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTlsConfig {
+    /// Absent: the system's root certificates.
+    pub ca: Option<PathBuf>,
+    /// Absent: the host of each broker address.
+    pub server_name: Option<String>,
+    /// Client certificate and key, for clusters that require mTLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSaslConfig {
+    pub mechanism: Mechanism,
+    pub username: String,
+    pub password: PasswordSource,
+}
+
+/// Where the proxy's upstream password is read from when it starts; the
+/// config file itself never holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    Env(String),
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +175,51 @@ struct RawConfig {
     proxy: RawProxy,
     clusters: BTreeMap<String, RawCluster>,
     routes: RawRoutes,
+    #[serde(default)]
+    users: Vec<RawUser>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    credentials: String,
+    topics: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxyTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxySasl {
+    mechanisms: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClusterTls {
+    ca: Option<PathBuf>,
+    server_name: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClusterSasl {
+    mechanism: String,
+    username: String,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    /// Accepted by the parser only to be refused with a clear message.
+    password: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +254,16 @@ struct RawProxy {
     upstream_connect_timeout_ms: u64,
     #[serde(default = "default_request_timeout_ms")]
     upstream_request_timeout_ms: u64,
+    #[serde(default = "default_max_preauth_frame_bytes")]
+    max_preauth_frame_bytes: usize,
+    tls: Option<RawProxyTls>,
+    sasl: Option<RawProxySasl>,
+}
+
+fn default_max_preauth_frame_bytes() -> usize {
+    // SASL messages and ApiVersions are a few hundred bytes; this leaves
+    // room for long user names and client software names, no more.
+    8 * 1024
 }
 
 fn default_admin_socket() -> PathBuf {
@@ -190,6 +307,8 @@ fn default_request_timeout_ms() -> u64 {
 struct RawCluster {
     bootstrap: Vec<String>,
     node_id_base: i32,
+    tls: Option<RawClusterTls>,
+    sasl: Option<RawClusterSasl>,
 }
 
 #[derive(Deserialize)]
@@ -352,10 +471,14 @@ impl Config {
                     ),
                 ));
             }
+            let tls = c.tls.map(|t| upstream_tls(&name, t)).transpose()?;
+            let sasl = c.sasl.map(|s| upstream_sasl(&name, s)).transpose()?;
             clusters.push(ClusterConfig {
                 name,
                 bootstrap: c.bootstrap,
                 node_id_base: c.node_id_base,
+                tls,
+                sasl,
             });
         }
 
@@ -418,8 +541,26 @@ impl Config {
             });
         }
 
+        if p.max_preauth_frame_bytes < 256 || p.max_preauth_frame_bytes > p.max_frame_bytes {
+            return Err(invalid(
+                "proxy.max_preauth_frame_bytes",
+                "must be at least 256 bytes and at most proxy.max_frame_bytes",
+            ));
+        }
+        let tls = p.tls.map(|t| ClientTlsConfig {
+            cert: t.cert,
+            key: t.key,
+            client_ca: t.client_ca,
+        });
+        let sasl = p.sasl.map(client_sasl).transpose()?;
+        let users = users(raw.users, sasl.as_ref())?;
+
         Ok(Config {
+            users,
             proxy: ProxyConfig {
+                max_preauth_frame_bytes: p.max_preauth_frame_bytes,
+                tls,
+                sasl,
                 listen,
                 advertised_host: p.advertised_host,
                 broker_port_base: p.broker_port_base,
@@ -458,6 +599,150 @@ impl Config {
     pub fn cluster(&self, idx: ClusterIdx) -> &ClusterConfig {
         &self.clusters[idx.0]
     }
+}
+
+fn mechanism(key: &str, name: &str) -> Result<Mechanism, ConfigError> {
+    name.parse().map_err(|e: String| invalid(key, e))
+}
+
+fn client_sasl(raw: RawProxySasl) -> Result<ClientSaslConfig, ConfigError> {
+    if raw.mechanisms.is_empty() {
+        return Err(invalid(
+            "proxy.sasl.mechanisms",
+            "is empty; list at least one of \"SCRAM-SHA-512\", \"SCRAM-SHA-256\", \"PLAIN\"",
+        ));
+    }
+    let mut mechanisms = Vec::new();
+    for name in &raw.mechanisms {
+        let m = mechanism("proxy.sasl.mechanisms", name)?;
+        if !mechanisms.contains(&m) {
+            mechanisms.push(m);
+        }
+    }
+    Ok(ClientSaslConfig { mechanisms })
+}
+
+fn users(
+    raw: Vec<RawUser>,
+    sasl: Option<&ClientSaslConfig>,
+) -> Result<Vec<UserConfig>, ConfigError> {
+    let Some(sasl) = sasl else {
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(invalid(
+            "users",
+            "users are configured but [proxy.sasl] is not, so clients would not be asked to \
+             authenticate; add [proxy.sasl] with mechanisms = [...]",
+        ));
+    };
+    if raw.is_empty() {
+        return Err(invalid(
+            "proxy.sasl",
+            "SASL is on but no [[users]] are configured; add one with `switchyard user add NAME`",
+        ));
+    }
+    let mut users: Vec<UserConfig> = Vec::with_capacity(raw.len());
+    for (i, u) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("users[{i}].{field}");
+        if u.name.is_empty() {
+            return Err(invalid(key("name"), "must not be empty"));
+        }
+        if users.iter().any(|o| o.name == u.name) {
+            return Err(invalid(
+                key("name"),
+                format!("user '{}' is listed twice", u.name),
+            ));
+        }
+        let credential: Credential = u
+            .credentials
+            .parse()
+            .map_err(|e: String| invalid(key("credentials"), e))?;
+        if !sasl.mechanisms.iter().any(|m| credential.allows(*m)) {
+            return Err(invalid(
+                key("credentials"),
+                format!(
+                    "user '{}' has {} credentials, which none of proxy.sasl.mechanisms can check; \
+                     enable {} or PLAIN",
+                    u.name,
+                    credential.mechanism(),
+                    credential.mechanism()
+                ),
+            ));
+        }
+        for (field, patterns) in [("topics", &u.topics), ("groups", &u.groups)] {
+            for p in patterns.iter().flatten() {
+                crate::routes::Pattern::new(p).map_err(|e| invalid(key(field), e))?;
+            }
+        }
+        users.push(UserConfig {
+            name: u.name,
+            credential,
+            topics: u.topics,
+            groups: u.groups,
+        });
+    }
+    Ok(users)
+}
+
+fn upstream_tls(cluster: &str, raw: RawClusterTls) -> Result<UpstreamTlsConfig, ConfigError> {
+    if raw.cert.is_some() != raw.key.is_some() {
+        return Err(invalid(
+            format!("clusters.{cluster}.tls"),
+            "cert and key go together (mTLS); set both or neither",
+        ));
+    }
+    if raw
+        .server_name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty())
+    {
+        return Err(invalid(
+            format!("clusters.{cluster}.tls.server_name"),
+            "must not be empty; leave it out to use each broker's host name",
+        ));
+    }
+    Ok(UpstreamTlsConfig {
+        ca: raw.ca,
+        server_name: raw.server_name,
+        cert: raw.cert,
+        key: raw.key,
+    })
+}
+
+fn upstream_sasl(cluster: &str, raw: RawClusterSasl) -> Result<UpstreamSaslConfig, ConfigError> {
+    let key = |field: &str| format!("clusters.{cluster}.sasl.{field}");
+    if raw.password.is_some() {
+        return Err(invalid(
+            key("password"),
+            "passwords are never written in the config; use password_env (an environment \
+             variable's name) or password_file",
+        ));
+    }
+    let password = match (raw.password_env, raw.password_file) {
+        (Some(var), None) if !var.is_empty() => PasswordSource::Env(var),
+        (None, Some(path)) => PasswordSource::File(path),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                format!("clusters.{cluster}.sasl"),
+                "set one of password_env and password_file, not both",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                format!("clusters.{cluster}.sasl"),
+                "needs password_env (an environment variable's name) or password_file",
+            ))
+        }
+    };
+    if raw.username.is_empty() {
+        return Err(invalid(key("username"), "must not be empty"));
+    }
+    Ok(UpstreamSaslConfig {
+        mechanism: mechanism(&key("mechanism"), &raw.mechanism)?,
+        username: raw.username,
+        password,
+    })
 }
 
 #[cfg(test)]
@@ -542,6 +827,104 @@ mod tests {
     fn clashing_node_id_bases_are_refused() {
         let e = err_of(&GOOD.replace("node_id_base = 1000 ", "node_id_base = 0 "));
         assert!(e.starts_with("clusters.old.node_id_base: 0 is also"), "{e}");
+    }
+
+    fn with_security(users: &str) -> String {
+        let proxy_tables = "[proxy.tls]\ncert = \"certs/proxy.pem\"\nkey = \"certs/proxy-key.pem\"\n\
+             client_ca = \"certs/ca.pem\"\n\n[proxy.sasl]\nmechanisms = [\"SCRAM-SHA-512\", \"PLAIN\"]\n\n";
+        let text = GOOD.replacen("\n[clusters.", &format!("\n{proxy_tables}[clusters."), 1);
+        format!(
+            "{text}\n{users}\n[clusters.new.tls]\nserver_name = \"b-1.new.example.com\"\n\n\
+             [clusters.new.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"switchyard\"\n\
+             password_env = \"NEW_PW\"\n"
+        )
+    }
+
+    fn alice() -> String {
+        let c = Credential::derive(Mechanism::ScramSha512, "pw", vec![1; 16], 4096);
+        format!(
+            "[[users]]\nname = \"alice\"\ncredentials = \"{}\"\ntopics = [\"orders\", \"payments.*\"]\n",
+            c.encode()
+        )
+    }
+
+    #[test]
+    fn security_settings_parse_into_typed_config() {
+        let c = Config::parse(&with_security(&alice())).unwrap();
+        let tls = c.proxy.tls.as_ref().unwrap();
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("certs/ca.pem")));
+        assert_eq!(
+            c.proxy.sasl.as_ref().unwrap().mechanisms,
+            vec![Mechanism::ScramSha512, Mechanism::Plain]
+        );
+        assert_eq!(c.proxy.max_preauth_frame_bytes, 8192);
+        assert_eq!(c.users[0].name, "alice");
+        assert_eq!(c.users[0].topics.as_ref().unwrap().len(), 2);
+        assert!(c.users[0].groups.is_none());
+        let new = c.clusters.iter().find(|c| c.name == "new").unwrap();
+        let sasl = new.sasl.as_ref().unwrap();
+        assert_eq!(sasl.mechanism, Mechanism::ScramSha256);
+        assert_eq!(sasl.password, PasswordSource::Env("NEW_PW".into()));
+        assert_eq!(
+            new.tls.as_ref().unwrap().server_name.as_deref(),
+            Some("b-1.new.example.com")
+        );
+        assert!(c
+            .clusters
+            .iter()
+            .find(|c| c.name == "old")
+            .unwrap()
+            .sasl
+            .is_none());
+    }
+
+    #[test]
+    fn inline_upstream_password_is_refused() {
+        let text =
+            with_security(&alice()).replace("password_env = \"NEW_PW\"", "password = \"hunter2\"");
+        let e = err_of(&text);
+        assert!(
+            e.starts_with("clusters.new.sasl.password: passwords are never written"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn users_and_sasl_need_each_other() {
+        let e = err_of(&format!("{GOOD}\n{}", alice()));
+        assert!(
+            e.starts_with("users: users are configured but [proxy.sasl] is not"),
+            "{e}"
+        );
+        let e = err_of(&with_security(""));
+        assert!(
+            e.starts_with("proxy.sasl: SASL is on but no [[users]]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_credentials_name_the_user_key_without_the_value() {
+        let e = err_of(&with_security(
+            "[[users]]\nname = \"bob\"\ncredentials = \"PLAIN:hunter2\"\n",
+        ));
+        assert!(
+            e.starts_with("users[0].credentials: PLAIN field without '='"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"));
+        let sha256 = Credential::derive(Mechanism::ScramSha256, "pw", vec![1; 16], 4096).encode();
+        let e = err_of(
+            &with_security(&format!(
+                "[[users]]\nname = \"c\"\ncredentials = \"{sha256}\"\n"
+            ))
+            .replace("\"SCRAM-SHA-512\", \"PLAIN\"", "\"SCRAM-SHA-512\""),
+        );
+        assert!(
+            e.contains("has SCRAM-SHA-256 credentials, which none of"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! [`proxy`]'s view of the [`upstream`] clusters or forward to them.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod flip;
 pub mod group_move;

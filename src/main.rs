@@ -72,6 +72,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the users clients authenticate as.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Read a password from stdin and print the [[users]] block for
+    /// proxy.toml (salted and hashed; the password itself is not in it).
+    Add {
+        /// The user name clients log in with.
+        name: String,
+        /// SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (every mechanism can also
+        /// log in with PLAIN).
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        /// PBKDF2 iterations (4096..=16384).
+        #[arg(long, default_value_t = switchyard::auth::credentials::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
 }
 
 /// Exit codes: the command was refused or aborted by the proxy.
@@ -91,6 +113,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let path = match &cli.command {
+        // The only command that needs no config.
+        Command::User {
+            action:
+                UserCommand::Add {
+                    name,
+                    mechanism,
+                    iterations,
+                },
+        } => return user_add(name, mechanism, *iterations),
         Command::Run { config }
         | Command::Check { config }
         | Command::Routes { config, .. }
@@ -105,6 +136,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::User { .. } => unreachable!("returned before the config was loaded"),
         Command::Routes { json, .. } => {
             admin_command(&config, json!({"cmd": "routes"}), json, print_routes)
         }
@@ -152,6 +184,7 @@ fn main() -> ExitCode {
                 config.cluster(config.routes.default).name,
                 config.routes.topics.len()
             );
+            println!("{}", security_summary(&config));
             ExitCode::SUCCESS
         }
         Command::Run { .. } => {
@@ -171,6 +204,75 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// What `check` says about TLS and SASL, on both sides; names and
+/// mechanisms only.
+fn security_summary(config: &Config) -> String {
+    let p = &config.proxy;
+    let tls = match &p.tls {
+        None => "no TLS".to_owned(),
+        Some(t) if t.client_ca.is_some() => "TLS with client certificates".to_owned(),
+        Some(_) => "TLS".to_owned(),
+    };
+    let sasl = match &p.sasl {
+        None => "no SASL".to_owned(),
+        Some(s) => format!(
+            "SASL {} for {} users",
+            s.mechanisms
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join("/"),
+            config.users.len()
+        ),
+    };
+    let mut lines = vec![format!("clients: {tls}, {sasl}")];
+    for c in &config.clusters {
+        let tls = if c.tls.is_some() { "TLS" } else { "no TLS" };
+        let sasl = c.sasl.as_ref().map_or("no SASL".to_owned(), |s| {
+            format!("SASL {} as '{}'", s.mechanism, s.username)
+        });
+        lines.push(format!("cluster {}: {tls}, {sasl}", c.name));
+    }
+    lines.join("\n")
+}
+
+/// `switchyard user add`: the password comes from stdin (one line), so it
+/// never shows in the process list or the shell history.
+fn user_add(name: &str, mechanism: &str, iterations: u32) -> ExitCode {
+    use switchyard::auth::credentials::{users_block, Credential, Mechanism};
+    use switchyard::auth::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
+    let mechanism: Mechanism = match mechanism.parse() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: --mechanism: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        eprintln!("error: --iterations must be within {MIN_ITERATIONS}..={MAX_ITERATIONS}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if name.is_empty() {
+        eprintln!("error: the user name must not be empty");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let mut password = zeroize::Zeroizing::new(String::new());
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("error: cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!(
+            "error: no password on stdin; e.g. `read -rs PW && printf '%s\\n' \"$PW\" | switchyard user add {name}`"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let credential = Credential::generate(mechanism, password, iterations);
+    print!("{}", users_block(name, &credential));
+    ExitCode::SUCCESS
 }
 
 /// Sends one request to the running proxy's admin socket and prints the

@@ -27,6 +27,11 @@ pub const UPSTREAM_CONNECTIONS: &str = "switchyard_upstream_connections";
 /// Upstream requests that failed: connect, lost connection, timeout
 /// (counter).
 pub const UPSTREAM_ERRORS: &str = "switchyard_upstream_errors_total";
+/// Client SASL exchanges that failed: wrong password, unknown user,
+/// unsupported mechanism, malformed messages (counter).
+pub const CLIENT_AUTH_FAILURES: &str = "switchyard_client_auth_failures_total";
+/// Client connections closed during the TLS handshake (counter).
+pub const CLIENT_TLS_FAILURES: &str = "switchyard_client_tls_failures_total";
 
 pub fn install() -> Option<PrometheusHandle> {
     match PrometheusBuilder::new().install_recorder() {

@@ -63,6 +63,8 @@ pub struct Proxy {
     pub group_moves: Running,
     pub producer_ids: ProducerIds,
     pub connections: Arc<server::ConnectionLimits>,
+    /// TLS and SASL towards clients.
+    pub security: crate::auth::ClientSecurity,
     pub clusters: Vec<Arc<Cluster>>,
     listeners: Mutex<HashMap<VirtualNodeId, OpenListener>>,
     /// Ports that failed to bind, so each failure is reported once.
@@ -71,7 +73,8 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy for `config`, with the runtime routes of `state` applied.
-    pub fn new(config: Config, state: State) -> Result<Arc<Proxy>, StateError> {
+    pub fn new(config: Config, state: State) -> anyhow::Result<Arc<Proxy>> {
+        let security = crate::auth::ClientSecurity::from_config(&config)?;
         let mut routes = RouteTable::new(&config.routes);
         for (topic, entry) in &state.routes {
             let route = route_of(&config, entry).ok_or_else(|| StateError::Parse {
@@ -110,8 +113,8 @@ impl Proxy {
             .clusters
             .iter()
             .enumerate()
-            .map(|(i, c)| Arc::new(Cluster::new(ClusterIdx(i), c.clone(), &config.proxy)))
-            .collect();
+            .map(|(i, c)| Cluster::new(ClusterIdx(i), c.clone(), &config.proxy).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Proxy {
             topology: Topology::new(&config),
             routes: RwLock::new(Arc::new(routes)),
@@ -125,6 +128,7 @@ impl Proxy {
                 config.proxy.max_connections,
                 config.proxy.max_connections_per_ip,
             ),
+            security,
             clusters,
             config,
             listeners: Mutex::new(HashMap::new()),

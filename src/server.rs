@@ -91,7 +91,16 @@ pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: Listene
                 stream.set_nodelay(true).ok();
                 let proxy = proxy.clone();
                 tokio::spawn(async move {
-                    session::serve(proxy, stream, peer, kind).await;
+                    match proxy.security.accept(stream).await {
+                        Ok(stream) => session::serve(proxy, stream, peer, kind).await,
+                        Err(crate::auth::AuthError::ClosedBeforeTls) => {
+                            tracing::debug!(%peer, "client closed before the TLS handshake");
+                        }
+                        Err(e) => {
+                            ::metrics::counter!(metrics::CLIENT_TLS_FAILURES).increment(1);
+                            tracing::info!(%peer, error = %e, "closing client connection");
+                        }
+                    }
                     drop(slot);
                 });
             }

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::auth::{AuthError, ClientAuth, ClientRead, ClientStream, ClientWrite, Gate};
 use crate::config::ClusterIdx;
 use crate::flip::{Admission, InflightGuard};
 use crate::handlers::forward::{Plan, RouteSide, Seek, SplitPlan};
@@ -61,6 +60,8 @@ enum SessionEnd {
     Unroutable,
     #[error(transparent)]
     Produce(#[from] handlers::produce::ProduceError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl SessionEnd {
@@ -75,6 +76,7 @@ impl SessionEnd {
             SessionEnd::Wire(_) => Some("malformed"),
             SessionEnd::Unsupported { .. } => Some("unsupported"),
             SessionEnd::SlowFrame(_) => Some("slow"),
+            SessionEnd::Auth(e) => e.client_fault(),
             _ => None,
         }
     }
@@ -102,8 +104,9 @@ const INVALID_REQUEST: i16 = 42;
 /// client sending a byte a minute cannot hold a connection (and its
 /// buffer) for long.
 async fn next_frame(
-    read: &mut OwnedReadHalf,
+    read: &mut ClientRead,
     config: &crate::config::ProxyConfig,
+    max_frame: usize,
 ) -> Result<Option<Frame>, SessionEnd> {
     let mut probe = [0u8; 1];
     match tokio::time::timeout(config.client_idle_timeout, read.peek(&mut probe)).await {
@@ -112,13 +115,10 @@ async fn next_frame(
         Ok(Ok(0)) => return Ok(None),
         Ok(Ok(_)) => {}
     }
-    tokio::time::timeout(
-        config.client_frame_timeout,
-        read_frame(read, config.max_frame_bytes),
-    )
-    .await
-    .map_err(|_| SessionEnd::SlowFrame(config.client_frame_timeout))?
-    .map_err(SessionEnd::from)
+    tokio::time::timeout(config.client_frame_timeout, read_frame(read, max_frame))
+        .await
+        .map_err(|_| SessionEnd::SlowFrame(config.client_frame_timeout))?
+        .map_err(SessionEnd::from)
 }
 
 /// Answers a partitioned request with NOT_LEADER_OR_FOLLOWER for every
@@ -182,10 +182,18 @@ struct Session {
     /// Coordinator address of each group this client spoke of, on a
     /// cluster other than its listener's.
     coordinators: HashMap<(ClusterIdx, String), String>,
+    /// Login state and the user's allow-lists; every frame is shown to it
+    /// first.
+    auth: ClientAuth,
 }
 
 /// Serves one client until it disconnects or breaks the protocol.
-pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr, listener: ListenerKind) {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    stream: ClientStream,
+    peer: SocketAddr,
+    listener: ListenerKind,
+) {
     let listener_label = match listener {
         ListenerKind::Bootstrap => "bootstrap",
         ListenerKind::Broker(_) => "broker",
@@ -195,6 +203,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr, liste
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel(proxy.config.proxy.max_in_flight);
     let mut session = Session {
+        auth: ClientAuth::new(&proxy.security, peer),
         proxy,
         listener,
         own_broker: None,
@@ -233,11 +242,26 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr, liste
 impl Session {
     async fn read_requests(
         &mut self,
-        mut read: OwnedReadHalf,
+        mut read: ClientRead,
         tx: mpsc::Sender<Pending>,
     ) -> Result<(), SessionEnd> {
         let proxy = self.proxy.clone();
-        while let Some(frame) = next_frame(&mut read, &proxy.config.proxy).await? {
+        let config = &proxy.config.proxy;
+        while let Some(frame) = next_frame(&mut read, config, self.auth.max_frame(config)).await? {
+            match self.auth.screen(&frame).await? {
+                Gate::Pass => {}
+                Gate::Answer(answer) => {
+                    if tx.send(Pending::Ready(answer)).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Gate::Close(answer) => {
+                    // The answer goes out, then the connection closes.
+                    let _ = tx.send(Pending::Ready(answer)).await;
+                    return Ok(());
+                }
+            }
             let header = RequestHeader::parse(frame.body())?;
             let body = &frame.body()[header.body_offset..];
             let unsupported = || SessionEnd::Unsupported {
@@ -250,6 +274,12 @@ impl Session {
                 && !(spec.min..=spec.max).contains(&header.api_version)
             {
                 return Err(unsupported());
+            }
+            if let Some(refusal) = self.auth.authorize(&proxy, spec.key, &header, body).await? {
+                if tx.send(Pending::Ready(refusal)).await.is_err() {
+                    return Ok(());
+                }
+                continue;
             }
             let pending = match spec.handling {
                 Handling::Local => {
@@ -740,9 +770,7 @@ impl Session {
             }
             return Ok(conn.clone());
         }
-        let cluster = self.proxy.cluster(cluster);
-        let conn =
-            UpstreamConn::connect(address, cluster.connect_timeout(), cluster.max_frame()).await?;
+        let conn = self.proxy.cluster(cluster).connect(address).await?;
         self.upstreams.insert(address.to_owned(), conn.clone());
         Ok(conn)
     }
@@ -757,7 +785,7 @@ fn lost_task() -> UpstreamError {
 }
 
 async fn write_responses(
-    mut write: OwnedWriteHalf,
+    mut write: ClientWrite,
     mut rx: mpsc::Receiver<Pending>,
 ) -> Result<(), SessionEnd> {
     while let Some(pending) = rx.recv().await {
@@ -772,6 +800,8 @@ async fn write_responses(
                 .map_err(|e| SessionEnd::Handler(e.to_string()))??,
         };
         write.write_all(&bytes).await.map_err(SessionEnd::Write)?;
+        // TLS holds what it encrypts until flushed.
+        write.flush().await.map_err(SessionEnd::Write)?;
     }
     Ok(())
 }

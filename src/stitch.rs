@@ -239,9 +239,9 @@ mod tests {
 
 /// A records blob (record batches, as in a Fetch answer) as clients see
 /// it: each batch's base offset shifted, and, when the segment ends, the
-/// batches at or past its end left out. A batch cut short at the end of
-/// the blob (the broker's size limit) is left out too: the client asks for
-/// it again from its own offset.
+/// batches at or past its end left out. A batch cut short by the broker's
+/// size limit stays, shifted, as the client would have seen it: a client
+/// whose first batch is cut short asks again for more bytes.
 ///
 /// Base offset and length sit at the same place in every message format
 /// (offset int64, then size int32), and the base offset is outside the
@@ -250,23 +250,22 @@ pub fn shift_records(records: &[u8], shift: Shift) -> Vec<u8> {
     const PREFIX: usize = 12;
     let mut out = Vec::with_capacity(records.len());
     let mut pos = 0;
-    while let Some(head) = records.get(pos..pos + PREFIX) {
-        let base = i64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
-        let length = i32::from_be_bytes(head[8..].try_into().unwrap_or([0; 4]));
-        let Some(end) = usize::try_from(length)
-            .ok()
-            .and_then(|l| (pos + PREFIX).checked_add(l))
-            .filter(|end| *end <= records.len())
-        else {
-            break; // cut short
-        };
+    while let Some(base) = records.get(pos..pos + 8) {
+        let base = i64::from_be_bytes(base.try_into().unwrap_or([0; 8]));
         if shift.end.is_some_and(|e| base >= e.0) {
-            break; // the next segment's records
+            return out; // the next segment's records
         }
+        let next = records
+            .get(pos + 8..pos + PREFIX)
+            .and_then(|l| usize::try_from(i32::from_be_bytes(l.try_into().ok()?)).ok())
+            .and_then(|l| (pos + PREFIX).checked_add(l))
+            .map_or(records.len(), |end| end.min(records.len()));
         out.extend_from_slice(&(base + shift.delta).to_be_bytes());
-        out.extend_from_slice(&records[pos + 8..end]);
-        pos = end;
+        out.extend_from_slice(&records[pos + 8..next]);
+        pos = next;
     }
+    // Fewer than 8 bytes left: a fragment no client reads.
+    out.extend_from_slice(&records[pos.min(records.len())..]);
     out
 }
 
@@ -313,15 +312,18 @@ mod record_tests {
     }
 
     #[test]
-    fn batches_shift_and_stop_at_the_segment_end_or_a_cut() {
-        let mut blob = [batch(10, 20), batch(15, 30), batch(20, 5)].concat();
-        blob.extend_from_slice(&batch(25, 100)[..40]); // cut short
+    fn batches_shift_and_stop_at_the_segment_end() {
+        let blob = [batch(10, 20), batch(15, 30), batch(20, 5)].concat();
         let shift = Shift {
             delta: 1_000,
             end: Some(UpstreamOffset(20)),
         };
         let out = shift_records(&blob, shift);
-        assert_eq!(out.len(), 32 + 42);
+        assert_eq!(
+            out.len(),
+            32 + 42,
+            "the batch at the segment's end is left out"
+        );
         assert_eq!(i64::from_be_bytes(out[..8].try_into().unwrap()), 1_010);
         assert_eq!(i64::from_be_bytes(out[32..40].try_into().unwrap()), 1_015);
         assert_eq!(
@@ -329,17 +331,36 @@ mod record_tests {
             &blob[40..74],
             "the rest of a batch is untouched"
         );
-        let all = shift_records(
+    }
+
+    #[test]
+    fn a_batch_cut_short_stays_shifted() {
+        // The only batch, cut short by the broker's size limit: dropping it
+        // would leave the client asking for the same bytes forever.
+        let blob = batch(7, 100)[..60].to_vec();
+        let out = shift_records(
             &blob,
+            Shift {
+                delta: 3,
+                end: None,
+            },
+        );
+        assert_eq!(out.len(), 60);
+        assert_eq!(i64::from_be_bytes(out[..8].try_into().unwrap()), 10);
+        let mut tail = [batch(1, 4), batch(5, 100)[..10].to_vec(), vec![1, 2]].concat();
+        let out = shift_records(
+            &tail,
             Shift {
                 delta: 0,
                 end: None,
             },
         );
+        assert_eq!(out, tail);
+        tail.truncate(16 + 5);
         assert_eq!(
-            all,
-            blob[..blob.len() - 40],
-            "only the cut batch is left out"
+            shift_records(&tail, Shift::NONE),
+            tail,
+            "a fragment passes as it came"
         );
     }
 }

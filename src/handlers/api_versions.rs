@@ -24,6 +24,7 @@ pub fn answer(proxy: &Proxy, header: &RequestHeader) -> Result<Bytes, CodecError
                     .with_max_version(max),
             )
         })
+        .chain(crate::auth::sasl::advertised_apis(&proxy.security))
         .collect();
     // A client that asks in a version the proxy does not speak gets the v0
     // form with UNSUPPORTED_VERSION, and retries with a version from the list.

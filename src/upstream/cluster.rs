@@ -30,6 +30,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::conn::{UpstreamConn, UpstreamError};
+use super::security::UpstreamSecurity;
 use crate::config::{ClusterConfig, ClusterIdx, ProxyConfig};
 use crate::topology::UpstreamNodeId;
 
@@ -70,6 +71,8 @@ pub struct Cluster {
     pub config: ClusterConfig,
     view: RwLock<ClusterView>,
     control: tokio::sync::Mutex<Option<Arc<UpstreamConn>>>,
+    /// TLS and SASL for every connection to this cluster.
+    security: UpstreamSecurity,
     connect_timeout: Duration,
     request_timeout: Duration,
     max_frame: usize,
@@ -81,8 +84,15 @@ const METADATA_VERSION: i16 = 12;
 const FIND_COORDINATOR_VERSION: i16 = 4;
 
 impl Cluster {
-    pub fn new(idx: ClusterIdx, config: ClusterConfig, proxy: &ProxyConfig) -> Cluster {
-        Cluster {
+    /// A cluster as configured; fails when its TLS files or SASL password
+    /// cannot be read.
+    pub fn new(
+        idx: ClusterIdx,
+        config: ClusterConfig,
+        proxy: &ProxyConfig,
+    ) -> Result<Cluster, crate::config::ConfigError> {
+        Ok(Cluster {
+            security: UpstreamSecurity::from_config(&config)?,
             idx,
             config,
             view: RwLock::new(ClusterView::default()),
@@ -90,7 +100,13 @@ impl Cluster {
             connect_timeout: proxy.upstream_connect_timeout,
             request_timeout: proxy.upstream_request_timeout,
             max_frame: proxy.max_upstream_frame_bytes,
-        }
+        })
+    }
+
+    /// A new connection to one of this cluster's brokers, with the
+    /// cluster's TLS and SASL done.
+    pub async fn connect(&self, addr: &str) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        UpstreamConn::connect(addr, self.connect_timeout, self.max_frame, &self.security).await
     }
 
     pub fn name(&self) -> &str {
@@ -145,13 +161,19 @@ impl Cluster {
     }
 
     fn unreachable(&self, tried: &[String], errors: &[String]) -> UpstreamError {
+        // A TLS or SASL failure names the settings to check itself; only a
+        // plain connection failure points at the addresses.
+        let hint = if errors.iter().any(|e| e.contains("check [clusters.")) {
+            String::new()
+        } else {
+            format!("; check [clusters.{}].bootstrap", self.name())
+        };
         UpstreamError::Connect {
             addr: tried.join(", "),
             reason: format!(
-                "cluster '{}' unreachable ({}); check [clusters.{}].bootstrap",
+                "cluster '{}' unreachable ({}){hint}",
                 self.name(),
                 errors.join("; "),
-                self.name()
             ),
         }
     }
@@ -189,7 +211,7 @@ impl Cluster {
     }
 
     async fn open_control(&self, addr: &str) -> Result<Arc<UpstreamConn>, UpstreamError> {
-        let conn = UpstreamConn::connect(addr, self.connect_timeout, self.max_frame).await?;
+        let conn = self.connect(addr).await?;
         let resp: ApiVersionsResponse = conn
             .call(
                 ApiKey::ApiVersions,
@@ -489,7 +511,7 @@ impl Cluster {
         configs: &[(String, Option<String>)],
     ) -> Result<(), UpstreamError> {
         let addr = self.controller_address();
-        let conn = UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await?;
+        let conn = self.connect(&addr).await?;
         let version =
             self.version_for(ApiKey::CreateTopics, 5)
                 .ok_or_else(|| UpstreamError::Protocol {
@@ -574,7 +596,7 @@ impl Cluster {
                     ),
                 }
             })?;
-            let conn = UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await?;
+            let conn = self.connect(&addr).await?;
             let version = self.version_for(ApiKey::ListOffsets, 7).unwrap_or(1);
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
@@ -710,7 +732,7 @@ impl Cluster {
 
     async fn group_connection(&self, group: &str) -> Result<Arc<UpstreamConn>, UpstreamError> {
         let addr = self.group_coordinator(group).await?;
-        UpstreamConn::connect(&addr, self.connect_timeout, self.max_frame).await
+        self.connect(&addr).await
     }
 
     /// The group's state on this cluster ("Empty", "Stable", … or "Dead"

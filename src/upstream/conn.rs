@@ -12,10 +12,10 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::security::{UpstreamSecurity, UpstreamWrite};
 use crate::wire::codec::{self, CodecError};
 use crate::wire::{read_frame, Frame};
 
@@ -50,7 +50,7 @@ struct Waiter {
 
 pub struct UpstreamConn {
     addr: String,
-    writer: Mutex<OwnedWriteHalf>,
+    writer: Mutex<UpstreamWrite>,
     waiters: mpsc::UnboundedSender<Waiter>,
     closed: Arc<AtomicBool>,
     next_correlation_id: AtomicI32,
@@ -63,11 +63,14 @@ impl Drop for UpstreamConn {
 }
 
 impl UpstreamConn {
-    /// Connects to `addr` ("host:port"); `max_frame` bounds each response.
+    /// Connects to `addr` ("host:port"), then sets up TLS and SASL as the
+    /// cluster's `security` says, before anything else is sent;
+    /// `max_frame` bounds each response.
     pub async fn connect(
         addr: &str,
         timeout: Duration,
         max_frame: usize,
+        security: &UpstreamSecurity,
     ) -> Result<Arc<UpstreamConn>, UpstreamError> {
         let connect_error = |reason: String| UpstreamError::Connect {
             addr: addr.to_owned(),
@@ -78,8 +81,9 @@ impl UpstreamConn {
             .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
             .map_err(|e| connect_error(e.to_string()))?;
         stream.set_nodelay(true).ok();
+        let stream = security.secure(stream, addr, timeout, max_frame).await?;
         metrics::gauge!(crate::metrics::UPSTREAM_CONNECTIONS).increment(1.0);
-        let (mut read, write) = stream.into_split();
+        let (mut read, write) = super::security::split(stream);
         let (waiters, mut waiting) = mpsc::unbounded_channel::<Waiter>();
         let closed = Arc::new(AtomicBool::new(false));
         let conn = Arc::new(UpstreamConn {
@@ -172,6 +176,8 @@ impl UpstreamConn {
             .write_all(frame)
             .await
             .map_err(|e| self.lost(e.to_string()))?;
+        // TLS holds what it encrypts until flushed.
+        writer.flush().await.map_err(|e| self.lost(e.to_string()))?;
         Ok(reply)
     }
 

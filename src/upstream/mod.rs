@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod conn;
+pub mod security;
 
 pub use cluster::{BrokerAddr, Cluster, ClusterView};
 pub use conn::{UpstreamConn, UpstreamError};

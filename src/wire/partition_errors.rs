@@ -40,6 +40,18 @@ pub fn partition_error_response(
     topics: &TopicPartitions,
     error_code: i16,
 ) -> Result<Bytes, CodecError> {
+    partition_error_response_by(api, version, correlation_id, topics, &|_| error_code)
+}
+
+/// [`partition_error_response`] with an error code chosen per topic, for
+/// refusals that concern only some topics of a request.
+pub fn partition_error_response_by(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    topics: &TopicPartitions,
+    code: &dyn Fn(&str) -> i16,
+) -> Result<Bytes, CodecError> {
     let refuse = |message: &str| CodecError::Encode {
         api,
         version,
@@ -58,10 +70,10 @@ pub fn partition_error_response(
                         .with_name(name(topic))
                         .with_partition_responses(partitions)
                 },
-                |p| {
+                |t, p| {
                     PartitionProduceResponse::default()
                         .with_index(p)
-                        .with_error_code(error_code)
+                        .with_error_code(code(t))
                         .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1)
@@ -78,10 +90,10 @@ pub fn partition_error_response(
                         .with_topic(name(topic))
                         .with_partitions(partitions)
                 },
-                |p| {
+                |t, p| {
                     PartitionData::default()
                         .with_partition_index(p)
-                        .with_error_code(error_code)
+                        .with_error_code(code(t))
                         .with_high_watermark(-1)
                         .with_last_stable_offset(-1)
                         .with_log_start_offset(-1)
@@ -103,10 +115,10 @@ pub fn partition_error_response(
                         .with_name(name(topic))
                         .with_partitions(partitions)
                 },
-                |p| {
+                |t, p| {
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(p)
-                        .with_error_code(error_code)
+                        .with_error_code(code(t))
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1)
@@ -123,10 +135,10 @@ pub fn partition_error_response(
                         .with_topic(name(topic))
                         .with_partitions(partitions)
                 },
-                |p| {
+                |t, p| {
                     EpochEndOffset::default()
                         .with_partition(p)
-                        .with_error_code(error_code)
+                        .with_error_code(code(t))
                         .with_leader_epoch(-1)
                         .with_end_offset(-1)
                 },
@@ -206,12 +218,17 @@ pub fn topic_error_response(
 fn per_partition<T, P>(
     topics: &TopicPartitions,
     topic: impl Fn(&str, Vec<P>) -> T,
-    partition: impl Fn(i32) -> P,
+    partition: impl Fn(&str, i32) -> P,
 ) -> Vec<T> {
     topics
         .0
         .iter()
-        .map(|(name, partitions)| topic(name, partitions.iter().map(|&p| partition(p)).collect()))
+        .map(|(name, partitions)| {
+            topic(
+                name,
+                partitions.iter().map(|&p| partition(name, p)).collect(),
+            )
+        })
         .collect()
 }
 

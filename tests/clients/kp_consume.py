@@ -4,10 +4,18 @@ client, independent of librdkafka) and prints one line per record:
 the 1 KiB the producer side derives from the key."""
 
 import argparse
+import json
+import os
 import sys
 import time
 
 from kafka import KafkaConsumer, TopicPartition
+
+
+def security() -> dict:
+    """Extra client settings (TLS, SASL) as JSON in KP_SECURITY, so the
+    same script runs against a plain or a secured listener."""
+    return json.loads(os.environ.get("KP_SECURITY", "{}"))
 
 
 def expected(key: bytes) -> bytes:
@@ -20,28 +28,31 @@ def main() -> int:
     ap.add_argument("--topic", required=True, help="topic, or topics separated by commas")
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument(
+        "--group",
+        help="read as a member of this consumer group (subscribed, committing "
+        "after each poll) instead of assigning every partition",
+    )
     args = ap.parse_args()
 
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap,
+        group_id=args.group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **security(),
     )
     deadline = time.monotonic() + args.timeout
-    tps = []
-    for topic in args.topic.split(","):
-        partitions = None
-        while not partitions:
-            if time.monotonic() > deadline:
-                print("no partitions for topic %s" % topic, file=sys.stderr)
-                return 1
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                time.sleep(0.2)
-        tps += [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    tps = partitions_of(consumer, args.topic, deadline)
+    if args.group:
+        # Subscribed once the topics' partitions are known, so the first
+        # assignment already covers them (a rejoin for them is a second
+        # round some coordinators answer without a new generation).
+        consumer.subscribe(args.topic.split(","))
+    else:
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
 
     seen = 0
     out = sys.stdout
@@ -56,9 +67,26 @@ def main() -> int:
                 ok = 1 if r.value == expected(r.key) else 0
                 out.write("%d %d %s %d\n" % (r.partition, r.offset, r.key.decode(), ok))
                 seen += 1
+        if args.group and batches:
+            consumer.commit()
     out.flush()
     consumer.close()
     return 0
+
+
+def partitions_of(consumer, topics, deadline):
+    """Every partition of `topics` (comma-separated), once metadata has them."""
+    tps = []
+    for topic in topics.split(","):
+        partitions = None
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise SystemExit("no partitions for topic %s" % topic)
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                time.sleep(0.2)
+        tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+    return tps
 
 
 if __name__ == "__main__":

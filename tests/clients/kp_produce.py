@@ -4,10 +4,18 @@ line per acknowledged record: `index partition offset`. Any failed delivery
 is printed to stderr and fails the run."""
 
 import argparse
+import json
+import os
 import sys
 import time
 
 from kafka import KafkaProducer
+
+
+def security() -> dict:
+    """Extra client settings (TLS, SASL) as JSON in KP_SECURITY, so the
+    same script runs against a plain or a secured listener."""
+    return json.loads(os.environ.get("KP_SECURITY", "{}"))
 
 
 def main() -> int:
@@ -29,6 +37,7 @@ def main() -> int:
         max_in_flight_requests_per_connection=1 if args.no_idempotence else 5,
         delivery_timeout_ms=120000,
         linger_ms=5,
+        **security(),
     )
     futures = []
     for i in range(args.start, args.start + args.count):

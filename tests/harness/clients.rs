@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
@@ -31,7 +32,12 @@ pub fn client_config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
 /// Creates a topic through `bootstrap` (the proxy, usually) with librdkafka's
 /// admin client, and waits until the creation is acknowledged.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, &[])
+    create_topic_with(bootstrap, topic, partitions, &[]);
+}
+
+/// [`create_topic`] with extra client settings (TLS, SASL).
+pub fn create_topic_with(bootstrap: &str, topic: &str, partitions: i32, extra: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, extra)
         .create()
         .expect("admin client");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -131,10 +137,17 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseProducer<Reports
 /// Runs a kafka-python script from tests/clients and returns its stdout;
 /// a failing script fails the test with its stderr.
 pub fn python(script: &str, args: &[&str]) -> String {
+    python_secured(script, args, "{}")
+}
+
+/// [`python`] with extra kafka-python settings (TLS, SASL), given as a
+/// JSON object of keyword arguments.
+pub fn python_secured(script: &str, args: &[&str], security: &str) -> String {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(super::python_bin())
         .arg(&path)
         .args(args)
+        .env("KP_SECURITY", security)
         .output()
         .expect("run python");
     assert!(
@@ -158,19 +171,51 @@ pub struct Consumed {
 
 /// Reads `count` records of `topic` from the beginning with kafka-python.
 pub fn kafka_python_consume(bootstrap: &str, topic: &str, count: usize) -> Vec<Consumed> {
-    let out = python(
-        "kp_consume.py",
-        &[
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            topic,
-            "--count",
-            &count.to_string(),
-            "--timeout",
-            "240",
-        ],
-    );
+    kafka_python_consume_secured(bootstrap, topic, count, "{}")
+}
+
+/// [`kafka_python_consume`] with extra kafka-python settings (JSON).
+pub fn kafka_python_consume_secured(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    security: &str,
+) -> Vec<Consumed> {
+    kp_consume(bootstrap, topic, count, &[], security)
+}
+
+/// Reads `count` records of `topic` with kafka-python as a member of
+/// consumer `group` (from its committed offsets, else the beginning),
+/// committing after each poll.
+pub fn kafka_python_group_consume(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    count: usize,
+) -> Vec<Consumed> {
+    kp_consume(bootstrap, topic, count, &["--group", group], "{}")
+}
+
+fn kp_consume(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    extra: &[&str],
+    security: &str,
+) -> Vec<Consumed> {
+    let count = count.to_string();
+    let mut args = vec![
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--count",
+        &count,
+        "--timeout",
+        "240",
+    ];
+    args.extend_from_slice(extra);
+    let out = python_secured("kp_consume.py", &args, security);
     out.lines()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
@@ -193,7 +238,18 @@ pub fn kafka_python_produce(
     start: u64,
     count: u64,
 ) -> Vec<(u64, i32, i64)> {
-    let out = python(
+    kafka_python_produce_secured(bootstrap, topic, start, count, "{}")
+}
+
+/// [`kafka_python_produce`] with extra kafka-python settings (JSON).
+pub fn kafka_python_produce_secured(
+    bootstrap: &str,
+    topic: &str,
+    start: u64,
+    count: u64,
+    security: &str,
+) -> Vec<(u64, i32, i64)> {
+    let out = python_secured(
         "kp_produce.py",
         &[
             "--bootstrap",
@@ -205,6 +261,7 @@ pub fn kafka_python_produce(
             "--count",
             &count.to_string(),
         ],
+        security,
     );
     out.lines()
         .map(|l| {
@@ -221,7 +278,6 @@ pub fn kafka_python_produce(
 /// Every record of `topic` that one cluster holds, read from the cluster
 /// itself (not through the proxy).
 pub fn cluster_records(cluster: &str, topic: &str, partitions: i32) -> Vec<Consumed> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     let probe: BaseConsumer = client_config(cluster, &[("group.id", "record-count")])
         .create()
         .expect("consumer");
@@ -261,4 +317,55 @@ pub fn assert_cluster_holds(
         expected.into_iter().collect(),
         "records of '{topic}' on cluster {cluster}"
     );
+}
+
+/// A librdkafka member of consumer `group`, subscribed to `topic`, that
+/// commits only when told; `reset` is its `auto.offset.reset` ("earliest"
+/// for a new group, "error" to make any reset fail the test).
+pub fn group_member(bootstrap: &str, group: &str, topic: &str, reset: &str) -> BaseConsumer {
+    let c: BaseConsumer = client_config(
+        bootstrap,
+        &[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", reset),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "500"),
+        ],
+    )
+    .create()
+    .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}
+
+/// Polls `consumer` until `count` records came, then a second longer to
+/// catch any extra; every record as (partition, offset, index). Any error
+/// reaching the consumer (an offset reset included, with
+/// `auto.offset.reset=error`) fails the test.
+pub fn poll_records(consumer: &BaseConsumer, count: usize) -> Vec<(i32, i64, u64)> {
+    let mut got = Vec::with_capacity(count);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut settle: Option<Instant> = None;
+    loop {
+        if let Some(result) = consumer.poll(Duration::from_millis(100)) {
+            let m = result.unwrap_or_else(|e| {
+                panic!("consumer error after {} of {count} records: {e}", got.len())
+            });
+            let key = std::str::from_utf8(m.key().expect("key")).expect("utf-8 key");
+            let value_ok = m.payload() == Some(&value_for(key.parse().expect("index"))[..]);
+            assert!(value_ok, "value of record {key} altered");
+            got.push((m.partition(), m.offset(), key.parse().unwrap()));
+        }
+        match settle {
+            None if got.len() >= count => settle = Some(Instant::now() + Duration::from_secs(1)),
+            Some(t) if Instant::now() > t => return got,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} records after 240 s",
+            got.len()
+        );
+    }
 }

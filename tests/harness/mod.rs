@@ -8,6 +8,7 @@
 
 pub mod clients;
 pub mod raw;
+pub mod security;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -16,7 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+};
 
 /// Upstream node id every tansu broker reports.
 pub const TANSU_NODE_ID: i32 = 111;
@@ -119,6 +122,8 @@ pub struct Broker {
     storage: String,
     log: PathBuf,
     child: Option<Child>,
+    /// Started with `--authentication`: clients must log in with SASL.
+    authenticated: bool,
     _scratch: Scratch,
 }
 
@@ -143,8 +148,34 @@ impl Broker {
             storage,
             log: scratch.path("tansu.log"),
             child: None,
+            authenticated: false,
             _scratch: scratch,
         };
+        broker.spawn();
+        broker
+    }
+
+    /// A broker that requires SASL, with one SCRAM-SHA-512 user. tansu
+    /// refuses its own user administration before authentication, so the
+    /// user is created while the broker is open, on sqlite storage, and the
+    /// broker is then restarted with `--authentication` on the same data.
+    pub fn start_authenticated(name: &str, user: &str, password: &str) -> Broker {
+        let mut broker = Broker::start_persistent(name);
+        let out = Command::new(tansu_bin())
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", broker.port))
+            .args(["--mechanism", "scram512", user, password])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run `tansu user create`");
+        assert!(
+            out.status.success(),
+            "`tansu user create {user}` failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        broker.kill();
+        broker.authenticated = true;
         broker.spawn();
         broker
     }
@@ -169,6 +200,7 @@ impl Broker {
                 &url,
             ])
             .args(["--storage-engine", &self.storage])
+            .args(self.authenticated.then_some("--authentication"))
             .env("RUST_LOG", "warn")
             .current_dir(&self._scratch.0)
             .stdin(Stdio::null())
@@ -181,16 +213,25 @@ impl Broker {
         let log = self.log.clone();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if raw::RawClient::connect(&addr)
-                .and_then(|mut c| {
+            let answered = raw::RawClient::connect(&addr).and_then(|mut c| {
+                if self.authenticated {
+                    // Before authentication only ApiVersions is answered.
+                    c.try_call::<_, ApiVersionsResponse>(
+                        ApiKey::ApiVersions,
+                        0,
+                        &ApiVersionsRequest::default(),
+                    )
+                    .map(drop)
+                } else {
                     c.try_call::<_, MetadataResponse>(
                         ApiKey::Metadata,
                         1,
                         &MetadataRequest::default(),
                     )
-                })
-                .is_ok()
-            {
+                    .map(drop)
+                }
+            });
+            if answered.is_ok() {
                 return;
             }
             assert!(
@@ -231,8 +272,14 @@ pub struct ProxySetup<'a> {
     pub default_route: &'a str,
     /// Extra lines for the `[proxy]` table.
     pub proxy_extra: String,
-    /// Extra TOML appended at the end (route rules...).
+    /// Extra TOML appended at the end (route rules, users...).
     pub extra: String,
+    /// Clusters given by address (another proxy, say): (name, address,
+    /// node_id_base); the upstream must report node id [`TANSU_NODE_ID`].
+    pub upstreams: Vec<(&'a str, String, i32)>,
+    /// Clients need TLS or SASL: readiness is then checked by connecting,
+    /// not by asking for metadata.
+    pub secured: bool,
 }
 
 impl<'a> ProxySetup<'a> {
@@ -243,6 +290,8 @@ impl<'a> ProxySetup<'a> {
             default_route: "old",
             proxy_extra: String::new(),
             extra: String::new(),
+            upstreams: Vec::new(),
+            secured: false,
         }
     }
 }
@@ -265,13 +314,26 @@ pub struct Proxy {
     log: PathBuf,
     child: Child,
     bases: Vec<i32>,
+    secured: bool,
     scratch: Scratch,
 }
 
 impl Proxy {
     pub fn start(setup: ProxySetup<'_>) -> Proxy {
+        let proxy = Proxy::spawn(setup);
+        proxy.wait_ready();
+        proxy
+    }
+
+    /// Starts the proxy without waiting for it to reach its clusters.
+    pub fn spawn(setup: ProxySetup<'_>) -> Proxy {
         let scratch = Scratch::new("proxy");
-        let bases: Vec<i32> = setup.clusters.iter().map(|c| c.2).collect();
+        let bases: Vec<i32> = setup
+            .clusters
+            .iter()
+            .map(|c| c.2)
+            .chain(setup.upstreams.iter().map(|u| u.2))
+            .collect();
         let port = free_port();
         let metrics_port = free_port();
         // A port base whose virtual broker ports are all free right now.
@@ -292,11 +354,14 @@ impl Proxy {
             scratch.path("state.json").display(),
             setup.proxy_extra
         );
-        for (name, broker, base) in &setup.clusters {
-            toml += &format!(
-                "[clusters.{name}]\nbootstrap = [\"{}\"]\nnode_id_base = {base}\n\n",
-                broker.addr()
-            );
+        let addresses = setup
+            .clusters
+            .iter()
+            .map(|(name, broker, base)| (*name, broker.addr(), *base))
+            .chain(setup.upstreams.iter().cloned());
+        for (name, addr, base) in addresses {
+            toml +=
+                &format!("[clusters.{name}]\nbootstrap = [\"{addr}\"]\nnode_id_base = {base}\n\n");
         }
         toml += &format!(
             "[routes]\ndefault = \"{}\"\n\n{}",
@@ -306,7 +371,7 @@ impl Proxy {
         std::fs::write(&config_path, toml).expect("write proxy.toml");
         let log = scratch.path("proxy.log");
         let child = spawn_proxy(&config_path, &log);
-        let proxy = Proxy {
+        Proxy {
             port,
             broker_port_base,
             metrics_port,
@@ -314,10 +379,9 @@ impl Proxy {
             log,
             child,
             bases,
+            secured: setup.secured,
             scratch,
-        };
-        proxy.wait_ready();
-        proxy
+        }
     }
 
     /// Waits until the bootstrap answers and every cluster's broker has a
@@ -327,6 +391,16 @@ impl Proxy {
         let ok = (|| {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
+                if self.secured {
+                    // Virtual broker listeners open only once their cluster
+                    // has been reached.
+                    let open = |port| TcpStream::connect(("127.0.0.1", port)).is_ok();
+                    if open(self.port) && want.iter().all(|id| open(self.virtual_port(*id))) {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
                 let brokers = raw::RawClient::connect(&self.bootstrap())
                     .and_then(|mut c| {
                         c.try_call::<_, MetadataResponse>(
