@@ -4,7 +4,8 @@
 //!
 //! Requests: `{"cmd":"routes"}`, `{"cmd":"status"}`,
 //! `{"cmd":"flip","topic":"T","to":"CLUSTER","side":"both"|"produce-only"|"fetch-only"}`,
-//! `{"cmd":"flip-group","group":"G","to":"CLUSTER"}`.
+//! `{"cmd":"flip-group","group":"G","to":"CLUSTER"}`,
+//! `{"cmd":"detach","group":"G","cluster":"CLUSTER"}`.
 //! Answers: `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`.
 
 use std::path::Path;
@@ -16,9 +17,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::flip::{self, Side};
-use crate::group_move;
 use crate::proxy::Proxy;
 use crate::state::RouteEntry;
+use crate::{detach, group_move};
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 64 * 1024;
@@ -39,6 +40,11 @@ pub enum AdminRequest {
     FlipGroup {
         group: String,
         to: String,
+    },
+    /// Writes a group's committed offsets into one cluster's own offsets.
+    Detach {
+        group: String,
+        cluster: String,
     },
 }
 
@@ -124,26 +130,26 @@ pub async fn answer(proxy: &Arc<Proxy>, line: &[u8]) -> Value {
     match request {
         AdminRequest::Routes => json!({"ok": true, "result": routes(proxy)}),
         AdminRequest::Status => json!({"ok": true, "result": status(proxy).await}),
-        AdminRequest::Flip { topic, to, side } => {
-            let result = match flip::cluster_named(proxy, &to) {
-                Ok(to) => flip::flip(proxy, &topic, to, side).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(report) => json!({"ok": true, "result": report}),
-                Err(e) => json!({"ok": false, "error": e.to_string()}),
-            }
-        }
-        AdminRequest::FlipGroup { group, to } => {
-            let to = match flip::cluster_named(proxy, &to) {
-                Ok(to) => to,
-                Err(e) => return json!({"ok": false, "error": e.to_string()}),
-            };
-            match group_move::move_group(proxy, &group, to).await {
-                Ok(report) => json!({"ok": true, "result": report}),
-                Err(e) => json!({"ok": false, "error": e.to_string()}),
-            }
-        }
+        AdminRequest::Flip { topic, to, side } => match flip::cluster_named(proxy, &to) {
+            Ok(to) => outcome(flip::flip(proxy, &topic, to, side).await),
+            Err(e) => outcome::<(), _>(Err(e)),
+        },
+        AdminRequest::FlipGroup { group, to } => match flip::cluster_named(proxy, &to) {
+            Ok(to) => outcome(group_move::move_group(proxy, &group, to).await),
+            Err(e) => outcome::<(), _>(Err(e)),
+        },
+        AdminRequest::Detach { group, cluster } => match flip::cluster_named(proxy, &cluster) {
+            Ok(to) => outcome(detach::detach(proxy, &group, to).await),
+            Err(e) => outcome::<(), _>(Err(e)),
+        },
+    }
+}
+
+/// A command's answer line: its report, or why it failed.
+fn outcome<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Value {
+    match result {
+        Ok(report) => json!({"ok": true, "result": report}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
     }
 }
 

@@ -8,10 +8,12 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod detach;
 pub mod flip;
 pub mod group_move;
 pub mod handlers;
 pub mod metrics;
+pub mod mirror;
 pub mod producer_ids;
 pub mod proxy;
 pub mod routes;

@@ -72,6 +72,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a consumer group's committed offsets into one cluster's own
+    /// offset space, so its clients can leave the proxy for that cluster.
+    Detach {
+        /// The exact group id. Its members must be stopped.
+        group: String,
+        /// The cluster the group's clients will talk to directly.
+        #[arg(long)]
+        cluster: String,
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the users clients authenticate as.
     User {
         #[command(subcommand)]
@@ -126,7 +139,8 @@ fn main() -> ExitCode {
         | Command::Check { config }
         | Command::Routes { config, .. }
         | Command::Status { config, .. }
-        | Command::Flip { config, .. } => config,
+        | Command::Flip { config, .. }
+        | Command::Detach { config, .. } => config,
     };
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -142,6 +156,15 @@ fn main() -> ExitCode {
         }
         Command::Status { json, .. } => {
             admin_command(&config, json!({"cmd": "status"}), json, print_status)
+        }
+        Command::Detach {
+            group,
+            cluster,
+            json,
+            ..
+        } => {
+            let request = json!({"cmd": "detach", "group": group, "cluster": cluster});
+            admin_command(&config, request, json, print_detach)
         }
         Command::Flip {
             group: Some(group),
@@ -410,6 +433,24 @@ fn print_flip(result: &Value) {
         text(&result["from"]["fetch"]),
         text(&result["to"]["fetch"]),
     );
+}
+
+fn print_detach(result: &Value) {
+    println!(
+        "group '{}' detached to cluster '{}':",
+        text(&result["group"]),
+        text(&result["cluster"])
+    );
+    for o in result["offsets"].as_array().into_iter().flatten() {
+        println!(
+            "  {}-{}: committed {} -> {} ({})",
+            text(&o["topic"]),
+            o["partition"],
+            o["committed"],
+            o["translated"],
+            text(&o["how"])
+        );
+    }
 }
 
 fn print_group_move(result: &Value) {

@@ -653,10 +653,25 @@ impl Cluster {
         partition: i32,
         reported: i64,
     ) -> Result<i64, UpstreamError> {
+        let records = self
+            .fetch_from(conn, topic, partition, reported - 1)
+            .await?;
+        Ok(records.map_or(reported, |r| crate::stitch::records_end(&r).max(reported)))
+    }
+
+    /// The records blob of one partition from `offset` (up to about a
+    /// MiB), or `None` when the broker has none there for us.
+    async fn fetch_from(
+        &self,
+        conn: &UpstreamConn,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<bytes::Bytes>, UpstreamError> {
         // Flexible Fetch answers (v12+) carry tagged fields some brokers
         // put at versions that do not define them: ask below.
         let Some(version) = self.version_for(ApiKey::Fetch, 11).filter(|v| *v >= 4) else {
-            return Ok(reported);
+            return Ok(None);
         };
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
@@ -669,20 +684,70 @@ impl Cluster {
                 .with_partitions(vec![FetchPartition::default()
                     .with_partition(partition)
                     .with_current_leader_epoch(-1)
-                    .with_fetch_offset(reported - 1)
+                    .with_fetch_offset(offset)
                     .with_last_fetched_epoch(-1)
                     .with_log_start_offset(-1)
                     .with_partition_max_bytes(1 << 20)])]);
         let resp: FetchResponse = conn
             .call(ApiKey::Fetch, version, &request, self.request_timeout)
             .await?;
-        let records = resp
+        Ok(resp
             .responses
-            .iter()
-            .flat_map(|t| &t.partitions)
+            .into_iter()
+            .flat_map(|t| t.partitions)
             .find(|p| p.partition_index == partition && p.error_code == 0)
-            .and_then(|p| p.records.as_ref());
-        Ok(records.map_or(reported, |r| crate::stitch::records_end(r).max(reported)))
+            .and_then(|p| p.records))
+    }
+
+    /// Every record (key, value) of `topic` on this cluster, partition by
+    /// partition; empty when the cluster has no such topic. For the small
+    /// bookkeeping topics of MirrorMaker 2, not for data.
+    pub async fn read_topic(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)>, UpstreamError> {
+        if self.partition_count(topic).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let ends = self.log_ends(topic).await?;
+        let mut out = Vec::new();
+        for (&partition, &end) in &ends {
+            let leader = self.with_view(|v| {
+                let meta = v.topics.get(topic)?;
+                let p = meta
+                    .partitions
+                    .iter()
+                    .find(|p| p.partition_index == partition)?;
+                v.brokers
+                    .get(&UpstreamNodeId(p.leader_id.0))
+                    .map(BrokerAddr::address)
+            });
+            let conn = self
+                .connect(&leader.unwrap_or_else(|| self.any_broker_address()))
+                .await?;
+            let mut offset = 0;
+            while offset < end {
+                let Some(blob) = self.fetch_from(&conn, topic, partition, offset).await? else {
+                    break;
+                };
+                let next = crate::stitch::records_end(&blob);
+                let records =
+                    crate::mirror::records(&blob).map_err(|e| UpstreamError::Protocol {
+                        addr: conn.addr().to_owned(),
+                        reason: format!("reading '{topic}' on cluster '{}': {e}", self.name()),
+                    })?;
+                out.extend(
+                    records
+                        .into_iter()
+                        .map(|(k, v)| (partition, k.map(<[u8]>::to_vec), v.map(<[u8]>::to_vec))),
+                );
+                if next <= offset {
+                    break; // no progress: nothing more to read
+                }
+                offset = next;
+            }
+        }
+        Ok(out)
     }
 }
 
