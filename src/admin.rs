@@ -225,6 +225,11 @@ async fn status(proxy: &Proxy) -> Value {
             })
         })
         .collect();
+    // Progress of groups on stitched topics, when the clusters can say.
+    let drain = match crate::drain::drains(proxy).await {
+        Ok(d) => json!(d),
+        Err(e) => json!({"error": e.to_string()}),
+    };
     let (flips, group_moves) = {
         let state = proxy.state.lock().await;
         (state.flips.clone(), state.group_moves.clone())
@@ -236,5 +241,6 @@ async fn status(proxy: &Proxy) -> Value {
         "listening": proxy.listening().iter().map(|v| v.0).collect::<Vec<_>>(),
         "flips": flips,
         "group_moves": group_moves,
+        "drain": drain,
     })
 }

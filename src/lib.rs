@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod detach;
+pub mod drain;
 pub mod flip;
 pub mod group_move;
 pub mod handlers;

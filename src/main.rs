@@ -400,6 +400,35 @@ fn print_status(result: &Value) {
             text(&f["to"]["fetch"])
         );
     }
+    for m in result["group_moves"].as_array().into_iter().flatten() {
+        println!(
+            "  group {}: {} -> {}, {} offsets copied",
+            text(&m["group"]),
+            text(&m["from"]),
+            text(&m["to"]),
+            m["offsets"]
+        );
+    }
+    match result["drain"].as_array() {
+        Some(drains) => {
+            for d in drains {
+                let state = if d["crossed"].as_bool() == Some(true) {
+                    "crossed to the new segment".to_owned()
+                } else {
+                    format!("draining old: {} records left", d["left"])
+                };
+                println!(
+                    "group {} on {}: {state}",
+                    text(&d["group"]),
+                    text(&d["topic"])
+                );
+            }
+        }
+        None => println!(
+            "group progress unknown: {}",
+            text(&result["drain"]["error"])
+        ),
+    }
 }
 
 /// A flip's or move's steps ("fence 3 ms, …") and their total time.

@@ -102,9 +102,28 @@ fn consumers_cross_a_produce_flip_in_one_log_exactly_once() {
     assert!(p.context().failed.lock().unwrap().is_empty());
     assert_eq!(delivered.len(), 2 * HALF as usize);
 
+    // `status` shows how far each group is from the new segment.
+    let drain = |proxy: &Proxy| -> serde_json::Value {
+        let out = proxy.cli(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["result"]["drain"].clone()
+    };
+    assert_eq!(
+        drain(&proxy),
+        serde_json::json!([
+            {"group": "live", "topic": TOPIC, "left": HALF - before.len() as u64, "crossed": false},
+            {"group": "resumed", "topic": TOPIC, "left": HALF - first_run.len() as u64, "crossed": false},
+        ])
+    );
+
     // The live group, never restarted, gets everything once, in order, at
     // contiguous offsets (a reset to the start would repeat records).
     let after = poll_records(&live, (2 * HALF) as usize - before.len());
+    live.commit_consumer_state(CommitMode::Sync).unwrap();
+    assert_eq!(
+        drain(&proxy)[0],
+        serde_json::json!({"group": "live", "topic": TOPIC, "left": 0, "crossed": true})
+    );
     let all: Vec<_> = before.iter().chain(&after).copied().collect();
     assert_eq!(indices(&all), (0..2 * HALF).collect::<Vec<_>>());
     let ends = assert_contiguous(&all, &BTreeMap::new());

@@ -339,8 +339,15 @@ impl PartitionAnswer for produce_response::PartitionProduceResponse {
 
 impl PartitionAnswer for fetch_response::PartitionData {
     fn shift(&mut self, shift: Shift) {
-        self.high_watermark = shift.to_virtual(self.high_watermark);
-        self.last_stable_offset = shift.to_virtual(self.last_stable_offset);
+        // A stretch a later one follows is complete up to its end, whatever
+        // its cluster reports now: every record there was written and
+        // acknowledged before the flip fenced it.
+        let complete = |reported: i64| match shift.end {
+            Some(end) if reported >= 0 => end.0 + shift.delta,
+            _ => shift.to_virtual(reported),
+        };
+        self.high_watermark = complete(self.high_watermark);
+        self.last_stable_offset = complete(self.last_stable_offset);
         self.log_start_offset = shift.to_virtual(self.log_start_offset);
         for aborted in self.aborted_transactions.iter_mut().flatten() {
             aborted.first_offset = shift.to_virtual(aborted.first_offset);

@@ -24,8 +24,9 @@ use kafka_protocol::messages::{
     CreateTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -780,6 +781,34 @@ impl Cluster {
             addr: addr.to_owned(),
             reason: format!("cluster '{}' does not support {api:?}", self.name()),
         }
+    }
+
+    /// Every consumer group the cluster's brokers coordinate.
+    pub async fn list_groups(&self) -> Result<Vec<String>, UpstreamError> {
+        let addresses: Vec<String> =
+            self.with_view(|v| v.brokers.values().map(BrokerAddr::address).collect());
+        let mut groups = Vec::new();
+        for addr in addresses {
+            let conn = self.connect(&addr).await?;
+            let version = self
+                .version_for(ApiKey::ListGroups, 4)
+                .ok_or_else(|| self.unsupported(&addr, ApiKey::ListGroups))?;
+            let resp: ListGroupsResponse = conn
+                .call(
+                    ApiKey::ListGroups,
+                    version,
+                    &ListGroupsRequest::default(),
+                    self.request_timeout,
+                )
+                .await?;
+            if resp.error_code != 0 {
+                return Err(self.group_error(&addr, "ListGroups", "*", resp.error_code));
+            }
+            groups.extend(resp.groups.into_iter().map(|g| g.group_id.0.to_string()));
+        }
+        groups.sort();
+        groups.dedup();
+        Ok(groups)
     }
 
     /// The address of the broker coordinating `group` on this cluster.
