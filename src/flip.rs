@@ -231,6 +231,19 @@ pub enum FlipError {
         before: i64,
         after: i64,
     },
+    #[error(
+        "flip of '{topic}' aborted: partition {partition} on cluster '{cluster}' still has a \
+         transaction open after {waited:?} (stable up to {stable}, written up to {end}); \
+         routes unchanged"
+    )]
+    OpenTransaction {
+        topic: String,
+        cluster: String,
+        partition: i32,
+        stable: i64,
+        end: i64,
+        waited: Duration,
+    },
     #[error("flip of '{topic}' aborted: {source}; routes unchanged")]
     Upstream {
         topic: String,
@@ -243,6 +256,8 @@ pub enum FlipError {
 /// How long a flip waits for Produce requests already sent to the old
 /// cluster to be answered.
 const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
+/// How long a flip waits for transactions open on the old log to end.
+const TXN_WAIT: Duration = Duration::from_secs(10);
 /// How long the old log must stay still, after the fence, to show that
 /// nobody writes to it behind the proxy's back.
 const STILLNESS_WINDOW: Duration = Duration::from_millis(500);
@@ -421,8 +436,30 @@ pub async fn flip(
         None
     };
 
-    // 2. check: the old log stands still while fenced.
+    // 2. check: no transaction open on the old log, and the log stands
+    // still while fenced.
     if moves_produce {
+        let started = Instant::now();
+        loop {
+            let open = source_cluster
+                .open_transactions(topic)
+                .await
+                .map_err(upstream)?;
+            let Some(&(partition, stable, end)) = open.first() else {
+                break;
+            };
+            if started.elapsed() > TXN_WAIT {
+                return Err(FlipError::OpenTransaction {
+                    topic: topic.to_owned(),
+                    cluster: source_cluster.name().to_owned(),
+                    partition,
+                    stable,
+                    end,
+                    waited: TXN_WAIT,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let before = source_cluster.log_ends(topic).await.map_err(upstream)?;
         tokio::time::sleep(STILLNESS_WINDOW).await;
         let after = source_cluster.log_ends(topic).await.map_err(upstream)?;

@@ -98,6 +98,8 @@ enum Pending {
 const FENCE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const INVALID_REQUEST: i16 = 42;
+/// A transaction cannot do what was asked (here: span clusters).
+const INVALID_TXN_STATE: i16 = 48;
 
 /// The next request frame. A client may stay silent up to the idle timeout,
 /// but a frame once begun must arrive whole within the frame timeout, so a
@@ -297,6 +299,9 @@ impl Session {
                             self.forward_admin(spec.key, &frame.0, &header, body)
                                 .await?
                         }
+                        None if spec.key == ApiKey::AddPartitionsToTxn => {
+                            self.forward_txn_partitions(&frame, &header, body).await?
+                        }
                         None if names_group(spec.key) => {
                             self.forward_group(spec.key, &frame, &header, body).await?
                         }
@@ -403,6 +408,11 @@ impl Session {
         };
         // acks=0: the client expects no answer at all.
         let expect_response = produce.as_ref().is_none_or(|view| view.acks != 0);
+        if let Some(id) = produce.as_ref().and_then(|v| v.transactional_id.as_deref()) {
+            if let Some(refusal) = self.spanning_transaction(id, header, topics)? {
+                return Ok(Some(refusal));
+            }
+        }
         let mut guard = None;
         if api == ApiKey::Produce {
             let deadline = tokio::time::Instant::now() + FENCE_HOLD;
@@ -656,6 +666,59 @@ impl Session {
         };
         let reply = upstream.send(frame, header.correlation_id, true).await?;
         Ok(reply.map(|reply| Pending::Upstream(reply, None)))
+    }
+
+    /// Adds partitions to a transaction, on the default cluster where
+    /// transactions live; partitions whose topic is written elsewhere are
+    /// refused, every one of them, with INVALID_TXN_STATE: one transaction
+    /// cannot span clusters.
+    async fn forward_txn_partitions(
+        &mut self,
+        frame: &Frame,
+        header: &RequestHeader,
+        body: &[u8],
+    ) -> Result<Option<Pending>, SessionEnd> {
+        let (transactional_id, topics) = requests::add_partitions_to_txn(header, body)?;
+        if let Some(refusal) = self.spanning_transaction(&transactional_id, header, &topics)? {
+            return Ok(Some(refusal));
+        }
+        let upstream = self.upstream(forward::Target::DefaultCluster).await?;
+        let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
+        Ok(reply.map(|reply| Pending::Upstream(reply, None)))
+    }
+
+    /// The refusal of a transactional request naming topics written to a
+    /// cluster other than the default one (where transactions live), or
+    /// `None` when all of them are written there.
+    fn spanning_transaction(
+        &self,
+        transactional_id: &str,
+        header: &RequestHeader,
+        topics: &TopicPartitions,
+    ) -> Result<Option<Pending>, SessionEnd> {
+        let routes = self.proxy.routes();
+        let home = routes.default_cluster();
+        let Some((elsewhere, _)) = topics
+            .0
+            .iter()
+            .find(|(topic, _)| RouteSide::Produce.cluster(&routes.route(topic)) != home)
+        else {
+            return Ok(None);
+        };
+        tracing::info!(
+            transactional_id,
+            topic = elsewhere.as_str(),
+            "refusing a transaction that would span clusters"
+        );
+        let api = ApiKey::try_from(header.api_key).unwrap_or(ApiKey::Produce);
+        let answer = partition_error_response(
+            api,
+            header.api_version,
+            header.correlation_id,
+            topics,
+            INVALID_TXN_STATE,
+        )?;
+        Ok(Some(Pending::Ready(answer)))
     }
 
     /// Sends a group request to the cluster coordinating its group: the

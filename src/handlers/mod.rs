@@ -75,6 +75,11 @@ pub const APIS: &[ApiSpec] = &[
     forward(ApiKey::ListGroups, 0, 5, Mirrored),
     forward(ApiKey::DeleteGroups, 0, 2, Mirrored),
     forward(ApiKey::InitProducerId, 0, 5, DefaultCluster),
+    // Transactions live on the default cluster, their coordinator's.
+    forward(ApiKey::AddPartitionsToTxn, 0, 3, DefaultCluster),
+    forward(ApiKey::AddOffsetsToTxn, 0, 3, DefaultCluster),
+    forward(ApiKey::EndTxn, 0, 3, DefaultCluster),
+    forward(ApiKey::TxnOffsetCommit, 0, 3, DefaultCluster),
     forward(ApiKey::CreateTopics, 2, 6, Controller),
     forward(ApiKey::DeleteTopics, 1, 5, Controller),
     forward(ApiKey::CreatePartitions, 0, 3, Controller),

@@ -568,6 +568,31 @@ impl Cluster {
     /// The end of the log (high watermark) of each partition of `topic`,
     /// asked of each partition's leader.
     pub async fn log_ends(&self, topic: &str) -> Result<BTreeMap<i32, i64>, UpstreamError> {
+        self.latest_offsets(topic, Isolation::Uncommitted).await
+    }
+
+    /// Partitions of `topic` with a transaction open: where the last
+    /// stable offset is below the high watermark, with both.
+    pub async fn open_transactions(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<(i32, i64, i64)>, UpstreamError> {
+        let stable = self.latest_offsets(topic, Isolation::Committed).await?;
+        let ends = self.latest_offsets(topic, Isolation::Reported).await?;
+        Ok(ends
+            .iter()
+            .filter_map(|(p, end)| {
+                let lso = stable.get(p).copied().unwrap_or(*end);
+                (lso < *end).then_some((*p, lso, *end))
+            })
+            .collect())
+    }
+
+    async fn latest_offsets(
+        &self,
+        topic: &str,
+        isolation: Isolation,
+    ) -> Result<BTreeMap<i32, i64>, UpstreamError> {
         let resp = self
             .fetch_metadata(Some(&[topic.to_owned()]), false)
             .await?;
@@ -601,6 +626,7 @@ impl Cluster {
             let version = self.version_for(ApiKey::ListOffsets, 7).unwrap_or(1);
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
+                .with_isolation_level(i8::from(isolation == Isolation::Committed))
                 .with_topics(vec![ListOffsetsTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
                     .with_partitions(
@@ -632,6 +658,9 @@ impl Cluster {
                     }
                     ends.insert(p.partition_index, p.offset);
                 }
+            }
+            if isolation != Isolation::Uncommitted {
+                continue; // as the broker reports them
             }
             for (partition, end) in ends.iter_mut().filter(|(p, _)| partitions.contains(p)) {
                 if *end > 0 {
@@ -750,6 +779,18 @@ impl Cluster {
         }
         Ok(out)
     }
+}
+
+/// Which end of a partition's log ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// The high watermark, as the broker reports it.
+    Reported,
+    /// The high watermark, checked against the last batch (see
+    /// `batch_end`).
+    Uncommitted,
+    /// The last stable offset: below it, no transaction is open.
+    Committed,
 }
 
 /// One partition's committed offset in a consumer group.

@@ -2,6 +2,9 @@
 //! it can refuse a request without forwarding it.
 
 use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -18,8 +21,8 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreatePartitionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
-    TopicName,
+    AddPartitionsToTxnResponse, ApiKey, BrokerId, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -144,6 +147,24 @@ pub fn partition_error_response_by(
                 },
             );
             let body = OffsetForLeaderEpochResponse::default().with_topics(responses);
+            response_frame(api, version, correlation_id, &body)
+        }
+        ApiKey::AddPartitionsToTxn if version <= 3 => {
+            let results = per_partition(
+                topics,
+                |topic, partitions| {
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(name(topic))
+                        .with_results_by_partition(partitions)
+                },
+                |t, p| {
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_partition_error_code(code(t))
+                },
+            );
+            let body =
+                AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
             response_frame(api, version, correlation_id, &body)
         }
         _ => Err(refuse("not a partitioned API")),

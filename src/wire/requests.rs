@@ -329,6 +329,32 @@ fn skip(r: &mut Reader<'_>, n: usize) -> Result<(), WireError> {
     r.bytes(n).map(|_| ())
 }
 
+/// The partitions an AddPartitionsToTxn request (v0..=3) adds to its
+/// transaction, and the transaction's id.
+pub fn add_partitions_to_txn(
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<(String, TopicPartitions), WireError> {
+    let mut r = Reader::new(body, "AddPartitionsToTxn request");
+    let v = check_version(&r, header, ApiKey::AddPartitionsToTxn, 0..=3)?;
+    let flexible = v >= 3;
+    let transactional_id = r.string(flexible)?.to_owned();
+    skip(&mut r, 8 + 2)?; // producer id, epoch
+    let n = required_len(&mut r, flexible, topic_min(flexible), "topics")?;
+    let mut topics = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.string(flexible)?.to_owned();
+        let m = required_len(&mut r, flexible, 4, "partitions")?;
+        let partitions = (0..m).map(|_| r.i32()).collect::<Result<Vec<_>, _>>()?;
+        if flexible {
+            r.skip_tagged_fields()?;
+        }
+        topics.push((name, partitions));
+    }
+    finish(&mut r, flexible)?;
+    Ok((transactional_id, TopicPartitions(topics)))
+}
+
 /// The consumer group a group request is about, so that it goes to the
 /// cluster coordinating that group: the group of JoinGroup, SyncGroup,
 /// Heartbeat, LeaveGroup, OffsetCommit and OffsetFetch, and the first group

@@ -137,10 +137,30 @@ pub fn batch_of(
     sequence: i32,
     indices: std::ops::Range<u64>,
 ) -> Bytes {
+    encode_batch(producer_id, producer_epoch, sequence, indices, false)
+}
+
+/// [`batch_of`], written inside the producer's open transaction.
+pub fn transactional_batch_of(
+    producer_id: i64,
+    producer_epoch: i16,
+    sequence: i32,
+    indices: std::ops::Range<u64>,
+) -> Bytes {
+    encode_batch(producer_id, producer_epoch, sequence, indices, true)
+}
+
+fn encode_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    sequence: i32,
+    indices: std::ops::Range<u64>,
+    transactional: bool,
+) -> Bytes {
     let records: Vec<Record> = indices
         .enumerate()
         .map(|(i, index)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
