@@ -154,6 +154,9 @@ pub struct RoutesConfig {
     pub topics: Vec<TopicRouteConfig>,
     /// Consumer groups coordinated by a cluster other than the default.
     pub groups: Vec<GroupRouteConfig>,
+    /// Transactional ids whose transactions run on a cluster other than
+    /// the default (same shape as a group rule).
+    pub transactions: Vec<GroupRouteConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -319,6 +322,8 @@ struct RawRoutes {
     topic: Vec<RawTopicRoute>,
     #[serde(default)]
     group: Vec<RawGroupRoute>,
+    #[serde(default)]
+    transaction: Vec<RawGroupRoute>,
 }
 
 #[derive(Deserialize)]
@@ -529,17 +534,24 @@ impl Config {
             });
         }
 
-        let mut groups = Vec::with_capacity(raw.routes.group.len());
-        for (i, g) in raw.routes.group.into_iter().enumerate() {
-            if let Err(e) = crate::routes::Pattern::new(&g.pattern) {
-                return Err(invalid(format!("routes.group[{i}].pattern"), e));
-            }
-            let cluster = lookup(format!("routes.group[{i}].cluster"), &g.cluster)?;
-            groups.push(GroupRouteConfig {
-                pattern: g.pattern,
-                cluster,
-            });
-        }
+        // Group and transactional-id rules: a pattern and a cluster each.
+        let coordinator_rules = |table: &str, raw: Vec<RawGroupRoute>| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    if let Err(e) = crate::routes::Pattern::new(&g.pattern) {
+                        return Err(invalid(format!("routes.{table}[{i}].pattern"), e));
+                    }
+                    let cluster = lookup(format!("routes.{table}[{i}].cluster"), &g.cluster)?;
+                    Ok(GroupRouteConfig {
+                        pattern: g.pattern,
+                        cluster,
+                    })
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()
+        };
+        let groups = coordinator_rules("group", raw.routes.group)?;
+        let transactions = coordinator_rules("transaction", raw.routes.transaction)?;
 
         if p.max_preauth_frame_bytes < 256 || p.max_preauth_frame_bytes > p.max_frame_bytes {
             return Err(invalid(
@@ -584,6 +596,7 @@ impl Config {
                 default,
                 topics,
                 groups,
+                transactions,
             },
         })
     }

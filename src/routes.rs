@@ -74,10 +74,23 @@ pub struct RouteTable {
     generations: HashMap<String, u64>,
     /// Consumer group → coordinating cluster, in file order.
     groups: Vec<(Pattern, ClusterIdx)>,
+    /// Transactional id → cluster its transactions run on, in file order.
+    transactions: Vec<(Pattern, ClusterIdx)>,
     /// Groups moved at runtime; they override group rules.
     runtime_groups: HashMap<String, ClusterIdx>,
     /// The virtual logs of partitions whose Produce has moved.
     stitches: Stitches,
+}
+
+/// Group or transactional-id rules as patterns, in file order.
+fn coordinator_rules(rules: &[crate::config::GroupRouteConfig]) -> Vec<(Pattern, ClusterIdx)> {
+    rules
+        .iter()
+        .map(|g| {
+            let pattern = Pattern::new(&g.pattern).expect("patterns are validated with the config");
+            (pattern, g.cluster)
+        })
+        .collect()
 }
 
 impl RouteTable {
@@ -105,15 +118,8 @@ impl RouteTable {
             generations: HashMap::new(),
             runtime_groups: HashMap::new(),
             stitches: Stitches::default(),
-            groups: config
-                .groups
-                .iter()
-                .map(|g| {
-                    let pattern =
-                        Pattern::new(&g.pattern).expect("patterns are validated with the config");
-                    (pattern, g.cluster)
-                })
-                .collect(),
+            groups: coordinator_rules(&config.groups),
+            transactions: coordinator_rules(&config.transactions),
         }
     }
 
@@ -130,6 +136,14 @@ impl RouteTable {
         self.groups
             .iter()
             .find(|(p, _)| p.matches(group))
+            .map_or(self.default, |(_, c)| *c)
+    }
+
+    /// The cluster transactional id `id` runs its transactions on.
+    pub fn transaction_cluster(&self, id: &str) -> ClusterIdx {
+        self.transactions
+            .iter()
+            .find(|(p, _)| p.matches(id))
             .map_or(self.default, |(_, c)| *c)
     }
 
@@ -231,7 +245,18 @@ mod tests {
                 pattern: "billing-*".into(),
                 cluster: ClusterIdx(1),
             }],
+            transactions: vec![crate::config::GroupRouteConfig {
+                pattern: "payments-writer".into(),
+                cluster: ClusterIdx(1),
+            }],
         })
+    }
+
+    #[test]
+    fn transactional_ids_follow_their_rule_or_the_default() {
+        let t = table();
+        assert_eq!(t.transaction_cluster("payments-writer"), ClusterIdx(1));
+        assert_eq!(t.transaction_cluster("audit-writer"), ClusterIdx(0));
     }
 
     #[test]

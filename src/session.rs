@@ -23,6 +23,7 @@ use crate::handlers::{self, forward, Handling};
 use crate::metrics as m;
 use crate::proxy::{ListenerKind, Proxy};
 use crate::topology::UpstreamNodeId;
+use crate::upstream::cluster::{GROUP_KEY, TRANSACTION_KEY};
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use crate::wire::codec::CodecError;
@@ -169,6 +170,19 @@ fn names_group(api: ApiKey) -> bool {
             | ApiKey::OffsetFetch
             | ApiKey::DescribeGroups
             | ApiKey::DeleteGroups
+            | ApiKey::TxnOffsetCommit
+    )
+}
+
+/// Whether an API belongs to a transaction (by its transactional id), and
+/// so goes to the cluster running that transaction.
+fn names_transaction(api: ApiKey) -> bool {
+    matches!(
+        api,
+        ApiKey::InitProducerId
+            | ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
+            | ApiKey::EndTxn
     )
 }
 
@@ -181,9 +195,9 @@ struct Session {
     /// Upstream connections of this client, by address; the client's own
     /// correlation ids travel on them unchanged.
     upstreams: HashMap<String, Arc<UpstreamConn>>,
-    /// Coordinator address of each group this client spoke of, on a
-    /// cluster other than its listener's.
-    coordinators: HashMap<(ClusterIdx, String), String>,
+    /// Coordinator address of each group (on a cluster other than its
+    /// listener's) and transactional id this client spoke of.
+    coordinators: HashMap<(ClusterIdx, i8, String), String>,
     /// Login state and the user's allow-lists; every frame is shown to it
     /// first.
     auth: ClientAuth,
@@ -299,8 +313,9 @@ impl Session {
                             self.forward_admin(spec.key, &frame.0, &header, body)
                                 .await?
                         }
-                        None if spec.key == ApiKey::AddPartitionsToTxn => {
-                            self.forward_txn_partitions(&frame, &header, body).await?
+                        None if names_transaction(spec.key) => {
+                            self.forward_transaction(spec.key, &frame, &header, body)
+                                .await?
                         }
                         None if names_group(spec.key) => {
                             self.forward_group(spec.key, &frame, &header, body).await?
@@ -668,28 +683,66 @@ impl Session {
         Ok(reply.map(|reply| Pending::Upstream(reply, None)))
     }
 
-    /// Adds partitions to a transaction, on the default cluster where
-    /// transactions live; partitions whose topic is written elsewhere are
-    /// refused, every one of them, with INVALID_TXN_STATE: one transaction
-    /// cannot span clusters.
-    async fn forward_txn_partitions(
+    /// Sends a transaction request to the coordinator of its transactional
+    /// id on the cluster its transactions run on (the default cluster, or a
+    /// transaction rule's). Partitions added whose topic is written
+    /// elsewhere are refused, every one of them, with INVALID_TXN_STATE:
+    /// one transaction cannot span clusters. InitProducerId without a
+    /// transactional id (an idempotent producer) goes to the default
+    /// cluster, whose producer ids the proxy maps for the others.
+    async fn forward_transaction(
         &mut self,
+        api: ApiKey,
         frame: &Frame,
         header: &RequestHeader,
         body: &[u8],
     ) -> Result<Option<Pending>, SessionEnd> {
-        let (transactional_id, topics) = requests::add_partitions_to_txn(header, body)?;
-        if let Some(refusal) = self.spanning_transaction(&transactional_id, header, &topics)? {
-            return Ok(Some(refusal));
+        let Some(id) = requests::transactional_id_of(header, body)? else {
+            let upstream = self.upstream(forward::Target::DefaultCluster).await?;
+            let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
+            return Ok(reply.map(|reply| Pending::Upstream(reply, None)));
+        };
+        if api == ApiKey::AddPartitionsToTxn {
+            let (_, topics) = requests::add_partitions_to_txn(header, body)?;
+            if let Some(refusal) = self.spanning_transaction(&id, header, &topics)? {
+                return Ok(Some(refusal));
+            }
         }
-        let upstream = self.upstream(forward::Target::DefaultCluster).await?;
+        let cluster = self.proxy.routes().transaction_cluster(&id);
+        let upstream = self
+            .coordinator_connection(cluster, TRANSACTION_KEY, id)
+            .await?;
         let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
         Ok(reply.map(|reply| Pending::Upstream(reply, None)))
     }
 
+    /// This client's connection to the coordinator of `key` (key type 0: a
+    /// group, 1: a transactional id) on `cluster`, looked up once.
+    async fn coordinator_connection(
+        &mut self,
+        cluster: ClusterIdx,
+        key_type: i8,
+        key: String,
+    ) -> Result<Arc<UpstreamConn>, SessionEnd> {
+        let key = (cluster, key_type, key);
+        let address = match self.coordinators.get(&key) {
+            Some(address) => address.clone(),
+            None => {
+                let address = self
+                    .proxy
+                    .cluster(cluster)
+                    .coordinator(key_type, &key.2)
+                    .await?;
+                self.coordinators.insert(key, address.clone());
+                address
+            }
+        };
+        self.connection(cluster, &address).await
+    }
+
     /// The refusal of a transactional request naming topics written to a
-    /// cluster other than the default one (where transactions live), or
-    /// `None` when all of them are written there.
+    /// cluster other than the one its transaction runs on, or `None` when
+    /// all of them are written there.
     fn spanning_transaction(
         &self,
         transactional_id: &str,
@@ -697,7 +750,7 @@ impl Session {
         topics: &TopicPartitions,
     ) -> Result<Option<Pending>, SessionEnd> {
         let routes = self.proxy.routes();
-        let home = routes.default_cluster();
+        let home = routes.transaction_cluster(transactional_id);
         let Some((elsewhere, _)) = topics
             .0
             .iter()
@@ -764,20 +817,8 @@ impl Session {
             .map_or_else(|| routes.default_cluster(), |(c, _)| c);
         let upstream = match group.map(|g| (routes.group_cluster(&g), g)) {
             Some((cluster, group)) if cluster != own_cluster => {
-                let key = (cluster, group);
-                let address = match self.coordinators.get(&key) {
-                    Some(address) => address.clone(),
-                    None => {
-                        let address = self
-                            .proxy
-                            .cluster(cluster)
-                            .group_coordinator(&key.1)
-                            .await?;
-                        self.coordinators.insert(key, address.clone());
-                        address
-                    }
-                };
-                self.connection(cluster, &address).await?
+                self.coordinator_connection(cluster, GROUP_KEY, group)
+                    .await?
             }
             _ => self.upstream(forward::Target::Mirrored).await?,
         };

@@ -132,3 +132,39 @@ fn a_flip_waits_for_open_transactions_and_none_spans_clusters() {
     let routes = String::from_utf8_lossy(&proxy.cli(&["routes"]).stdout).into_owned();
     assert!(!routes.contains("runtime"), "{routes}");
 }
+
+#[test]
+fn a_transaction_rule_runs_transactions_on_its_cluster() {
+    use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+    let old = Broker::start("tr-old");
+    let new = Broker::start("tr-new");
+    let mut setup = ProxySetup::two(&old, &new);
+    setup.extra = format!(
+        "[[routes.topic]]\npattern = \"elsewhere\"\nproduce = \"new\"\nfetch = \"new\"\n\
+         [[routes.transaction]]\npattern = \"{TXN}\"\ncluster = \"new\"\n"
+    );
+    let proxy = Proxy::start(setup);
+    create_topic(&proxy.bootstrap(), "ledger", 1);
+    create_topic(&proxy.bootstrap(), "elsewhere", 1);
+
+    // Its coordinator is a broker of 'new'.
+    let found: FindCoordinatorResponse = RawClient::connect(&proxy.bootstrap()).unwrap().call(
+        ApiKey::FindCoordinator,
+        4,
+        &FindCoordinatorRequest::default()
+            .with_key_type(1)
+            .with_coordinator_keys(vec![StrBytes::from_static_str(TXN)]),
+    );
+    assert_eq!(found.coordinators[0].node_id.0, 1111);
+
+    // 'new' issued the producer id and accepts the transaction's writes.
+    let mut txn = Txn::init(&proxy);
+    assert_eq!(txn.add("elsewhere"), 0);
+    assert_eq!(txn.produce("elsewhere", 0..5), 0);
+    assert_eq!(
+        txn.add("ledger"),
+        INVALID_TXN_STATE,
+        "'ledger' is written to 'old'"
+    );
+    assert_eq!(txn.produce("ledger", 5..6), INVALID_TXN_STATE);
+}

@@ -27,11 +27,11 @@ pub async fn find_coordinator(
     let routes = proxy.routes();
     let mut by_cluster: Vec<(ClusterIdx, Vec<String>)> = Vec::new();
     for key in &request.keys {
-        // Transactional ids (key type 1) stay on the default cluster.
+        // Key type 0 names a consumer group, 1 a transactional id.
         let cluster = if request.key_type == 0 {
             routes.group_cluster(key)
         } else {
-            routes.default_cluster()
+            routes.transaction_cluster(key)
         };
         match by_cluster.iter_mut().find(|(c, _)| *c == cluster) {
             Some((_, keys)) => keys.push(key.clone()),

@@ -74,8 +74,10 @@ pub const APIS: &[ApiSpec] = &[
     forward(ApiKey::DescribeGroups, 0, 5, Mirrored),
     forward(ApiKey::ListGroups, 0, 5, Mirrored),
     forward(ApiKey::DeleteGroups, 0, 2, Mirrored),
+    // Transactions go to their transactional id's cluster, TxnOffsetCommit
+    // to its group's (see the session); without a transactional id,
+    // InitProducerId goes to the default cluster.
     forward(ApiKey::InitProducerId, 0, 5, DefaultCluster),
-    // Transactions live on the default cluster, their coordinator's.
     forward(ApiKey::AddPartitionsToTxn, 0, 3, DefaultCluster),
     forward(ApiKey::AddOffsetsToTxn, 0, 3, DefaultCluster),
     forward(ApiKey::EndTxn, 0, 3, DefaultCluster),

@@ -804,7 +804,9 @@ pub struct CommittedOffset {
 }
 
 /// Kafka's key type for a consumer group in FindCoordinator.
-const GROUP_KEY: i8 = 0;
+pub const GROUP_KEY: i8 = 0;
+/// Kafka's key type for a transactional id in FindCoordinator.
+pub const TRANSACTION_KEY: i8 = 1;
 
 impl Cluster {
     fn group_error(&self, addr: &str, what: &str, group: &str, code: i16) -> UpstreamError {
@@ -854,14 +856,18 @@ impl Cluster {
 
     /// The address of the broker coordinating `group` on this cluster.
     pub async fn group_coordinator(&self, group: &str) -> Result<String, UpstreamError> {
-        let found = self
-            .find_coordinators(GROUP_KEY, &[group.to_owned()])
-            .await?;
+        self.coordinator(GROUP_KEY, group).await
+    }
+
+    /// The address of the broker coordinating `key` (a group for key type
+    /// 0, a transactional id for 1) on this cluster.
+    pub async fn coordinator(&self, key_type: i8, key: &str) -> Result<String, UpstreamError> {
+        let found = self.find_coordinators(key_type, &[key.to_owned()]).await?;
         let addr = self.config.bootstrap.join(",");
         match found.first() {
             Some(c) if c.error_code == 0 => Ok(format!("{}:{}", c.host.as_str(), c.port)),
-            Some(c) => Err(self.group_error(&addr, "FindCoordinator", group, c.error_code)),
-            None => Err(self.group_error(&addr, "FindCoordinator", group, -1)),
+            Some(c) => Err(self.group_error(&addr, "FindCoordinator", key, c.error_code)),
+            None => Err(self.group_error(&addr, "FindCoordinator", key, -1)),
         }
     }
 

@@ -355,10 +355,38 @@ pub fn add_partitions_to_txn(
     Ok((transactional_id, TopicPartitions(topics)))
 }
 
+/// The transactional id a transaction request names: InitProducerId's
+/// (`None` for an idempotent producer without transactions),
+/// AddPartitionsToTxn's (v0..=3), AddOffsetsToTxn's, EndTxn's and
+/// TxnOffsetCommit's, all their first field.
+pub fn transactional_id_of(
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<Option<String>, WireError> {
+    let mut r = Reader::new(body, "transaction request");
+    let flexible_from = match ApiKey::try_from(header.api_key) {
+        Ok(ApiKey::InitProducerId) => 2,
+        Ok(
+            ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
+            | ApiKey::EndTxn
+            | ApiKey::TxnOffsetCommit,
+        ) => 3,
+        _ => {
+            return Err(r.error(format!(
+                "API key {} names no transactional id",
+                header.api_key
+            )))
+        }
+    };
+    Ok(r.nullable_string(header.api_version >= flexible_from)?
+        .map(str::to_owned))
+}
+
 /// The consumer group a group request is about, so that it goes to the
 /// cluster coordinating that group: the group of JoinGroup, SyncGroup,
-/// Heartbeat, LeaveGroup, OffsetCommit and OffsetFetch, and the first group
-/// of a request naming several (OffsetFetch v8+, DescribeGroups,
+/// Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch and TxnOffsetCommit, and
+/// the first group of a request naming several (OffsetFetch v8+, DescribeGroups,
 /// DeleteGroups). `None` for a request naming no group.
 pub fn group_of(header: &RequestHeader, body: &[u8]) -> Result<Option<String>, WireError> {
     let mut r = Reader::new(body, "group request");
@@ -371,6 +399,12 @@ pub fn group_of(header: &RequestHeader, body: &[u8]) -> Result<Option<String>, W
         Ok(ApiKey::OffsetFetch) => (6, v >= 8),
         Ok(ApiKey::DescribeGroups) => (5, true),
         Ok(ApiKey::DeleteGroups) => (2, true),
+        // After the transactional id.
+        Ok(ApiKey::TxnOffsetCommit) => {
+            let flexible = v >= 3;
+            r.string(flexible)?;
+            return Ok(Some(r.string(flexible)?.to_owned()));
+        }
         _ => {
             return Err(r.error(format!(
                 "API key {} names no consumer group",
