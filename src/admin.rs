@@ -3,7 +3,8 @@
 //! speak it directly.
 //!
 //! Requests: `{"cmd":"routes"}`, `{"cmd":"status"}`,
-//! `{"cmd":"flip","topic":"T","to":"CLUSTER","side":"both"|"produce-only"|"fetch-only"}`,
+//! `{"cmd":"flip","topic":"T","to":"CLUSTER","side":"both"|"produce-only"|"fetch-only",
+//! "mirrored":false}`,
 //! `{"cmd":"flip-group","group":"G","to":"CLUSTER"}`,
 //! `{"cmd":"detach","group":"G","cluster":"CLUSTER"}`.
 //! Answers: `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`.
@@ -34,6 +35,9 @@ pub enum AdminRequest {
         to: String,
         #[serde(default)]
         side: Side,
+        /// MirrorMaker 2 copies the topic to the target: stitch after it.
+        #[serde(default)]
+        mirrored: bool,
     },
     /// Moves a consumer group's coordinator (and committed offsets).
     #[serde(rename = "flip-group")]
@@ -130,8 +134,13 @@ pub async fn answer(proxy: &Arc<Proxy>, line: &[u8]) -> Value {
     match request {
         AdminRequest::Routes => json!({"ok": true, "result": routes(proxy)}),
         AdminRequest::Status => json!({"ok": true, "result": status(proxy).await}),
-        AdminRequest::Flip { topic, to, side } => match flip::cluster_named(proxy, &to) {
-            Ok(to) => outcome(flip::flip(proxy, &topic, to, side).await),
+        AdminRequest::Flip {
+            topic,
+            to,
+            side,
+            mirrored,
+        } => match flip::cluster_named(proxy, &to) {
+            Ok(to) => outcome(flip::flip(proxy, &topic, to, side, mirrored).await),
             Err(e) => outcome::<(), _>(Err(e)),
         },
         AdminRequest::FlipGroup { group, to } => match flip::cluster_named(proxy, &to) {

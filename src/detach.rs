@@ -77,7 +77,7 @@ pub enum DetachError {
 }
 
 /// Offset syncs by topic and partition.
-type Syncs = HashMap<(String, i32), Vec<OffsetSync>>;
+pub type Syncs = HashMap<(String, i32), Vec<OffsetSync>>;
 
 /// Writes `group`'s committed offsets into cluster `to`'s offset space.
 pub async fn detach(
@@ -194,30 +194,19 @@ pub async fn detach(
     })
 }
 
-/// The offset syncs in `topic` on the first of `clusters` that has it
+/// The offset syncs in `topic` on the first of `clusters` that has any
 /// (MirrorMaker 2 keeps them on the source cluster by default, on the
 /// target when configured so).
-async fn offset_syncs(
+pub async fn offset_syncs(
     proxy: &Proxy,
     topic: &str,
     clusters: [ClusterIdx; 2],
 ) -> Result<Syncs, UpstreamError> {
-    let mut syncs = Syncs::new();
     for cluster in clusters {
-        let records = proxy.cluster(cluster).read_topic(topic).await?;
-        if records.is_empty() {
-            continue;
+        let syncs = proxy.cluster(cluster).offset_syncs(topic).await?;
+        if !syncs.is_empty() {
+            return Ok(syncs);
         }
-        for (_, key, value) in records {
-            let (Some(key), Some(value)) = (key, value) else {
-                continue;
-            };
-            match mirror::parse_offset_sync(&key, &value) {
-                Ok((t, p, sync)) => syncs.entry((t, p)).or_default().push(sync),
-                Err(e) => tracing::warn!(topic, error = %e, "skipping a malformed offset sync"),
-            }
-        }
-        break;
     }
-    Ok(syncs)
+    Ok(Syncs::new())
 }

@@ -244,6 +244,21 @@ pub enum FlipError {
         end: i64,
         waited: Duration,
     },
+    #[error(
+        "flip of '{topic}' aborted: after {waited:?} MirrorMaker 2's copy on cluster '{cluster}' \
+         does not hold partition {partition} up to {l_old} (by its offset syncs it reaches \
+         {reached:?}; the copy ends at {end}); check MirrorMaker 2, or flip without --mirrored; \
+         routes unchanged"
+    )]
+    MirrorBehind {
+        topic: String,
+        cluster: String,
+        partition: i32,
+        l_old: i64,
+        reached: Option<i64>,
+        end: i64,
+        waited: Duration,
+    },
     #[error("flip of '{topic}' aborted: {source}; routes unchanged")]
     Upstream {
         topic: String,
@@ -313,11 +328,16 @@ pub fn cluster_named(proxy: &Proxy, name: &str) -> Result<ClusterIdx, FlipError>
 }
 
 /// Runs one flip to completion, or aborts it leaving routes as they were.
+///
+/// `mirrored`: MirrorMaker 2 copies the topic to the target, so the stitch
+/// waits until the copy has caught up with the fenced old log and is taken
+/// after it; copies arriving later would otherwise read as new records.
 pub async fn flip(
     proxy: &Arc<Proxy>,
     topic: &str,
     to: ClusterIdx,
     side: Side,
+    mirrored: bool,
 ) -> Result<FlipReport, FlipError> {
     if !valid_topic_name(topic) {
         return Err(FlipError::BadTopic(topic.to_owned()));
@@ -472,7 +492,11 @@ pub async fn flip(
                 after: a,
             });
         }
-        let ends_new = target_cluster.log_ends(topic).await.map_err(upstream)?;
+        let ends_new = if mirrored {
+            caught_up_copy(proxy, topic, from.produce, to, &after).await?
+        } else {
+            target_cluster.log_ends(topic).await.map_err(upstream)?
+        };
         report.stitch = after
             .iter()
             .map(|(p, l_old)| StitchPoint {
@@ -524,6 +548,73 @@ pub async fn flip(
     clock.mark(&mut report.steps, "switch");
     tracing::info!(topic, from = ?report.from, to = ?report.to, "flip done");
     Ok(report)
+}
+
+/// How long a mirrored flip waits for MirrorMaker 2's copy to catch up.
+const MIRROR_WAIT: Duration = Duration::from_secs(60);
+
+/// The log ends of `topic` on cluster `to` once MirrorMaker 2's copy holds
+/// every record below `old_ends` (the fenced old log), and stays put for
+/// the stillness window (the copy is done). Where a partition's copy has
+/// reached is read from its latest offset sync, carried forward one for
+/// one to the copy's end (MirrorMaker 2 copies records in order).
+async fn caught_up_copy(
+    proxy: &Proxy,
+    topic: &str,
+    from: ClusterIdx,
+    to: ClusterIdx,
+    old_ends: &BTreeMap<i32, i64>,
+) -> Result<BTreeMap<i32, i64>, FlipError> {
+    let upstream = |source| FlipError::Upstream {
+        topic: topic.to_owned(),
+        source,
+    };
+    let target = proxy.cluster(to);
+    let syncs_topic = crate::mirror::offset_syncs_topic(target.name());
+    let started = Instant::now();
+    let mut previous: Option<BTreeMap<i32, i64>> = None;
+    loop {
+        let syncs = crate::detach::offset_syncs(proxy, &syncs_topic, [from, to])
+            .await
+            .map_err(upstream)?;
+        let ends = target.log_ends(topic).await.map_err(upstream)?;
+        let behind = old_ends.iter().find_map(|(p, l_old)| {
+            if *l_old == 0 {
+                return None; // nothing to copy
+            }
+            let partition_syncs = syncs
+                .get(&(topic.to_owned(), *p))
+                .map_or(&[][..], Vec::as_slice);
+            let end = ends.get(p).copied().unwrap_or(0);
+            let reached = partition_syncs
+                .iter()
+                .max()
+                .map(|s| s.upstream + (end - s.downstream));
+            match reached {
+                Some(reached) if reached >= *l_old => None,
+                reached => Some((*p, *l_old, reached, end)),
+            }
+        });
+        match behind {
+            None if previous.as_ref() == Some(&ends) => return Ok(ends),
+            None => previous = Some(ends),
+            Some((partition, l_old, reached, end)) => {
+                previous = None;
+                if started.elapsed() > MIRROR_WAIT {
+                    return Err(FlipError::MirrorBehind {
+                        topic: topic.to_owned(),
+                        cluster: target.name().to_owned(),
+                        partition,
+                        l_old,
+                        reached,
+                        end,
+                        waited: MIRROR_WAIT,
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(STILLNESS_WINDOW).await;
+    }
 }
 
 /// The first partition whose log end differs between two readings.

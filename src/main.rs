@@ -67,6 +67,10 @@ enum Command {
         /// Move only Fetch.
         #[arg(long)]
         fetch_only: bool,
+        /// MirrorMaker 2 copies the topic to the target: wait for its copy
+        /// to catch up and stitch after it.
+        #[arg(long, conflicts_with = "fetch_only")]
+        mirrored: bool,
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
         #[arg(long)]
@@ -180,6 +184,7 @@ fn main() -> ExitCode {
             to,
             produce_only,
             fetch_only,
+            mirrored,
             json,
             ..
         } => {
@@ -190,7 +195,7 @@ fn main() -> ExitCode {
             } else {
                 "both"
             };
-            let request = json!({"cmd": "flip", "topic": topic, "to": to, "side": side});
+            let request = json!({"cmd": "flip", "topic": topic, "to": to, "side": side, "mirrored": mirrored});
             admin_command(&config, request, json, print_flip)
         }
         Command::Check { .. } => {

@@ -41,27 +41,6 @@ pub fn parse_offset_sync(key: &[u8], value: &[u8]) -> Result<(String, i32, Offse
     ))
 }
 
-/// A checkpoint record: key `group STRING, topic STRING, partition INT32`,
-/// value `version INT16, upstreamOffset INT64, offset INT64, metadata
-/// STRING`; as (group, topic, partition, upstream offset, translated).
-pub fn parse_checkpoint(
-    key: &[u8],
-    value: &[u8],
-) -> Result<(String, String, i32, i64, i64), WireError> {
-    let mut k = Reader::new(key, "checkpoint key");
-    let group = k.string(false)?.to_owned();
-    let topic = k.string(false)?.to_owned();
-    let partition = k.i32()?;
-    let mut v = Reader::new(value, "checkpoint value");
-    let version = v.i16()?;
-    if version != 0 {
-        return Err(v.error(format!("checkpoint version {version}, expected 0")));
-    }
-    let upstream = v.i64()?;
-    let downstream = v.i64()?;
-    Ok((group, topic, partition, upstream, downstream))
-}
-
 /// Translates source offset `upstream` with a partition's syncs, by the
 /// rule MirrorMaker 2 follows since Kafka 3.5: the latest sync at or below
 /// the offset; its downstream offset when the offset is the synced one,
@@ -189,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn sync_and_checkpoint_records_parse_and_lies_are_refused() {
+    fn offset_sync_records_parse_and_lies_are_refused() {
         let mut key = vec![0, 6];
         key.extend_from_slice(b"orders");
         key.extend_from_slice(&3i32.to_be_bytes());
@@ -200,22 +179,6 @@ mod tests {
         );
         assert!(parse_offset_sync(&[0x7f, 0xff, b'o'], &value).is_err());
         assert!(parse_offset_sync(&key, &value[..12]).is_err());
-
-        let mut key = vec![0, 4];
-        key.extend_from_slice(b"bill");
-        key.extend_from_slice(&[0, 1, b't']);
-        key.extend_from_slice(&0i32.to_be_bytes());
-        let value = [
-            &0i16.to_be_bytes()[..],
-            &7i64.to_be_bytes(),
-            &9i64.to_be_bytes(),
-            &[0, 0],
-        ]
-        .concat();
-        assert_eq!(
-            parse_checkpoint(&key, &value).unwrap(),
-            ("bill".into(), "t".into(), 0, 7, 9)
-        );
     }
 
     #[test]

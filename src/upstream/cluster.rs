@@ -729,6 +729,28 @@ impl Cluster {
             .and_then(|p| p.records))
     }
 
+    /// The MirrorMaker 2 offset syncs in `syncs_topic` on this cluster, by
+    /// source topic and partition; empty when the cluster has no such
+    /// topic. A malformed record is skipped (and logged).
+    pub async fn offset_syncs(
+        &self,
+        syncs_topic: &str,
+    ) -> Result<HashMap<(String, i32), Vec<crate::mirror::OffsetSync>>, UpstreamError> {
+        let mut syncs: HashMap<(String, i32), Vec<crate::mirror::OffsetSync>> = HashMap::new();
+        for (_, key, value) in self.read_topic(syncs_topic).await? {
+            let (Some(key), Some(value)) = (key, value) else {
+                continue;
+            };
+            match crate::mirror::parse_offset_sync(&key, &value) {
+                Ok((t, p, sync)) => syncs.entry((t, p)).or_default().push(sync),
+                Err(e) => {
+                    tracing::warn!(topic = syncs_topic, error = %e, "skipping a malformed offset sync")
+                }
+            }
+        }
+        Ok(syncs)
+    }
+
     /// Every record (key, value) of `topic` on this cluster, partition by
     /// partition; empty when the cluster has no such topic. For the small
     /// bookkeeping topics of MirrorMaker 2, not for data.

@@ -1,16 +1,18 @@
-//! Detaching consumer groups: their committed offsets, virtual while they
-//! read through the proxy, are written into the new cluster's own offsets,
-//! exactly where the stitched log lives there, and through MirrorMaker 2's
-//! offset syncs (records the test writes, as MirrorMaker 2 would) where it
-//! lives on the old cluster.
+//! MirrorMaker 2 alongside the proxy, its records written by the tests as
+//! MirrorMaker 2 would write them: a mirrored flip stitches after the copy
+//! has caught up, and detaching a group writes its committed offsets into
+//! the new cluster's own offsets, exactly where the stitched log lives
+//! there and through the offset syncs where it lives on the old cluster.
 
 mod harness;
 
 use std::time::Duration;
 
-use harness::clients::{client_config, create_topic, produce_range, producer};
+use harness::clients::{
+    client_config, create_topic, indices, kafka_python_consume, produce_range, producer, Reports,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
@@ -51,6 +53,79 @@ fn offset_sync(topic: &str, partition: i32, upstream: i64, downstream: i64) -> (
     (key, value)
 }
 
+/// Writes offset syncs `(upstream, downstream)` for partition 0 of
+/// `topic` to `syncs_topic` with `raw`.
+fn write_syncs(raw: &BaseProducer<Reports>, syncs_topic: &str, topic: &str, syncs: &[(i64, i64)]) {
+    for &(upstream, downstream) in syncs {
+        let (key, value) = offset_sync(topic, 0, upstream, downstream);
+        raw.send(
+            BaseRecord::with_opaque_to(syncs_topic, Box::new(0))
+                .key(&key)
+                .payload(&value),
+        )
+        .unwrap();
+    }
+    raw.flush(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn a_mirrored_flip_stitches_after_the_copy_has_caught_up() {
+    let (old, new, proxy) = harness::two_clusters("mf");
+    let single = [("acks", "all"), ("batch.num.messages", "1")];
+    create_topic(&proxy.bootstrap(), "orders", 1);
+    create_topic(&new.addr(), "orders", 1);
+    let syncs_topic = "mm2-offset-syncs.new.internal";
+    create_topic(&old.addr(), syncs_topic, 1);
+    let p = producer(&proxy.bootstrap(), &single);
+    produce_range(&p, "orders", 0..100, |_| {});
+
+    // MirrorMaker 2 has copied 60 of the 100 records when the flip starts.
+    let copier = producer(&new.addr(), &single);
+    let syncs = producer(&old.addr(), &single);
+    produce_range(&copier, "orders", 0..60, |_| {});
+    write_syncs(&syncs, syncs_topic, "orders", &[(0, 0)]);
+    let copied = std::sync::atomic::AtomicBool::new(false);
+    let (out, copied_before) = std::thread::scope(|s| {
+        let flip = s.spawn(|| {
+            let out = proxy.cli(&[
+                "flip",
+                "orders",
+                "--to",
+                "new",
+                "--produce-only",
+                "--mirrored",
+            ]);
+            (out, copied.load(std::sync::atomic::Ordering::SeqCst))
+        });
+        std::thread::sleep(Duration::from_millis(2_000));
+        produce_range(&copier, "orders", 60..100, |_| {});
+        write_syncs(&syncs, syncs_topic, "orders", &[(99, 99)]);
+        copied.store(true, std::sync::atomic::Ordering::SeqCst);
+        flip.join().unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(copied_before, "the flip waited for the copy");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(proxy.state_file()).unwrap()).unwrap();
+    assert_eq!(
+        state["flips"][0]["stitch"],
+        json!([{"partition": 0, "l_old": 100, "l_new": 100}]),
+        "stitched after the copy"
+    );
+
+    // Readers see each record once: the copies are not new records.
+    produce_range(&p, "orders", 100..150, |_| {});
+    let read = kafka_python_consume(&proxy.bootstrap(), "orders", 150);
+    assert_eq!(read.len(), 150);
+    assert_eq!(indices(&read), (0..150).collect());
+    let offsets: Vec<i64> = read.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..150).collect::<Vec<_>>());
+}
+
 #[test]
 fn detach_writes_exact_and_mirrormaker_translated_offsets_to_the_new_cluster() {
     let (old, new, proxy) = harness::two_clusters("dt");
@@ -74,16 +149,7 @@ fn detach_writes_exact_and_mirrormaker_translated_offsets_to_the_new_cluster() {
     let syncs_topic = "mm2-offset-syncs.new.internal";
     create_topic(&old.addr(), syncs_topic, 1);
     let raw = producer(&old.addr(), &single);
-    for (upstream, downstream) in [(0, 10), (50, 60)] {
-        let (key, value) = offset_sync("orders", 0, upstream, downstream);
-        raw.send(
-            BaseRecord::with_opaque_to(syncs_topic, Box::new(0))
-                .key(&key)
-                .payload(&value),
-        )
-        .unwrap();
-    }
-    raw.flush(Duration::from_secs(10)).unwrap();
+    write_syncs(&raw, syncs_topic, "orders", &[(0, 10), (50, 60)]);
 
     // Groups commit through the proxy, on 'old' (the default coordinator).
     commit(&proxy.bootstrap(), "billing", "orders", 30);
