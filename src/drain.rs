@@ -35,12 +35,12 @@ pub async fn drains(proxy: &Proxy) -> Result<Vec<Drain>, UpstreamError> {
                     continue;
                 };
                 let newest = segments.segments().last().map_or(0, |s| s.start.0);
-                let left = (newest - committed.offset).max(0);
+                let left = newest.saturating_sub(committed.offset).max(0);
                 match out
                     .iter_mut()
                     .find(|d| d.group == group && d.topic == committed.topic)
                 {
-                    Some(d) => d.left += left,
+                    Some(d) => d.left = d.left.saturating_add(left),
                     None => out.push(Drain {
                         group: group.clone(),
                         topic: committed.topic.clone(),

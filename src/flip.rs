@@ -589,7 +589,7 @@ async fn caught_up_copy(
             let reached = partition_syncs
                 .iter()
                 .max()
-                .map(|s| s.upstream + (end - s.downstream));
+                .map(|s| s.upstream.saturating_add(end.saturating_sub(s.downstream)));
             match reached {
                 Some(reached) if reached >= *l_old => None,
                 reached => Some((*p, *l_old, reached, end)),

@@ -51,7 +51,10 @@ pub fn translate(syncs: &[OffsetSync], upstream: i64) -> Option<i64> {
         .iter()
         .filter(|s| s.upstream <= upstream)
         .max_by_key(|s| (s.upstream, s.downstream))?;
-    Some(sync.downstream + i64::from(upstream != sync.upstream))
+    Some(
+        sync.downstream
+            .saturating_add(i64::from(upstream != sync.upstream)),
+    )
 }
 
 /// A record's key and value, borrowed from its batch.

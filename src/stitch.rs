@@ -57,7 +57,7 @@ impl Shift {
         if v < 0 {
             v // a sentinel (-1: none), not an offset
         } else {
-            v - self.delta
+            v.saturating_sub(self.delta)
         }
     }
 
@@ -67,7 +67,7 @@ impl Shift {
             return u;
         }
         let u = self.end.map_or(u, |end| u.min(end.0));
-        u + self.delta
+        u.saturating_add(self.delta)
     }
 }
 
@@ -108,7 +108,7 @@ impl Segments {
         let end = self
             .0
             .get(i + 1)
-            .map(|next| UpstreamOffset(next.start.0 - s.delta));
+            .map(|next| UpstreamOffset(next.start.0.saturating_sub(s.delta)));
         (
             s.cluster,
             Shift {
@@ -159,11 +159,11 @@ impl Stitches {
                 }])
             });
             let before = segments.0[segments.0.len() - 1];
-            let start = VirtualOffset(l_old.0 + before.delta);
+            let start = VirtualOffset(l_old.0.saturating_add(before.delta));
             segments.0.push(Segment {
                 cluster: to,
                 start,
-                delta: start.0 - l_new.0,
+                delta: start.0.saturating_sub(l_new.0),
                 since_ms: at_ms,
             });
         }
@@ -260,7 +260,7 @@ pub fn shift_records(records: &[u8], shift: Shift) -> Vec<u8> {
             .and_then(|l| usize::try_from(i32::from_be_bytes(l.try_into().ok()?)).ok())
             .and_then(|l| (pos + PREFIX).checked_add(l))
             .map_or(records.len(), |end| end.min(records.len()));
-        out.extend_from_slice(&(base + shift.delta).to_be_bytes());
+        out.extend_from_slice(&base.saturating_add(shift.delta).to_be_bytes());
         out.extend_from_slice(&records[pos + 8..next]);
         pos = next;
     }
@@ -289,11 +289,11 @@ pub fn records_end(records: &[u8]) -> i64 {
         // Before v2 (magic at byte 16) the delta is not there; such an
         // entry's offset is its last.
         let last = if head[16] == 2 {
-            base + i64::from(delta)
+            base.saturating_add(i64::from(delta))
         } else {
             base
         };
-        end = end.max(last + 1);
+        end = end.max(last.saturating_add(1));
         pos = next;
     }
     end

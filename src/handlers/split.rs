@@ -343,7 +343,7 @@ impl PartitionAnswer for fetch_response::PartitionData {
         // its cluster reports now: every record there was written and
         // acknowledged before the flip fenced it.
         let complete = |reported: i64| match shift.end {
-            Some(end) if reported >= 0 => end.0 + shift.delta,
+            Some(end) if reported >= 0 => end.0.saturating_add(shift.delta),
             _ => shift.to_virtual(reported),
         };
         self.high_watermark = complete(self.high_watermark);
@@ -367,7 +367,7 @@ impl PartitionAnswer for list_offsets_response::ListOffsetsPartitionResponse {
         self.offset = match (self.offset, shift.end) {
             // Nothing at or after the timestamp in this segment: the next
             // segment's first record is (its records are all later).
-            (-1, Some(end)) if self.error_code == 0 => end.0 + shift.delta,
+            (-1, Some(end)) if self.error_code == 0 => end.0.saturating_add(shift.delta),
             (offset, _) => shift.to_virtual(offset),
         };
     }
