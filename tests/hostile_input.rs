@@ -355,3 +355,114 @@ fn ten_thousand_connections_from_one_address_are_capped_and_counted() {
     assert!(proxy.is_running());
     assert_eq!(proxy.metric("switchyard_client_protocol_errors_total"), 0.0);
 }
+
+/// A broker that answers ApiVersions properly and every Metadata request
+/// with a broker array claiming the most entries its encoding can, and
+/// nothing behind it; counts the Metadata answers it sent.
+fn hostile_broker() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::ApiVersionsResponse;
+    use kafka_protocol::protocol::Encodable;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let bombs = std::sync::Arc::new(AtomicUsize::new(0));
+    let sent = bombs.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let sent = sent.clone();
+            std::thread::spawn(move || loop {
+                let mut size = [0; 4];
+                if stream.read_exact(&mut size).is_err() {
+                    return;
+                }
+                let mut request = vec![0; i32::from_be_bytes(size).clamp(0, 1 << 20) as usize];
+                if stream.read_exact(&mut request).is_err() || request.len() < 8 {
+                    return;
+                }
+                let api = i16::from_be_bytes([request[0], request[1]]);
+                let version = i16::from_be_bytes([request[2], request[3]]);
+                let mut answer = request[4..8].to_vec(); // correlation id
+                match ApiKey::try_from(api) {
+                    Ok(ApiKey::ApiVersions) => {
+                        let keys =
+                            [(ApiKey::Metadata, 12), (ApiKey::ApiVersions, 3)].map(|(key, max)| {
+                                ApiVersion::default()
+                                    .with_api_key(key as i16)
+                                    .with_max_version(max)
+                            });
+                        let mut body = bytes::BytesMut::new();
+                        ApiVersionsResponse::default()
+                            .with_api_keys(keys.to_vec())
+                            .encode(&mut body, version.min(3))
+                            .unwrap();
+                        answer.extend_from_slice(&body);
+                    }
+                    Ok(ApiKey::Metadata) => {
+                        if version >= 9 {
+                            answer.push(0); // response header tags
+                        }
+                        if version >= 3 {
+                            answer.extend([0; 4]); // throttle
+                        }
+                        if version >= 9 {
+                            answer.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+                        } else {
+                            answer.extend(i32::MAX.to_be_bytes());
+                        }
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => return,
+                }
+                let framed = [&(answer.len() as i32).to_be_bytes()[..], &answer].concat();
+                if stream.write_all(&framed).is_err() {
+                    return;
+                }
+            });
+        }
+    });
+    (addr, bombs)
+}
+
+#[test]
+fn a_broker_answering_with_hostile_counts_fails_only_its_own_cluster() {
+    use std::sync::atomic::Ordering;
+    let old = Broker::start("hb-old");
+    let new = Broker::start("hb-new");
+    let (hostile, bombs) = hostile_broker();
+    let mut setup = ProxySetup::two(&old, &new);
+    setup.upstreams = vec![("hostile", hostile, 2000)];
+    let mut proxy = Proxy::spawn(setup);
+    // The good clusters come up while the hostile one is refused, again
+    // and again (it is retried every second).
+    let mut good = harness::wait_for("the proxy to serve", Duration::from_secs(30), || {
+        RawClient::connect_from("127.0.0.2", &proxy.bootstrap()).ok()
+    });
+    harness::wait_for("three hostile answers", Duration::from_secs(30), || {
+        (bombs.load(Ordering::SeqCst) >= 3).then_some(())
+    });
+    let rss_before = proxy.rss_kib();
+    harness::wait_for("three more", Duration::from_secs(30), || {
+        (bombs.load(Ordering::SeqCst) >= 6).then_some(())
+    });
+    assert!(
+        proxy.is_running(),
+        "the proxy survived; its log:\n{}",
+        proxy.log()
+    );
+    still_served(&mut good);
+    fresh_client_served(&proxy);
+    let log = proxy.log();
+    assert!(
+        log.contains("malformed MetadataResponse: brokers: array claims"),
+        "the refusal says what was wrong; log:\n{log}"
+    );
+    let rss_after = proxy.rss_kib();
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "RSS went from {rss_before} KiB to {rss_after} KiB"
+    );
+}
