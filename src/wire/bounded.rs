@@ -260,6 +260,45 @@ mod tests {
         false
     }
 
+    /// `layout` at `version` with every field present: each array one
+    /// element long, each string and bytes one byte, every tagged field the
+    /// decoder reads. Decoding it checks the layout against the decoder.
+    fn populated(layout: &Layout, version: i16, out: &mut Vec<u8>) {
+        for field in layout.fields {
+            if let Some((_, kind)) = field.alts.iter().find(|(m, _)| holds(*m, version)) {
+                populated_kind(kind, version, out);
+            }
+        }
+        if holds(layout.flexible, version) {
+            let tags: Vec<&Tagged> = layout
+                .tagged
+                .iter()
+                .filter(|t| holds(t.versions, version))
+                .collect();
+            out.push(tags.len() as u8);
+            for t in tags {
+                let mut content = Vec::new();
+                populated_kind(&t.kind, version, &mut content);
+                out.extend([t.tag as u8, content.len() as u8]);
+                out.extend(content);
+            }
+        }
+    }
+
+    fn populated_kind(kind: &Kind, version: i16, out: &mut Vec<u8>) {
+        match *kind {
+            Kind::Fixed(n) => out.extend(std::iter::repeat_n(1, n)),
+            Kind::String { compact: true } | Kind::Bytes { compact: true } => out.extend([2, b'x']),
+            Kind::String { compact: false } => out.extend([0, 1, b'x']),
+            Kind::Bytes { compact: false } => out.extend([0, 0, 0, 1, b'x']),
+            Kind::Array { compact, of } => {
+                out.extend(if compact { &[2][..] } else { &[0, 0, 0, 1] });
+                populated_kind(of, version, out);
+            }
+            Kind::Struct(inner) => populated(inner, version, out),
+        }
+    }
+
     fn huge_count(out: &mut Vec<u8>, compact: bool, wide: bool) {
         match (compact, wide) {
             (true, _) => out.extend([0xff, 0xff, 0xff, 0xff, 0x0f]),
@@ -270,8 +309,9 @@ mod tests {
 
     /// Every version of `R`: a hostile count (or, with none, an empty body)
     /// is refused by the walk with a clear error (were it not, the decoder
-    /// would abort this test), and the default answer still decodes.
-    fn hostile_counts_are_refused<R: Decodable + Encodable + Default>(api: ApiKey) {
+    /// would abort this test); a body with every field present passes and
+    /// decodes to its last byte; the default answer still decodes.
+    fn layout_holds<R: Decodable + Encodable + Default>(api: ApiKey) {
         let layout = response_layout(api).expect("a layout");
         let (low, high) = layout.versions;
         for version in low..=high {
@@ -291,6 +331,20 @@ mod tests {
                 e.detail.contains("elements but only") || e.detail.contains("bytes at offset"),
                 "{api:?} v{version}: {err}"
             );
+            // The layout agrees with the decoder: a body with every field
+            // present passes the walk and is decoded to its last byte.
+            let mut full = Vec::new();
+            populated(layout, version, &mut full);
+            check_response(api, version, &full)
+                .unwrap_or_else(|e| panic!("{api:?} v{version} populated refused: {e}"));
+            let mut rest = bytes::Bytes::from(full);
+            R::decode(&mut rest, version)
+                .unwrap_or_else(|e| panic!("{api:?} v{version} populated undecodable: {e}"));
+            assert!(
+                rest.is_empty(),
+                "{api:?} v{version}: {} bytes left",
+                rest.len()
+            );
             let mut good = BytesMut::new();
             if R::default().encode(&mut good, version).is_ok() {
                 decode_response::<R>(api, version, &frame(api, version, &good))
@@ -300,29 +354,29 @@ mod tests {
     }
 
     #[test]
-    fn every_decoded_response_refuses_hostile_counts() {
-        hostile_counts_are_refused::<ApiVersionsResponse>(ApiKey::ApiVersions);
-        hostile_counts_are_refused::<CreatePartitionsResponse>(ApiKey::CreatePartitions);
-        hostile_counts_are_refused::<CreateTopicsResponse>(ApiKey::CreateTopics);
-        hostile_counts_are_refused::<DeleteTopicsResponse>(ApiKey::DeleteTopics);
-        hostile_counts_are_refused::<DescribeClusterResponse>(ApiKey::DescribeCluster);
-        hostile_counts_are_refused::<DescribeConfigsResponse>(ApiKey::DescribeConfigs);
-        hostile_counts_are_refused::<DescribeGroupsResponse>(ApiKey::DescribeGroups);
-        hostile_counts_are_refused::<FetchResponse>(ApiKey::Fetch);
-        hostile_counts_are_refused::<FindCoordinatorResponse>(ApiKey::FindCoordinator);
-        hostile_counts_are_refused::<HeartbeatResponse>(ApiKey::Heartbeat);
-        hostile_counts_are_refused::<InitProducerIdResponse>(ApiKey::InitProducerId);
-        hostile_counts_are_refused::<JoinGroupResponse>(ApiKey::JoinGroup);
-        hostile_counts_are_refused::<LeaveGroupResponse>(ApiKey::LeaveGroup);
-        hostile_counts_are_refused::<ListOffsetsResponse>(ApiKey::ListOffsets);
-        hostile_counts_are_refused::<MetadataResponse>(ApiKey::Metadata);
-        hostile_counts_are_refused::<OffsetCommitResponse>(ApiKey::OffsetCommit);
-        hostile_counts_are_refused::<OffsetFetchResponse>(ApiKey::OffsetFetch);
-        hostile_counts_are_refused::<OffsetForLeaderEpochResponse>(ApiKey::OffsetForLeaderEpoch);
-        hostile_counts_are_refused::<ProduceResponse>(ApiKey::Produce);
-        hostile_counts_are_refused::<SaslAuthenticateResponse>(ApiKey::SaslAuthenticate);
-        hostile_counts_are_refused::<SaslHandshakeResponse>(ApiKey::SaslHandshake);
-        hostile_counts_are_refused::<SyncGroupResponse>(ApiKey::SyncGroup);
+    fn every_decoded_response_matches_its_decoder_and_refuses_hostile_counts() {
+        layout_holds::<ApiVersionsResponse>(ApiKey::ApiVersions);
+        layout_holds::<CreatePartitionsResponse>(ApiKey::CreatePartitions);
+        layout_holds::<CreateTopicsResponse>(ApiKey::CreateTopics);
+        layout_holds::<DeleteTopicsResponse>(ApiKey::DeleteTopics);
+        layout_holds::<DescribeClusterResponse>(ApiKey::DescribeCluster);
+        layout_holds::<DescribeConfigsResponse>(ApiKey::DescribeConfigs);
+        layout_holds::<DescribeGroupsResponse>(ApiKey::DescribeGroups);
+        layout_holds::<FetchResponse>(ApiKey::Fetch);
+        layout_holds::<FindCoordinatorResponse>(ApiKey::FindCoordinator);
+        layout_holds::<HeartbeatResponse>(ApiKey::Heartbeat);
+        layout_holds::<InitProducerIdResponse>(ApiKey::InitProducerId);
+        layout_holds::<JoinGroupResponse>(ApiKey::JoinGroup);
+        layout_holds::<LeaveGroupResponse>(ApiKey::LeaveGroup);
+        layout_holds::<ListOffsetsResponse>(ApiKey::ListOffsets);
+        layout_holds::<MetadataResponse>(ApiKey::Metadata);
+        layout_holds::<OffsetCommitResponse>(ApiKey::OffsetCommit);
+        layout_holds::<OffsetFetchResponse>(ApiKey::OffsetFetch);
+        layout_holds::<OffsetForLeaderEpochResponse>(ApiKey::OffsetForLeaderEpoch);
+        layout_holds::<ProduceResponse>(ApiKey::Produce);
+        layout_holds::<SaslAuthenticateResponse>(ApiKey::SaslAuthenticate);
+        layout_holds::<SaslHandshakeResponse>(ApiKey::SaslHandshake);
+        layout_holds::<SyncGroupResponse>(ApiKey::SyncGroup);
     }
 
     fn refusal<R: Decodable>(api: ApiKey, version: i16, body: &[u8]) -> String {
