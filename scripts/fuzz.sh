@@ -14,9 +14,13 @@ if [ "$seconds" = 0 ]; then
 fi
 tools="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard/tools}"
 # The fuzz build uses other flags (sanitizer, coverage) than the tests: a
-# sibling target dir keeps both builds cached instead of rebuilding each.
-base="${CARGO_TARGET_DIR:-$PWD/target}"
-export CARGO_TARGET_DIR="${base%/}-fuzz"
+# target dir of its own (a sibling of CARGO_TARGET_DIR, or target/fuzz)
+# keeps both builds cached instead of rebuilding each.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR%/}-fuzz"
+else
+    export CARGO_TARGET_DIR="$PWD/target/fuzz"
+fi
 # cargo-fuzz needs nightly flags; the stable toolchain accepts them so.
 export RUSTC_BOOTSTRAP=1
 

@@ -87,7 +87,13 @@ pub fn check_response(api: ApiKey, version: i16, body: &[u8]) -> Result<(), Wire
         });
     };
     let mut r = Reader::new(body, layout.name);
-    walk_struct(&mut r, layout, version)
+    walk_struct(&mut r, layout, version).map_err(|e| WireError {
+        what: e.what,
+        detail: format!(
+            "{} (refused before decoding; check that the upstream is a healthy Kafka broker)",
+            e.detail
+        ),
+    })
 }
 
 fn in_field(name: &'static str) -> impl FnOnce(WireError) -> WireError {
@@ -395,7 +401,8 @@ mod tests {
         assert_eq!(
             refusal::<MetadataResponse>(ApiKey::Metadata, 1, &body),
             "malformed MetadataResponse: brokers: array claims 201326592 elements \
-             but only 6 bytes are left"
+             but only 6 bytes are left (refused before decoding; check that the upstream is a healthy \
+             Kafka broker)"
         );
     }
 
@@ -407,7 +414,8 @@ mod tests {
         assert_eq!(
             refusal::<FetchResponse>(ApiKey::Fetch, 4, &body),
             "malformed FetchResponse: responses: partitions: array claims 2147483647 \
-             elements but only 0 bytes are left"
+             elements but only 0 bytes are left (refused before decoding; check that the upstream is a healthy \
+             Kafka broker)"
         );
         // Metadata v12: a partition's replica array (compact, int32
         // elements) claiming 3 entries with 8 bytes left.
@@ -423,7 +431,8 @@ mod tests {
         assert_eq!(
             refusal::<MetadataResponse>(ApiKey::Metadata, 12, &body),
             "malformed MetadataResponse: topics: partitions: replica_nodes: array claims 3 \
-             elements but only 8 bytes are left"
+             elements but only 8 bytes are left (refused before decoding; check that the upstream is a healthy \
+             Kafka broker)"
         );
     }
 
@@ -435,7 +444,8 @@ mod tests {
         assert_eq!(
             refusal::<ProduceResponse>(ApiKey::Produce, 10, &body),
             "malformed ProduceResponse: tagged field: array claims 4294967294 elements \
-             but only 0 bytes are left"
+             but only 0 bytes are left (refused before decoding; check that the upstream is a healthy \
+             Kafka broker)"
         );
     }
 
