@@ -198,15 +198,16 @@ def main():
                      f"    flexible: {mask(flexible)},",
                      "    fields: &["]
             for fname, alts in fields:
-                lines.append(f'        Field {{ name: "{fname}", alts: &[')
-                for s, k in alts:
-                    lines.append(f"            ({mask(s)}, {k}),")
-                lines.append("        ] },")
+                encodings = ", ".join(f"({mask(s)}, {k})" for s, k in alts)
+                lines.append(f'        Field {{ name: "{fname}", alts: &[{encodings}] }},')
             lines.append("    ],")
-            lines.append("    tagged: &[")
-            for t, s, k in tagged:
-                lines.append(f"        Tagged {{ tag: {t}, versions: {mask(s)}, kind: {k} }},")
-            lines.append("    ],")
+            if tagged:
+                lines.append("    tagged: &[")
+                for t, s, k in tagged:
+                    lines.append(f"        Tagged {{ tag: {t}, versions: {mask(s)}, kind: {k} }},")
+                lines.append("    ],")
+            else:
+                lines.append("    tagged: &[],")
             lines.append("};")
             out.append("\n".join(lines))
             return cname

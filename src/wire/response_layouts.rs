@@ -39,18 +39,11 @@ pub static API_VERSIONS_RESPONSE__API_VERSION: Layout = Layout {
     versions: (0, 4),
     flexible: 0xfffffff8,
     fields: &[
-        Field { name: "api_key", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "min_version", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "max_version", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
+        Field { name: "api_key", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "min_version", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "max_version", alts: &[(0xffffffff, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static API_VERSIONS_RESPONSE__SUPPORTED_FEATURE_KEY: Layout = Layout {
@@ -58,18 +51,11 @@ pub static API_VERSIONS_RESPONSE__SUPPORTED_FEATURE_KEY: Layout = Layout {
     versions: (0, 4),
     flexible: 0xfffffff8,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xfffffff8, Kind::String { compact: true }),
-        ] },
-        Field { name: "min_version", alts: &[
-            (0xfffffff8, Kind::Fixed(2)),
-        ] },
-        Field { name: "max_version", alts: &[
-            (0xfffffff8, Kind::Fixed(2)),
-        ] },
+        Field { name: "name", alts: &[(0xfffffff8, Kind::String { compact: true })] },
+        Field { name: "min_version", alts: &[(0xfffffff8, Kind::Fixed(2))] },
+        Field { name: "max_version", alts: &[(0xfffffff8, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static API_VERSIONS_RESPONSE__FINALIZED_FEATURE_KEY: Layout = Layout {
@@ -77,18 +63,11 @@ pub static API_VERSIONS_RESPONSE__FINALIZED_FEATURE_KEY: Layout = Layout {
     versions: (0, 4),
     flexible: 0xfffffff8,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xfffffff8, Kind::String { compact: true }),
-        ] },
-        Field { name: "max_version_level", alts: &[
-            (0xfffffff8, Kind::Fixed(2)),
-        ] },
-        Field { name: "min_version_level", alts: &[
-            (0xfffffff8, Kind::Fixed(2)),
-        ] },
+        Field { name: "name", alts: &[(0xfffffff8, Kind::String { compact: true })] },
+        Field { name: "max_version_level", alts: &[(0xfffffff8, Kind::Fixed(2))] },
+        Field { name: "min_version_level", alts: &[(0xfffffff8, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static API_VERSIONS_RESPONSE__API_VERSIONS_RESPONSE: Layout = Layout {
@@ -96,16 +75,9 @@ pub static API_VERSIONS_RESPONSE__API_VERSIONS_RESPONSE: Layout = Layout {
     versions: (0, 4),
     flexible: 0xfffffff8,
     fields: &[
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "api_keys", alts: &[
-            (0xfffffff8, Kind::Array { compact: true, of: &Kind::Struct(&API_VERSIONS_RESPONSE__API_VERSION) }),
-            (0x00000007, Kind::Array { compact: false, of: &Kind::Struct(&API_VERSIONS_RESPONSE__API_VERSION) }),
-        ] },
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffffe, Kind::Fixed(4)),
-        ] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "api_keys", alts: &[(0xfffffff8, Kind::Array { compact: true, of: &Kind::Struct(&API_VERSIONS_RESPONSE__API_VERSION) }), (0x00000007, Kind::Array { compact: false, of: &Kind::Struct(&API_VERSIONS_RESPONSE__API_VERSION) })] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
     ],
     tagged: &[
         Tagged { tag: 0, versions: 0xfffffff8, kind: Kind::Array { compact: true, of: &Kind::Struct(&API_VERSIONS_RESPONSE__SUPPORTED_FEATURE_KEY) } },
@@ -120,20 +92,11 @@ pub static CREATE_PARTITIONS_RESPONSE__CREATE_PARTITIONS_TOPIC_RESULT: Layout = 
     versions: (0, 3),
     flexible: 0xfffffffc,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xfffffffc, Kind::String { compact: true }),
-            (0x00000003, Kind::String { compact: false }),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xfffffffc, Kind::String { compact: true }),
-            (0x00000003, Kind::String { compact: false }),
-        ] },
+        Field { name: "name", alts: &[(0xfffffffc, Kind::String { compact: true }), (0x00000003, Kind::String { compact: false })] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0xfffffffc, Kind::String { compact: true }), (0x00000003, Kind::String { compact: false })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static CREATE_PARTITIONS_RESPONSE__CREATE_PARTITIONS_RESPONSE: Layout = Layout {
@@ -141,16 +104,10 @@ pub static CREATE_PARTITIONS_RESPONSE__CREATE_PARTITIONS_RESPONSE: Layout = Layo
     versions: (0, 3),
     flexible: 0xfffffffc,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "results", alts: &[
-            (0xfffffffc, Kind::Array { compact: true, of: &Kind::Struct(&CREATE_PARTITIONS_RESPONSE__CREATE_PARTITIONS_TOPIC_RESULT) }),
-            (0x00000003, Kind::Array { compact: false, of: &Kind::Struct(&CREATE_PARTITIONS_RESPONSE__CREATE_PARTITIONS_TOPIC_RESULT) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "results", alts: &[(0xfffffffc, Kind::Array { compact: true, of: &Kind::Struct(&CREATE_PARTITIONS_RESPONSE__CREATE_PARTITIONS_TOPIC_RESULT) }), (0x00000003, Kind::Array { compact: false, of: &Kind::Struct(&CREATE_PARTITIONS_RESPONSE__CREATE_PARTITIONS_TOPIC_RESULT) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_CONFIGS: Layout = Layout {
@@ -158,24 +115,13 @@ pub static CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_CONFIGS: Layout = Layout {
     versions: (2, 7),
     flexible: 0xffffffe0,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-        ] },
-        Field { name: "value", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-        ] },
-        Field { name: "read_only", alts: &[
-            (0xffffffe0, Kind::Fixed(1)),
-        ] },
-        Field { name: "config_source", alts: &[
-            (0xffffffe0, Kind::Fixed(1)),
-        ] },
-        Field { name: "is_sensitive", alts: &[
-            (0xffffffe0, Kind::Fixed(1)),
-        ] },
+        Field { name: "name", alts: &[(0xffffffe0, Kind::String { compact: true })] },
+        Field { name: "value", alts: &[(0xffffffe0, Kind::String { compact: true })] },
+        Field { name: "read_only", alts: &[(0xffffffe0, Kind::Fixed(1))] },
+        Field { name: "config_source", alts: &[(0xffffffe0, Kind::Fixed(1))] },
+        Field { name: "is_sensitive", alts: &[(0xffffffe0, Kind::Fixed(1))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_RESULT: Layout = Layout {
@@ -183,29 +129,13 @@ pub static CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_RESULT: Layout = Layout {
     versions: (2, 7),
     flexible: 0xffffffe0,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "topic_id", alts: &[
-            (0xffffff80, Kind::Fixed(16)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "num_partitions", alts: &[
-            (0xffffffe0, Kind::Fixed(4)),
-        ] },
-        Field { name: "replication_factor", alts: &[
-            (0xffffffe0, Kind::Fixed(2)),
-        ] },
-        Field { name: "configs", alts: &[
-            (0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_CONFIGS) }),
-        ] },
+        Field { name: "name", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "topic_id", alts: &[(0xffffff80, Kind::Fixed(16))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "num_partitions", alts: &[(0xffffffe0, Kind::Fixed(4))] },
+        Field { name: "replication_factor", alts: &[(0xffffffe0, Kind::Fixed(2))] },
+        Field { name: "configs", alts: &[(0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_CONFIGS) })] },
     ],
     tagged: &[
         Tagged { tag: 0, versions: 0xffffffe0, kind: Kind::Fixed(2) },
@@ -217,16 +147,10 @@ pub static CREATE_TOPICS_RESPONSE__CREATE_TOPICS_RESPONSE: Layout = Layout {
     versions: (2, 7),
     flexible: 0xffffffe0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "topics", alts: &[
-            (0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_RESULT) }),
-            (0x0000001f, Kind::Array { compact: false, of: &Kind::Struct(&CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_RESULT) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "topics", alts: &[(0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_RESULT) }), (0x0000001f, Kind::Array { compact: false, of: &Kind::Struct(&CREATE_TOPICS_RESPONSE__CREATABLE_TOPIC_RESULT) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DELETE_TOPICS_RESPONSE__DELETABLE_TOPIC_RESULT: Layout = Layout {
@@ -234,22 +158,12 @@ pub static DELETE_TOPICS_RESPONSE__DELETABLE_TOPIC_RESULT: Layout = Layout {
     versions: (1, 6),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x0000000f, Kind::String { compact: false }),
-        ] },
-        Field { name: "topic_id", alts: &[
-            (0xffffffc0, Kind::Fixed(16)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-        ] },
+        Field { name: "name", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x0000000f, Kind::String { compact: false })] },
+        Field { name: "topic_id", alts: &[(0xffffffc0, Kind::Fixed(16))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0xffffffe0, Kind::String { compact: true })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DELETE_TOPICS_RESPONSE__DELETE_TOPICS_RESPONSE: Layout = Layout {
@@ -257,16 +171,10 @@ pub static DELETE_TOPICS_RESPONSE__DELETE_TOPICS_RESPONSE: Layout = Layout {
     versions: (1, 6),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "responses", alts: &[
-            (0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&DELETE_TOPICS_RESPONSE__DELETABLE_TOPIC_RESULT) }),
-            (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&DELETE_TOPICS_RESPONSE__DELETABLE_TOPIC_RESULT) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "responses", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&DELETE_TOPICS_RESPONSE__DELETABLE_TOPIC_RESULT) }), (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&DELETE_TOPICS_RESPONSE__DELETABLE_TOPIC_RESULT) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_BROKER: Layout = Layout {
@@ -274,24 +182,13 @@ pub static DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_BROKER: Layout = Layout {
     versions: (0, 2),
     flexible: 0xffffffff,
     fields: &[
-        Field { name: "broker_id", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "host", alts: &[
-            (0xffffffff, Kind::String { compact: true }),
-        ] },
-        Field { name: "port", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "rack", alts: &[
-            (0xffffffff, Kind::String { compact: true }),
-        ] },
-        Field { name: "is_fenced", alts: &[
-            (0xfffffffc, Kind::Fixed(1)),
-        ] },
+        Field { name: "broker_id", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "host", alts: &[(0xffffffff, Kind::String { compact: true })] },
+        Field { name: "port", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "rack", alts: &[(0xffffffff, Kind::String { compact: true })] },
+        Field { name: "is_fenced", alts: &[(0xfffffffc, Kind::Fixed(1))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_RESPONSE: Layout = Layout {
@@ -299,33 +196,16 @@ pub static DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_RESPONSE: Layout = Layout
     versions: (0, 2),
     flexible: 0xffffffff,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xffffffff, Kind::String { compact: true }),
-        ] },
-        Field { name: "endpoint_type", alts: &[
-            (0xfffffffe, Kind::Fixed(1)),
-        ] },
-        Field { name: "cluster_id", alts: &[
-            (0xffffffff, Kind::String { compact: true }),
-        ] },
-        Field { name: "controller_id", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "brokers", alts: &[
-            (0xffffffff, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_BROKER) }),
-        ] },
-        Field { name: "cluster_authorized_operations", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0xffffffff, Kind::String { compact: true })] },
+        Field { name: "endpoint_type", alts: &[(0xfffffffe, Kind::Fixed(1))] },
+        Field { name: "cluster_id", alts: &[(0xffffffff, Kind::String { compact: true })] },
+        Field { name: "controller_id", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "brokers", alts: &[(0xffffffff, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_BROKER) })] },
+        Field { name: "cluster_authorized_operations", alts: &[(0xffffffff, Kind::Fixed(4))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_SYNONYM: Layout = Layout {
@@ -333,20 +213,11 @@ pub static DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_SYNONYM: Layout = Layout 
     versions: (1, 4),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x0000000f, Kind::String { compact: false }),
-        ] },
-        Field { name: "value", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x0000000f, Kind::String { compact: false }),
-        ] },
-        Field { name: "source", alts: &[
-            (0xffffffff, Kind::Fixed(1)),
-        ] },
+        Field { name: "name", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x0000000f, Kind::String { compact: false })] },
+        Field { name: "value", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x0000000f, Kind::String { compact: false })] },
+        Field { name: "source", alts: &[(0xffffffff, Kind::Fixed(1))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESOURCE_RESULT: Layout = Layout {
@@ -354,37 +225,16 @@ pub static DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESOURCE_RESULT: Layout =
     versions: (1, 4),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x0000000f, Kind::String { compact: false }),
-        ] },
-        Field { name: "value", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x0000000f, Kind::String { compact: false }),
-        ] },
-        Field { name: "read_only", alts: &[
-            (0xffffffff, Kind::Fixed(1)),
-        ] },
-        Field { name: "config_source", alts: &[
-            (0xffffffff, Kind::Fixed(1)),
-        ] },
-        Field { name: "is_sensitive", alts: &[
-            (0xffffffff, Kind::Fixed(1)),
-        ] },
-        Field { name: "synonyms", alts: &[
-            (0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_SYNONYM) }),
-            (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_SYNONYM) }),
-        ] },
-        Field { name: "config_type", alts: &[
-            (0xfffffff8, Kind::Fixed(1)),
-        ] },
-        Field { name: "documentation", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x00000008, Kind::String { compact: false }),
-        ] },
+        Field { name: "name", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x0000000f, Kind::String { compact: false })] },
+        Field { name: "value", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x0000000f, Kind::String { compact: false })] },
+        Field { name: "read_only", alts: &[(0xffffffff, Kind::Fixed(1))] },
+        Field { name: "config_source", alts: &[(0xffffffff, Kind::Fixed(1))] },
+        Field { name: "is_sensitive", alts: &[(0xffffffff, Kind::Fixed(1))] },
+        Field { name: "synonyms", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_SYNONYM) }), (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_SYNONYM) })] },
+        Field { name: "config_type", alts: &[(0xfffffff8, Kind::Fixed(1))] },
+        Field { name: "documentation", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x00000008, Kind::String { compact: false })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESULT: Layout = Layout {
@@ -392,27 +242,13 @@ pub static DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESULT: Layout = Layout {
     versions: (1, 4),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x0000000f, Kind::String { compact: false }),
-        ] },
-        Field { name: "resource_type", alts: &[
-            (0xffffffff, Kind::Fixed(1)),
-        ] },
-        Field { name: "resource_name", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x0000000f, Kind::String { compact: false }),
-        ] },
-        Field { name: "configs", alts: &[
-            (0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESOURCE_RESULT) }),
-            (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESOURCE_RESULT) }),
-        ] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x0000000f, Kind::String { compact: false })] },
+        Field { name: "resource_type", alts: &[(0xffffffff, Kind::Fixed(1))] },
+        Field { name: "resource_name", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x0000000f, Kind::String { compact: false })] },
+        Field { name: "configs", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESOURCE_RESULT) }), (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESOURCE_RESULT) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESPONSE: Layout = Layout {
@@ -420,16 +256,10 @@ pub static DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESPONSE: Layout = Layout
     versions: (1, 4),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "results", alts: &[
-            (0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESULT) }),
-            (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESULT) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "results", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESULT) }), (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESULT) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP_MEMBER: Layout = Layout {
@@ -437,33 +267,14 @@ pub static DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP_MEMBER: Layout = Layout {
     versions: (0, 6),
     flexible: 0xffffffe0,
     fields: &[
-        Field { name: "member_id", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "group_instance_id", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x00000010, Kind::String { compact: false }),
-        ] },
-        Field { name: "client_id", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "client_host", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "member_metadata", alts: &[
-            (0xffffffe0, Kind::Bytes { compact: true }),
-            (0x0000001f, Kind::Bytes { compact: false }),
-        ] },
-        Field { name: "member_assignment", alts: &[
-            (0xffffffe0, Kind::Bytes { compact: true }),
-            (0x0000001f, Kind::Bytes { compact: false }),
-        ] },
+        Field { name: "member_id", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "group_instance_id", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x00000010, Kind::String { compact: false })] },
+        Field { name: "client_id", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "client_host", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "member_metadata", alts: &[(0xffffffe0, Kind::Bytes { compact: true }), (0x0000001f, Kind::Bytes { compact: false })] },
+        Field { name: "member_assignment", alts: &[(0xffffffe0, Kind::Bytes { compact: true }), (0x0000001f, Kind::Bytes { compact: false })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP: Layout = Layout {
@@ -471,38 +282,16 @@ pub static DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP: Layout = Layout {
     versions: (0, 6),
     flexible: 0xffffffe0,
     fields: &[
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xffffffc0, Kind::String { compact: true }),
-        ] },
-        Field { name: "group_id", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "group_state", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "protocol_type", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "protocol_data", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-            (0x0000001f, Kind::String { compact: false }),
-        ] },
-        Field { name: "members", alts: &[
-            (0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP_MEMBER) }),
-            (0x0000001f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP_MEMBER) }),
-        ] },
-        Field { name: "authorized_operations", alts: &[
-            (0xfffffff8, Kind::Fixed(4)),
-        ] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0xffffffc0, Kind::String { compact: true })] },
+        Field { name: "group_id", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "group_state", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "protocol_type", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "protocol_data", alts: &[(0xffffffe0, Kind::String { compact: true }), (0x0000001f, Kind::String { compact: false })] },
+        Field { name: "members", alts: &[(0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP_MEMBER) }), (0x0000001f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP_MEMBER) })] },
+        Field { name: "authorized_operations", alts: &[(0xfffffff8, Kind::Fixed(4))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static DESCRIBE_GROUPS_RESPONSE__DESCRIBE_GROUPS_RESPONSE: Layout = Layout {
@@ -510,16 +299,10 @@ pub static DESCRIBE_GROUPS_RESPONSE__DESCRIBE_GROUPS_RESPONSE: Layout = Layout {
     versions: (0, 6),
     flexible: 0xffffffe0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffffe, Kind::Fixed(4)),
-        ] },
-        Field { name: "groups", alts: &[
-            (0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP) }),
-            (0x0000001f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
+        Field { name: "groups", alts: &[(0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP) }), (0x0000001f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static FETCH_RESPONSE__ABORTED_TRANSACTION: Layout = Layout {
@@ -527,15 +310,10 @@ pub static FETCH_RESPONSE__ABORTED_TRANSACTION: Layout = Layout {
     versions: (4, 18),
     flexible: 0xfffff000,
     fields: &[
-        Field { name: "producer_id", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "first_offset", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
+        Field { name: "producer_id", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "first_offset", alts: &[(0xffffffff, Kind::Fixed(8))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static FETCH_RESPONSE__EPOCH_END_OFFSET: Layout = Layout {
@@ -543,15 +321,10 @@ pub static FETCH_RESPONSE__EPOCH_END_OFFSET: Layout = Layout {
     versions: (4, 18),
     flexible: 0xfffff000,
     fields: &[
-        Field { name: "epoch", alts: &[
-            (0xfffff000, Kind::Fixed(4)),
-        ] },
-        Field { name: "end_offset", alts: &[
-            (0xfffff000, Kind::Fixed(8)),
-        ] },
+        Field { name: "epoch", alts: &[(0xfffff000, Kind::Fixed(4))] },
+        Field { name: "end_offset", alts: &[(0xfffff000, Kind::Fixed(8))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static FETCH_RESPONSE__LEADER_ID_AND_EPOCH: Layout = Layout {
@@ -559,15 +332,10 @@ pub static FETCH_RESPONSE__LEADER_ID_AND_EPOCH: Layout = Layout {
     versions: (4, 18),
     flexible: 0xfffff000,
     fields: &[
-        Field { name: "leader_id", alts: &[
-            (0xfffff000, Kind::Fixed(4)),
-        ] },
-        Field { name: "leader_epoch", alts: &[
-            (0xfffff000, Kind::Fixed(4)),
-        ] },
+        Field { name: "leader_id", alts: &[(0xfffff000, Kind::Fixed(4))] },
+        Field { name: "leader_epoch", alts: &[(0xfffff000, Kind::Fixed(4))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static FETCH_RESPONSE__SNAPSHOT_ID: Layout = Layout {
@@ -575,15 +343,10 @@ pub static FETCH_RESPONSE__SNAPSHOT_ID: Layout = Layout {
     versions: (4, 18),
     flexible: 0xfffff000,
     fields: &[
-        Field { name: "end_offset", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "epoch", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
+        Field { name: "end_offset", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "epoch", alts: &[(0xffffffff, Kind::Fixed(4))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static FETCH_RESPONSE__PARTITION_DATA: Layout = Layout {
@@ -591,32 +354,14 @@ pub static FETCH_RESPONSE__PARTITION_DATA: Layout = Layout {
     versions: (4, 18),
     flexible: 0xfffff000,
     fields: &[
-        Field { name: "partition_index", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "high_watermark", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "last_stable_offset", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "log_start_offset", alts: &[
-            (0xffffffe0, Kind::Fixed(8)),
-        ] },
-        Field { name: "aborted_transactions", alts: &[
-            (0xfffff000, Kind::Array { compact: true, of: &Kind::Struct(&FETCH_RESPONSE__ABORTED_TRANSACTION) }),
-            (0x00000fff, Kind::Array { compact: false, of: &Kind::Struct(&FETCH_RESPONSE__ABORTED_TRANSACTION) }),
-        ] },
-        Field { name: "preferred_read_replica", alts: &[
-            (0xfffff800, Kind::Fixed(4)),
-        ] },
-        Field { name: "records", alts: &[
-            (0xfffff000, Kind::Bytes { compact: true }),
-            (0x00000fff, Kind::Bytes { compact: false }),
-        ] },
+        Field { name: "partition_index", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "high_watermark", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "last_stable_offset", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "log_start_offset", alts: &[(0xffffffe0, Kind::Fixed(8))] },
+        Field { name: "aborted_transactions", alts: &[(0xfffff000, Kind::Array { compact: true, of: &Kind::Struct(&FETCH_RESPONSE__ABORTED_TRANSACTION) }), (0x00000fff, Kind::Array { compact: false, of: &Kind::Struct(&FETCH_RESPONSE__ABORTED_TRANSACTION) })] },
+        Field { name: "preferred_read_replica", alts: &[(0xfffff800, Kind::Fixed(4))] },
+        Field { name: "records", alts: &[(0xfffff000, Kind::Bytes { compact: true }), (0x00000fff, Kind::Bytes { compact: false })] },
     ],
     tagged: &[
         Tagged { tag: 0, versions: 0xfffff000, kind: Kind::Struct(&FETCH_RESPONSE__EPOCH_END_OFFSET) },
@@ -630,20 +375,11 @@ pub static FETCH_RESPONSE__FETCHABLE_TOPIC_RESPONSE: Layout = Layout {
     versions: (4, 18),
     flexible: 0xfffff000,
     fields: &[
-        Field { name: "topic", alts: &[
-            (0x00001000, Kind::String { compact: true }),
-            (0x00000fff, Kind::String { compact: false }),
-        ] },
-        Field { name: "topic_id", alts: &[
-            (0xffffe000, Kind::Fixed(16)),
-        ] },
-        Field { name: "partitions", alts: &[
-            (0xfffff000, Kind::Array { compact: true, of: &Kind::Struct(&FETCH_RESPONSE__PARTITION_DATA) }),
-            (0x00000fff, Kind::Array { compact: false, of: &Kind::Struct(&FETCH_RESPONSE__PARTITION_DATA) }),
-        ] },
+        Field { name: "topic", alts: &[(0x00001000, Kind::String { compact: true }), (0x00000fff, Kind::String { compact: false })] },
+        Field { name: "topic_id", alts: &[(0xffffe000, Kind::Fixed(16))] },
+        Field { name: "partitions", alts: &[(0xfffff000, Kind::Array { compact: true, of: &Kind::Struct(&FETCH_RESPONSE__PARTITION_DATA) }), (0x00000fff, Kind::Array { compact: false, of: &Kind::Struct(&FETCH_RESPONSE__PARTITION_DATA) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static FETCH_RESPONSE__NODE_ENDPOINT: Layout = Layout {
@@ -651,21 +387,12 @@ pub static FETCH_RESPONSE__NODE_ENDPOINT: Layout = Layout {
     versions: (4, 18),
     flexible: 0xfffff000,
     fields: &[
-        Field { name: "node_id", alts: &[
-            (0xffff0000, Kind::Fixed(4)),
-        ] },
-        Field { name: "host", alts: &[
-            (0xffff0000, Kind::String { compact: true }),
-        ] },
-        Field { name: "port", alts: &[
-            (0xffff0000, Kind::Fixed(4)),
-        ] },
-        Field { name: "rack", alts: &[
-            (0xffff0000, Kind::String { compact: true }),
-        ] },
+        Field { name: "node_id", alts: &[(0xffff0000, Kind::Fixed(4))] },
+        Field { name: "host", alts: &[(0xffff0000, Kind::String { compact: true })] },
+        Field { name: "port", alts: &[(0xffff0000, Kind::Fixed(4))] },
+        Field { name: "rack", alts: &[(0xffff0000, Kind::String { compact: true })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static FETCH_RESPONSE__FETCH_RESPONSE: Layout = Layout {
@@ -673,19 +400,10 @@ pub static FETCH_RESPONSE__FETCH_RESPONSE: Layout = Layout {
     versions: (4, 18),
     flexible: 0xfffff000,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffff80, Kind::Fixed(2)),
-        ] },
-        Field { name: "session_id", alts: &[
-            (0xffffff80, Kind::Fixed(4)),
-        ] },
-        Field { name: "responses", alts: &[
-            (0xfffff000, Kind::Array { compact: true, of: &Kind::Struct(&FETCH_RESPONSE__FETCHABLE_TOPIC_RESPONSE) }),
-            (0x00000fff, Kind::Array { compact: false, of: &Kind::Struct(&FETCH_RESPONSE__FETCHABLE_TOPIC_RESPONSE) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffff80, Kind::Fixed(2))] },
+        Field { name: "session_id", alts: &[(0xffffff80, Kind::Fixed(4))] },
+        Field { name: "responses", alts: &[(0xfffff000, Kind::Array { compact: true, of: &Kind::Struct(&FETCH_RESPONSE__FETCHABLE_TOPIC_RESPONSE) }), (0x00000fff, Kind::Array { compact: false, of: &Kind::Struct(&FETCH_RESPONSE__FETCHABLE_TOPIC_RESPONSE) })] },
     ],
     tagged: &[
         Tagged { tag: 0, versions: 0xffff0000, kind: Kind::Array { compact: true, of: &Kind::Struct(&FETCH_RESPONSE__NODE_ENDPOINT) } },
@@ -697,27 +415,14 @@ pub static FIND_COORDINATOR_RESPONSE__COORDINATOR: Layout = Layout {
     versions: (0, 6),
     flexible: 0xfffffff8,
     fields: &[
-        Field { name: "key", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-        ] },
-        Field { name: "node_id", alts: &[
-            (0xfffffff0, Kind::Fixed(4)),
-        ] },
-        Field { name: "host", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-        ] },
-        Field { name: "port", alts: &[
-            (0xfffffff0, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xfffffff0, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-        ] },
+        Field { name: "key", alts: &[(0xfffffff0, Kind::String { compact: true })] },
+        Field { name: "node_id", alts: &[(0xfffffff0, Kind::Fixed(4))] },
+        Field { name: "host", alts: &[(0xfffffff0, Kind::String { compact: true })] },
+        Field { name: "port", alts: &[(0xfffffff0, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xfffffff0, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0xfffffff0, Kind::String { compact: true })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static FIND_COORDINATOR_RESPONSE__FIND_COORDINATOR_RESPONSE: Layout = Layout {
@@ -725,32 +430,15 @@ pub static FIND_COORDINATOR_RESPONSE__FIND_COORDINATOR_RESPONSE: Layout = Layout
     versions: (0, 6),
     flexible: 0xfffffff8,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffffe, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0x0000000f, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0x00000008, Kind::String { compact: true }),
-            (0x00000006, Kind::String { compact: false }),
-        ] },
-        Field { name: "node_id", alts: &[
-            (0x0000000f, Kind::Fixed(4)),
-        ] },
-        Field { name: "host", alts: &[
-            (0x00000008, Kind::String { compact: true }),
-            (0x00000007, Kind::String { compact: false }),
-        ] },
-        Field { name: "port", alts: &[
-            (0x0000000f, Kind::Fixed(4)),
-        ] },
-        Field { name: "coordinators", alts: &[
-            (0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&FIND_COORDINATOR_RESPONSE__COORDINATOR) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0x0000000f, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0x00000008, Kind::String { compact: true }), (0x00000006, Kind::String { compact: false })] },
+        Field { name: "node_id", alts: &[(0x0000000f, Kind::Fixed(4))] },
+        Field { name: "host", alts: &[(0x00000008, Kind::String { compact: true }), (0x00000007, Kind::String { compact: false })] },
+        Field { name: "port", alts: &[(0x0000000f, Kind::Fixed(4))] },
+        Field { name: "coordinators", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&FIND_COORDINATOR_RESPONSE__COORDINATOR) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static HEARTBEAT_RESPONSE__HEARTBEAT_RESPONSE: Layout = Layout {
@@ -758,15 +446,10 @@ pub static HEARTBEAT_RESPONSE__HEARTBEAT_RESPONSE: Layout = Layout {
     versions: (0, 4),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffffe, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static INIT_PRODUCER_ID_RESPONSE__INIT_PRODUCER_ID_RESPONSE: Layout = Layout {
@@ -774,27 +457,14 @@ pub static INIT_PRODUCER_ID_RESPONSE__INIT_PRODUCER_ID_RESPONSE: Layout = Layout
     versions: (0, 6),
     flexible: 0xfffffffc,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "producer_id", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "producer_epoch", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "ongoing_txn_producer_id", alts: &[
-            (0xffffffc0, Kind::Fixed(8)),
-        ] },
-        Field { name: "ongoing_txn_producer_epoch", alts: &[
-            (0xffffffc0, Kind::Fixed(2)),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "producer_id", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "producer_epoch", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "ongoing_txn_producer_id", alts: &[(0xffffffc0, Kind::Fixed(8))] },
+        Field { name: "ongoing_txn_producer_epoch", alts: &[(0xffffffc0, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE_MEMBER: Layout = Layout {
@@ -802,21 +472,11 @@ pub static JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE_MEMBER: Layout = Layout {
     versions: (0, 9),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "member_id", alts: &[
-            (0xffffffc0, Kind::String { compact: true }),
-            (0x0000003f, Kind::String { compact: false }),
-        ] },
-        Field { name: "group_instance_id", alts: &[
-            (0xffffffc0, Kind::String { compact: true }),
-            (0x00000020, Kind::String { compact: false }),
-        ] },
-        Field { name: "metadata", alts: &[
-            (0xffffffc0, Kind::Bytes { compact: true }),
-            (0x0000003f, Kind::Bytes { compact: false }),
-        ] },
+        Field { name: "member_id", alts: &[(0xffffffc0, Kind::String { compact: true }), (0x0000003f, Kind::String { compact: false })] },
+        Field { name: "group_instance_id", alts: &[(0xffffffc0, Kind::String { compact: true }), (0x00000020, Kind::String { compact: false })] },
+        Field { name: "metadata", alts: &[(0xffffffc0, Kind::Bytes { compact: true }), (0x0000003f, Kind::Bytes { compact: false })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE: Layout = Layout {
@@ -824,40 +484,17 @@ pub static JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE: Layout = Layout {
     versions: (0, 9),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffffc, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "generation_id", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "protocol_type", alts: &[
-            (0xffffff80, Kind::String { compact: true }),
-        ] },
-        Field { name: "protocol_name", alts: &[
-            (0xffffffc0, Kind::String { compact: true }),
-            (0x0000003f, Kind::String { compact: false }),
-        ] },
-        Field { name: "leader", alts: &[
-            (0xffffffc0, Kind::String { compact: true }),
-            (0x0000003f, Kind::String { compact: false }),
-        ] },
-        Field { name: "skip_assignment", alts: &[
-            (0xfffffe00, Kind::Fixed(1)),
-        ] },
-        Field { name: "member_id", alts: &[
-            (0xffffffc0, Kind::String { compact: true }),
-            (0x0000003f, Kind::String { compact: false }),
-        ] },
-        Field { name: "members", alts: &[
-            (0xffffffc0, Kind::Array { compact: true, of: &Kind::Struct(&JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE_MEMBER) }),
-            (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE_MEMBER) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffc, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "generation_id", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "protocol_type", alts: &[(0xffffff80, Kind::String { compact: true })] },
+        Field { name: "protocol_name", alts: &[(0xffffffc0, Kind::String { compact: true }), (0x0000003f, Kind::String { compact: false })] },
+        Field { name: "leader", alts: &[(0xffffffc0, Kind::String { compact: true }), (0x0000003f, Kind::String { compact: false })] },
+        Field { name: "skip_assignment", alts: &[(0xfffffe00, Kind::Fixed(1))] },
+        Field { name: "member_id", alts: &[(0xffffffc0, Kind::String { compact: true }), (0x0000003f, Kind::String { compact: false })] },
+        Field { name: "members", alts: &[(0xffffffc0, Kind::Array { compact: true, of: &Kind::Struct(&JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE_MEMBER) }), (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE_MEMBER) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static LEAVE_GROUP_RESPONSE__MEMBER_RESPONSE: Layout = Layout {
@@ -865,20 +502,11 @@ pub static LEAVE_GROUP_RESPONSE__MEMBER_RESPONSE: Layout = Layout {
     versions: (0, 5),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "member_id", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x00000008, Kind::String { compact: false }),
-        ] },
-        Field { name: "group_instance_id", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x00000008, Kind::String { compact: false }),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xfffffff8, Kind::Fixed(2)),
-        ] },
+        Field { name: "member_id", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x00000008, Kind::String { compact: false })] },
+        Field { name: "group_instance_id", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x00000008, Kind::String { compact: false })] },
+        Field { name: "error_code", alts: &[(0xfffffff8, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static LEAVE_GROUP_RESPONSE__LEAVE_GROUP_RESPONSE: Layout = Layout {
@@ -886,19 +514,11 @@ pub static LEAVE_GROUP_RESPONSE__LEAVE_GROUP_RESPONSE: Layout = Layout {
     versions: (0, 5),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffffe, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "members", alts: &[
-            (0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&LEAVE_GROUP_RESPONSE__MEMBER_RESPONSE) }),
-            (0x00000008, Kind::Array { compact: false, of: &Kind::Struct(&LEAVE_GROUP_RESPONSE__MEMBER_RESPONSE) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "members", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&LEAVE_GROUP_RESPONSE__MEMBER_RESPONSE) }), (0x00000008, Kind::Array { compact: false, of: &Kind::Struct(&LEAVE_GROUP_RESPONSE__MEMBER_RESPONSE) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static LIST_OFFSETS_RESPONSE__LIST_OFFSETS_PARTITION_RESPONSE: Layout = Layout {
@@ -906,24 +526,13 @@ pub static LIST_OFFSETS_RESPONSE__LIST_OFFSETS_PARTITION_RESPONSE: Layout = Layo
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "partition_index", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "timestamp", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "offset", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "leader_epoch", alts: &[
-            (0xfffffff0, Kind::Fixed(4)),
-        ] },
+        Field { name: "partition_index", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "timestamp", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "offset", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "leader_epoch", alts: &[(0xfffffff0, Kind::Fixed(4))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static LIST_OFFSETS_RESPONSE__LIST_OFFSETS_TOPIC_RESPONSE: Layout = Layout {
@@ -931,17 +540,10 @@ pub static LIST_OFFSETS_RESPONSE__LIST_OFFSETS_TOPIC_RESPONSE: Layout = Layout {
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "name", alts: &[
-            (0xffffffc0, Kind::String { compact: true }),
-            (0x0000003f, Kind::String { compact: false }),
-        ] },
-        Field { name: "partitions", alts: &[
-            (0xffffffc0, Kind::Array { compact: true, of: &Kind::Struct(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_PARTITION_RESPONSE) }),
-            (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_PARTITION_RESPONSE) }),
-        ] },
+        Field { name: "name", alts: &[(0xffffffc0, Kind::String { compact: true }), (0x0000003f, Kind::String { compact: false })] },
+        Field { name: "partitions", alts: &[(0xffffffc0, Kind::Array { compact: true, of: &Kind::Struct(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_PARTITION_RESPONSE) }), (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_PARTITION_RESPONSE) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static LIST_OFFSETS_RESPONSE__LIST_OFFSETS_RESPONSE: Layout = Layout {
@@ -949,16 +551,10 @@ pub static LIST_OFFSETS_RESPONSE__LIST_OFFSETS_RESPONSE: Layout = Layout {
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffffc, Kind::Fixed(4)),
-        ] },
-        Field { name: "topics", alts: &[
-            (0xffffffc0, Kind::Array { compact: true, of: &Kind::Struct(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_TOPIC_RESPONSE) }),
-            (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_TOPIC_RESPONSE) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffc, Kind::Fixed(4))] },
+        Field { name: "topics", alts: &[(0xffffffc0, Kind::Array { compact: true, of: &Kind::Struct(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_TOPIC_RESPONSE) }), (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_TOPIC_RESPONSE) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static METADATA_RESPONSE__METADATA_RESPONSE_BROKER: Layout = Layout {
@@ -966,23 +562,12 @@ pub static METADATA_RESPONSE__METADATA_RESPONSE_BROKER: Layout = Layout {
     versions: (0, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "node_id", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "host", alts: &[
-            (0xfffffe00, Kind::String { compact: true }),
-            (0x000001ff, Kind::String { compact: false }),
-        ] },
-        Field { name: "port", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "rack", alts: &[
-            (0xfffffe00, Kind::String { compact: true }),
-            (0x000001fe, Kind::String { compact: false }),
-        ] },
+        Field { name: "node_id", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "host", alts: &[(0xfffffe00, Kind::String { compact: true }), (0x000001ff, Kind::String { compact: false })] },
+        Field { name: "port", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "rack", alts: &[(0xfffffe00, Kind::String { compact: true }), (0x000001fe, Kind::String { compact: false })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static METADATA_RESPONSE__METADATA_RESPONSE_PARTITION: Layout = Layout {
@@ -990,33 +575,15 @@ pub static METADATA_RESPONSE__METADATA_RESPONSE_PARTITION: Layout = Layout {
     versions: (0, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "partition_index", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "leader_id", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "leader_epoch", alts: &[
-            (0xffffff80, Kind::Fixed(4)),
-        ] },
-        Field { name: "replica_nodes", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Fixed(4) }),
-            (0x000001ff, Kind::Array { compact: false, of: &Kind::Fixed(4) }),
-        ] },
-        Field { name: "isr_nodes", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Fixed(4) }),
-            (0x000001ff, Kind::Array { compact: false, of: &Kind::Fixed(4) }),
-        ] },
-        Field { name: "offline_replicas", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Fixed(4) }),
-            (0x000001e0, Kind::Array { compact: false, of: &Kind::Fixed(4) }),
-        ] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "partition_index", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "leader_id", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "leader_epoch", alts: &[(0xffffff80, Kind::Fixed(4))] },
+        Field { name: "replica_nodes", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Fixed(4) }), (0x000001ff, Kind::Array { compact: false, of: &Kind::Fixed(4) })] },
+        Field { name: "isr_nodes", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Fixed(4) }), (0x000001ff, Kind::Array { compact: false, of: &Kind::Fixed(4) })] },
+        Field { name: "offline_replicas", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Fixed(4) }), (0x000001e0, Kind::Array { compact: false, of: &Kind::Fixed(4) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static METADATA_RESPONSE__METADATA_RESPONSE_TOPIC: Layout = Layout {
@@ -1024,29 +591,14 @@ pub static METADATA_RESPONSE__METADATA_RESPONSE_TOPIC: Layout = Layout {
     versions: (0, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "name", alts: &[
-            (0xfffffe00, Kind::String { compact: true }),
-            (0x000001ff, Kind::String { compact: false }),
-        ] },
-        Field { name: "topic_id", alts: &[
-            (0xfffffc00, Kind::Fixed(16)),
-        ] },
-        Field { name: "is_internal", alts: &[
-            (0xfffffffe, Kind::Fixed(1)),
-        ] },
-        Field { name: "partitions", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_PARTITION) }),
-            (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_PARTITION) }),
-        ] },
-        Field { name: "topic_authorized_operations", alts: &[
-            (0xffffff00, Kind::Fixed(4)),
-        ] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "name", alts: &[(0xfffffe00, Kind::String { compact: true }), (0x000001ff, Kind::String { compact: false })] },
+        Field { name: "topic_id", alts: &[(0xfffffc00, Kind::Fixed(16))] },
+        Field { name: "is_internal", alts: &[(0xfffffffe, Kind::Fixed(1))] },
+        Field { name: "partitions", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_PARTITION) }), (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_PARTITION) })] },
+        Field { name: "topic_authorized_operations", alts: &[(0xffffff00, Kind::Fixed(4))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static METADATA_RESPONSE__METADATA_RESPONSE: Layout = Layout {
@@ -1054,33 +606,15 @@ pub static METADATA_RESPONSE__METADATA_RESPONSE: Layout = Layout {
     versions: (0, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffff8, Kind::Fixed(4)),
-        ] },
-        Field { name: "brokers", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_BROKER) }),
-            (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_BROKER) }),
-        ] },
-        Field { name: "cluster_id", alts: &[
-            (0xfffffe00, Kind::String { compact: true }),
-            (0x000001fc, Kind::String { compact: false }),
-        ] },
-        Field { name: "controller_id", alts: &[
-            (0xfffffffe, Kind::Fixed(4)),
-        ] },
-        Field { name: "topics", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_TOPIC) }),
-            (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_TOPIC) }),
-        ] },
-        Field { name: "cluster_authorized_operations", alts: &[
-            (0x00000700, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffe000, Kind::Fixed(2)),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffff8, Kind::Fixed(4))] },
+        Field { name: "brokers", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_BROKER) }), (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_BROKER) })] },
+        Field { name: "cluster_id", alts: &[(0xfffffe00, Kind::String { compact: true }), (0x000001fc, Kind::String { compact: false })] },
+        Field { name: "controller_id", alts: &[(0xfffffffe, Kind::Fixed(4))] },
+        Field { name: "topics", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_TOPIC) }), (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&METADATA_RESPONSE__METADATA_RESPONSE_TOPIC) })] },
+        Field { name: "cluster_authorized_operations", alts: &[(0x00000700, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffe000, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_PARTITION: Layout = Layout {
@@ -1088,15 +622,10 @@ pub static OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_PARTITION: Layout = La
     versions: (2, 10),
     flexible: 0xffffff00,
     fields: &[
-        Field { name: "partition_index", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
+        Field { name: "partition_index", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_TOPIC: Layout = Layout {
@@ -1104,20 +633,11 @@ pub static OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_TOPIC: Layout = Layout
     versions: (2, 10),
     flexible: 0xffffff00,
     fields: &[
-        Field { name: "name", alts: &[
-            (0x00000300, Kind::String { compact: true }),
-            (0x000000ff, Kind::String { compact: false }),
-        ] },
-        Field { name: "topic_id", alts: &[
-            (0xfffffc00, Kind::Fixed(16)),
-        ] },
-        Field { name: "partitions", alts: &[
-            (0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_PARTITION) }),
-            (0x000000ff, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_PARTITION) }),
-        ] },
+        Field { name: "name", alts: &[(0x00000300, Kind::String { compact: true }), (0x000000ff, Kind::String { compact: false })] },
+        Field { name: "topic_id", alts: &[(0xfffffc00, Kind::Fixed(16))] },
+        Field { name: "partitions", alts: &[(0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_PARTITION) }), (0x000000ff, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_PARTITION) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE: Layout = Layout {
@@ -1125,16 +645,10 @@ pub static OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE: Layout = Layout {
     versions: (2, 10),
     flexible: 0xffffff00,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffff8, Kind::Fixed(4)),
-        ] },
-        Field { name: "topics", alts: &[
-            (0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_TOPIC) }),
-            (0x000000ff, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_TOPIC) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffff8, Kind::Fixed(4))] },
+        Field { name: "topics", alts: &[(0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_TOPIC) }), (0x000000ff, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE_TOPIC) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITION: Layout = Layout {
@@ -1142,25 +656,13 @@ pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITION: Layout = Layo
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "partition_index", alts: &[
-            (0x000000ff, Kind::Fixed(4)),
-        ] },
-        Field { name: "committed_offset", alts: &[
-            (0x000000ff, Kind::Fixed(8)),
-        ] },
-        Field { name: "committed_leader_epoch", alts: &[
-            (0x000000e0, Kind::Fixed(4)),
-        ] },
-        Field { name: "metadata", alts: &[
-            (0x000000c0, Kind::String { compact: true }),
-            (0x0000003f, Kind::String { compact: false }),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0x000000ff, Kind::Fixed(2)),
-        ] },
+        Field { name: "partition_index", alts: &[(0x000000ff, Kind::Fixed(4))] },
+        Field { name: "committed_offset", alts: &[(0x000000ff, Kind::Fixed(8))] },
+        Field { name: "committed_leader_epoch", alts: &[(0x000000e0, Kind::Fixed(4))] },
+        Field { name: "metadata", alts: &[(0x000000c0, Kind::String { compact: true }), (0x0000003f, Kind::String { compact: false })] },
+        Field { name: "error_code", alts: &[(0x000000ff, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPIC: Layout = Layout {
@@ -1168,17 +670,10 @@ pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPIC: Layout = Layout {
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "name", alts: &[
-            (0x000000c0, Kind::String { compact: true }),
-            (0x0000003f, Kind::String { compact: false }),
-        ] },
-        Field { name: "partitions", alts: &[
-            (0x000000c0, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITION) }),
-            (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITION) }),
-        ] },
+        Field { name: "name", alts: &[(0x000000c0, Kind::String { compact: true }), (0x0000003f, Kind::String { compact: false })] },
+        Field { name: "partitions", alts: &[(0x000000c0, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITION) }), (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITION) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITIONS: Layout = Layout {
@@ -1186,24 +681,13 @@ pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITIONS: Layout = Lay
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "partition_index", alts: &[
-            (0xffffff00, Kind::Fixed(4)),
-        ] },
-        Field { name: "committed_offset", alts: &[
-            (0xffffff00, Kind::Fixed(8)),
-        ] },
-        Field { name: "committed_leader_epoch", alts: &[
-            (0xffffff00, Kind::Fixed(4)),
-        ] },
-        Field { name: "metadata", alts: &[
-            (0xffffff00, Kind::String { compact: true }),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffff00, Kind::Fixed(2)),
-        ] },
+        Field { name: "partition_index", alts: &[(0xffffff00, Kind::Fixed(4))] },
+        Field { name: "committed_offset", alts: &[(0xffffff00, Kind::Fixed(8))] },
+        Field { name: "committed_leader_epoch", alts: &[(0xffffff00, Kind::Fixed(4))] },
+        Field { name: "metadata", alts: &[(0xffffff00, Kind::String { compact: true })] },
+        Field { name: "error_code", alts: &[(0xffffff00, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPICS: Layout = Layout {
@@ -1211,18 +695,11 @@ pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPICS: Layout = Layout 
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "name", alts: &[
-            (0x00000300, Kind::String { compact: true }),
-        ] },
-        Field { name: "topic_id", alts: &[
-            (0xfffffc00, Kind::Fixed(16)),
-        ] },
-        Field { name: "partitions", alts: &[
-            (0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITIONS) }),
-        ] },
+        Field { name: "name", alts: &[(0x00000300, Kind::String { compact: true })] },
+        Field { name: "topic_id", alts: &[(0xfffffc00, Kind::Fixed(16))] },
+        Field { name: "partitions", alts: &[(0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_PARTITIONS) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_GROUP: Layout = Layout {
@@ -1230,18 +707,11 @@ pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_GROUP: Layout = Layout {
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "group_id", alts: &[
-            (0xffffff00, Kind::String { compact: true }),
-        ] },
-        Field { name: "topics", alts: &[
-            (0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPICS) }),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffff00, Kind::Fixed(2)),
-        ] },
+        Field { name: "group_id", alts: &[(0xffffff00, Kind::String { compact: true })] },
+        Field { name: "topics", alts: &[(0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPICS) })] },
+        Field { name: "error_code", alts: &[(0xffffff00, Kind::Fixed(2))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE: Layout = Layout {
@@ -1249,22 +719,12 @@ pub static OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE: Layout = Layout {
     versions: (1, 10),
     flexible: 0xffffffc0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffff8, Kind::Fixed(4)),
-        ] },
-        Field { name: "topics", alts: &[
-            (0x000000c0, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPIC) }),
-            (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPIC) }),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0x000000fc, Kind::Fixed(2)),
-        ] },
-        Field { name: "groups", alts: &[
-            (0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_GROUP) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffff8, Kind::Fixed(4))] },
+        Field { name: "topics", alts: &[(0x000000c0, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPIC) }), (0x0000003f, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_TOPIC) })] },
+        Field { name: "error_code", alts: &[(0x000000fc, Kind::Fixed(2))] },
+        Field { name: "groups", alts: &[(0xffffff00, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FETCH_RESPONSE__OFFSET_FETCH_RESPONSE_GROUP) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FOR_LEADER_EPOCH_RESPONSE__EPOCH_END_OFFSET: Layout = Layout {
@@ -1272,21 +732,12 @@ pub static OFFSET_FOR_LEADER_EPOCH_RESPONSE__EPOCH_END_OFFSET: Layout = Layout {
     versions: (2, 4),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "partition", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "leader_epoch", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "end_offset", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "partition", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "leader_epoch", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "end_offset", alts: &[(0xffffffff, Kind::Fixed(8))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FOR_LEADER_EPOCH_RESPONSE__OFFSET_FOR_LEADER_TOPIC_RESULT: Layout = Layout {
@@ -1294,17 +745,10 @@ pub static OFFSET_FOR_LEADER_EPOCH_RESPONSE__OFFSET_FOR_LEADER_TOPIC_RESULT: Lay
     versions: (2, 4),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "topic", alts: &[
-            (0xfffffff0, Kind::String { compact: true }),
-            (0x0000000f, Kind::String { compact: false }),
-        ] },
-        Field { name: "partitions", alts: &[
-            (0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FOR_LEADER_EPOCH_RESPONSE__EPOCH_END_OFFSET) }),
-            (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_FOR_LEADER_EPOCH_RESPONSE__EPOCH_END_OFFSET) }),
-        ] },
+        Field { name: "topic", alts: &[(0xfffffff0, Kind::String { compact: true }), (0x0000000f, Kind::String { compact: false })] },
+        Field { name: "partitions", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FOR_LEADER_EPOCH_RESPONSE__EPOCH_END_OFFSET) }), (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_FOR_LEADER_EPOCH_RESPONSE__EPOCH_END_OFFSET) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static OFFSET_FOR_LEADER_EPOCH_RESPONSE__OFFSET_FOR_LEADER_EPOCH_RESPONSE: Layout = Layout {
@@ -1312,16 +756,10 @@ pub static OFFSET_FOR_LEADER_EPOCH_RESPONSE__OFFSET_FOR_LEADER_EPOCH_RESPONSE: L
     versions: (2, 4),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "topics", alts: &[
-            (0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FOR_LEADER_EPOCH_RESPONSE__OFFSET_FOR_LEADER_TOPIC_RESULT) }),
-            (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_FOR_LEADER_EPOCH_RESPONSE__OFFSET_FOR_LEADER_TOPIC_RESULT) }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "topics", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&OFFSET_FOR_LEADER_EPOCH_RESPONSE__OFFSET_FOR_LEADER_TOPIC_RESULT) }), (0x0000000f, Kind::Array { compact: false, of: &Kind::Struct(&OFFSET_FOR_LEADER_EPOCH_RESPONSE__OFFSET_FOR_LEADER_TOPIC_RESULT) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static PRODUCE_RESPONSE__BATCH_INDEX_AND_ERROR_MESSAGE: Layout = Layout {
@@ -1329,16 +767,10 @@ pub static PRODUCE_RESPONSE__BATCH_INDEX_AND_ERROR_MESSAGE: Layout = Layout {
     versions: (3, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "batch_index", alts: &[
-            (0xffffff00, Kind::Fixed(4)),
-        ] },
-        Field { name: "batch_index_error_message", alts: &[
-            (0xfffffe00, Kind::String { compact: true }),
-            (0x00000100, Kind::String { compact: false }),
-        ] },
+        Field { name: "batch_index", alts: &[(0xffffff00, Kind::Fixed(4))] },
+        Field { name: "batch_index_error_message", alts: &[(0xfffffe00, Kind::String { compact: true }), (0x00000100, Kind::String { compact: false })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static PRODUCE_RESPONSE__LEADER_ID_AND_EPOCH: Layout = Layout {
@@ -1346,15 +778,10 @@ pub static PRODUCE_RESPONSE__LEADER_ID_AND_EPOCH: Layout = Layout {
     versions: (3, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "leader_id", alts: &[
-            (0xfffffc00, Kind::Fixed(4)),
-        ] },
-        Field { name: "leader_epoch", alts: &[
-            (0xfffffc00, Kind::Fixed(4)),
-        ] },
+        Field { name: "leader_id", alts: &[(0xfffffc00, Kind::Fixed(4))] },
+        Field { name: "leader_epoch", alts: &[(0xfffffc00, Kind::Fixed(4))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static PRODUCE_RESPONSE__PARTITION_PRODUCE_RESPONSE: Layout = Layout {
@@ -1362,29 +789,13 @@ pub static PRODUCE_RESPONSE__PARTITION_PRODUCE_RESPONSE: Layout = Layout {
     versions: (3, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "index", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "base_offset", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "log_append_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(8)),
-        ] },
-        Field { name: "log_start_offset", alts: &[
-            (0xffffffe0, Kind::Fixed(8)),
-        ] },
-        Field { name: "record_errors", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&PRODUCE_RESPONSE__BATCH_INDEX_AND_ERROR_MESSAGE) }),
-            (0x00000100, Kind::Array { compact: false, of: &Kind::Struct(&PRODUCE_RESPONSE__BATCH_INDEX_AND_ERROR_MESSAGE) }),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xfffffe00, Kind::String { compact: true }),
-            (0x00000100, Kind::String { compact: false }),
-        ] },
+        Field { name: "index", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "base_offset", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "log_append_time_ms", alts: &[(0xffffffff, Kind::Fixed(8))] },
+        Field { name: "log_start_offset", alts: &[(0xffffffe0, Kind::Fixed(8))] },
+        Field { name: "record_errors", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&PRODUCE_RESPONSE__BATCH_INDEX_AND_ERROR_MESSAGE) }), (0x00000100, Kind::Array { compact: false, of: &Kind::Struct(&PRODUCE_RESPONSE__BATCH_INDEX_AND_ERROR_MESSAGE) })] },
+        Field { name: "error_message", alts: &[(0xfffffe00, Kind::String { compact: true }), (0x00000100, Kind::String { compact: false })] },
     ],
     tagged: &[
         Tagged { tag: 0, versions: 0xfffffc00, kind: Kind::Struct(&PRODUCE_RESPONSE__LEADER_ID_AND_EPOCH) },
@@ -1396,20 +807,11 @@ pub static PRODUCE_RESPONSE__TOPIC_PRODUCE_RESPONSE: Layout = Layout {
     versions: (3, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "name", alts: &[
-            (0x00001e00, Kind::String { compact: true }),
-            (0x000001ff, Kind::String { compact: false }),
-        ] },
-        Field { name: "topic_id", alts: &[
-            (0xffffe000, Kind::Fixed(16)),
-        ] },
-        Field { name: "partition_responses", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&PRODUCE_RESPONSE__PARTITION_PRODUCE_RESPONSE) }),
-            (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&PRODUCE_RESPONSE__PARTITION_PRODUCE_RESPONSE) }),
-        ] },
+        Field { name: "name", alts: &[(0x00001e00, Kind::String { compact: true }), (0x000001ff, Kind::String { compact: false })] },
+        Field { name: "topic_id", alts: &[(0xffffe000, Kind::Fixed(16))] },
+        Field { name: "partition_responses", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&PRODUCE_RESPONSE__PARTITION_PRODUCE_RESPONSE) }), (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&PRODUCE_RESPONSE__PARTITION_PRODUCE_RESPONSE) })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static PRODUCE_RESPONSE__NODE_ENDPOINT: Layout = Layout {
@@ -1417,21 +819,12 @@ pub static PRODUCE_RESPONSE__NODE_ENDPOINT: Layout = Layout {
     versions: (3, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "node_id", alts: &[
-            (0xfffffc00, Kind::Fixed(4)),
-        ] },
-        Field { name: "host", alts: &[
-            (0xfffffc00, Kind::String { compact: true }),
-        ] },
-        Field { name: "port", alts: &[
-            (0xfffffc00, Kind::Fixed(4)),
-        ] },
-        Field { name: "rack", alts: &[
-            (0xfffffc00, Kind::String { compact: true }),
-        ] },
+        Field { name: "node_id", alts: &[(0xfffffc00, Kind::Fixed(4))] },
+        Field { name: "host", alts: &[(0xfffffc00, Kind::String { compact: true })] },
+        Field { name: "port", alts: &[(0xfffffc00, Kind::Fixed(4))] },
+        Field { name: "rack", alts: &[(0xfffffc00, Kind::String { compact: true })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static PRODUCE_RESPONSE__PRODUCE_RESPONSE: Layout = Layout {
@@ -1439,13 +832,8 @@ pub static PRODUCE_RESPONSE__PRODUCE_RESPONSE: Layout = Layout {
     versions: (3, 13),
     flexible: 0xfffffe00,
     fields: &[
-        Field { name: "responses", alts: &[
-            (0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&PRODUCE_RESPONSE__TOPIC_PRODUCE_RESPONSE) }),
-            (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&PRODUCE_RESPONSE__TOPIC_PRODUCE_RESPONSE) }),
-        ] },
-        Field { name: "throttle_time_ms", alts: &[
-            (0xffffffff, Kind::Fixed(4)),
-        ] },
+        Field { name: "responses", alts: &[(0xfffffe00, Kind::Array { compact: true, of: &Kind::Struct(&PRODUCE_RESPONSE__TOPIC_PRODUCE_RESPONSE) }), (0x000001ff, Kind::Array { compact: false, of: &Kind::Struct(&PRODUCE_RESPONSE__TOPIC_PRODUCE_RESPONSE) })] },
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
     ],
     tagged: &[
         Tagged { tag: 0, versions: 0xfffffc00, kind: Kind::Array { compact: true, of: &Kind::Struct(&PRODUCE_RESPONSE__NODE_ENDPOINT) } },
@@ -1457,23 +845,12 @@ pub static SASL_AUTHENTICATE_RESPONSE__SASL_AUTHENTICATE_RESPONSE: Layout = Layo
     versions: (0, 2),
     flexible: 0xfffffffc,
     fields: &[
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "error_message", alts: &[
-            (0xfffffffc, Kind::String { compact: true }),
-            (0x00000003, Kind::String { compact: false }),
-        ] },
-        Field { name: "auth_bytes", alts: &[
-            (0xfffffffc, Kind::Bytes { compact: true }),
-            (0x00000003, Kind::Bytes { compact: false }),
-        ] },
-        Field { name: "session_lifetime_ms", alts: &[
-            (0xfffffffe, Kind::Fixed(8)),
-        ] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "error_message", alts: &[(0xfffffffc, Kind::String { compact: true }), (0x00000003, Kind::String { compact: false })] },
+        Field { name: "auth_bytes", alts: &[(0xfffffffc, Kind::Bytes { compact: true }), (0x00000003, Kind::Bytes { compact: false })] },
+        Field { name: "session_lifetime_ms", alts: &[(0xfffffffe, Kind::Fixed(8))] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static SASL_HANDSHAKE_RESPONSE__SASL_HANDSHAKE_RESPONSE: Layout = Layout {
@@ -1481,15 +858,10 @@ pub static SASL_HANDSHAKE_RESPONSE__SASL_HANDSHAKE_RESPONSE: Layout = Layout {
     versions: (0, 1),
     flexible: 0x00000000,
     fields: &[
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "mechanisms", alts: &[
-            (0xffffffff, Kind::Array { compact: false, of: &Kind::String { compact: false } }),
-        ] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "mechanisms", alts: &[(0xffffffff, Kind::Array { compact: false, of: &Kind::String { compact: false } })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
 
 pub static SYNC_GROUP_RESPONSE__SYNC_GROUP_RESPONSE: Layout = Layout {
@@ -1497,23 +869,11 @@ pub static SYNC_GROUP_RESPONSE__SYNC_GROUP_RESPONSE: Layout = Layout {
     versions: (0, 5),
     flexible: 0xfffffff0,
     fields: &[
-        Field { name: "throttle_time_ms", alts: &[
-            (0xfffffffe, Kind::Fixed(4)),
-        ] },
-        Field { name: "error_code", alts: &[
-            (0xffffffff, Kind::Fixed(2)),
-        ] },
-        Field { name: "protocol_type", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-        ] },
-        Field { name: "protocol_name", alts: &[
-            (0xffffffe0, Kind::String { compact: true }),
-        ] },
-        Field { name: "assignment", alts: &[
-            (0xfffffff0, Kind::Bytes { compact: true }),
-            (0x0000000f, Kind::Bytes { compact: false }),
-        ] },
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "protocol_type", alts: &[(0xffffffe0, Kind::String { compact: true })] },
+        Field { name: "protocol_name", alts: &[(0xffffffe0, Kind::String { compact: true })] },
+        Field { name: "assignment", alts: &[(0xfffffff0, Kind::Bytes { compact: true }), (0x0000000f, Kind::Bytes { compact: false })] },
     ],
-    tagged: &[
-    ],
+    tagged: &[],
 };
