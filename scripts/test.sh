@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs the broker and clients the tests need
 # (only when missing), then unit, integration and end-to-end tests against
-# real tansu brokers with librdkafka and kafka-python clients, then the demo.
+# real tansu brokers with librdkafka and kafka-python clients, then the demo,
+# then every fuzz target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +13,4 @@ export SWITCHYARD_TANSU SWITCHYARD_PYTHON
 # suits a 2-core machine.
 cargo test -- --test-threads=2
 SWITCHYARD_BIN="${CARGO_TARGET_DIR:-target}/debug/switchyard" bash scripts/demo.sh
+bash scripts/fuzz.sh

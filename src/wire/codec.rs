@@ -6,6 +6,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader as KpRequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use super::bounded;
 use super::frame::Frame;
 use super::reader::{Reader, WireError};
 
@@ -83,14 +84,18 @@ pub fn request_frame<R: Encodable>(
     })
 }
 
-/// The body of an upstream response frame, after its header.
+/// The body of an upstream response frame, after its header, checked by
+/// [`bounded::check_response`]: the only way to an upstream body meant for
+/// a `kafka-protocol` decoder, so no count in it outgrows the frame.
 pub fn response_body(api: ApiKey, version: i16, frame: &Frame) -> Result<Bytes, CodecError> {
     let mut r = Reader::new(frame.body(), "response header");
     r.i32()?;
     if api.response_header_version(version) >= 1 {
         r.skip_tagged_fields()?;
     }
-    Ok(frame.0.slice(Frame::PREFIX + r.position()..))
+    let body = frame.0.slice(Frame::PREFIX + r.position()..);
+    bounded::check_response(api, version, &body)?;
+    Ok(body)
 }
 
 /// Decodes the body of an upstream response frame.

@@ -123,6 +123,29 @@ impl RawClient {
 }
 
 impl RawClient {
+    /// Writes `bytes` over and over, never reading, until a write makes no
+    /// progress for `stall` (the peer stopped reading) or `limit` bytes
+    /// have gone out; returns how many bytes went out.
+    pub fn send_until_stalled(&mut self, bytes: &[u8], limit: usize, stall: Duration) -> usize {
+        self.stream
+            .set_write_timeout(Some(stall))
+            .expect("set write timeout");
+        let mut sent = 0;
+        while sent < limit {
+            // Resume where the last write stopped, so frames stay whole.
+            match self.stream.write(&bytes[sent % bytes.len()..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.stream
+            .set_write_timeout(None)
+            .expect("clear write timeout");
+        sent
+    }
+
     pub fn shutdown(&mut self, how: std::net::Shutdown) {
         self.stream.shutdown(how).expect("shutdown");
     }
