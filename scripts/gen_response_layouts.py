@@ -25,6 +25,7 @@ MESSAGES = [
     ("InitProducerId", "init_producer_id_response", "InitProducerIdResponse"),
     ("JoinGroup", "join_group_response", "JoinGroupResponse"),
     ("LeaveGroup", "leave_group_response", "LeaveGroupResponse"),
+    ("ListGroups", "list_groups_response", "ListGroupsResponse"),
     ("ListOffsets", "list_offsets_response", "ListOffsetsResponse"),
     ("Metadata", "metadata_response", "MetadataResponse"),
     ("OffsetCommit", "offset_commit_response", "OffsetCommitResponse"),

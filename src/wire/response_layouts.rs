@@ -21,6 +21,7 @@ pub fn response_layout(api: ApiKey) -> Option<&'static Layout> {
         ApiKey::InitProducerId => Some(&INIT_PRODUCER_ID_RESPONSE__INIT_PRODUCER_ID_RESPONSE),
         ApiKey::JoinGroup => Some(&JOIN_GROUP_RESPONSE__JOIN_GROUP_RESPONSE),
         ApiKey::LeaveGroup => Some(&LEAVE_GROUP_RESPONSE__LEAVE_GROUP_RESPONSE),
+        ApiKey::ListGroups => Some(&LIST_GROUPS_RESPONSE__LIST_GROUPS_RESPONSE),
         ApiKey::ListOffsets => Some(&LIST_OFFSETS_RESPONSE__LIST_OFFSETS_RESPONSE),
         ApiKey::Metadata => Some(&METADATA_RESPONSE__METADATA_RESPONSE),
         ApiKey::OffsetCommit => Some(&OFFSET_COMMIT_RESPONSE__OFFSET_COMMIT_RESPONSE),
@@ -517,6 +518,31 @@ pub static LEAVE_GROUP_RESPONSE__LEAVE_GROUP_RESPONSE: Layout = Layout {
         Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
         Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
         Field { name: "members", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&LEAVE_GROUP_RESPONSE__MEMBER_RESPONSE) }), (0x00000008, Kind::Array { compact: false, of: &Kind::Struct(&LEAVE_GROUP_RESPONSE__MEMBER_RESPONSE) })] },
+    ],
+    tagged: &[],
+};
+
+pub static LIST_GROUPS_RESPONSE__LISTED_GROUP: Layout = Layout {
+    name: "ListedGroup",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "group_id", alts: &[(0xfffffff8, Kind::String { compact: true }), (0x00000007, Kind::String { compact: false })] },
+        Field { name: "protocol_type", alts: &[(0xfffffff8, Kind::String { compact: true }), (0x00000007, Kind::String { compact: false })] },
+        Field { name: "group_state", alts: &[(0xfffffff0, Kind::String { compact: true })] },
+        Field { name: "group_type", alts: &[(0xffffffe0, Kind::String { compact: true })] },
+    ],
+    tagged: &[],
+};
+
+pub static LIST_GROUPS_RESPONSE__LIST_GROUPS_RESPONSE: Layout = Layout {
+    name: "ListGroupsResponse",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "groups", alts: &[(0xfffffff8, Kind::Array { compact: true, of: &Kind::Struct(&LIST_GROUPS_RESPONSE__LISTED_GROUP) }), (0x00000007, Kind::Array { compact: false, of: &Kind::Struct(&LIST_GROUPS_RESPONSE__LISTED_GROUP) })] },
     ],
     tagged: &[],
 };
