@@ -12,6 +12,8 @@ import sys
 
 # (ApiKey variant, file stem, top-level struct)
 MESSAGES = [
+    ("AddOffsetsToTxn", "add_offsets_to_txn_response", "AddOffsetsToTxnResponse"),
+    ("AddPartitionsToTxn", "add_partitions_to_txn_response", "AddPartitionsToTxnResponse"),
     ("ApiVersions", "api_versions_response", "ApiVersionsResponse"),
     ("CreatePartitions", "create_partitions_response", "CreatePartitionsResponse"),
     ("CreateTopics", "create_topics_response", "CreateTopicsResponse"),
@@ -19,6 +21,7 @@ MESSAGES = [
     ("DescribeCluster", "describe_cluster_response", "DescribeClusterResponse"),
     ("DescribeConfigs", "describe_configs_response", "DescribeConfigsResponse"),
     ("DescribeGroups", "describe_groups_response", "DescribeGroupsResponse"),
+    ("EndTxn", "end_txn_response", "EndTxnResponse"),
     ("Fetch", "fetch_response", "FetchResponse"),
     ("FindCoordinator", "find_coordinator_response", "FindCoordinatorResponse"),
     ("Heartbeat", "heartbeat_response", "HeartbeatResponse"),
@@ -35,6 +38,7 @@ MESSAGES = [
     ("SaslAuthenticate", "sasl_authenticate_response", "SaslAuthenticateResponse"),
     ("SaslHandshake", "sasl_handshake_response", "SaslHandshakeResponse"),
     ("SyncGroup", "sync_group_response", "SyncGroupResponse"),
+    ("TxnOffsetCommit", "txn_offset_commit_response", "TxnOffsetCommitResponse"),
 ]
 
 ALL = frozenset(range(32))

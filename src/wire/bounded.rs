@@ -361,6 +361,8 @@ mod tests {
 
     #[test]
     fn every_decoded_response_matches_its_decoder_and_refuses_hostile_counts() {
+        layout_holds::<AddOffsetsToTxnResponse>(ApiKey::AddOffsetsToTxn);
+        layout_holds::<AddPartitionsToTxnResponse>(ApiKey::AddPartitionsToTxn);
         layout_holds::<ApiVersionsResponse>(ApiKey::ApiVersions);
         layout_holds::<CreatePartitionsResponse>(ApiKey::CreatePartitions);
         layout_holds::<CreateTopicsResponse>(ApiKey::CreateTopics);
@@ -368,12 +370,14 @@ mod tests {
         layout_holds::<DescribeClusterResponse>(ApiKey::DescribeCluster);
         layout_holds::<DescribeConfigsResponse>(ApiKey::DescribeConfigs);
         layout_holds::<DescribeGroupsResponse>(ApiKey::DescribeGroups);
+        layout_holds::<EndTxnResponse>(ApiKey::EndTxn);
         layout_holds::<FetchResponse>(ApiKey::Fetch);
         layout_holds::<FindCoordinatorResponse>(ApiKey::FindCoordinator);
         layout_holds::<HeartbeatResponse>(ApiKey::Heartbeat);
         layout_holds::<InitProducerIdResponse>(ApiKey::InitProducerId);
         layout_holds::<JoinGroupResponse>(ApiKey::JoinGroup);
         layout_holds::<LeaveGroupResponse>(ApiKey::LeaveGroup);
+        layout_holds::<ListGroupsResponse>(ApiKey::ListGroups);
         layout_holds::<ListOffsetsResponse>(ApiKey::ListOffsets);
         layout_holds::<MetadataResponse>(ApiKey::Metadata);
         layout_holds::<OffsetCommitResponse>(ApiKey::OffsetCommit);
@@ -383,6 +387,7 @@ mod tests {
         layout_holds::<SaslAuthenticateResponse>(ApiKey::SaslAuthenticate);
         layout_holds::<SaslHandshakeResponse>(ApiKey::SaslHandshake);
         layout_holds::<SyncGroupResponse>(ApiKey::SyncGroup);
+        layout_holds::<TxnOffsetCommitResponse>(ApiKey::TxnOffsetCommit);
     }
 
     fn refusal<R: Decodable>(api: ApiKey, version: i16, body: &[u8]) -> String {
@@ -464,8 +469,11 @@ mod tests {
 
     #[test]
     fn an_api_without_a_layout_is_refused() {
-        let e = check_response(ApiKey::EndTxn, 0, &[0; 6]).unwrap_err();
-        assert!(e.detail.contains("no bounded layout for EndTxn"), "{e}");
+        let e = check_response(ApiKey::AlterPartition, 0, &[0; 6]).unwrap_err();
+        assert!(
+            e.detail.contains("no bounded layout for AlterPartition"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ use super::bounded::{Field, Kind, Layout, Tagged};
 /// The layout of each response the proxy decodes, by API.
 pub fn response_layout(api: ApiKey) -> Option<&'static Layout> {
     match api {
+        ApiKey::AddOffsetsToTxn => Some(&ADD_OFFSETS_TO_TXN_RESPONSE__ADD_OFFSETS_TO_TXN_RESPONSE),
+        ApiKey::AddPartitionsToTxn => Some(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESPONSE),
         ApiKey::ApiVersions => Some(&API_VERSIONS_RESPONSE__API_VERSIONS_RESPONSE),
         ApiKey::CreatePartitions => Some(&CREATE_PARTITIONS_RESPONSE__CREATE_PARTITIONS_RESPONSE),
         ApiKey::CreateTopics => Some(&CREATE_TOPICS_RESPONSE__CREATE_TOPICS_RESPONSE),
@@ -15,6 +17,7 @@ pub fn response_layout(api: ApiKey) -> Option<&'static Layout> {
         ApiKey::DescribeCluster => Some(&DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_RESPONSE),
         ApiKey::DescribeConfigs => Some(&DESCRIBE_CONFIGS_RESPONSE__DESCRIBE_CONFIGS_RESPONSE),
         ApiKey::DescribeGroups => Some(&DESCRIBE_GROUPS_RESPONSE__DESCRIBE_GROUPS_RESPONSE),
+        ApiKey::EndTxn => Some(&END_TXN_RESPONSE__END_TXN_RESPONSE),
         ApiKey::Fetch => Some(&FETCH_RESPONSE__FETCH_RESPONSE),
         ApiKey::FindCoordinator => Some(&FIND_COORDINATOR_RESPONSE__FIND_COORDINATOR_RESPONSE),
         ApiKey::Heartbeat => Some(&HEARTBEAT_RESPONSE__HEARTBEAT_RESPONSE),
@@ -31,9 +34,67 @@ pub fn response_layout(api: ApiKey) -> Option<&'static Layout> {
         ApiKey::SaslAuthenticate => Some(&SASL_AUTHENTICATE_RESPONSE__SASL_AUTHENTICATE_RESPONSE),
         ApiKey::SaslHandshake => Some(&SASL_HANDSHAKE_RESPONSE__SASL_HANDSHAKE_RESPONSE),
         ApiKey::SyncGroup => Some(&SYNC_GROUP_RESPONSE__SYNC_GROUP_RESPONSE),
+        ApiKey::TxnOffsetCommit => Some(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE),
         _ => None,
     }
 }
+
+pub static ADD_OFFSETS_TO_TXN_RESPONSE__ADD_OFFSETS_TO_TXN_RESPONSE: Layout = Layout {
+    name: "AddOffsetsToTxnResponse",
+    versions: (0, 4),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+    ],
+    tagged: &[],
+};
+
+pub static ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_PARTITION_RESULT: Layout = Layout {
+    name: "AddPartitionsToTxnPartitionResult",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "partition_index", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "partition_error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+    ],
+    tagged: &[],
+};
+
+pub static ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_TOPIC_RESULT: Layout = Layout {
+    name: "AddPartitionsToTxnTopicResult",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "name", alts: &[(0xfffffff8, Kind::String { compact: true }), (0x00000007, Kind::String { compact: false })] },
+        Field { name: "results_by_partition", alts: &[(0xfffffff8, Kind::Array { compact: true, of: &Kind::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_PARTITION_RESULT) }), (0x00000007, Kind::Array { compact: false, of: &Kind::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_PARTITION_RESULT) })] },
+    ],
+    tagged: &[],
+};
+
+pub static ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESULT: Layout = Layout {
+    name: "AddPartitionsToTxnResult",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "transactional_id", alts: &[(0xfffffff0, Kind::String { compact: true })] },
+        Field { name: "topic_results", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_TOPIC_RESULT) })] },
+    ],
+    tagged: &[],
+};
+
+pub static ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESPONSE: Layout = Layout {
+    name: "AddPartitionsToTxnResponse",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xfffffff0, Kind::Fixed(2))] },
+        Field { name: "results_by_transaction", alts: &[(0xfffffff0, Kind::Array { compact: true, of: &Kind::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESULT) })] },
+        Field { name: "results_by_topic_v3_and_below", alts: &[(0x00000008, Kind::Array { compact: true, of: &Kind::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_TOPIC_RESULT) }), (0x00000007, Kind::Array { compact: false, of: &Kind::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_TOPIC_RESULT) })] },
+    ],
+    tagged: &[],
+};
 
 pub static API_VERSIONS_RESPONSE__API_VERSION: Layout = Layout {
     name: "ApiVersion",
@@ -302,6 +363,19 @@ pub static DESCRIBE_GROUPS_RESPONSE__DESCRIBE_GROUPS_RESPONSE: Layout = Layout {
     fields: &[
         Field { name: "throttle_time_ms", alts: &[(0xfffffffe, Kind::Fixed(4))] },
         Field { name: "groups", alts: &[(0xffffffe0, Kind::Array { compact: true, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP) }), (0x0000001f, Kind::Array { compact: false, of: &Kind::Struct(&DESCRIBE_GROUPS_RESPONSE__DESCRIBED_GROUP) })] },
+    ],
+    tagged: &[],
+};
+
+pub static END_TXN_RESPONSE__END_TXN_RESPONSE: Layout = Layout {
+    name: "EndTxnResponse",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+        Field { name: "producer_id", alts: &[(0xffffffe0, Kind::Fixed(8))] },
+        Field { name: "producer_epoch", alts: &[(0xffffffe0, Kind::Fixed(2))] },
     ],
     tagged: &[],
 };
@@ -900,6 +974,39 @@ pub static SYNC_GROUP_RESPONSE__SYNC_GROUP_RESPONSE: Layout = Layout {
         Field { name: "protocol_type", alts: &[(0xffffffe0, Kind::String { compact: true })] },
         Field { name: "protocol_name", alts: &[(0xffffffe0, Kind::String { compact: true })] },
         Field { name: "assignment", alts: &[(0xfffffff0, Kind::Bytes { compact: true }), (0x0000000f, Kind::Bytes { compact: false })] },
+    ],
+    tagged: &[],
+};
+
+pub static TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_PARTITION: Layout = Layout {
+    name: "TxnOffsetCommitResponsePartition",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "partition_index", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "error_code", alts: &[(0xffffffff, Kind::Fixed(2))] },
+    ],
+    tagged: &[],
+};
+
+pub static TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_TOPIC: Layout = Layout {
+    name: "TxnOffsetCommitResponseTopic",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "name", alts: &[(0xfffffff8, Kind::String { compact: true }), (0x00000007, Kind::String { compact: false })] },
+        Field { name: "partitions", alts: &[(0xfffffff8, Kind::Array { compact: true, of: &Kind::Struct(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_PARTITION) }), (0x00000007, Kind::Array { compact: false, of: &Kind::Struct(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_PARTITION) })] },
+    ],
+    tagged: &[],
+};
+
+pub static TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE: Layout = Layout {
+    name: "TxnOffsetCommitResponse",
+    versions: (0, 5),
+    flexible: 0xfffffff8,
+    fields: &[
+        Field { name: "throttle_time_ms", alts: &[(0xffffffff, Kind::Fixed(4))] },
+        Field { name: "topics", alts: &[(0xfffffff8, Kind::Array { compact: true, of: &Kind::Struct(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_TOPIC) }), (0x00000007, Kind::Array { compact: false, of: &Kind::Struct(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_TOPIC) })] },
     ],
     tagged: &[],
 };
