@@ -480,10 +480,20 @@ pub async fn flip(
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let before = source_cluster.log_ends(topic).await.map_err(upstream)?;
+        // Any append moves what a broker reports (Kafka's high watermark,
+        // tansu's last batch), so reported ends tell stillness; the stitch
+        // points are then verified by fetching there.
+        let before = source_cluster
+            .reported_ends(topic)
+            .await
+            .map_err(upstream)?;
         tokio::time::sleep(STILLNESS_WINDOW).await;
-        let after = source_cluster.log_ends(topic).await.map_err(upstream)?;
-        if let Some((partition, b, a)) = moved(&before, &after) {
+        let (reported, after) = tokio::try_join!(
+            source_cluster.reported_ends(topic),
+            source_cluster.log_ends(topic)
+        )
+        .map_err(upstream)?;
+        if let Some((partition, b, a)) = moved(&before, &reported) {
             return Err(FlipError::WriterBehindProxy {
                 topic: topic.to_owned(),
                 cluster: source_cluster.name().to_owned(),

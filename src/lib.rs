@@ -13,6 +13,7 @@ pub mod drain;
 pub mod flip;
 pub mod group_move;
 pub mod handlers;
+pub mod log_end;
 pub mod metrics;
 pub mod mirror;
 pub mod producer_ids;

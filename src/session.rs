@@ -424,7 +424,7 @@ impl Session {
         // acks=0: the client expects no answer at all.
         let expect_response = produce.as_ref().is_none_or(|view| view.acks != 0);
         if let Some(id) = produce.as_ref().and_then(|v| v.transactional_id.as_deref()) {
-            if let Some(refusal) = self.spanning_transaction(id, header, topics)? {
+            if let Some(refusal) = self.spanning_transaction(api, id, header, topics)? {
                 return Ok(Some(refusal));
             }
         }
@@ -704,7 +704,7 @@ impl Session {
         };
         if api == ApiKey::AddPartitionsToTxn {
             let (_, topics) = requests::add_partitions_to_txn(header, body)?;
-            if let Some(refusal) = self.spanning_transaction(&id, header, &topics)? {
+            if let Some(refusal) = self.spanning_transaction(api, &id, header, &topics)? {
                 return Ok(Some(refusal));
             }
         }
@@ -745,6 +745,7 @@ impl Session {
     /// all of them are written there.
     fn spanning_transaction(
         &self,
+        api: ApiKey,
         transactional_id: &str,
         header: &RequestHeader,
         topics: &TopicPartitions,
@@ -763,7 +764,6 @@ impl Session {
             topic = elsewhere.as_str(),
             "refusing a transaction that would span clusters"
         );
-        let api = ApiKey::try_from(header.api_key).unwrap_or(ApiKey::Produce);
         let answer = partition_error_response(
             api,
             header.api_version,

@@ -40,6 +40,9 @@ pub struct Shift {
     /// Upstream offset where this segment ends (exclusive) when a later
     /// segment follows; answers are cut there.
     pub end: Option<UpstreamOffset>,
+    /// Where the stitched log begins, when this segment is not the first:
+    /// its broker's log start is not the log's.
+    pub oldest: Option<VirtualOffset>,
 }
 
 impl Shift {
@@ -47,6 +50,7 @@ impl Shift {
     pub const NONE: Shift = Shift {
         delta: 0,
         end: None,
+        oldest: None,
     };
 
     pub fn is_none(&self) -> bool {
@@ -69,6 +73,46 @@ impl Shift {
         let u = self.end.map_or(u, |end| u.min(end.0));
         u.saturating_add(self.delta)
     }
+
+    /// The offset fields of one partition's answer from this segment's
+    /// broker, as the stitched log's: the one rule every answer type
+    /// (Produce, Fetch, ListOffsets, OffsetForLeaderEpoch) applies.
+    ///
+    /// - the log start is the oldest stretch's, not this segment's broker's
+    ///   (librdkafka caches it from Fetch answers and resets to it);
+    /// - a stretch a later one follows is complete up to its end, whatever
+    ///   its cluster reports now: every record there was written and
+    ///   acknowledged before the flip fenced it, so that end is its high
+    ///   watermark and last stable offset;
+    /// - any other offset is shifted, capped at the segment's end.
+    pub fn answer(&self, field: OffsetField, reported: i64) -> i64 {
+        match field {
+            OffsetField::LogStart => match self.oldest {
+                Some(oldest) if reported >= 0 => oldest.0,
+                _ => self.to_virtual(reported),
+            },
+            OffsetField::HighWatermark | OffsetField::LastStable => match self.end {
+                Some(end) if reported >= 0 => end.0.saturating_add(self.delta),
+                _ => self.to_virtual(reported),
+            },
+            OffsetField::Offset => self.to_virtual(reported),
+        }
+    }
+}
+
+/// Which offset of an answer [`Shift::answer`] moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetField {
+    /// `log_start_offset` (Produce, Fetch).
+    LogStart,
+    /// `high_watermark` (Fetch).
+    HighWatermark,
+    /// `last_stable_offset` (Fetch).
+    LastStable,
+    /// A record's offset: Produce `base_offset`, ListOffsets `offset`,
+    /// OffsetForLeaderEpoch `end_offset`, aborted transactions'
+    /// `first_offset`.
+    Offset,
 }
 
 /// A partition's segments, oldest first; never empty.
@@ -109,11 +153,13 @@ impl Segments {
             .0
             .get(i + 1)
             .map(|next| UpstreamOffset(next.start.0.saturating_sub(s.delta)));
+        let oldest = (i > 0).then(|| self.0[0].start);
         (
             s.cluster,
             Shift {
                 delta: s.delta,
                 end,
+                oldest,
             },
         )
     }
@@ -230,7 +276,7 @@ mod tests {
     fn sentinels_are_not_shifted() {
         let shift = Shift {
             delta: 40,
-            end: None,
+            ..Shift::NONE
         };
         assert_eq!(shift.to_virtual(-1), -1);
         assert_eq!(shift.to_upstream(-1), -1);
@@ -299,6 +345,38 @@ pub fn records_end(records: &[u8]) -> i64 {
     end
 }
 
+/// The offset of the last record in a records blob, from each batch's
+/// header (base offset, last offset delta), a batch cut short by the
+/// broker's size limit included: its header still says where it ends.
+/// `None` when no batch header is whole.
+pub fn last_offset(records: &[u8]) -> Option<i64> {
+    const LAST_OFFSET_DELTA: usize = 23;
+    let mut last = None;
+    let mut pos = 0;
+    while let Some(head) = records.get(pos..pos + LAST_OFFSET_DELTA + 4) {
+        let base = i64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
+        let length = i32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4]));
+        let delta = i32::from_be_bytes(head[LAST_OFFSET_DELTA..].try_into().unwrap_or([0; 4]));
+        // Before v2 (magic at byte 16) there is no delta: an entry's
+        // offset is its last.
+        let batch_last = if head[16] == 2 {
+            base.saturating_add(i64::from(delta.max(0)))
+        } else {
+            base
+        };
+        last = Some(last.map_or(batch_last, |l: i64| l.max(batch_last)));
+        let Some(next) = usize::try_from(length)
+            .ok()
+            .filter(|l| *l > 0)
+            .and_then(|l| (pos + 12).checked_add(l))
+        else {
+            break;
+        };
+        pos = next;
+    }
+    last
+}
+
 #[cfg(test)]
 mod record_tests {
     use super::*;
@@ -317,6 +395,7 @@ mod record_tests {
         let shift = Shift {
             delta: 1_000,
             end: Some(UpstreamOffset(20)),
+            ..Shift::NONE
         };
         let out = shift_records(&blob, shift);
         assert_eq!(
@@ -342,19 +421,13 @@ mod record_tests {
             &blob,
             Shift {
                 delta: 3,
-                end: None,
+                ..Shift::NONE
             },
         );
         assert_eq!(out.len(), 60);
         assert_eq!(i64::from_be_bytes(out[..8].try_into().unwrap()), 10);
         let mut tail = [batch(1, 4), batch(5, 100)[..10].to_vec(), vec![1, 2]].concat();
-        let out = shift_records(
-            &tail,
-            Shift {
-                delta: 0,
-                end: None,
-            },
-        );
+        let out = shift_records(&tail, Shift::NONE);
         assert_eq!(out, tail);
         tail.truncate(16 + 5);
         assert_eq!(
@@ -362,5 +435,40 @@ mod record_tests {
             tail,
             "a fragment passes as it came"
         );
+    }
+}
+
+#[cfg(test)]
+mod last_offset_tests {
+    use super::*;
+
+    /// A v2 batch of `records` records from `base`, `len` bytes after its
+    /// length field.
+    fn v2_batch(base: i64, records: i32, len: usize) -> Vec<u8> {
+        let mut b = base.to_be_bytes().to_vec();
+        b.extend_from_slice(&(len as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
+        b.push(2); // magic
+        b.extend_from_slice(&[0; 6]); // crc, attributes
+        b.extend_from_slice(&(records - 1).to_be_bytes());
+        b.resize(12 + len, 0xcd);
+        b
+    }
+
+    #[test]
+    fn the_last_record_comes_from_the_last_batch_header() {
+        let blob = [v2_batch(100, 50, 80), v2_batch(150, 400, 300)].concat();
+        assert_eq!(last_offset(&blob), Some(549));
+        assert_eq!(records_end(&blob), 550);
+    }
+
+    #[test]
+    fn a_batch_cut_short_still_says_where_it_ends() {
+        let blob = [v2_batch(0, 10, 40), v2_batch(10, 1_000, 5_000)].concat();
+        let cut = &blob[..52 + 40];
+        assert_eq!(last_offset(cut), Some(1_009));
+        assert_eq!(records_end(cut), 10, "whole batches only");
+        assert_eq!(last_offset(&blob[..20]), None, "no whole header");
+        assert_eq!(last_offset(&[]), None);
     }
 }

@@ -2,23 +2,15 @@
 //! proxy reads for that api_key. Errors are fine; panics are not.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use switchyard::wire::{read_frame, RequestHeader};
 
 #[path = "views.rs"]
 mod views;
-use tokio::runtime::Runtime;
 
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-    })
-}
+#[path = "runtime.rs"]
+mod runtime;
+use runtime::runtime;
 
 fuzz_target!(|data: &[u8]| {
     let mut stream = data;

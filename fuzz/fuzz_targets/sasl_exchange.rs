@@ -11,16 +11,10 @@ use switchyard::auth::credentials::{Credential, Mechanism};
 use switchyard::auth::sasl::{SaslServer, Step};
 use switchyard::auth::{User, Users};
 use switchyard::wire::read_frame;
-use tokio::runtime::Runtime;
 
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-    })
-}
+#[path = "runtime.rs"]
+mod runtime;
+use runtime::runtime;
 
 /// alice (SCRAM-SHA-512, password "alice") and bob (PLAIN, "bob"); made
 /// once, since deriving keys is slow.

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::stitch::{self, Shift};
+use crate::stitch::{self, OffsetField, Shift};
 use crate::wire::codec::{decode_response, response_body, response_frame, CodecError};
 use crate::wire::requests::TopicPartitions;
 use crate::wire::{Frame, Reader, RequestHeader};
@@ -329,8 +329,8 @@ trait PartitionAnswer {
 
 impl PartitionAnswer for produce_response::PartitionProduceResponse {
     fn shift(&mut self, shift: Shift) {
-        self.base_offset = shift.to_virtual(self.base_offset);
-        self.log_start_offset = shift.to_virtual(self.log_start_offset);
+        self.base_offset = shift.answer(OffsetField::Offset, self.base_offset);
+        self.log_start_offset = shift.answer(OffsetField::LogStart, self.log_start_offset);
     }
     fn forget_leader(&mut self) {
         self.current_leader = Default::default();
@@ -339,18 +339,11 @@ impl PartitionAnswer for produce_response::PartitionProduceResponse {
 
 impl PartitionAnswer for fetch_response::PartitionData {
     fn shift(&mut self, shift: Shift) {
-        // A stretch a later one follows is complete up to its end, whatever
-        // its cluster reports now: every record there was written and
-        // acknowledged before the flip fenced it.
-        let complete = |reported: i64| match shift.end {
-            Some(end) if reported >= 0 => end.0.saturating_add(shift.delta),
-            _ => shift.to_virtual(reported),
-        };
-        self.high_watermark = complete(self.high_watermark);
-        self.last_stable_offset = complete(self.last_stable_offset);
-        self.log_start_offset = shift.to_virtual(self.log_start_offset);
+        self.high_watermark = shift.answer(OffsetField::HighWatermark, self.high_watermark);
+        self.last_stable_offset = shift.answer(OffsetField::LastStable, self.last_stable_offset);
+        self.log_start_offset = shift.answer(OffsetField::LogStart, self.log_start_offset);
         for aborted in self.aborted_transactions.iter_mut().flatten() {
-            aborted.first_offset = shift.to_virtual(aborted.first_offset);
+            aborted.first_offset = shift.answer(OffsetField::Offset, aborted.first_offset);
         }
         if let Some(records) = &self.records {
             self.records = Some(Bytes::from(stitch::shift_records(records, shift)));
@@ -368,14 +361,14 @@ impl PartitionAnswer for list_offsets_response::ListOffsetsPartitionResponse {
             // Nothing at or after the timestamp in this segment: the next
             // segment's first record is (its records are all later).
             (-1, Some(end)) if self.error_code == 0 => end.0.saturating_add(shift.delta),
-            (offset, _) => shift.to_virtual(offset),
+            (offset, _) => shift.answer(OffsetField::Offset, offset),
         };
     }
 }
 
 impl PartitionAnswer for offset_for_leader_epoch_response::EpochEndOffset {
     fn shift(&mut self, shift: Shift) {
-        self.end_offset = shift.to_virtual(self.end_offset);
+        self.end_offset = shift.answer(OffsetField::Offset, self.end_offset);
     }
 }
 
@@ -561,7 +554,7 @@ mod tests {
         // a-1 is read from a segment that starts 4 upstream offsets earlier.
         let shift = Shift {
             delta: 4,
-            end: None,
+            ..Shift::NONE
         };
         let shifts = vec![vec![Shift::NONE, shift], vec![Shift::NONE]];
         let plan = Parts {
@@ -649,6 +642,7 @@ mod tests {
                 Shift {
                     delta: 100,
                     end: Some(crate::stitch::UpstreamOffset(5)),
+                    ..Shift::NONE
                 },
             ],
             vec![Shift::NONE],
@@ -676,6 +670,89 @@ mod tests {
             ],
             "a-1's high watermark is capped at its segment's end, then shifted"
         );
+    }
+
+    /// The segments of one partition moved old → new → old: virtual 0..100
+    /// on old, 100..150 on new (upstream 0..50), then old again from its
+    /// upstream 100.
+    fn three_stretches() -> crate::stitch::Segments {
+        use crate::config::ClusterIdx;
+        use crate::stitch::{Stitches, UpstreamOffset as U};
+        let mut s = Stitches::default();
+        s.record_move("t", ClusterIdx(0), ClusterIdx(1), 1, [(0, U(100), U(0))]);
+        s.record_move("t", ClusterIdx(1), ClusterIdx(0), 2, [(0, U(50), U(100))]);
+        s.get("t", 0).unwrap().clone()
+    }
+
+    #[test]
+    fn every_answer_type_speaks_of_the_stitched_log() {
+        use crate::stitch::VirtualOffset as V;
+        let segments = three_stretches();
+        let first = segments.at(V(10)).1;
+        let middle = segments.at(V(120)).1;
+        let newest = segments.last().1;
+
+        // Fetch: the log start is the oldest stretch's (0) on every
+        // stretch; a complete stretch ends where the next begins.
+        let fetch = |shift: Shift, start: i64, hw: i64| {
+            let mut p = fetch_response::PartitionData::default()
+                .with_log_start_offset(start)
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw);
+            p.shift(shift);
+            (p.log_start_offset, p.high_watermark, p.last_stable_offset)
+        };
+        assert_eq!(fetch(first, 0, 180), (0, 100, 100));
+        assert_eq!(fetch(middle, 0, 57), (0, 150, 150));
+        assert_eq!(fetch(newest, 0, 180), (0, 230, 230));
+        assert_eq!(
+            fetch(newest, 60, 180),
+            (0, 230, 230),
+            "old's start 60 is not the log's"
+        );
+        assert_eq!(
+            fetch(first, 30, 180),
+            (30, 100, 100),
+            "the oldest stretch's own start"
+        );
+        assert_eq!(fetch(newest, -1, -1), (-1, -1, -1), "sentinels pass");
+
+        // Produce: the record's offset shifted, the log start the log's.
+        let mut produce = produce_response::PartitionProduceResponse::default()
+            .with_base_offset(120)
+            .with_log_start_offset(0);
+        produce.shift(newest);
+        assert_eq!((produce.base_offset, produce.log_start_offset), (170, 0));
+        let mut produce = produce_response::PartitionProduceResponse::default()
+            .with_base_offset(7)
+            .with_log_start_offset(0);
+        produce.shift(middle);
+        assert_eq!((produce.base_offset, produce.log_start_offset), (107, 0));
+
+        // ListOffsets: an offset shifted; nothing in a complete stretch
+        // at a timestamp means the next stretch's first record.
+        let list = |shift: Shift, offset: i64| {
+            let mut p =
+                list_offsets_response::ListOffsetsPartitionResponse::default().with_offset(offset);
+            p.shift(shift);
+            p.offset
+        };
+        assert_eq!(list(first, 0), 0);
+        assert_eq!(list(middle, 20), 120);
+        assert_eq!(list(middle, -1), 150);
+        assert_eq!(list(newest, 130), 180);
+        assert_eq!(list(newest, -1), -1);
+
+        // OffsetForLeaderEpoch: the epoch's end, capped at the stretch's.
+        let epoch_end = |shift: Shift, end: i64| {
+            let mut p =
+                offset_for_leader_epoch_response::EpochEndOffset::default().with_end_offset(end);
+            p.shift(shift);
+            p.end_offset
+        };
+        assert_eq!(epoch_end(first, 180), 100);
+        assert_eq!(epoch_end(middle, 50), 150);
+        assert_eq!(epoch_end(newest, 180), 230);
     }
 
     #[test]

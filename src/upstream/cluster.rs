@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -33,6 +34,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::conn::{UpstreamConn, UpstreamError};
 use super::security::UpstreamSecurity;
 use crate::config::{ClusterConfig, ClusterIdx, ProxyConfig};
+use crate::log_end::{EndSearch, Probe};
 use crate::topology::UpstreamNodeId;
 
 /// Where an upstream broker listens.
@@ -565,20 +567,50 @@ impl Cluster {
         }
     }
 
-    /// The end of the log (high watermark) of each partition of `topic`,
-    /// asked of each partition's leader.
+    /// The end of the log of each partition of `topic`: the first offset
+    /// at which a Fetch returns no records, verified by fetching there
+    /// whatever the broker reports (see [`crate::log_end`]).
     pub async fn log_ends(&self, topic: &str) -> Result<BTreeMap<i32, i64>, UpstreamError> {
-        self.latest_offsets(topic, Isolation::Uncommitted).await
+        let reported = self.list_offsets(topic, OffsetQuery::Latest).await?;
+        let starts = self.list_offsets(topic, OffsetQuery::Earliest).await?;
+        let mut search = EndSearch::new(
+            reported
+                .iter()
+                .map(|(p, end)| (*p, starts.get(p).copied().unwrap_or(0), *end)),
+        );
+        loop {
+            if let Some(ends) = search.ends() {
+                return Ok(ends);
+            }
+            let answers = self.probe(topic, &search.next_round()).await?;
+            search
+                .answer(&answers)
+                .map_err(|e| UpstreamError::Protocol {
+                    addr: self.config.bootstrap.join(","),
+                    reason: format!(
+                        "finding the log end of '{topic}' on cluster '{}': {e}",
+                        self.name()
+                    ),
+                })?;
+        }
+    }
+
+    /// The end of each partition's log of `topic` as its broker reports it
+    /// (ListOffsets latest), unverified: it moves with every append, so it
+    /// tells whether a log stands still, not where it ends.
+    pub async fn reported_ends(&self, topic: &str) -> Result<BTreeMap<i32, i64>, UpstreamError> {
+        self.list_offsets(topic, OffsetQuery::Latest).await
     }
 
     /// Partitions of `topic` with a transaction open: where the last
-    /// stable offset is below the high watermark, with both.
+    /// stable offset is below the high watermark, with both (as the broker
+    /// reports them: both are off the same way when they are off).
     pub async fn open_transactions(
         &self,
         topic: &str,
     ) -> Result<Vec<(i32, i64, i64)>, UpstreamError> {
-        let stable = self.latest_offsets(topic, Isolation::Committed).await?;
-        let ends = self.latest_offsets(topic, Isolation::Reported).await?;
+        let stable = self.list_offsets(topic, OffsetQuery::LatestStable).await?;
+        let ends = self.list_offsets(topic, OffsetQuery::Latest).await?;
         Ok(ends
             .iter()
             .filter_map(|(p, end)| {
@@ -588,10 +620,12 @@ impl Cluster {
             .collect())
     }
 
-    async fn latest_offsets(
+    /// ListOffsets for every partition of `topic`, asked of each
+    /// partition's leader: what the broker reports, unverified.
+    async fn list_offsets(
         &self,
         topic: &str,
-        isolation: Isolation,
+        query: OffsetQuery,
     ) -> Result<BTreeMap<i32, i64>, UpstreamError> {
         let resp = self
             .fetch_metadata(Some(&[topic.to_owned()]), false)
@@ -604,14 +638,86 @@ impl Cluster {
                 addr: self.config.bootstrap.join(","),
                 reason: format!("cluster '{}' has no topic '{topic}'", self.name()),
             })?;
-        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        for p in &meta.partitions {
-            by_leader
-                .entry(p.leader_id.0)
-                .or_default()
-                .push(p.partition_index);
+        let partitions: Vec<i32> = meta.partitions.iter().map(|p| p.partition_index).collect();
+        let mut offsets = BTreeMap::new();
+        for (conn, partitions) in self.by_leader(topic, &partitions).await? {
+            let version = self.version_for(ApiKey::ListOffsets, 7).unwrap_or(1);
+            let (timestamp, isolation) = match query {
+                OffsetQuery::Latest => (-1, 0),
+                OffsetQuery::LatestStable => (-1, 1),
+                OffsetQuery::Earliest => (-2, 0),
+            };
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_isolation_level(isolation)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_current_leader_epoch(-1)
+                                    .with_timestamp(timestamp)
+                            })
+                            .collect(),
+                    )]);
+            let resp: ListOffsetsResponse = conn
+                .call(ApiKey::ListOffsets, version, &request, self.request_timeout)
+                .await?;
+            for p in resp.topics.into_iter().flat_map(|t| t.partitions) {
+                if let Some(e) = p.error_code.err() {
+                    let what = ("ListOffsets", topic, p.partition_index);
+                    return Err(self.partition_error(&conn, what, e));
+                }
+                offsets.insert(p.partition_index, p.offset);
+            }
         }
-        let mut ends = BTreeMap::new();
+        Ok(offsets)
+    }
+
+    /// A partition's error in an answer to `what` (api, topic, partition).
+    fn partition_error(
+        &self,
+        conn: &UpstreamConn,
+        (api, topic, partition): (&str, &str, i32),
+        e: ResponseError,
+    ) -> UpstreamError {
+        UpstreamError::Protocol {
+            addr: conn.addr().to_owned(),
+            reason: format!(
+                "{api} of '{topic}' partition {partition} on cluster '{}' failed: {e} (error code {})",
+                self.name(),
+                e.code()
+            ),
+        }
+    }
+
+    /// `partitions` of `topic` grouped by the connection to their leader,
+    /// from the view.
+    async fn by_leader(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<(Arc<UpstreamConn>, Vec<i32>)>, UpstreamError> {
+        let leaders: BTreeMap<i32, i32> = self.with_view(|v| {
+            v.topics
+                .get(topic)
+                .map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.leader_id.0))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for p in partitions {
+            let leader = leaders.get(p).copied().unwrap_or(-1);
+            by_leader.entry(leader).or_default().push(*p);
+        }
+        let mut out = Vec::with_capacity(by_leader.len());
         for (leader, partitions) in by_leader {
             let addr = self.broker_address(UpstreamNodeId(leader)).ok_or_else(|| {
                 UpstreamError::Protocol {
@@ -622,71 +728,86 @@ impl Cluster {
                     ),
                 }
             })?;
-            let conn = self.connect(&addr).await?;
-            let version = self.version_for(ApiKey::ListOffsets, 7).unwrap_or(1);
-            let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_isolation_level(i8::from(isolation == Isolation::Committed))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                    .with_partitions(
-                        partitions
-                            .iter()
-                            .map(|p| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(*p)
-                                    .with_current_leader_epoch(-1)
-                                    .with_timestamp(-1) // latest
-                            })
-                            .collect(),
-                    )]);
-            let resp: ListOffsetsResponse = conn
-                .call(ApiKey::ListOffsets, version, &request, self.request_timeout)
-                .await?;
-            for t in resp.topics {
-                for p in t.partitions {
-                    if p.error_code != 0 {
-                        return Err(UpstreamError::Protocol {
-                            addr: addr.clone(),
-                            reason: format!(
-                                "ListOffsets of '{topic}' partition {} on cluster '{}' failed with error code {}",
-                                p.partition_index,
-                                self.name(),
-                                p.error_code
-                            ),
-                        });
-                    }
-                    ends.insert(p.partition_index, p.offset);
-                }
-            }
-            if isolation != Isolation::Uncommitted {
-                continue; // as the broker reports them
-            }
-            for (partition, end) in ends.iter_mut().filter(|(p, _)| partitions.contains(p)) {
-                if *end > 0 {
-                    *end = self.batch_end(&conn, topic, *partition, *end).await?;
-                }
-            }
+            out.push((self.connect(&addr).await?, partitions));
         }
-        Ok(ends)
+        Ok(out)
     }
 
-    /// The true end of a partition's log given the end its broker reports:
-    /// the offset after the last record of the batch holding `reported - 1`.
-    /// Some brokers (tansu) report the base offset of the last batch plus
-    /// one, not the offset after its last record; a stitch taken there
-    /// would hide that batch's later records.
-    async fn batch_end(
+    /// One round of an end search: a Fetch of each (partition, offset) in
+    /// `round`, one request per leader, and what each brought back.
+    async fn probe(
+        &self,
+        topic: &str,
+        round: &[(i32, i64)],
+    ) -> Result<BTreeMap<i32, Probe>, UpstreamError> {
+        let at: BTreeMap<i32, i64> = round.iter().copied().collect();
+        let partitions: Vec<i32> = at.keys().copied().collect();
+        let mut answers = BTreeMap::new();
+        for (conn, partitions) in self.by_leader(topic, &partitions).await? {
+            let wanted: Vec<(i32, i64)> = partitions.iter().map(|p| (*p, at[p])).collect();
+            let Some(resp) = self.fetch_at(&conn, topic, &wanted).await? else {
+                continue; // no Fetch to ask with: every partition Missing
+            };
+            for p in resp.responses.into_iter().flat_map(|t| t.partitions) {
+                let probe = match p.error_code.err() {
+                    None => p
+                        .records
+                        .as_deref()
+                        .and_then(crate::stitch::last_offset)
+                        .map_or(Probe::Empty, |last| Probe::Records { last }),
+                    Some(ResponseError::OffsetOutOfRange) => Probe::OutOfRange,
+                    Some(e) => {
+                        let what = ("Fetch", topic, p.partition_index);
+                        return Err(self.partition_error(&conn, what, e));
+                    }
+                };
+                answers.insert(p.partition_index, probe);
+            }
+        }
+        Ok(answers)
+    }
+
+    /// A Fetch of `topic` at (partition, offset) each, that waits a moment
+    /// for records rather than answering at once: asked to answer at once,
+    /// some brokers leave every partition out. `None` when the cluster has
+    /// no Fetch version the proxy reads.
+    async fn fetch_at(
         &self,
         conn: &UpstreamConn,
         topic: &str,
-        partition: i32,
-        reported: i64,
-    ) -> Result<i64, UpstreamError> {
-        let records = self
-            .fetch_from(conn, topic, partition, reported - 1)
+        at: &[(i32, i64)],
+    ) -> Result<Option<FetchResponse>, UpstreamError> {
+        // Flexible Fetch answers (v12+) carry tagged fields some brokers
+        // put at versions that do not define them: ask below.
+        let Some(version) = self.version_for(ApiKey::Fetch, 11).filter(|v| *v >= 4) else {
+            return Ok(None);
+        };
+        const PARTITION_BYTES: i32 = 1 << 20;
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(PROBE_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(PARTITION_BYTES.saturating_mul(at.len().min(16) as i32))
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(
+                    at.iter()
+                        .map(|(partition, offset)| {
+                            FetchPartition::default()
+                                .with_partition(*partition)
+                                .with_current_leader_epoch(-1)
+                                .with_fetch_offset(*offset)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(PARTITION_BYTES)
+                        })
+                        .collect(),
+                )]);
+        let resp: FetchResponse = conn
+            .call(ApiKey::Fetch, version, &request, self.request_timeout)
             .await?;
-        Ok(records.map_or(reported, |r| crate::stitch::records_end(&r).max(reported)))
+        Ok(Some(resp))
     }
 
     /// The records blob of one partition from `offset` (up to about a
@@ -698,32 +819,10 @@ impl Cluster {
         partition: i32,
         offset: i64,
     ) -> Result<Option<bytes::Bytes>, UpstreamError> {
-        // Flexible Fetch answers (v12+) carry tagged fields some brokers
-        // put at versions that do not define them: ask below.
-        let Some(version) = self.version_for(ApiKey::Fetch, 11).filter(|v| *v >= 4) else {
-            return Ok(None);
-        };
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_min_bytes(0)
-            .with_max_bytes(1 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(partition)
-                    .with_current_leader_epoch(-1)
-                    .with_fetch_offset(offset)
-                    .with_last_fetched_epoch(-1)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(1 << 20)])]);
-        let resp: FetchResponse = conn
-            .call(ApiKey::Fetch, version, &request, self.request_timeout)
-            .await?;
+        let resp = self.fetch_at(conn, topic, &[(partition, offset)]).await?;
         Ok(resp
-            .responses
             .into_iter()
+            .flat_map(|r| r.responses)
             .flat_map(|t| t.partitions)
             .find(|p| p.partition_index == partition && p.error_code == 0)
             .and_then(|p| p.records))
@@ -803,17 +902,20 @@ impl Cluster {
     }
 }
 
-/// Which end of a partition's log ListOffsets asks for.
+/// What ListOffsets asks a broker for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isolation {
+enum OffsetQuery {
     /// The high watermark, as the broker reports it.
-    Reported,
-    /// The high watermark, checked against the last batch (see
-    /// `batch_end`).
-    Uncommitted,
+    Latest,
     /// The last stable offset: below it, no transaction is open.
-    Committed,
+    LatestStable,
+    /// The log start offset.
+    Earliest,
 }
+
+/// How long a Fetch of an end search waits for records at an offset where
+/// there are none: each verified end costs one such wait.
+const PROBE_WAIT_MS: i32 = 100;
 
 /// One partition's committed offset in a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -29,6 +29,13 @@ def main() -> int:
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument(
+        "--until-idle",
+        type=float,
+        help="with --count 0: read until no record has come for this many "
+        "seconds (a count taken from watermarks is wrong where a broker "
+        "misreports its log ends)",
+    )
+    ap.add_argument(
         "--group",
         help="read as a member of this consumer group (subscribed, committing "
         "after each poll) instead of assigning every partition",
@@ -56,12 +63,17 @@ def main() -> int:
 
     seen = 0
     out = sys.stdout
-    while seen < args.count:
+    last_record = time.monotonic()
+    while seen < args.count or (args.count == 0 and args.until_idle):
+        if args.count == 0 and time.monotonic() - last_record > args.until_idle:
+            break
         if time.monotonic() > deadline:
             print("timed out after %d of %d records" % (seen, args.count), file=sys.stderr)
             out.flush()
             return 1
         batches = consumer.poll(timeout_ms=500, max_records=10000)
+        if batches:
+            last_record = time.monotonic()
         for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition):
             for r in records:
                 ok = 1 if r.value == expected(r.key) else 0

