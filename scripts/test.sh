@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs the broker and clients the tests need
+# Runs the whole test suite: installs the brokers and clients the tests need
 # (only when missing), then unit, integration and end-to-end tests against
-# real tansu brokers with librdkafka and kafka-python clients, then the demo,
-# then every fuzz target for a bounded time.
+# real tansu brokers with librdkafka, kafka-python and KafkaJS clients, then
+# the demo, then every fuzz target for a bounded time.
+#
+# The proxy must be right on both tansu builds the harness knows: every
+# test runs against tansu 0.6.0, and the tests of the stitched log, flips,
+# producer ids, consumer groups and the flip storm run again against the
+# later build (SWITCHYARD_BROKER=main).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(bash scripts/install-deps.sh)"
-export SWITCHYARD_TANSU SWITCHYARD_PYTHON
+export SWITCHYARD_TANSU SWITCHYARD_TANSU_MAIN SWITCHYARD_PYTHON SWITCHYARD_NODE_MODULES
 
 # Integration tests each start their own brokers and proxy; two at a time
 # suits a 2-core machine.
-cargo test -- --test-threads=2
+SWITCHYARD_BROKER=0.6.0 cargo test -- --test-threads=2
+SWITCHYARD_BROKER=main cargo test --test stitched --test flips --test producer_ids \
+    --test consumer_group --test storm -- --test-threads=2
 SWITCHYARD_BIN="${CARGO_TARGET_DIR:-target}/debug/switchyard" bash scripts/demo.sh
 bash scripts/fuzz.sh

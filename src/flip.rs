@@ -488,11 +488,10 @@ pub async fn flip(
             .await
             .map_err(upstream)?;
         tokio::time::sleep(STILLNESS_WINDOW).await;
-        let (reported, after) = tokio::try_join!(
-            source_cluster.reported_ends(topic),
-            source_cluster.log_ends(topic)
-        )
-        .map_err(upstream)?;
+        let reported = source_cluster
+            .reported_ends(topic)
+            .await
+            .map_err(upstream)?;
         if let Some((partition, b, a)) = moved(&before, &reported) {
             return Err(FlipError::WriterBehindProxy {
                 topic: topic.to_owned(),
@@ -502,6 +501,7 @@ pub async fn flip(
                 after: a,
             });
         }
+        let after = source_cluster.log_ends(topic).await.map_err(upstream)?;
         let ends_new = if mirrored {
             caught_up_copy(proxy, topic, from.produce, to, &after).await?
         } else {

@@ -71,17 +71,18 @@ fn write_syncs(raw: &BaseProducer<Reports>, syncs_topic: &str, topic: &str, sync
 #[test]
 fn a_mirrored_flip_stitches_after_the_copy_has_caught_up() {
     let (old, new, proxy) = harness::two_clusters("mf");
-    let single = [("acks", "all"), ("batch.num.messages", "1")];
+    // Many records per batch, as real producers (and MirrorMaker 2) send.
+    let batched = [("acks", "all"), ("linger.ms", "5")];
     create_topic(&proxy.bootstrap(), "orders", 1);
     create_topic(&new.addr(), "orders", 1);
     let syncs_topic = "mm2-offset-syncs.new.internal";
     create_topic(&old.addr(), syncs_topic, 1);
-    let p = producer(&proxy.bootstrap(), &single);
+    let p = producer(&proxy.bootstrap(), &batched);
     produce_range(&p, "orders", 0..100, |_| {});
 
     // MirrorMaker 2 has copied 60 of the 100 records when the flip starts.
-    let copier = producer(&new.addr(), &single);
-    let syncs = producer(&old.addr(), &single);
+    let copier = producer(&new.addr(), &batched);
+    let syncs = producer(&old.addr(), &batched);
     produce_range(&copier, "orders", 0..60, |_| {});
     write_syncs(&syncs, syncs_topic, "orders", &[(0, 0)]);
     let copied = std::sync::atomic::AtomicBool::new(false);
@@ -129,8 +130,8 @@ fn a_mirrored_flip_stitches_after_the_copy_has_caught_up() {
 #[test]
 fn detach_writes_exact_and_mirrormaker_translated_offsets_to_the_new_cluster() {
     let (old, new, proxy) = harness::two_clusters("dt");
-    // One record per batch keeps tansu's reported log ends exact.
-    let single = [("acks", "all"), ("batch.num.messages", "1")];
+    // Many records per batch, as real producers (and MirrorMaker 2) send.
+    let batched = [("acks", "all"), ("linger.ms", "5")];
     create_topic(&proxy.bootstrap(), "orders", 1);
     create_topic(&proxy.bootstrap(), "logs", 1);
     create_topic(&new.addr(), "orders", 1);
@@ -138,9 +139,9 @@ fn detach_writes_exact_and_mirrormaker_translated_offsets_to_the_new_cluster() {
     // 'new' holds 10 records of its own, then MirrorMaker 2's copy of the
     // 100 records written to 'old' through the proxy: copy of offset u sits
     // at u + 10.
-    let to_new = producer(&new.addr(), &single);
+    let to_new = producer(&new.addr(), &batched);
     produce_range(&to_new, "orders", 9_000..9_010, |_| {});
-    let p = producer(&proxy.bootstrap(), &single);
+    let p = producer(&proxy.bootstrap(), &batched);
     produce_range(&p, "orders", 0..100, |_| {});
     produce_range(&p, "logs", 0..20, |_| {});
     produce_range(&to_new, "orders", 0..100, |_| {});
@@ -148,7 +149,7 @@ fn detach_writes_exact_and_mirrormaker_translated_offsets_to_the_new_cluster() {
     // Its offset syncs, on the source cluster (MirrorMaker 2's default).
     let syncs_topic = "mm2-offset-syncs.new.internal";
     create_topic(&old.addr(), syncs_topic, 1);
-    let raw = producer(&old.addr(), &single);
+    let raw = producer(&old.addr(), &batched);
     write_syncs(&raw, syncs_topic, "orders", &[(0, 10), (50, 60)]);
 
     // Groups commit through the proxy, on 'old' (the default coordinator).

@@ -31,10 +31,11 @@ def main() -> int:
     ap.add_argument(
         "--until-idle",
         type=float,
-        help="with --count 0: read until no record has come for this many "
-        "seconds (a count taken from watermarks is wrong where a broker "
-        "misreports its log ends)",
+        help="with --count 0: read at least --at-least records, then until no "
+        "record has come for this many seconds (a count taken from watermarks "
+        "is too low where a broker misreports its log ends)",
     )
+    ap.add_argument("--at-least", type=int, default=0)
     ap.add_argument(
         "--group",
         help="read as a member of this consumer group (subscribed, committing "
@@ -65,7 +66,8 @@ def main() -> int:
     out = sys.stdout
     last_record = time.monotonic()
     while seen < args.count or (args.count == 0 and args.until_idle):
-        if args.count == 0 and time.monotonic() - last_record > args.until_idle:
+        idle = time.monotonic() - last_record
+        if args.count == 0 and seen >= args.at_least and idle > args.until_idle:
             break
         if time.monotonic() > deadline:
             print("timed out after %d of %d records" % (seen, args.count), file=sys.stderr)

@@ -27,6 +27,10 @@ def main() -> int:
     ap.add_argument("--pause-every", type=int, default=10)
     ap.add_argument("--no-idempotence", action="store_true")
     ap.add_argument("--pause-ms", type=float, default=20)
+    ap.add_argument(
+        "--stop-file",
+        help="stop sending (before --count is reached) once this file exists",
+    )
     args = ap.parse_args()
 
     producer = KafkaProducer(
@@ -41,6 +45,8 @@ def main() -> int:
     )
     futures = []
     for i in range(args.start, args.start + args.count):
+        if args.stop_file and os.path.exists(args.stop_file):
+            break
         value = (b"%08d" % i) * 128
         futures.append((i, producer.send(args.topic, key=str(i).encode(), value=value)))
         if args.pause_every and i % args.pause_every == 0:

@@ -364,18 +364,22 @@ pub fn reader_from_beginning(bootstrap: &str, topic: &str, partitions: i32) -> B
 /// ends (tansu does, for batches of more than one record).
 pub fn cluster_records(cluster: &str, topic: &str, partitions: i32) -> Vec<Consumed> {
     // Watermarks tell an empty (or missing) topic from one with records,
-    // even where they misreport how many.
+    // and how many it holds at least, even where they misreport how many.
     let probe: BaseConsumer = client_config(cluster, &[("group.id", "record-count")])
         .create()
         .expect("consumer");
-    let any = (0..partitions).any(|p| {
-        probe
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .is_ok_and(|(low, high)| high > low)
-    });
-    if !any {
+    let at_least: i64 = (0..partitions)
+        .filter_map(|p| {
+            let (low, high) = probe
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .ok()?;
+            Some(high - low)
+        })
+        .sum();
+    if at_least == 0 {
         return Vec::new();
     }
+    let at_least = at_least.to_string();
     let args = [
         "--bootstrap",
         cluster,
@@ -383,6 +387,8 @@ pub fn cluster_records(cluster: &str, topic: &str, partitions: i32) -> Vec<Consu
         topic,
         "--count",
         "0",
+        "--at-least",
+        &at_least,
         "--until-idle",
         "3",
         "--timeout",

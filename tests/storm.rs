@@ -1,0 +1,315 @@
+//! A flip storm: one topic flips old ↔ new again and again while an
+//! idempotent librdkafka producer and a kafka-python producer write and a
+//! librdkafka consumer group reads, all through the proxy. However many
+//! flips, the stitched log holds every acknowledged record once, at
+//! contiguous offsets, in each producer's order, and the live group reads
+//! each record once without an offset reset or an error.
+//!
+//! `SWITCHYARD_STORM_FLIPS` sets the number of flips (30 by default;
+//! `scripts/flip-storm.sh` runs 100).
+
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::clients::{
+    client_config, create_topic, producer, queue_record, reader_from_beginning, value_for,
+    wait_for_reports,
+};
+use harness::Proxy;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::Producer;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const TOPIC: &str = "storm";
+const PARTITIONS: i32 = 3;
+const GROUP: &str = "storm-live";
+/// kafka-python's records are numbered from here, librdkafka's from 0.
+const PYTHON_BASE: u64 = 1_000_000_000;
+/// How long the storm waits between flips, so that each stretch gets
+/// records.
+const BETWEEN_FLIPS: Duration = Duration::from_millis(400);
+
+fn flips() -> usize {
+    std::env::var("SWITCHYARD_STORM_FLIPS")
+        .ok()
+        .map(|n| n.parse().expect("SWITCHYARD_STORM_FLIPS is a number"))
+        .unwrap_or(30)
+}
+
+/// A record as read: (partition, offset, index).
+type Read = (i32, i64, u64);
+/// An acknowledgement: (index, partition, offset).
+type Ack = (u64, i32, i64);
+
+/// The live group's member: it starts from committed offsets 0 (so that
+/// its first position needs no reset) with `auto.offset.reset=error`, so
+/// any reset during the storm reaches it as an error. It reads until
+/// `target` (set once the producers are done) records came, committing as
+/// it goes.
+fn live_group(
+    bootstrap: String,
+    target: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<Result<Vec<Read>, String>> {
+    let start: BaseConsumer = client_config(&bootstrap, &[("group.id", GROUP)])
+        .create()
+        .unwrap();
+    let mut zero = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        zero.add_partition_offset(TOPIC, p, Offset::Offset(0))
+            .unwrap();
+    }
+    start.commit(&zero, CommitMode::Sync).expect("commit 0");
+    drop(start);
+    std::thread::spawn(move || {
+        let member = harness::clients::group_member(&bootstrap, GROUP, TOPIC, "error");
+        let mut got = Vec::new();
+        let mut last_commit = Instant::now();
+        let mut settle: Option<Instant> = None;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if let Some(result) = member.poll(Duration::from_millis(100)) {
+                let m = result.map_err(|e| format!("after {} records: {e}", got.len()))?;
+                let key = std::str::from_utf8(m.key().expect("key")).expect("utf-8 key");
+                let index: u64 = key.parse().expect("index");
+                if m.payload() != Some(&value_for(index)[..]) {
+                    return Err(format!("value of record {index} altered"));
+                }
+                got.push((m.partition(), m.offset(), index));
+            }
+            if last_commit.elapsed() > Duration::from_secs(1) {
+                member
+                    .commit_consumer_state(CommitMode::Async)
+                    .map_err(|e| format!("commit: {e}"))?;
+                last_commit = Instant::now();
+            }
+            let target = target.load(Ordering::SeqCst);
+            if target == 0 {
+                continue; // the storm goes on
+            }
+            let deadline = *deadline.get_or_insert(Instant::now() + Duration::from_secs(240));
+            match settle {
+                None if got.len() >= target => {
+                    settle = Some(Instant::now() + Duration::from_secs(2))
+                }
+                Some(t) if Instant::now() > t => return Ok(got),
+                _ if Instant::now() > deadline => {
+                    return Err(format!("{} of {target} records after 240 s", got.len()))
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// The idempotent librdkafka producer: records 0, 1, … until `stop`,
+/// about 1,000 a second; its acknowledgements, failures and delivery
+/// latencies.
+fn librdkafka_writer(
+    bootstrap: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<Ack>, Vec<(u64, String)>, Vec<Duration>)> {
+    std::thread::spawn(move || {
+        let p = producer(
+            &bootstrap,
+            &[
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("linger.ms", "5"),
+                ("message.timeout.ms", "300000"),
+            ],
+        );
+        let mut i = 0;
+        while !stop.load(Ordering::SeqCst) {
+            queue_record(&p, TOPIC, i);
+            i += 1;
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        wait_for_reports(&p);
+        let reports = p.context();
+        let acked = reports
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| (d.index, d.partition, d.offset))
+            .collect();
+        let failed = reports.failed.lock().unwrap().clone();
+        let latencies = reports.latencies.lock().unwrap().clone();
+        (acked, failed, latencies)
+    })
+}
+
+/// The kafka-python producer (idempotent by default), until `stop_file`
+/// exists.
+fn kafka_python_writer(
+    bootstrap: String,
+    stop_file: std::path::PathBuf,
+) -> std::thread::JoinHandle<Vec<Ack>> {
+    std::thread::spawn(move || {
+        let out = harness::clients::python(
+            "kp_produce.py",
+            &[
+                "--bootstrap",
+                &bootstrap,
+                "--topic",
+                TOPIC,
+                "--start",
+                &PYTHON_BASE.to_string(),
+                "--count",
+                "10000000",
+                "--stop-file",
+                &stop_file.display().to_string(),
+            ],
+        );
+        out.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (
+                    f[0].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect()
+    })
+}
+
+/// Flips the topic `n` times, old → new → old …; the wall time of each.
+fn storm(proxy: &Proxy, n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|k| {
+            std::thread::sleep(BETWEEN_FLIPS);
+            let to = if k % 2 == 0 { "new" } else { "old" };
+            let started = Instant::now();
+            let out = proxy.cli(&["flip", TOPIC, "--to", to]);
+            assert!(
+                out.status.success(),
+                "flip {} of {n} (to {to}) failed: {}{}",
+                k + 1,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            started.elapsed()
+        })
+        .collect()
+}
+
+/// Asserts that `read` is one exact log of the acknowledged records: each
+/// once, where its acknowledgement said, at offsets contiguous from 0 per
+/// partition, each producer's records in the order it sent them.
+fn assert_exact_log(what: &str, read: &[Read], acked: &[Ack]) {
+    let indices: Vec<u64> = read.iter().map(|r| r.2).collect();
+    let unique: BTreeSet<u64> = indices.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        indices.len(),
+        "{what}: {} records read twice",
+        indices.len() - unique.len()
+    );
+    let expected: BTreeSet<u64> = acked.iter().map(|a| a.0).collect();
+    let missing: Vec<&u64> = expected.difference(&unique).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} acknowledged records missing, first {missing:?}",
+        expected.difference(&unique).count()
+    );
+    assert_eq!(unique, expected, "{what}: records nobody acknowledged");
+
+    let mut by_partition: BTreeMap<i32, Vec<(i64, u64)>> = BTreeMap::new();
+    for &(p, offset, index) in read {
+        by_partition.entry(p).or_default().push((offset, index));
+    }
+    for (p, mut records) in by_partition {
+        records.sort_unstable();
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        let contiguous: Vec<i64> = (0..records.len() as i64).collect();
+        assert_eq!(offsets, contiguous, "{what}: partition {p} offsets");
+        for producer in [0..PYTHON_BASE, PYTHON_BASE..u64::MAX] {
+            let order: Vec<u64> = records
+                .iter()
+                .map(|r| r.1)
+                .filter(|i| producer.contains(i))
+                .collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "{what}: partition {p}: records of producer {producer:?} out of order"
+            );
+        }
+    }
+    let at: BTreeMap<u64, (i32, i64)> = acked.iter().map(|a| (a.0, (a.1, a.2))).collect();
+    for &(p, offset, index) in read {
+        assert_eq!(
+            at[&index],
+            (p, offset),
+            "{what}: record {index} read where its acknowledgement did not say"
+        );
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+#[test]
+fn a_flip_storm_under_load_keeps_one_exact_log() {
+    let n = flips();
+    let (_old, _new, proxy) = harness::two_clusters("storm");
+    create_topic(&proxy.bootstrap(), TOPIC, PARTITIONS);
+    let scratch = harness::Scratch::new("storm");
+    let stop_file = scratch.path("stop");
+
+    let target = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let group = live_group(proxy.bootstrap(), target.clone());
+    let librdkafka = librdkafka_writer(proxy.bootstrap(), stop.clone());
+    let kafka_python = kafka_python_writer(proxy.bootstrap(), stop_file.clone());
+
+    let flip_times = storm(&proxy, n);
+    std::thread::sleep(BETWEEN_FLIPS);
+    stop.store(true, Ordering::SeqCst);
+    std::fs::write(&stop_file, b"").unwrap();
+    let (mut acked, failed, mut latencies) = librdkafka.join().expect("librdkafka producer");
+    assert!(failed.is_empty(), "delivery errors: {failed:?}");
+    let from_librdkafka = acked.len();
+    acked.extend(kafka_python.join().expect("kafka-python producer"));
+    let from_python = acked.len() - from_librdkafka;
+    assert!(from_librdkafka > 0 && from_python > 0);
+    target.store(acked.len(), Ordering::SeqCst);
+
+    // The whole stitched log, read afresh.
+    let reader = reader_from_beginning(&proxy.bootstrap(), TOPIC, PARTITIONS);
+    let log = harness::clients::poll_records(&reader, acked.len());
+    assert_exact_log("the stitched log", &log, &acked);
+    // The live group, never restarted, read the same log as it grew.
+    let live = group
+        .join()
+        .expect("live group")
+        .expect("no consumer error");
+    assert_exact_log("the live group", &live, &acked);
+
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(proxy.state_file()).unwrap()).unwrap();
+    assert_eq!(state["flips"].as_array().unwrap().len(), n);
+
+    latencies.sort_unstable();
+    let mut flip_times = flip_times;
+    flip_times.sort_unstable();
+    println!(
+        "flip storm: {n} flips, {} records acknowledged ({from_librdkafka} librdkafka, \
+         {from_python} kafka-python), 0 missing, 0 duplicated; librdkafka delivery latency \
+         p50 {:?} p99 {:?} max {:?}; flip time median {:?} max {:?}",
+        acked.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default(),
+        percentile(&flip_times, 0.5),
+        flip_times.last().copied().unwrap_or_default(),
+    );
+}
