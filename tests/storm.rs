@@ -44,6 +44,9 @@ fn flips() -> usize {
 type Read = (i32, i64, u64);
 /// An acknowledgement: (index, partition, offset).
 type Ack = (u64, i32, i64);
+/// What a producer ends with: acknowledgements, failures (index, why) and
+/// delivery latencies.
+type Written = (Vec<Ack>, Vec<(u64, String)>, Vec<Duration>);
 
 /// The live group's member: it starts from committed offsets 0 (so that
 /// its first position needs no reset) with `auto.offset.reset=error`, so
@@ -108,10 +111,7 @@ fn live_group(
 /// The idempotent librdkafka producer: records 0, 1, … until `stop`,
 /// about 1,000 a second; its acknowledgements, failures and delivery
 /// latencies.
-fn librdkafka_writer(
-    bootstrap: String,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(Vec<Ack>, Vec<(u64, String)>, Vec<Duration>)> {
+fn librdkafka_writer(bootstrap: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Written> {
     std::thread::spawn(move || {
         let p = producer(
             &bootstrap,
