@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::credentials::{Credential, Mechanism};
+use crate::domain::ids::ClusterIdx;
+use crate::domain::pattern::Pattern;
 
 /// Why a configuration could not be used; each variant names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +35,6 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         message: message.into(),
     }
 }
-
-/// Index of an upstream cluster in [`Config::clusters`]; cheap to copy and
-/// impossible to misspell, unlike the cluster's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClusterIdx(pub usize);
 
 /// The validated configuration of one proxy instance.
 #[derive(Debug, Clone)]
@@ -118,8 +115,9 @@ pub struct ClientSaslConfig {
 pub struct UserConfig {
     pub name: String,
     pub credential: Credential,
-    pub topics: Option<Vec<String>>,
-    pub groups: Option<Vec<String>>,
+    /// Compiled once here, used as they are by the allow-lists.
+    pub topics: Option<Vec<Pattern>>,
+    pub groups: Option<Vec<Pattern>>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,13 +159,13 @@ pub struct RoutesConfig {
 
 #[derive(Debug, Clone)]
 pub struct GroupRouteConfig {
-    pub pattern: String,
+    pub pattern: Pattern,
     pub cluster: ClusterIdx,
 }
 
 #[derive(Debug, Clone)]
 pub struct TopicRouteConfig {
-    pub pattern: String,
+    pub pattern: Pattern,
     pub produce: ClusterIdx,
     pub fetch: ClusterIdx,
 }
@@ -507,9 +505,7 @@ impl Config {
         let mut topics = Vec::with_capacity(raw.routes.topic.len());
         for (i, t) in raw.routes.topic.into_iter().enumerate() {
             let key = |field: &str| format!("routes.topic[{i}].{field}");
-            if let Err(e) = crate::routes::Pattern::new(&t.pattern) {
-                return Err(invalid(key("pattern"), e));
-            }
+            let pattern = Pattern::new(&t.pattern).map_err(|e| invalid(key("pattern"), e))?;
             if t.produce.is_none() && t.fetch.is_none() {
                 return Err(invalid(
                     format!("routes.topic[{i}]"),
@@ -528,7 +524,7 @@ impl Config {
                 None => default,
             };
             topics.push(TopicRouteConfig {
-                pattern: t.pattern,
+                pattern,
                 produce,
                 fetch,
             });
@@ -539,14 +535,10 @@ impl Config {
             raw.into_iter()
                 .enumerate()
                 .map(|(i, g)| {
-                    if let Err(e) = crate::routes::Pattern::new(&g.pattern) {
-                        return Err(invalid(format!("routes.{table}[{i}].pattern"), e));
-                    }
+                    let pattern = Pattern::new(&g.pattern)
+                        .map_err(|e| invalid(format!("routes.{table}[{i}].pattern"), e))?;
                     let cluster = lookup(format!("routes.{table}[{i}].cluster"), &g.cluster)?;
-                    Ok(GroupRouteConfig {
-                        pattern: g.pattern,
-                        cluster,
-                    })
+                    Ok(GroupRouteConfig { pattern, cluster })
                 })
                 .collect::<Result<Vec<_>, ConfigError>>()
         };
@@ -683,16 +675,19 @@ fn users(
                 ),
             ));
         }
-        for (field, patterns) in [("topics", &u.topics), ("groups", &u.groups)] {
-            for p in patterns.iter().flatten() {
-                crate::routes::Pattern::new(p).map_err(|e| invalid(key(field), e))?;
-            }
-        }
+        let patterns = |field: &str, list: Option<Vec<String>>| {
+            list.map(|l| {
+                l.iter()
+                    .map(|p| Pattern::new(p).map_err(|e| invalid(key(field), e)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+        };
         users.push(UserConfig {
             name: u.name,
             credential,
-            topics: u.topics,
-            groups: u.groups,
+            topics: patterns("topics", u.topics)?,
+            groups: patterns("groups", u.groups)?,
         });
     }
     Ok(users)
@@ -776,7 +771,7 @@ mod tests {
         assert_eq!(c.clusters.len(), 2);
         assert_eq!(c.cluster(c.routes.default).name, "old");
         let rule = &c.routes.topics[0];
-        assert_eq!(rule.pattern, "payments.*");
+        assert_eq!(rule.pattern.as_str(), "payments.*");
         assert_eq!(c.cluster(rule.produce).name, "new");
         assert_eq!(c.cluster(rule.fetch).name, "new");
         assert_eq!(c.proxy.max_frame_bytes, 100 * 1024 * 1024);

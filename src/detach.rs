@@ -5,7 +5,7 @@
 //!
 //! An offset in a stretch of the log that lives on the target maps exactly;
 //! one in a stretch on another cluster maps through MirrorMaker 2's offset
-//! syncs (see [`crate::mirror`]); one that neither can map refuses the
+//! syncs (see [`crate::domain::mirror`]); one that neither can map refuses the
 //! whole detach, naming it.
 
 use std::collections::HashMap;
@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::mirror::{self, OffsetSync};
+use crate::domain::stitch::{Shift, VirtualOffset};
 use crate::handlers::forward::RouteSide;
-use crate::mirror::{self, OffsetSync};
 use crate::proxy::Proxy;
-use crate::stitch::{Shift, VirtualOffset};
 use crate::upstream::cluster::CommittedOffset;
 use crate::upstream::UpstreamError;
 

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::routes::Route;
 use crate::proxy::Proxy;
-use crate::routes::Route;
 use crate::state::{FlipRecord, RouteEntry, StateError, StitchPoint};
 use crate::upstream::UpstreamError;
 
@@ -580,7 +580,7 @@ async fn caught_up_copy(
         source,
     };
     let target = proxy.cluster(to);
-    let syncs_topic = crate::mirror::offset_syncs_topic(target.name());
+    let syncs_topic = crate::domain::mirror::offset_syncs_topic(target.name());
     let started = Instant::now();
     let mut previous: Option<BTreeMap<i32, i64>> = None;
     loop {

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
 use crate::flip::{StepClock, StepTiming};
 use crate::proxy::Proxy;
 use crate::state::{GroupMoveRecord, StateError};

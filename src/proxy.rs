@@ -9,13 +9,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::task::JoinHandle;
 
-use crate::config::{ClusterIdx, Config};
+use crate::config::Config;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
+use crate::domain::producer_ids::ProducerIds;
+use crate::domain::routes::{Route, RouteTable};
+use crate::domain::topology::Topology;
 use crate::flip::{Gates, Running};
-use crate::producer_ids::ProducerIds;
-use crate::routes::{Route, RouteTable};
 use crate::server;
 use crate::state::{RouteEntry, State, StateError};
-use crate::topology::{Topology, UpstreamNodeId, VirtualNodeId};
 use crate::upstream::Cluster;
 
 fn route_of(config: &Config, entry: &RouteEntry) -> Option<Route> {

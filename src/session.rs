@@ -16,13 +16,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AuthError, ClientAuth, ClientRead, ClientStream, ClientWrite, Gate};
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::ids::UpstreamNodeId;
 use crate::flip::{Admission, InflightGuard};
 use crate::handlers::forward::{Plan, RouteSide, Seek, SplitPlan};
 use crate::handlers::{self, forward, Handling};
 use crate::metrics as m;
 use crate::proxy::{ListenerKind, Proxy};
-use crate::topology::UpstreamNodeId;
 use crate::upstream::cluster::{GROUP_KEY, TRANSACTION_KEY};
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
@@ -191,7 +191,7 @@ struct Session {
     listener: ListenerKind,
     own_broker: Option<Option<(ClusterIdx, UpstreamNodeId)>>,
     /// Upstream address of each target, resolved once per session.
-    targets: HashMap<forward::Target, (crate::config::ClusterIdx, String)>,
+    targets: HashMap<forward::Target, (crate::domain::ids::ClusterIdx, String)>,
     /// Upstream connections of this client, by address; the client's own
     /// correlation ids travel on them unchanged.
     upstreams: HashMap<String, Arc<UpstreamConn>>,
@@ -861,7 +861,7 @@ impl Session {
     /// This client's connection to one upstream broker, opened on first use.
     async fn connection(
         &mut self,
-        cluster: crate::config::ClusterIdx,
+        cluster: crate::domain::ids::ClusterIdx,
         address: &str,
     ) -> Result<Arc<UpstreamConn>, SessionEnd> {
         if let Some(conn) = self.upstreams.get(address) {

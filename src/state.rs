@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stitch::UpstreamOffset;
+use crate::domain::stitch::UpstreamOffset;
 
 /// Where a topic's traffic goes, by cluster name (as the config names them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

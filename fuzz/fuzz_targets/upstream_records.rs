@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchyard::mirror;
-use switchyard::stitch::{self, Shift, UpstreamOffset};
+use switchyard::domain::mirror;
+use switchyard::domain::stitch::{self, Shift, UpstreamOffset};
 
 fuzz_target!(|data: &[u8]| {
     let (head, records) = data.split_at(data.len().min(9));

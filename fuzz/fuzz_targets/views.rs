@@ -1,7 +1,7 @@
 //! Every shallow view the proxy reads, chosen by api_key, shared by the
 //! request fuzz targets. Errors are fine; panics are not.
 
-use switchyard::producer_ids;
+use switchyard::domain::producer_ids;
 use switchyard::wire::requests::{
     admin_topic_names, fetch_topics, list_offsets_topics, offset_for_leader_epoch_topics,
     DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,

@@ -303,7 +303,7 @@ fn check_groups(
 mod tests {
     use super::*;
     use crate::auth::credentials::{Credential, Mechanism};
-    use crate::routes::Pattern;
+    use crate::domain::pattern::Pattern;
     use crate::wire::codec::decode_response;
     use crate::wire::Frame;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};

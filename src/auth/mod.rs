@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ConfigError, ProxyConfig};
-use crate::routes::Pattern;
+use crate::domain::pattern::Pattern;
 use crate::wire::codec::CodecError;
 use crate::wire::{Frame, WireError};
 pub use credentials::{Credential, Mechanism};
@@ -146,25 +146,12 @@ impl ClientSecurity {
             None => None,
             Some(s) => {
                 let mut users = Vec::with_capacity(config.users.len());
-                for (i, u) in config.users.iter().enumerate() {
-                    let patterns = |field: &str, list: &Option<Vec<String>>| {
-                        list.as_ref()
-                            .map(|l| {
-                                l.iter()
-                                    .map(|p| Pattern::new(p))
-                                    .collect::<Result<Vec<_>, _>>()
-                            })
-                            .transpose()
-                            .map_err(|e| ConfigError::Invalid {
-                                key: format!("users[{i}].{field}"),
-                                message: e,
-                            })
-                    };
+                for u in &config.users {
                     users.push(User {
                         name: u.name.clone(),
                         credential: u.credential.clone(),
-                        topics: patterns("topics", &u.topics)?,
-                        groups: patterns("groups", &u.groups)?,
+                        topics: u.topics.clone(),
+                        groups: u.groups.clone(),
                     });
                 }
                 let users = Users::new(users).map_err(|message| ConfigError::Invalid {

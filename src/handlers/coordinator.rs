@@ -9,9 +9,9 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
 use crate::proxy::Proxy;
-use crate::topology::{UpstreamNodeId, VirtualNodeId};
 use crate::wire::codec::{self, CodecError};
 use crate::wire::requests::FindCoordinatorView;
 use crate::wire::RequestHeader;

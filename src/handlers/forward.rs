@@ -5,10 +5,10 @@
 //! group) on the virtual broker that mirrors the upstream one, so a client
 //! that follows it reaches the right broker with no rewriting at all.
 
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::ids::UpstreamNodeId;
+use crate::domain::stitch::{Shift, VirtualOffset};
 use crate::proxy::{ListenerKind, Proxy};
-use crate::stitch::{Shift, VirtualOffset};
-use crate::topology::UpstreamNodeId;
 use crate::wire::requests::TopicPartitions;
 
 /// Which upstream broker a forwarded API goes to.
@@ -74,7 +74,7 @@ pub enum RouteSide {
 
 impl RouteSide {
     /// The cluster a route sends this side's traffic to.
-    pub fn cluster(self, route: &crate::routes::Route) -> ClusterIdx {
+    pub fn cluster(self, route: &crate::domain::routes::Route) -> ClusterIdx {
         match self {
             RouteSide::Produce => route.produce,
             RouteSide::Fetch => route.fetch,

@@ -18,9 +18,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinSet;
 
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::topology::virtual_topic_id;
 use crate::proxy::{Proxy, VirtualBroker};
-use crate::topology::virtual_topic_id;
 use crate::upstream::UpstreamError;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::requests::{DescribeClusterView, MetadataRequestView};
@@ -191,7 +191,7 @@ fn virtual_topic(
         BrokerId(
             proxy
                 .topology
-                .to_virtual(idx, crate::topology::UpstreamNodeId(id.0))
+                .to_virtual(idx, crate::domain::ids::UpstreamNodeId(id.0))
                 .0,
         )
     };

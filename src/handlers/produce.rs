@@ -1,12 +1,12 @@
 //! Produce on its way upstream: batches of idempotent producers get the
 //! producer id their destination cluster knows them by (see
-//! [`crate::producer_ids`]). Everything else about a Produce is the fast
+//! [`crate::domain::producer_ids`]). Everything else about a Produce is the fast
 //! path: forwarded untouched.
 
 use bytes::BytesMut;
 
-use crate::config::ClusterIdx;
-use crate::producer_ids::{self, Segment};
+use crate::domain::ids::ClusterIdx;
+use crate::domain::producer_ids::{self, Segment};
 use crate::proxy::Proxy;
 use crate::upstream::UpstreamError;
 use crate::wire::requests::ProduceView;

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::stitch::{self, OffsetField, Shift};
+use crate::domain::stitch::{self, OffsetField, Shift};
 use crate::wire::codec::{decode_response, response_body, response_frame, CodecError};
 use crate::wire::requests::TopicPartitions;
 use crate::wire::{Frame, Reader, RequestHeader};
@@ -641,7 +641,7 @@ mod tests {
                 Shift::NONE,
                 Shift {
                     delta: 100,
-                    end: Some(crate::stitch::UpstreamOffset(5)),
+                    end: Some(crate::domain::stitch::UpstreamOffset(5)),
                     ..Shift::NONE
                 },
             ],
@@ -675,9 +675,9 @@ mod tests {
     /// The segments of one partition moved old → new → old: virtual 0..100
     /// on old, 100..150 on new (upstream 0..50), then old again from its
     /// upstream 100.
-    fn three_stretches() -> crate::stitch::Segments {
-        use crate::config::ClusterIdx;
-        use crate::stitch::{Stitches, UpstreamOffset as U};
+    fn three_stretches() -> crate::domain::stitch::Segments {
+        use crate::domain::ids::ClusterIdx;
+        use crate::domain::stitch::{Stitches, UpstreamOffset as U};
         let mut s = Stitches::default();
         s.record_move("t", ClusterIdx(0), ClusterIdx(1), 1, [(0, U(100), U(0))]);
         s.record_move("t", ClusterIdx(1), ClusterIdx(0), 2, [(0, U(50), U(100))]);
@@ -686,7 +686,7 @@ mod tests {
 
     #[test]
     fn every_answer_type_speaks_of_the_stitched_log() {
-        use crate::stitch::VirtualOffset as V;
+        use crate::domain::stitch::VirtualOffset as V;
         let segments = three_stretches();
         let first = segments.at(V(10)).1;
         let middle = segments.at(V(120)).1;

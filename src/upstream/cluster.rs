@@ -33,9 +33,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::conn::{UpstreamConn, UpstreamError};
 use super::security::UpstreamSecurity;
-use crate::config::{ClusterConfig, ClusterIdx, ProxyConfig};
-use crate::log_end::{EndSearch, Probe};
-use crate::topology::UpstreamNodeId;
+use crate::config::{ClusterConfig, ProxyConfig};
+use crate::domain::ids::ClusterIdx;
+use crate::domain::ids::UpstreamNodeId;
+use crate::domain::log_end::{EndSearch, Probe};
 
 /// Where an upstream broker listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -569,7 +570,7 @@ impl Cluster {
 
     /// The end of the log of each partition of `topic`: the first offset
     /// at which a Fetch returns no records, verified by fetching there
-    /// whatever the broker reports (see [`crate::log_end`]).
+    /// whatever the broker reports (see [`crate::domain::log_end`]).
     pub async fn log_ends(&self, topic: &str) -> Result<BTreeMap<i32, i64>, UpstreamError> {
         let reported = self.list_offsets(topic, OffsetQuery::Latest).await?;
         let starts = self.list_offsets(topic, OffsetQuery::Earliest).await?;
@@ -753,7 +754,7 @@ impl Cluster {
                     None => p
                         .records
                         .as_deref()
-                        .and_then(crate::stitch::last_offset)
+                        .and_then(crate::domain::stitch::last_offset)
                         .map_or(Probe::Empty, |last| Probe::Records { last }),
                     Some(ResponseError::OffsetOutOfRange) => Probe::OutOfRange,
                     Some(e) => {
@@ -834,13 +835,14 @@ impl Cluster {
     pub async fn offset_syncs(
         &self,
         syncs_topic: &str,
-    ) -> Result<HashMap<(String, i32), Vec<crate::mirror::OffsetSync>>, UpstreamError> {
-        let mut syncs: HashMap<(String, i32), Vec<crate::mirror::OffsetSync>> = HashMap::new();
+    ) -> Result<HashMap<(String, i32), Vec<crate::domain::mirror::OffsetSync>>, UpstreamError> {
+        let mut syncs: HashMap<(String, i32), Vec<crate::domain::mirror::OffsetSync>> =
+            HashMap::new();
         for (_, key, value) in self.read_topic(syncs_topic).await? {
             let (Some(key), Some(value)) = (key, value) else {
                 continue;
             };
-            match crate::mirror::parse_offset_sync(&key, &value) {
+            match crate::domain::mirror::parse_offset_sync(&key, &value) {
                 Ok((t, p, sync)) => syncs.entry((t, p)).or_default().push(sync),
                 Err(e) => {
                     tracing::warn!(topic = syncs_topic, error = %e, "skipping a malformed offset sync")
@@ -881,9 +883,9 @@ impl Cluster {
                 let Some(blob) = self.fetch_from(&conn, topic, partition, offset).await? else {
                     break;
                 };
-                let next = crate::stitch::records_end(&blob);
+                let next = crate::domain::stitch::records_end(&blob);
                 let records =
-                    crate::mirror::records(&blob).map_err(|e| UpstreamError::Protocol {
+                    crate::domain::mirror::records(&blob).map_err(|e| UpstreamError::Protocol {
                         addr: conn.addr().to_owned(),
                         reason: format!("reading '{topic}' on cluster '{}': {e}", self.name()),
                     })?;

@@ -5,55 +5,11 @@
 //! topic's partitions come from.
 
 use std::collections::HashMap;
-use std::fmt;
 
-use globset::{Glob, GlobMatcher};
-
-use crate::config::{ClusterIdx, RoutesConfig};
-use crate::stitch::{Stitches, UpstreamOffset};
-
-/// A topic pattern from a route rule: an exact name, or a glob when it holds
-/// any of `*?[{`.
-#[derive(Debug, Clone)]
-pub enum Pattern {
-    Exact(String),
-    Glob(GlobMatcher),
-}
-
-impl Pattern {
-    pub fn new(text: &str) -> Result<Pattern, String> {
-        if text.is_empty() {
-            return Err("a topic pattern must not be empty".into());
-        }
-        if text.contains(['*', '?', '[', '{']) {
-            Glob::new(text)
-                .map(|g| Pattern::Glob(g.compile_matcher()))
-                .map_err(|e| format!("'{text}' is not a valid glob: {e}"))
-        } else {
-            Ok(Pattern::Exact(text.to_owned()))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Pattern::Exact(name) => name,
-            Pattern::Glob(glob) => glob.glob().glob(),
-        }
-    }
-
-    pub fn matches(&self, topic: &str) -> bool {
-        match self {
-            Pattern::Exact(name) => name == topic,
-            Pattern::Glob(glob) => glob.is_match(topic),
-        }
-    }
-}
-
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::config::RoutesConfig;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::pattern::Pattern;
+use crate::domain::stitch::{Stitches, UpstreamOffset};
 
 /// Where one topic's traffic goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +42,7 @@ pub struct RouteTable {
 fn coordinator_rules(rules: &[crate::config::GroupRouteConfig]) -> Vec<(Pattern, ClusterIdx)> {
     rules
         .iter()
-        .map(|g| {
-            let pattern = Pattern::new(&g.pattern).expect("patterns are validated with the config");
-            (pattern, g.cluster)
-        })
+        .map(|g| (g.pattern.clone(), g.cluster))
         .collect()
 }
 
@@ -99,8 +52,7 @@ impl RouteTable {
             .topics
             .iter()
             .map(|t| {
-                let pattern =
-                    Pattern::new(&t.pattern).expect("patterns are validated with the config");
+                let pattern = t.pattern.clone();
                 let route = Route {
                     produce: t.produce,
                     fetch: t.fetch,
@@ -234,7 +186,7 @@ mod tests {
 
     fn table() -> RouteTable {
         let rule = |pattern: &str, produce, fetch| TopicRouteConfig {
-            pattern: pattern.into(),
+            pattern: Pattern::new(pattern).unwrap(),
             produce: ClusterIdx(produce),
             fetch: ClusterIdx(fetch),
         };
@@ -242,11 +194,11 @@ mod tests {
             default: ClusterIdx(0),
             topics: vec![rule("payments.*", 1, 1), rule("payments.eu", 0, 1)],
             groups: vec![crate::config::GroupRouteConfig {
-                pattern: "billing-*".into(),
+                pattern: Pattern::new("billing-*").unwrap(),
                 cluster: ClusterIdx(1),
             }],
             transactions: vec![crate::config::GroupRouteConfig {
-                pattern: "payments-writer".into(),
+                pattern: Pattern::new("payments-writer").unwrap(),
                 cluster: ClusterIdx(1),
             }],
         })

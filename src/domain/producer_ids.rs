@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
 use crate::wire::WireError;
 
 // Byte offsets in a record batch (magic 2).

@@ -4,23 +4,8 @@
 //! Two upstream clusters may both have a broker 1 (every tansu broker is
 //! 111); each cluster's `node_id_base` keeps their virtual ids apart.
 
-use std::fmt;
-
-use crate::config::{ClusterIdx, Config};
-
-/// A node id as an upstream cluster reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UpstreamNodeId(pub i32);
-
-/// A node id as clients of the proxy see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VirtualNodeId(pub i32);
-
-impl fmt::Display for VirtualNodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+use crate::config::Config;
+use crate::domain::ids::{ClusterIdx, UpstreamNodeId, VirtualNodeId};
 
 /// Maps between upstream and virtual node ids and the ports virtual brokers
 /// listen on.

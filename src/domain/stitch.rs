@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::ClusterIdx;
+use crate::domain::ids::ClusterIdx;
 
 /// An offset in the log clients see through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

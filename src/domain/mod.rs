@@ -1,0 +1,13 @@
+//! Pure types and rules, the vocabulary of the rest: no tokio runtime, no
+//! sockets, no shared proxy state. Ids, patterns, the route table, the
+//! stitched log and its offsets, log-end verification, record-batch
+//! walking for producer ids, the virtual topology, MirrorMaker 2 records.
+
+pub mod ids;
+pub mod log_end;
+pub mod mirror;
+pub mod pattern;
+pub mod producer_ids;
+pub mod routes;
+pub mod stitch;
+pub mod topology;
