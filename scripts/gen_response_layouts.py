@@ -224,7 +224,7 @@ def main():
     print()
     print("use kafka_protocol::messages::ApiKey;")
     print()
-    print("use super::bounded::{Field, Kind, Layout, Tagged};")
+    print("use super::layout::{Field, Kind, Layout, Tagged};")
     print()
     print("/// The layout of each response the proxy decodes, by API.")
     print("pub fn response_layout(api: ApiKey) -> Option<&'static Layout> {")

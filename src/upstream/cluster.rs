@@ -31,7 +31,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::conn::{UpstreamConn, UpstreamError};
+use super::conn::UpstreamConn;
+use super::error::UpstreamError;
 use super::security::UpstreamSecurity;
 use crate::config::{ClusterConfig, ProxyConfig};
 use crate::domain::ids::ClusterIdx;

@@ -15,30 +15,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::error::UpstreamError;
 use super::security::{UpstreamSecurity, UpstreamWrite};
-use crate::wire::codec::{self, CodecError};
+use crate::wire::codec;
 use crate::wire::{read_frame, Frame};
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
-    #[error("connection to {addr} lost: {reason}")]
-    Lost { addr: String, reason: String },
-    #[error("{addr} did not answer within {timeout:?}")]
-    Timeout { addr: String, timeout: Duration },
-    #[error("{addr}: {reason}")]
-    Protocol { addr: String, reason: String },
-}
-
-impl From<(String, CodecError)> for UpstreamError {
-    fn from((addr, e): (String, CodecError)) -> Self {
-        UpstreamError::Protocol {
-            addr,
-            reason: e.to_string(),
-        }
-    }
-}
 
 /// The answer to one request, delivered to whoever sent it.
 pub type Reply = oneshot::Receiver<Result<Frame, UpstreamError>>;

@@ -3,7 +3,9 @@
 
 pub mod cluster;
 pub mod conn;
+pub mod error;
 pub mod security;
 
 pub use cluster::{BrokerAddr, Cluster, ClusterView};
-pub use conn::{UpstreamConn, UpstreamError};
+pub use conn::UpstreamConn;
+pub use error::UpstreamError;

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use zeroize::Zeroizing;
 
-use super::conn::UpstreamError;
+use super::error::UpstreamError;
 use crate::auth::credentials::Mechanism;
 use crate::auth::scram::{self, ScramClient};
 use crate::auth::tls::{load_certs, load_key, load_roots, provider, MaybeTls};

@@ -8,6 +8,7 @@ pub mod bounded;
 pub mod codec;
 pub mod frame;
 pub mod header;
+pub mod layout;
 pub mod partition_errors;
 pub mod reader;
 pub mod requests;

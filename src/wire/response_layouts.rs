@@ -3,7 +3,7 @@
 
 use kafka_protocol::messages::ApiKey;
 
-use super::bounded::{Field, Kind, Layout, Tagged};
+use super::layout::{Field, Kind, Layout, Tagged};
 
 /// The layout of each response the proxy decodes, by API.
 pub fn response_layout(api: ApiKey) -> Option<&'static Layout> {
