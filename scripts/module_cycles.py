@@ -3,9 +3,11 @@
 
 Each file under src/ is a module; a `use crate::a::b` (or `crate::a::b`
 anywhere in the code, or `super::x`) is an edge to the file that defines
-the named module. Prints every strongly connected set of two or more files
-(an import circle) and exits 1 when there is one, unless the set is named
-in ALLOWED with the reason it may stay.
+the named item: a name a module re-exports (`pub use child::Item`) is
+followed to where it is defined, and uses of a parent's own items count
+like any other. Test modules are left out. Prints every strongly connected
+set of two or more files (an import circle) and exits 1 when there is one,
+unless the set is named in ALLOWED with the reason it may stay.
 """
 
 import os
@@ -36,8 +38,39 @@ def modules():
     return out
 
 
-def resolve(mods, here, kind, parts):
-    """The longest module path named by `kind::parts` from module `here`."""
+REEXPORT = re.compile(r"\bpub\s+use\s+((?:self::|super::|crate::)?[A-Za-z_][A-Za-z0-9_:]*?)(?:::\{([^}]*)\}|::([A-Za-z_][A-Za-z0-9_]*))\s*;")
+
+
+def reexports(mods):
+    """(module, name) -> the module a `pub use` there takes `name` from."""
+    out = {}
+    for mod, path in mods.items():
+        text = strip_comments(open(path, encoding="utf-8").read())
+        for prefix, group, single in REEXPORT.findall(text):
+            parts = [p for p in prefix.split("::") if p]
+            if parts[0] == "crate":
+                base = ()
+                parts = parts[1:]
+            elif parts[0] == "super":
+                base = mod[:-1]
+                parts = parts[1:]
+            elif parts[0] == "self":
+                base = mod
+                parts = parts[1:]
+            else:
+                base = mod
+            names = [single] if single else [n.strip().split(" as ")[-1].strip() for n in group.split(",")]
+            target = base + tuple(parts)
+            if target not in mods:
+                continue
+            for n in names:
+                if n and n != "self":
+                    out[(mod, n)] = target
+    return out
+
+
+def resolve(mods, again, here, kind, parts):
+    """The module defining what `kind::parts` names from module `here`."""
     if kind == "crate":
         base = ()
     else:
@@ -45,7 +78,10 @@ def resolve(mods, here, kind, parts):
     full = base + tuple(parts)
     for n in range(len(full), 0, -1):
         if full[:n] in mods:
-            return full[:n]
+            target = full[:n]
+            if n < len(full) and (target, full[n]) in again:
+                return again[(target, full[n])]
+            return target
     return None
 
 
@@ -55,12 +91,14 @@ def strip_comments(text):
 
 
 def edges(mods):
+    again = reexports(mods)
     graph = {m: set() for m in mods}
     for mod, path in mods.items():
         if path.endswith("main.rs"):
             continue  # the binary, not the library's module tree
         text = strip_comments(open(path, encoding="utf-8").read())
         text = re.sub(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{.*", "", text, flags=re.S)
+        text = REEXPORT.sub("", text)  # followed through `again` instead
         targets = []
         for kind, tail in PATH.findall(text):
             targets.append((kind, [p for p in tail.split("::") if p]))
@@ -71,9 +109,13 @@ def edges(mods):
                 head = re.match(r"[A-Za-z_][A-Za-z0-9_]*", item)
                 if head and head.group(0) != "self":
                     targets.append((kind, prefix + [head.group(0)]))
+        # Paths relative to this module: `child::item`, `use child::{..}`.
+        for head in set(re.findall(r"(?<![:\w])([a-z_][a-z0-9_]*)::", text)):
+            if mod + (head,) in mods:
+                graph[mod].add(mod + (head,))
         for kind, parts in targets:
-            target = resolve(mods, mod, kind, parts)
-            if target and target != mod and target != mod[: len(target)]:
+            target = resolve(mods, again, mod, kind, parts)
+            if target and target != mod:
                 graph[mod].add(target)
     return graph
 

@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::flip::{self, Side};
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 use crate::state::RouteEntry;
 use crate::{detach, group_move};
 

@@ -17,7 +17,7 @@ use crate::domain::ids::ClusterIdx;
 use crate::domain::mirror::{self, OffsetSync};
 use crate::domain::stitch::{Shift, VirtualOffset};
 use crate::handlers::forward::RouteSide;
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 use crate::upstream::cluster::CommittedOffset;
 use crate::upstream::UpstreamError;
 

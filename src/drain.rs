@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 use crate::upstream::UpstreamError;
 
 /// One group's progress on one stitched topic.

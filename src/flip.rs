@@ -1,138 +1,19 @@
 //! Moving a topic between clusters at runtime: prepare → fence → check →
-//! record → switch.
-//!
-//! The gates here are what make a fence airtight: a session admits a
-//! Produce (and counts it in flight) under the same lock a flip sets its
-//! fence under, so once a fence is up no new write reaches the old cluster,
-//! and the flip knows exactly which writes it must wait for.
+//! record → switch. The fence is the proxy's gates
+//! ([`crate::domain::gates`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
+use crate::domain::gates::Unfenced;
 use crate::domain::ids::ClusterIdx;
 use crate::domain::routes::Route;
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 use crate::state::{FlipRecord, RouteEntry, StateError, StitchPoint};
 use crate::upstream::UpstreamError;
-
-#[derive(Default)]
-struct GateState {
-    /// Fenced topics; a receiver's `changed()` ends when the fence drops.
-    fences: HashMap<String, watch::Receiver<()>>,
-    /// Produce requests forwarded and not yet answered, per topic.
-    inflight: HashMap<String, usize>,
-}
-
-/// Fences and in-flight Produce counts, per topic.
-#[derive(Default)]
-pub struct Gates {
-    state: Mutex<GateState>,
-}
-
-/// What a session may do with a Produce request now.
-pub enum Admission {
-    /// Send it; the guard counts it in flight until dropped.
-    Admitted(InflightGuard),
-    /// A topic in it is fenced: wait for the fence to drop, then ask again.
-    Held(watch::Receiver<()>),
-}
-
-/// Keeps a forwarded Produce counted in flight for its topics.
-pub struct InflightGuard {
-    gates: Arc<Gates>,
-    topics: Vec<String>,
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        let mut state = self.gates.lock();
-        for topic in &self.topics {
-            if let Some(n) = state.inflight.get_mut(topic) {
-                *n -= 1;
-                if *n == 0 {
-                    state.inflight.remove(topic);
-                }
-            }
-        }
-    }
-}
-
-/// Holds a topic fenced until dropped.
-pub struct FenceGuard {
-    gates: Arc<Gates>,
-    topic: String,
-    _release: watch::Sender<()>,
-}
-
-impl Drop for FenceGuard {
-    fn drop(&mut self) {
-        self.gates.lock().fences.remove(&self.topic);
-        // Dropping the sender wakes every held request.
-    }
-}
-
-impl Gates {
-    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Admits a Produce touching `topics`, or says which fence holds it.
-    pub fn admit<'a>(self: &Arc<Self>, topics: impl Iterator<Item = &'a str> + Clone) -> Admission {
-        let mut state = self.lock();
-        if let Some(fence) = topics.clone().find_map(|t| state.fences.get(t)) {
-            return Admission::Held(fence.clone());
-        }
-        let topics: Vec<String> = topics.map(str::to_owned).collect();
-        for topic in &topics {
-            *state.inflight.entry(topic.clone()).or_default() += 1;
-        }
-        Admission::Admitted(InflightGuard {
-            gates: self.clone(),
-            topics,
-        })
-    }
-
-    /// The fence holding `key`, if any, without counting anything in flight.
-    pub fn held(&self, key: &str) -> Option<watch::Receiver<()>> {
-        self.lock().fences.get(key).cloned()
-    }
-
-    /// Fences `topic`; `None` when it is already fenced (a flip is running).
-    pub fn fence(self: &Arc<Self>, topic: &str) -> Option<FenceGuard> {
-        let mut state = self.lock();
-        if state.fences.contains_key(topic) {
-            return None;
-        }
-        let (tx, rx) = watch::channel(());
-        state.fences.insert(topic.to_owned(), rx);
-        Some(FenceGuard {
-            gates: self.clone(),
-            topic: topic.to_owned(),
-            _release: tx,
-        })
-    }
-
-    /// Waits until nothing is in flight for `key`; on timeout, how many
-    /// still are.
-    pub async fn drained(&self, key: &str, within: Duration) -> Result<(), usize> {
-        let started = Instant::now();
-        loop {
-            match self.inflight(key) {
-                0 => return Ok(()),
-                count if started.elapsed() > within => return Err(count),
-                _ => tokio::time::sleep(Duration::from_millis(2)).await,
-            }
-        }
-    }
-
-    pub fn inflight(&self, topic: &str) -> usize {
-        self.lock().inflight.get(topic).copied().unwrap_or(0)
-    }
-}
 
 /// Which side of a topic's traffic a flip moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -277,31 +158,6 @@ const TXN_WAIT: Duration = Duration::from_secs(10);
 /// nobody writes to it behind the proxy's back.
 const STILLNESS_WINDOW: Duration = Duration::from_millis(500);
 
-/// Topics with a flip running.
-#[derive(Default)]
-pub struct Running(Mutex<HashSet<String>>);
-
-pub struct RunningGuard<'a>(&'a Running, String);
-
-impl Drop for RunningGuard<'_> {
-    fn drop(&mut self) {
-        self.0
-             .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.1);
-    }
-}
-
-impl Running {
-    pub fn start(&self, topic: &str) -> Option<RunningGuard<'_>> {
-        let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        running
-            .insert(topic.to_owned())
-            .then(|| RunningGuard(self, topic.to_owned()))
-    }
-}
-
 fn valid_topic_name(topic: &str) -> bool {
     !topic.is_empty()
         && topic.len() <= 249
@@ -440,16 +296,17 @@ pub async fn flip(
     let fence = if moves_produce {
         let fence = proxy
             .gates
-            .fence(topic)
-            .ok_or_else(|| FlipError::AlreadyRunning(topic.to_owned()))?;
-        if let Err(count) = proxy.gates.drained(topic, INFLIGHT_WAIT).await {
-            return Err(FlipError::InflightTimeout {
-                topic: topic.to_owned(),
-                cluster: source_cluster.name().to_owned(),
-                count,
-                waited: INFLIGHT_WAIT,
-            });
-        }
+            .fence_and_drain(topic, INFLIGHT_WAIT)
+            .await
+            .map_err(|unfenced| match unfenced {
+                Unfenced::AlreadyFenced => FlipError::AlreadyRunning(topic.to_owned()),
+                Unfenced::StillInFlight(count) => FlipError::InflightTimeout {
+                    topic: topic.to_owned(),
+                    cluster: source_cluster.name().to_owned(),
+                    count,
+                    waited: INFLIGHT_WAIT,
+                },
+            })?;
         clock.mark(&mut report.steps, "fence");
         Some(fence)
     } else {
@@ -633,38 +490,4 @@ fn moved(before: &BTreeMap<i32, i64>, after: &BTreeMap<i32, i64>) -> Option<(i32
         Some(b) if b == a => None,
         b => Some((*p, b.copied().unwrap_or(-1), *a)),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn fence_holds_new_produce_and_counts_earlier_ones() {
-        let gates = Arc::new(Gates::default());
-        let Admission::Admitted(early) = gates.admit(["t"].into_iter()) else {
-            panic!("nothing fenced yet")
-        };
-        let fence = gates.fence("t").expect("first fence");
-        assert!(gates.fence("t").is_none(), "one flip per topic at a time");
-        assert_eq!(gates.inflight("t"), 1, "the earlier produce is waited for");
-        let Admission::Held(mut held) = gates.admit(["other", "t"].into_iter()) else {
-            panic!("a fenced topic holds the request")
-        };
-        assert!(matches!(
-            gates.admit(["other"].into_iter()),
-            Admission::Admitted(_)
-        ));
-        drop(early);
-        assert_eq!(gates.inflight("t"), 0);
-        drop(fence);
-        assert!(
-            held.changed().await.is_err(),
-            "dropping the fence releases held requests"
-        );
-        assert!(matches!(
-            gates.admit(["t"].into_iter()),
-            Admission::Admitted(_)
-        ));
-    }
 }

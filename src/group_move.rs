@@ -12,9 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::gates::Unfenced;
 use crate::domain::ids::ClusterIdx;
 use crate::flip::{StepClock, StepTiming};
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 use crate::state::{GroupMoveRecord, StateError};
 use crate::upstream::cluster::CommittedOffset;
 use crate::upstream::UpstreamError;
@@ -130,16 +131,17 @@ pub async fn move_group(
     // 1. hold the group's requests; wait for commits under way.
     let _fence = proxy
         .group_gates
-        .fence(group)
-        .ok_or_else(|| GroupMoveError::AlreadyRunning(group.to_owned()))?;
-    if let Err(count) = proxy.group_gates.drained(group, INFLIGHT_WAIT).await {
-        return Err(GroupMoveError::InflightTimeout {
-            group: group.to_owned(),
-            cluster: source.name().to_owned(),
-            count,
-            waited: INFLIGHT_WAIT,
-        });
-    }
+        .fence_and_drain(group, INFLIGHT_WAIT)
+        .await
+        .map_err(|unfenced| match unfenced {
+            Unfenced::AlreadyFenced => GroupMoveError::AlreadyRunning(group.to_owned()),
+            Unfenced::StillInFlight(count) => GroupMoveError::InflightTimeout {
+                group: group.to_owned(),
+                cluster: source.name().to_owned(),
+                count,
+                waited: INFLIGHT_WAIT,
+            },
+        })?;
     clock.mark(&mut report.steps, "hold");
 
     // 2. copy the committed offsets, and read them back.

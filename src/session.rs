@@ -16,13 +16,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AuthError, ClientAuth, ClientRead, ClientStream, ClientWrite, Gate};
+use crate::domain::gates::{Admission, InflightGuard};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::UpstreamNodeId;
-use crate::flip::{Admission, InflightGuard};
 use crate::handlers::forward::{Plan, RouteSide, Seek, SplitPlan};
 use crate::handlers::{self, forward, Handling};
 use crate::metrics as m;
-use crate::proxy::{ListenerKind, Proxy};
+use crate::runtime::proxy::{ListenerKind, Proxy};
 use crate::upstream::cluster::{GROUP_KEY, TRANSACTION_KEY};
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
@@ -291,7 +291,9 @@ impl Session {
             {
                 return Err(unsupported());
             }
-            if let Some(refusal) = self.auth.authorize(&proxy, spec.key, &header, body).await? {
+            if let Some(refusal) =
+                crate::auth::acl::authorize(&self.auth, &proxy, spec.key, &header, body).await?
+            {
                 if tx.send(Pending::Ready(refusal)).await.is_err() {
                     return Ok(());
                 }

@@ -18,8 +18,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
-use super::{AuthError, User};
-use crate::proxy::Proxy;
+use super::{AuthError, ClientAuth, User};
+use crate::runtime::proxy::Proxy;
 use crate::wire::codec;
 use crate::wire::partition_errors::{partition_error_response_by, topic_error_response};
 use crate::wire::requests::{self, MetadataRequestView, ProduceView, TopicPartitions};
@@ -297,6 +297,31 @@ fn check_groups(
         _ => return Err(denied(user, format!("{api:?} for group '{bad}'"))),
     };
     Ok(Some(answer))
+}
+
+/// Checks an authenticated client's request against its user's
+/// allow-lists: `Some(answer)` answers it instead (a refusal, or
+/// Metadata filtered to what the user may see), an error closes the
+/// connection. Costs nothing for users without lists.
+pub async fn authorize(
+    auth: &ClientAuth,
+    proxy: &Arc<Proxy>,
+    api: kafka_protocol::messages::ApiKey,
+    header: &crate::wire::RequestHeader,
+    body: &[u8],
+) -> Result<Option<Bytes>, AuthError> {
+    match auth.user() {
+        // Answered here, in the read loop: a restricted user's
+        // Metadata waits for the cluster before the next request is
+        // read, which keeps the answers in order.
+        Some(user)
+            if user.topics.is_some() && api == kafka_protocol::messages::ApiKey::Metadata =>
+        {
+            metadata(proxy.clone(), user, header, body).await.map(Some)
+        }
+        Some(user) if user.restricted() => check(user, api, header, body),
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -440,19 +440,20 @@ fn authenticate_response(
 /// The SASL APIs ApiVersions lists when clients must authenticate (a
 /// client decides from this list whether to use SaslAuthenticate).
 pub fn advertised_apis(
-    security: &super::ClientSecurity,
+    sasl_enabled: bool,
 ) -> impl Iterator<Item = kafka_protocol::messages::api_versions_response::ApiVersion> {
     let apis = [
         (ApiKey::SaslHandshake, HANDSHAKE_VERSIONS),
         (ApiKey::SaslAuthenticate, AUTHENTICATE_VERSIONS),
     ];
-    let on = security.sasl_enabled();
-    apis.into_iter().filter(move |_| on).map(|(key, versions)| {
-        kafka_protocol::messages::api_versions_response::ApiVersion::default()
-            .with_api_key(key as i16)
-            .with_min_version(*versions.start())
-            .with_max_version(*versions.end())
-    })
+    apis.into_iter()
+        .filter(move |_| sasl_enabled)
+        .map(|(key, versions)| {
+            kafka_protocol::messages::api_versions_response::ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(*versions.start())
+                .with_max_version(*versions.end())
+        })
 }
 
 impl Users {

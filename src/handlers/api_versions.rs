@@ -5,7 +5,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 
 use super::{advertised_range, APIS};
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::RequestHeader;
 
@@ -24,7 +24,9 @@ pub fn answer(proxy: &Proxy, header: &RequestHeader) -> Result<Bytes, CodecError
                     .with_max_version(max),
             )
         })
-        .chain(crate::auth::sasl::advertised_apis(&proxy.security))
+        .chain(crate::auth::sasl::advertised_apis(
+            proxy.security.sasl_enabled(),
+        ))
         .collect();
     // A client that asks in a version the proxy does not speak gets the v0
     // form with UNSUPPORTED_VERSION, and retries with a version from the list.

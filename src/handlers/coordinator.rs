@@ -11,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::requests::FindCoordinatorView;
 use crate::wire::RequestHeader;

@@ -8,7 +8,7 @@
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::UpstreamNodeId;
 use crate::domain::stitch::{Shift, VirtualOffset};
-use crate::proxy::{ListenerKind, Proxy};
+use crate::runtime::proxy::{ListenerKind, Proxy};
 use crate::wire::requests::TopicPartitions;
 
 /// Which upstream broker a forwarded API goes to.

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::domain::ids::ClusterIdx;
 use crate::domain::topology::virtual_topic_id;
-use crate::proxy::{Proxy, VirtualBroker};
+use crate::runtime::proxy::{Proxy, VirtualBroker};
 use crate::upstream::UpstreamError;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::requests::{DescribeClusterView, MetadataRequestView};

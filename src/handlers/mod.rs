@@ -12,7 +12,7 @@ pub mod split;
 
 use kafka_protocol::messages::ApiKey;
 
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 
 /// How a request is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 
 use crate::domain::ids::ClusterIdx;
 use crate::domain::producer_ids::{self, Segment};
-use crate::proxy::Proxy;
+use crate::runtime::proxy::Proxy;
 use crate::upstream::UpstreamError;
 use crate::wire::requests::ProduceView;
 use crate::wire::WireError;

@@ -1,81 +1,20 @@
 //! The accept loops and background tasks of a running proxy: the bootstrap
 //! listener, virtual broker listeners, per-cluster refresh, metrics.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use super::listeners::bind;
+use super::proxy::{ListenerKind, Proxy};
 use crate::admin;
 use crate::config::Config;
 use crate::metrics;
-use crate::proxy::{ListenerKind, Proxy};
 use crate::session;
 use crate::state::State;
 use crate::upstream::Cluster;
-
-/// Binds a listening socket synchronously, so callers can bind while
-/// holding a lock and know the port is open when they return.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let std_listener = std::net::TcpListener::bind(addr)?;
-    std_listener.set_nonblocking(true)?;
-    TcpListener::from_std(std_listener)
-}
-
-/// Caps on client connections, in all and per source address, shared by
-/// every listener: one address cannot take the proxy from everyone else.
-pub struct ConnectionLimits {
-    max: usize,
-    per_ip: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
-}
-
-/// One admitted connection; dropping it frees the place.
-pub struct Slot {
-    limits: Arc<ConnectionLimits>,
-    ip: IpAddr,
-}
-
-impl ConnectionLimits {
-    pub fn new(max: usize, per_ip: usize) -> Arc<ConnectionLimits> {
-        Arc::new(ConnectionLimits {
-            max,
-            per_ip,
-            open: Mutex::new((0, HashMap::new())),
-        })
-    }
-
-    /// A place for a connection from `ip`, or `None` when a cap is reached.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let from_ip = open.1.get(&ip).copied().unwrap_or(0);
-        if open.0 >= self.max || from_ip >= self.per_ip {
-            return None;
-        }
-        open.0 += 1;
-        open.1.insert(ip, from_ip + 1);
-        Some(Slot {
-            limits: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.0 -= 1;
-        if let Some(n) = open.1.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.1.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// Accepts clients forever; each one gets its own session task, as long
 /// as the connection caps allow.
@@ -169,7 +108,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             admin_path.display()
         )
     })?;
-    let proxy = Proxy::new(config, state)?;
+    let proxy = Proxy::new(config, state, |proxy, listener, kind| {
+        tokio::spawn(accept_loop(proxy, listener, kind))
+    })?;
     tokio::spawn(admin::serve(proxy.clone(), admin));
     tracing::info!(
         listen = %proxy.config.proxy.listen,

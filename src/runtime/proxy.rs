@@ -9,14 +9,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::task::JoinHandle;
 
+use super::listeners::{self, ConnectionLimits};
 use crate::config::Config;
+use crate::domain::gates::{Gates, Running};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
 use crate::domain::producer_ids::ProducerIds;
 use crate::domain::routes::{Route, RouteTable};
 use crate::domain::topology::Topology;
-use crate::flip::{Gates, Running};
-use crate::server;
 use crate::state::{RouteEntry, State, StateError};
 use crate::upstream::Cluster;
 
@@ -46,6 +46,10 @@ pub enum ListenerKind {
     Broker(VirtualNodeId),
 }
 
+/// Runs the accept loop of one listener as a task: the server's, handed
+/// over at start-up (see [`super`]).
+pub type AcceptLoop = fn(Arc<Proxy>, tokio::net::TcpListener, ListenerKind) -> JoinHandle<()>;
+
 struct OpenListener {
     port: u16,
     task: JoinHandle<()>,
@@ -64,18 +68,24 @@ pub struct Proxy {
     /// Groups with a move running.
     pub group_moves: Running,
     pub producer_ids: ProducerIds,
-    pub connections: Arc<server::ConnectionLimits>,
+    pub connections: Arc<ConnectionLimits>,
     /// TLS and SASL towards clients.
     pub security: crate::auth::ClientSecurity,
     pub clusters: Vec<Arc<Cluster>>,
     listeners: Mutex<HashMap<VirtualNodeId, OpenListener>>,
+    accept_loop: AcceptLoop,
     /// Ports that failed to bind, so each failure is reported once.
     bind_failures: Mutex<HashSet<u16>>,
 }
 
 impl Proxy {
-    /// A proxy for `config`, with the runtime routes of `state` applied.
-    pub fn new(config: Config, state: State) -> anyhow::Result<Arc<Proxy>> {
+    /// A proxy for `config`, with the runtime routes of `state` applied;
+    /// `accept_loop` serves the virtual brokers' listeners it opens.
+    pub fn new(
+        config: Config,
+        state: State,
+        accept_loop: AcceptLoop,
+    ) -> anyhow::Result<Arc<Proxy>> {
         let security = crate::auth::ClientSecurity::from_config(&config)?;
         let mut routes = RouteTable::new(&config.routes);
         for (topic, entry) in &state.routes {
@@ -126,7 +136,7 @@ impl Proxy {
             group_gates: Arc::default(),
             group_moves: Running::default(),
             producer_ids: ProducerIds::default(),
-            connections: server::ConnectionLimits::new(
+            connections: ConnectionLimits::new(
                 config.proxy.max_connections,
                 config.proxy.max_connections_per_ip,
             ),
@@ -134,6 +144,7 @@ impl Proxy {
             clusters,
             config,
             listeners: Mutex::new(HashMap::new()),
+            accept_loop,
             bind_failures: Mutex::new(HashSet::new()),
         }))
     }
@@ -242,17 +253,14 @@ impl Proxy {
                 continue;
             }
             let addr = std::net::SocketAddr::new(self.config.proxy.listen.ip(), broker.port);
-            match server::bind(addr) {
+            match listeners::bind(addr) {
                 Ok(listener) => {
                     self.bind_failures
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&broker.port);
-                    let task = tokio::spawn(server::accept_loop(
-                        self.clone(),
-                        listener,
-                        ListenerKind::Broker(broker.id),
-                    ));
+                    let task =
+                        (self.accept_loop)(self.clone(), listener, ListenerKind::Broker(broker.id));
                     tracing::info!(
                         virtual_node = broker.id.0,
                         cluster = self.cluster(broker.cluster).name(),
