@@ -11,6 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# No module may import one that imports it back (see src/lib.rs).
+python3 scripts/module_cycles.py
+
 eval "$(bash scripts/install-deps.sh)"
 export SWITCHYARD_TANSU SWITCHYARD_TANSU_MAIN SWITCHYARD_PYTHON SWITCHYARD_NODE_MODULES
 

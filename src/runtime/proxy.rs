@@ -17,7 +17,7 @@ use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
 use crate::domain::producer_ids::ProducerIds;
 use crate::domain::routes::{Route, RouteTable};
 use crate::domain::topology::Topology;
-use crate::state::{RouteEntry, State, StateError};
+use crate::ops::state::{RouteEntry, State, StateError};
 use crate::upstream::Cluster;
 
 fn route_of(config: &Config, entry: &RouteEntry) -> Option<Route> {

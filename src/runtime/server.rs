@@ -9,11 +9,11 @@ use tokio::net::TcpListener;
 
 use super::listeners::bind;
 use super::proxy::{ListenerKind, Proxy};
-use crate::admin;
 use crate::config::Config;
 use crate::metrics;
+use crate::ops::admin;
+use crate::ops::state::State;
 use crate::session;
-use crate::state::State;
 use crate::upstream::Cluster;
 
 /// Accepts clients forever; each one gets its own session task, as long

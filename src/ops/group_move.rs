@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::gates::Unfenced;
 use crate::domain::ids::ClusterIdx;
-use crate::flip::{StepClock, StepTiming};
+use crate::ops::flip::{StepClock, StepTiming};
+use crate::ops::state::{GroupMoveRecord, StateError};
 use crate::runtime::proxy::Proxy;
-use crate::state::{GroupMoveRecord, StateError};
 use crate::upstream::cluster::CommittedOffset;
 use crate::upstream::UpstreamError;
 

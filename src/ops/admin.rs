@@ -17,10 +17,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::flip::{self, Side};
+use super::{detach, group_move};
+use crate::ops::flip::{self, Side};
+use crate::ops::state::RouteEntry;
 use crate::runtime::proxy::Proxy;
-use crate::state::RouteEntry;
-use crate::{detach, group_move};
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 64 * 1024;
@@ -235,7 +235,7 @@ async fn status(proxy: &Proxy) -> Value {
         })
         .collect();
     // Progress of groups on stitched topics, when the clusters can say.
-    let drain = match crate::drain::drains(proxy).await {
+    let drain = match crate::ops::drain::drains(proxy).await {
         Ok(d) => json!(d),
         Err(e) => json!({"error": e.to_string()}),
     };

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::gates::Unfenced;
 use crate::domain::ids::ClusterIdx;
 use crate::domain::routes::Route;
+use crate::ops::state::{FlipRecord, RouteEntry, StateError, StitchPoint};
 use crate::runtime::proxy::Proxy;
-use crate::state::{FlipRecord, RouteEntry, StateError, StitchPoint};
 use crate::upstream::UpstreamError;
 
 /// Which side of a topic's traffic a flip moves.
@@ -441,7 +441,7 @@ async fn caught_up_copy(
     let started = Instant::now();
     let mut previous: Option<BTreeMap<i32, i64>> = None;
     loop {
-        let syncs = crate::detach::offset_syncs(proxy, &syncs_topic, [from, to])
+        let syncs = crate::ops::detach::offset_syncs(proxy, &syncs_topic, [from, to])
             .await
             .map_err(upstream)?;
         let ends = target.log_ends(topic).await.map_err(upstream)?;
