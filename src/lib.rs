@@ -26,6 +26,7 @@ pub mod domain;
 pub mod handlers;
 pub mod metrics;
 pub mod ops;
+pub mod plan;
 pub mod runtime;
 pub mod session;
 pub mod upstream;

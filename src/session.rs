@@ -19,9 +19,10 @@ use crate::auth::{AuthError, ClientAuth, ClientRead, ClientStream, ClientWrite, 
 use crate::domain::gates::{Admission, InflightGuard};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::UpstreamNodeId;
-use crate::handlers::forward::{Plan, RouteSide, Seek, SplitPlan};
+use crate::domain::routes::RouteSide;
 use crate::handlers::{self, forward, Handling};
 use crate::metrics as m;
+use crate::plan::{self, Plan, Seek, Snapshot, SplitPlan};
 use crate::runtime::proxy::{ListenerKind, Proxy};
 use crate::upstream::cluster::{GROUP_KEY, TRANSACTION_KEY};
 use crate::upstream::conn::Reply;
@@ -456,11 +457,18 @@ impl Session {
             }
         }
         let own = self.own_broker();
-        let mut plan = forward::plan(&self.proxy, own, side, topics, seek);
+        let mut plan = self.plan(own, side, topics, seek);
         if plan.refuses_any() {
             // A topic the proxy has not seen yet (created a moment ago, or
             // asked for without Metadata first): look once before refusing.
-            let unknown = forward::unknown_topics(&self.proxy, side, topics);
+            let unknown = {
+                let routes = self.proxy.routes();
+                let snapshot = Snapshot {
+                    routes: &routes,
+                    views: &*self.proxy,
+                };
+                plan::unknown_topics(&snapshot, side, topics)
+            };
             if !unknown.is_empty() {
                 for (cluster, names) in unknown {
                     let lookup = self
@@ -471,7 +479,7 @@ impl Session {
                         tracing::debug!(error = %e, "metadata lookup for unknown topics failed");
                     }
                 }
-                plan = forward::plan(&self.proxy, own, side, topics, seek);
+                plan = self.plan(own, side, topics, seek);
             }
         }
         let (upstream, cluster) = match plan {
@@ -570,12 +578,12 @@ impl Session {
             // and only its answer is shifted.
             vec![Some(frame.0.clone())]
         } else {
-            let parts = handlers::split::Parts {
+            let parts = plan::split::Parts {
                 assignment: &split.assignment,
                 shifts: &split.shifts,
                 destinations: split.destinations.len(),
             };
-            handlers::split::split(api, &frame.0, header, &parts)?
+            plan::split::split(api, &frame.0, header, &parts)?
         };
         if split.destinations.len() > 1 {
             metrics::counter!(m::SPLIT_REQUESTS).increment(1);
@@ -624,7 +632,7 @@ impl Session {
             for reply in replies {
                 answers.push(reply.await.map_err(|_| lost_task())??);
             }
-            Ok(handlers::split::merge(
+            Ok(plan::split::merge(
                 api,
                 version,
                 correlation_id,
@@ -843,6 +851,23 @@ impl Session {
         };
         self.own_broker = Some(own);
         own
+    }
+
+    /// Plans a partitioned request on a snapshot of the routes and the
+    /// clusters' views taken now.
+    fn plan(
+        &self,
+        own: Option<(ClusterIdx, UpstreamNodeId)>,
+        side: RouteSide,
+        topics: &TopicPartitions,
+        seek: Seek<'_>,
+    ) -> Plan {
+        let routes = self.proxy.routes();
+        let snapshot = Snapshot {
+            routes: &routes,
+            views: &*self.proxy,
+        };
+        plan::plan(&snapshot, own, side, topics, seek)
     }
 
     /// This client's connection to the upstream broker for `target`,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 use libfuzzer_sys::fuzz_target;
-use switchyard::handlers::split;
+use switchyard::plan::split;
 use switchyard::wire::codec::decode_response;
 use switchyard::wire::requests::TopicPartitions;
 use switchyard::wire::Frame;

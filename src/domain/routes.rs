@@ -18,6 +18,23 @@ pub struct Route {
     pub fetch: ClusterIdx,
 }
 
+/// Which route side decides where a partitioned API goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSide {
+    Produce,
+    Fetch,
+}
+
+impl RouteSide {
+    /// The cluster a route sends this side's traffic to.
+    pub fn cluster(self, route: &Route) -> ClusterIdx {
+        match self {
+            RouteSide::Produce => route.produce,
+            RouteSide::Fetch => route.fetch,
+        }
+    }
+}
+
 /// Topic → route: runtime routes (from flips) first, then the configured
 /// rules, then the default.
 #[derive(Debug, Clone)]

@@ -8,7 +8,6 @@ pub mod fetch;
 pub mod forward;
 pub mod metadata;
 pub mod produce;
-pub mod split;
 
 use kafka_protocol::messages::ApiKey;
 

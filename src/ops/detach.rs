@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::ClusterIdx;
 use crate::domain::mirror::{self, OffsetSync};
+use crate::domain::routes::RouteSide;
 use crate::domain::stitch::{Shift, VirtualOffset};
-use crate::handlers::forward::RouteSide;
 use crate::runtime::proxy::Proxy;
 use crate::upstream::cluster::CommittedOffset;
 use crate::upstream::UpstreamError;

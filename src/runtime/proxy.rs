@@ -18,6 +18,7 @@ use crate::domain::producer_ids::ProducerIds;
 use crate::domain::routes::{Route, RouteTable};
 use crate::domain::topology::Topology;
 use crate::ops::state::{RouteEntry, State, StateError};
+use crate::plan::ClusterViews;
 use crate::upstream::Cluster;
 
 fn route_of(config: &Config, entry: &RouteEntry) -> Option<Route> {
@@ -301,5 +302,35 @@ impl Proxy {
         let mut ids: Vec<_> = open.keys().copied().collect();
         ids.sort();
         ids
+    }
+}
+
+/// The clusters' live views, as planning reads them.
+impl ClusterViews for Proxy {
+    fn leader(&self, cluster: ClusterIdx, topic: &str, partition: i32) -> Option<UpstreamNodeId> {
+        self.cluster(cluster).with_view(|v| {
+            let meta = v.topics.get(topic)?;
+            // Brokers list partitions in index order: look there first,
+            // search only when they do not.
+            let at = usize::try_from(partition)
+                .ok()
+                .and_then(|i| meta.partitions.get(i));
+            at.filter(|m| m.partition_index == partition)
+                .or_else(|| {
+                    meta.partitions
+                        .iter()
+                        .find(|m| m.partition_index == partition)
+                })
+                .map(|m| UpstreamNodeId(m.leader_id.0))
+        })
+    }
+
+    fn address(&self, cluster: ClusterIdx, node: UpstreamNodeId) -> Option<String> {
+        self.cluster(cluster).broker_address(node)
+    }
+
+    fn knows_topic(&self, cluster: ClusterIdx, topic: &str) -> bool {
+        self.cluster(cluster)
+            .with_view(|v| v.topics.contains_key(topic))
     }
 }

@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn split_answers_are_walked_before_their_topics_are_decoded() {
-        use crate::handlers::split::merge;
+        use crate::plan::split::merge;
         use crate::wire::requests::TopicPartitions;
         // Compact (Fetch v12) and classic (Produce v8) topic arrays whose
         // one topic claims the most partitions its form can.
