@@ -491,3 +491,33 @@ fn moved(before: &BTreeMap<i32, i64>, after: &BTreeMap<i32, i64>) -> Option<(i32
         b => Some((*p, b.copied().unwrap_or(-1), *a)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_that_moved_while_fenced_is_named_with_both_readings() {
+        let before = BTreeMap::from([(0, 100), (1, 40)]);
+        assert_eq!(
+            moved(&before, &before.clone()),
+            None,
+            "still: the flip goes on"
+        );
+        let after = BTreeMap::from([(0, 100), (1, 41)]);
+        assert_eq!(moved(&before, &after), Some((1, 40, 41)));
+        // A partition that appeared between the readings moved too.
+        let grown = BTreeMap::from([(0, 100), (1, 40), (2, 3)]);
+        assert_eq!(moved(&before, &grown), Some((2, -1, 3)));
+    }
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        for good in ["orders", "payments.eu-1", "a_b", &"x".repeat(249)] {
+            assert!(valid_topic_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "with space", "slash/y", &"x".repeat(250)] {
+            assert!(!valid_topic_name(bad), "{bad:?}");
+        }
+    }
+}
