@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::ResponseError;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -98,10 +99,6 @@ enum Pending {
 /// How long a Produce for a fenced topic is held before the client is told
 /// NOT_LEADER_OR_FOLLOWER (which every client retries).
 const FENCE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-const INVALID_REQUEST: i16 = 42;
-/// A transaction cannot do what was asked (here: span clusters).
-const INVALID_TXN_STATE: i16 = 48;
 
 /// The next request frame. A client may stay silent up to the idle timeout,
 /// but a frame once begun must arrive whole within the frame timeout, so a
@@ -142,7 +139,7 @@ fn refusal(
         header.api_version,
         header.correlation_id,
         topics,
-        NOT_LEADER_OR_FOLLOWER,
+        ResponseError::NotLeaderOrFollower.code(),
     )?;
     Ok(Some(Pending::Ready(answer)))
 }
@@ -619,7 +616,7 @@ impl Session {
                 header.api_version,
                 header.correlation_id,
                 &refused,
-                NOT_LEADER_OR_FOLLOWER,
+                ResponseError::NotLeaderOrFollower.code(),
             )?));
         }
         let (version, correlation_id, order, shifts) = (
@@ -683,7 +680,7 @@ impl Session {
                     header.api_version,
                     header.correlation_id,
                     &names,
-                    INVALID_REQUEST,
+                    ResponseError::InvalidRequest.code(),
                     &message,
                 )?;
                 return Ok(Some(Pending::Ready(answer)));
@@ -779,7 +776,7 @@ impl Session {
             header.api_version,
             header.correlation_id,
             topics,
-            INVALID_TXN_STATE,
+            ResponseError::InvalidTxnState.code(),
         )?;
         Ok(Some(Pending::Ready(answer)))
     }

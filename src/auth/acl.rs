@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     OffsetFetchResponse, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::ResponseError;
 
 use super::{AuthError, ClientAuth, User};
 use crate::runtime::proxy::Proxy;
@@ -24,13 +25,6 @@ use crate::wire::codec;
 use crate::wire::partition_errors::{partition_error_response_by, topic_error_response};
 use crate::wire::requests::{self, MetadataRequestView, ProduceView, TopicPartitions};
 use crate::wire::{Frame, Reader, RequestHeader};
-
-pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-/// Given to the allowed topics of a request that also names denied ones:
-/// the client retries them, without the denied topics (whose records or
-/// reads it has failed), and that retry passes.
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 impl User {
     /// Whether any allow-list applies: without one, requests are not read.
@@ -110,7 +104,7 @@ fn check_topics(
                 header.api_version,
                 header.correlation_id,
                 &names,
-                TOPIC_AUTHORIZATION_FAILED,
+                ResponseError::TopicAuthorizationFailed.code(),
                 &message,
             )?));
         }
@@ -125,9 +119,9 @@ fn check_topics(
     }
     let code = |t: &str| {
         if user.may_use_topic(t) {
-            NOT_LEADER_OR_FOLLOWER
+            ResponseError::NotLeaderOrFollower.code()
         } else {
-            TOPIC_AUTHORIZATION_FAILED
+            ResponseError::TopicAuthorizationFailed.code()
         }
     };
     Ok(Some(partition_error_response_by(
@@ -194,7 +188,7 @@ pub async fn metadata(
 fn refusal(name: Option<TopicName>) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(name)
-        .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
 }
 
 /// The group ids a group request names: the first field of the
@@ -262,7 +256,7 @@ fn check_groups(
     let Some(bad) = ids.into_iter().find(|g| !user.may_use_group(g)) else {
         return Ok(None);
     };
-    let e = GROUP_AUTHORIZATION_FAILED;
+    let e = ResponseError::GroupAuthorizationFailed.code();
     let answer = match api {
         ApiKey::JoinGroup => reply(
             api,
@@ -377,8 +371,11 @@ mod tests {
         assert_eq!(
             codes,
             vec![
-                ("pay.eu".into(), NOT_LEADER_OR_FOLLOWER),
-                ("secret".into(), TOPIC_AUTHORIZATION_FAILED)
+                ("pay.eu".into(), ResponseError::NotLeaderOrFollower.code()),
+                (
+                    "secret".into(),
+                    ResponseError::TopicAuthorizationFailed.code()
+                )
             ]
         );
         let (h, b) = request(ApiKey::Fetch, 11, &fetch(&["orders", "pay.us"]));
@@ -400,7 +397,10 @@ mod tests {
             if let Some(a) = answer {
                 let resp: HeartbeatResponse =
                     decode_response(ApiKey::Heartbeat, 4, &Frame(a)).unwrap();
-                assert_eq!(resp.error_code, GROUP_AUTHORIZATION_FAILED);
+                assert_eq!(
+                    resp.error_code,
+                    ResponseError::GroupAuthorizationFailed.code()
+                );
             }
         }
     }

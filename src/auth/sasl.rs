@@ -12,16 +12,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateResponse, SaslHandshakeResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::credentials::{Credential, Mechanism, DEFAULT_ITERATIONS};
 use super::scram::{self, ScramError, ScramHash, ScramKeys, ScramServer};
 use super::{AuthError, User, Users};
 use crate::wire::codec;
 use crate::wire::{Frame, Reader, RequestHeader, WireError};
-
-pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-pub const ILLEGAL_SASL_STATE: i16 = 34;
-pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 const HANDSHAKE_VERSIONS: std::ops::RangeInclusive<i16> = 0..=1;
 const AUTHENTICATE_VERSIONS: std::ops::RangeInclusive<i16> = 0..=2;
@@ -139,7 +136,7 @@ impl SaslServer {
         if !matches!(self.state, State::Start) {
             self.state = State::Over;
             return Ok(Step::Refuse(
-                answer(ILLEGAL_SASL_STATE)?,
+                answer(ResponseError::IllegalSaslState.code())?,
                 "a second SaslHandshake".into(),
             ));
         }
@@ -158,7 +155,7 @@ impl SaslServer {
             None => {
                 self.state = State::Over;
                 Ok(Step::Refuse(
-                    answer(UNSUPPORTED_SASL_MECHANISM)?,
+                    answer(ResponseError::UnsupportedSaslMechanism.code())?,
                     format!("asked for SASL mechanism {requested:?}, which is not enabled"),
                 ))
             }
@@ -189,7 +186,7 @@ impl SaslServer {
             return Ok(Step::Refuse(
                 authenticate_response(
                     &envelope,
-                    ILLEGAL_SASL_STATE,
+                    ResponseError::IllegalSaslState.code(),
                     Some("SaslAuthenticate before SaslHandshake v1"),
                     b"",
                 )?,
@@ -225,7 +222,7 @@ impl SaslServer {
                     Envelope::Raw => Bytes::new(),
                     _ => authenticate_response(
                         &envelope,
-                        SASL_AUTHENTICATION_FAILED,
+                        ResponseError::SaslAuthenticationFailed.code(),
                         Some(&message),
                         b"",
                     )
@@ -600,7 +597,10 @@ mod tests {
                 panic!("{name} must fail")
             };
             assert!(!reason.contains(password));
-            assert_eq!(resp.error_code, SASL_AUTHENTICATION_FAILED);
+            assert_eq!(
+                resp.error_code,
+                ResponseError::SaslAuthenticationFailed.code()
+            );
             messages.push(resp.error_message.unwrap().to_string());
         }
         assert_eq!(messages[0], messages[1]);
@@ -634,7 +634,7 @@ mod tests {
         let mut server = SaslServer::new(users(), vec![Mechanism::ScramSha256]);
         let (step, resp) = auth(&mut server, 1, b"n,,n=a,r=b");
         assert!(matches!(step, Step::Refuse(..)));
-        assert_eq!(resp.error_code, ILLEGAL_SASL_STATE);
+        assert_eq!(resp.error_code, ResponseError::IllegalSaslState.code());
 
         let mut server = SaslServer::new(users(), vec![Mechanism::ScramSha256]);
         let Step::Refuse(bytes, _) = handshake(&mut server, "PLAIN") else {
@@ -642,7 +642,10 @@ mod tests {
         };
         let resp: SaslHandshakeResponse =
             codec::decode_response(ApiKey::SaslHandshake, 1, &Frame(bytes)).unwrap();
-        assert_eq!(resp.error_code, UNSUPPORTED_SASL_MECHANISM);
+        assert_eq!(
+            resp.error_code,
+            ResponseError::UnsupportedSaslMechanism.code()
+        );
         assert_eq!(
             resp.mechanisms,
             vec![StrBytes::from_static_str("SCRAM-SHA-256")]

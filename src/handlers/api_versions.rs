@@ -3,13 +3,13 @@
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::ResponseError;
 
 use super::{advertised_range, APIS};
 use crate::runtime::proxy::Proxy;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::RequestHeader;
 
-const UNSUPPORTED_VERSION: i16 = 35;
 const NEWEST: i16 = 4;
 
 pub fn answer(proxy: &Proxy, header: &RequestHeader) -> Result<Bytes, CodecError> {
@@ -31,7 +31,7 @@ pub fn answer(proxy: &Proxy, header: &RequestHeader) -> Result<Bytes, CodecError
     // A client that asks in a version the proxy does not speak gets the v0
     // form with UNSUPPORTED_VERSION, and retries with a version from the list.
     let (version, error_code) = if header.api_version > NEWEST || header.api_version < 0 {
-        (0, UNSUPPORTED_VERSION)
+        (0, ResponseError::UnsupportedVersion.code())
     } else {
         (header.api_version, 0)
     };

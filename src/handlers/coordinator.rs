@@ -8,6 +8,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
@@ -15,8 +16,6 @@ use crate::runtime::proxy::Proxy;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::requests::FindCoordinatorView;
 use crate::wire::RequestHeader;
-
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 pub async fn find_coordinator(
     proxy: Arc<Proxy>,
@@ -55,7 +54,7 @@ pub async fn find_coordinator(
         let c = coordinators.into_iter().next().unwrap_or_else(|| {
             Coordinator::default()
                 .with_node_id(BrokerId(VirtualNodeId(-1).0))
-                .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
         });
         FindCoordinatorResponse::default()
             .with_error_code(c.error_code)
@@ -94,7 +93,7 @@ async fn coordinators_on(
                         .with_key(StrBytes::from_string(k.clone()))
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
-                        .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                        .with_error_code(ResponseError::CoordinatorNotAvailable.code())
                         .with_error_message(message.clone())
                 })
                 .collect()

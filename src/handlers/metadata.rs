@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, DescribeClusterResponse, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use tokio::task::JoinSet;
 
 use crate::domain::ids::ClusterIdx;
@@ -25,9 +26,6 @@ use crate::upstream::UpstreamError;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::requests::{DescribeClusterView, MetadataRequestView};
 use crate::wire::RequestHeader;
-
-const LEADER_NOT_AVAILABLE: i16 = 5;
-const UNKNOWN_TOPIC_ID: i16 = 100;
 
 /// What one cluster said about the topics asked of it (`None`: all).
 type ClusterAnswer = (
@@ -60,7 +58,7 @@ pub async fn metadata(
                         None => {
                             topics_out.push(
                                 MetadataResponseTopic::default()
-                                    .with_error_code(UNKNOWN_TOPIC_ID)
+                                    .with_error_code(ResponseError::UnknownTopicId.code())
                                     .with_topic_id(uuid(t.id)),
                             );
                             continue;
@@ -154,7 +152,7 @@ fn cached_topics(
             .map(|n| {
                 v.topics.get(n).cloned().unwrap_or_else(|| {
                     MetadataResponseTopic::default()
-                        .with_error_code(LEADER_NOT_AVAILABLE)
+                        .with_error_code(ResponseError::LeaderNotAvailable.code())
                         .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
                 })
             })

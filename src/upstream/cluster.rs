@@ -329,7 +329,7 @@ impl Cluster {
                 let Some(name) = &t.name else { continue };
                 if t.error_code == 0 {
                     v.topics.insert(name.to_string(), t.clone());
-                } else if t.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+                } else if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
                     v.topics.remove(name.as_str());
                 }
             }
@@ -409,10 +409,6 @@ impl Cluster {
     }
 }
 
-/// Kafka error code for a topic or partition the cluster does not have.
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-/// Kafka error code for creating a topic that exists.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// DescribeConfigs resource type of a topic.
 const TOPIC_RESOURCE: i8 = 2;
 /// DescribeConfigs config source: set on the topic itself.
@@ -553,7 +549,9 @@ impl Cluster {
             .first()
             .map(|t| (t.error_code, t.error_message.clone()))
         {
-            Some((0 | TOPIC_ALREADY_EXISTS, _)) => Ok(()),
+            Some((code, _)) if code == 0 || code == ResponseError::TopicAlreadyExists.code() => {
+                Ok(())
+            }
             Some((code, message)) => Err(UpstreamError::Protocol {
                 addr,
                 reason: format!(

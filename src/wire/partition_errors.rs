@@ -258,8 +258,7 @@ mod tests {
     use super::*;
     use crate::wire::codec::decode_response;
     use crate::wire::frame::Frame;
-
-    const NOT_LEADER: i16 = 6;
+    use kafka_protocol::ResponseError;
 
     fn topics() -> TopicPartitions {
         TopicPartitions(vec![
@@ -271,8 +270,14 @@ mod tests {
 
     /// The error frame for `topics()`, checked for size and correlation id.
     fn frame(api: ApiKey, version: i16, correlation_id: i32) -> Frame {
-        let bytes = partition_error_response(api, version, correlation_id, &topics(), NOT_LEADER)
-            .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+        let bytes = partition_error_response(
+            api,
+            version,
+            correlation_id,
+            &topics(),
+            ResponseError::NotLeaderOrFollower.code(),
+        )
+        .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
         let frame = Frame(bytes);
         assert_eq!(frame.response_correlation_id(), Some(correlation_id));
         assert_eq!(frame.body().len() + Frame::PREFIX, frame.0.len());
@@ -294,7 +299,11 @@ mod tests {
             )
             .unwrap();
             for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
-                assert_eq!(p.error_code, NOT_LEADER, "v{v}");
+                assert_eq!(
+                    p.error_code,
+                    ResponseError::NotLeaderOrFollower.code(),
+                    "v{v}"
+                );
                 assert_eq!((p.base_offset, p.log_append_time_ms), (-1, -1));
                 assert_eq!(p.log_start_offset, -1);
             }
@@ -315,7 +324,11 @@ mod tests {
                 decode_response(ApiKey::Fetch, v, &frame(ApiKey::Fetch, v, -5)).unwrap();
             assert_eq!((resp.error_code, resp.session_id), (0, 0));
             for p in resp.responses.iter().flat_map(|t| &t.partitions) {
-                assert_eq!(p.error_code, NOT_LEADER, "v{v}");
+                assert_eq!(
+                    p.error_code,
+                    ResponseError::NotLeaderOrFollower.code(),
+                    "v{v}"
+                );
                 assert_eq!((p.high_watermark, p.last_stable_offset), (-1, -1));
                 assert_eq!(p.records, None);
                 if v >= 5 {
@@ -341,7 +354,11 @@ mod tests {
             let resp: ListOffsetsResponse =
                 decode_response(ApiKey::ListOffsets, v, &frame(ApiKey::ListOffsets, v, 1)).unwrap();
             for p in resp.topics.iter().flat_map(|t| &t.partitions) {
-                assert_eq!(p.error_code, NOT_LEADER, "v{v}");
+                assert_eq!(
+                    p.error_code,
+                    ResponseError::NotLeaderOrFollower.code(),
+                    "v{v}"
+                );
                 assert_eq!((p.timestamp, p.offset, p.leader_epoch), (-1, -1, -1));
             }
             let got = names_of(resp.topics.iter().map(|t| {
@@ -361,7 +378,11 @@ mod tests {
             let resp: OffsetForLeaderEpochResponse =
                 decode_response(api, v, &frame(api, v, i32::MAX)).unwrap();
             for p in resp.topics.iter().flat_map(|t| &t.partitions) {
-                assert_eq!(p.error_code, NOT_LEADER, "v{v}");
+                assert_eq!(
+                    p.error_code,
+                    ResponseError::NotLeaderOrFollower.code(),
+                    "v{v}"
+                );
                 assert_eq!((p.leader_epoch, p.end_offset), (-1, -1));
             }
             let got = names_of(
