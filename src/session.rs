@@ -21,8 +21,9 @@ use crate::domain::gates::{Admission, InflightGuard};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::UpstreamNodeId;
 use crate::domain::routes::RouteSide;
-use crate::handlers::{self, forward, Handling};
+use crate::handlers::{self, forward};
 use crate::metrics as m;
+use crate::plan::classify::{self, RouteClass, Target};
 use crate::plan::{self, Plan, Seek, Snapshot, SplitPlan};
 use crate::runtime::proxy::{ListenerKind, Proxy};
 use crate::upstream::cluster::{GROUP_KEY, TRANSACTION_KEY};
@@ -144,52 +145,12 @@ fn refusal(
     Ok(Some(Pending::Ready(answer)))
 }
 
-/// The route side of APIs that name partitions, which are routed per topic.
-fn partitioned(api: ApiKey) -> Option<RouteSide> {
-    match api {
-        ApiKey::Produce => Some(RouteSide::Produce),
-        ApiKey::Fetch | ApiKey::ListOffsets | ApiKey::OffsetForLeaderEpoch => {
-            Some(RouteSide::Fetch)
-        }
-        _ => None,
-    }
-}
-
-/// Whether an API is about one consumer group (or lists groups), and so
-/// goes to the cluster coordinating it.
-fn names_group(api: ApiKey) -> bool {
-    matches!(
-        api,
-        ApiKey::JoinGroup
-            | ApiKey::SyncGroup
-            | ApiKey::Heartbeat
-            | ApiKey::LeaveGroup
-            | ApiKey::OffsetCommit
-            | ApiKey::OffsetFetch
-            | ApiKey::DescribeGroups
-            | ApiKey::DeleteGroups
-            | ApiKey::TxnOffsetCommit
-    )
-}
-
-/// Whether an API belongs to a transaction (by its transactional id), and
-/// so goes to the cluster running that transaction.
-fn names_transaction(api: ApiKey) -> bool {
-    matches!(
-        api,
-        ApiKey::InitProducerId
-            | ApiKey::AddPartitionsToTxn
-            | ApiKey::AddOffsetsToTxn
-            | ApiKey::EndTxn
-    )
-}
-
 struct Session {
     proxy: Arc<Proxy>,
     listener: ListenerKind,
     own_broker: Option<Option<(ClusterIdx, UpstreamNodeId)>>,
     /// Upstream address of each target, resolved once per session.
-    targets: HashMap<forward::Target, (crate::domain::ids::ClusterIdx, String)>,
+    targets: HashMap<Target, (crate::domain::ids::ClusterIdx, String)>,
     /// Upstream connections of this client, by address; the client's own
     /// correlation ids travel on them unchanged.
     upstreams: HashMap<String, Arc<UpstreamConn>>,
@@ -282,7 +243,7 @@ impl Session {
                 api_key: header.api_key,
                 version: header.api_version,
             };
-            let spec = handlers::spec(header.api_key).ok_or_else(unsupported)?;
+            let spec = classify::spec(header.api_key).ok_or_else(unsupported)?;
             // ApiVersions must answer any version (with an error when too new).
             if spec.key != ApiKey::ApiVersions
                 && !(spec.min..=spec.max).contains(&header.api_version)
@@ -297,44 +258,37 @@ impl Session {
                 }
                 continue;
             }
-            let pending = match spec.handling {
-                Handling::Local => {
-                    metrics::counter!(m::REQUESTS, "path" => "local").increment(1);
-                    self.local(spec.key, header, body)?
+            let path = if spec.class == RouteClass::Local {
+                "local"
+            } else {
+                "forward"
+            };
+            metrics::counter!(m::REQUESTS, "path" => path).increment(1);
+            let pending = match spec.class {
+                RouteClass::Local => Some(self.local(spec.key, header, body)?),
+                RouteClass::Partitioned(side) => {
+                    self.forward_partitioned(spec.key, side, &frame, &header, body)
+                        .await?
                 }
-                Handling::Forward(target) => {
-                    metrics::counter!(m::REQUESTS, "path" => "forward").increment(1);
-                    let pending = match partitioned(spec.key) {
-                        Some(side) => {
-                            self.forward_partitioned(spec.key, side, &frame, &header, body)
-                                .await?
-                        }
-                        None if target == forward::Target::Controller => {
-                            self.forward_admin(spec.key, &frame.0, &header, body)
-                                .await?
-                        }
-                        None if names_transaction(spec.key) => {
-                            self.forward_transaction(spec.key, &frame, &header, body)
-                                .await?
-                        }
-                        None if names_group(spec.key) => {
-                            self.forward_group(spec.key, &frame, &header, body).await?
-                        }
-                        None => {
-                            let upstream = self.upstream(target).await?;
-                            upstream
-                                .send(&frame.0, header.correlation_id, true)
-                                .await?
-                                .map(|reply| Pending::Upstream(reply, None))
-                        }
-                    };
-                    match pending {
-                        Some(pending) => pending,
-                        // acks=0: the client expects no answer at all.
-                        None => continue,
-                    }
+                RouteClass::Admin => {
+                    self.forward_admin(spec.key, &frame.0, &header, body)
+                        .await?
+                }
+                RouteClass::Transaction => {
+                    self.forward_transaction(spec.key, &frame, &header, body)
+                        .await?
+                }
+                RouteClass::Group => self.forward_group(spec.key, &frame, &header, body).await?,
+                RouteClass::AnyBroker(target) => {
+                    let upstream = self.upstream(target).await?;
+                    upstream
+                        .send(&frame.0, header.correlation_id, true)
+                        .await?
+                        .map(|reply| Pending::Upstream(reply, None))
                 }
             };
+            // acks=0: the client expects no answer at all.
+            let Some(pending) = pending else { continue };
             if tx.send(pending).await.is_err() {
                 // The write task has ended; it reports why.
                 return Ok(());
@@ -481,7 +435,7 @@ impl Session {
         }
         let (upstream, cluster) = match plan {
             Plan::Mirrored => (
-                self.upstream(forward::Target::Mirrored).await?,
+                self.upstream(Target::Mirrored).await?,
                 own.map_or_else(|| self.proxy.routes().default_cluster(), |(c, _)| c),
             ),
             Plan::Broker { cluster, address } => {
@@ -660,8 +614,8 @@ impl Session {
             .own_broker()
             .map_or_else(|| routes.default_cluster(), |(c, _)| c);
         let upstream = match clusters.as_slice() {
-            [] => self.upstream(forward::Target::Controller).await?,
-            [c] if *c == listener_cluster => self.upstream(forward::Target::Controller).await?,
+            [] => self.upstream(Target::Controller).await?,
+            [c] if *c == listener_cluster => self.upstream(Target::Controller).await?,
             [c] => {
                 let address = self.proxy.cluster(*c).controller_address();
                 self.connection(*c, &address).await?
@@ -705,7 +659,7 @@ impl Session {
         body: &[u8],
     ) -> Result<Option<Pending>, SessionEnd> {
         let Some(id) = requests::transactional_id_of(header, body)? else {
-            let upstream = self.upstream(forward::Target::DefaultCluster).await?;
+            let upstream = self.upstream(Target::DefaultCluster).await?;
             let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
             return Ok(reply.map(|reply| Pending::Upstream(reply, None)));
         };
@@ -827,7 +781,7 @@ impl Session {
                 self.coordinator_connection(cluster, GROUP_KEY, group)
                     .await?
             }
-            _ => self.upstream(forward::Target::Mirrored).await?,
+            _ => self.upstream(Target::Mirrored).await?,
         };
         let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
         Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
@@ -869,7 +823,7 @@ impl Session {
 
     /// This client's connection to the upstream broker for `target`,
     /// resolved and opened on first use.
-    async fn upstream(&mut self, target: forward::Target) -> Result<Arc<UpstreamConn>, SessionEnd> {
+    async fn upstream(&mut self, target: Target) -> Result<Arc<UpstreamConn>, SessionEnd> {
         let (cluster, address) = match self.targets.get(&target) {
             Some(resolved) => resolved.clone(),
             None => {

@@ -5,7 +5,8 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{advertised_range, APIS};
+use super::advertised_range;
+use crate::plan::classify::APIS;
 use crate::runtime::proxy::Proxy;
 use crate::wire::codec::{self, CodecError};
 use crate::wire::RequestHeader;

@@ -6,22 +6,8 @@
 //! that follows it reaches the right broker with no rewriting at all.
 
 use crate::domain::ids::ClusterIdx;
+use crate::plan::classify::Target;
 use crate::runtime::proxy::{ListenerKind, Proxy};
-
-/// Which upstream broker a forwarded API goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// The broker the listener mirrors; on the bootstrap listener, any
-    /// broker of the default cluster.
-    Mirrored,
-    /// The controller of the listener's cluster (topic administration).
-    Controller,
-    /// A broker of the default cluster, whichever listener the request came
-    /// in on: for requests a client sends to any broker, whose answer must
-    /// come from the cluster its topics live on. A producer id issued by
-    /// one cluster is unknown to the other, so InitProducerId goes here.
-    DefaultCluster,
-}
 
 /// The upstream address for `target` as seen from `listener`, or why there
 /// is none.

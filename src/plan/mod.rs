@@ -5,6 +5,7 @@
 //! stitched log ([`split`]). No socket, no clock, no shared state: every
 //! decision here is unit-tested with hand-built snapshots.
 
+pub mod classify;
 pub mod route;
 pub mod snapshot;
 pub mod split;
