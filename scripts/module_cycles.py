@@ -100,6 +100,9 @@ def edges(mods):
         text = re.sub(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{.*", "", text, flags=re.S)
         text = REEXPORT.sub("", text)  # followed through `again` instead
         targets = []
+        # Glob imports use the module they glob.
+        for kind, tail in re.findall(r"\buse\s+(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)*)::\*", text):
+            targets.append((kind, [p for p in tail.split("::") if p] + ["*"]))
         for kind, tail in PATH.findall(text):
             targets.append((kind, [p for p in tail.split("::") if p]))
         for kind, tail, group in USE_GROUP.findall(text):

@@ -1,0 +1,254 @@
+//! One client connection, from accept to close.
+//!
+//! A read task decodes request headers and dispatches each request (answer
+//! locally, or forward upstream); a write task sends the answers back
+//! strictly in request order, as Kafka requires. The channel between them
+//! is bounded, so a client that stops reading stops being read from.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::ResponseError;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::auth::{ClientAuth, ClientRead, ClientStream, ClientWrite, Gate};
+use crate::domain::gates::Admission;
+use crate::domain::ids::ClusterIdx;
+use crate::domain::ids::UpstreamNodeId;
+use crate::domain::routes::RouteSide;
+use crate::handlers::{self, forward};
+use crate::metrics as m;
+use crate::plan::classify::{self, RouteClass, Target};
+use crate::plan::{self, Plan, Seek, Snapshot, SplitPlan};
+use crate::runtime::proxy::{ListenerKind, Proxy};
+use crate::upstream::cluster::{GROUP_KEY, TRANSACTION_KEY};
+use crate::upstream::conn::Reply;
+use crate::upstream::{UpstreamConn, UpstreamError};
+use crate::wire::partition_errors::{partition_error_response, topic_error_response};
+use crate::wire::requests::{
+    self, DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
+    TopicPartitions,
+};
+use crate::wire::{read_frame, Frame, FrameError, RequestHeader};
+
+mod conns;
+mod dispatch;
+mod end;
+mod pending;
+
+use end::SessionEnd;
+use pending::Pending;
+
+/// How long a Produce for a fenced topic is held before the client is told
+/// NOT_LEADER_OR_FOLLOWER (which every client retries).
+const FENCE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The next request frame. A client may stay silent up to the idle timeout,
+/// but a frame once begun must arrive whole within the frame timeout, so a
+/// client sending a byte a minute cannot hold a connection (and its
+/// buffer) for long.
+async fn next_frame(
+    read: &mut ClientRead,
+    config: &crate::config::ProxyConfig,
+    max_frame: usize,
+) -> Result<Option<Frame>, SessionEnd> {
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(config.client_idle_timeout, read.peek(&mut probe)).await {
+        Err(_) => return Err(SessionEnd::Idle(config.client_idle_timeout)),
+        Ok(Err(e)) => return Err(FrameError::Io(e).into()),
+        Ok(Ok(0)) => return Ok(None),
+        Ok(Ok(_)) => {}
+    }
+    tokio::time::timeout(config.client_frame_timeout, read_frame(read, max_frame))
+        .await
+        .map_err(|_| SessionEnd::SlowFrame(config.client_frame_timeout))?
+        .map_err(SessionEnd::from)
+}
+
+struct Session {
+    proxy: Arc<Proxy>,
+    listener: ListenerKind,
+    own_broker: Option<Option<(ClusterIdx, UpstreamNodeId)>>,
+    /// Upstream address of each target, resolved once per session.
+    targets: HashMap<Target, (crate::domain::ids::ClusterIdx, String)>,
+    /// Upstream connections of this client, by address; the client's own
+    /// correlation ids travel on them unchanged.
+    upstreams: HashMap<String, Arc<UpstreamConn>>,
+    /// Coordinator address of each group (on a cluster other than its
+    /// listener's) and transactional id this client spoke of.
+    coordinators: HashMap<(ClusterIdx, i8, String), String>,
+    /// Login state and the user's allow-lists; every frame is shown to it
+    /// first.
+    auth: ClientAuth,
+}
+
+/// Serves one client until it disconnects or breaks the protocol.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    stream: ClientStream,
+    peer: SocketAddr,
+    listener: ListenerKind,
+) {
+    let listener_label = match listener {
+        ListenerKind::Bootstrap => "bootstrap",
+        ListenerKind::Broker(_) => "broker",
+    };
+    metrics::counter!(m::CLIENT_CONNECTIONS_TOTAL, "listener" => listener_label).increment(1);
+    metrics::gauge!(m::CLIENT_CONNECTIONS).increment(1.0);
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::channel(proxy.config.proxy.max_in_flight);
+    let mut session = Session {
+        auth: ClientAuth::new(&proxy.security, peer),
+        proxy,
+        listener,
+        own_broker: None,
+        targets: HashMap::new(),
+        upstreams: HashMap::new(),
+        coordinators: HashMap::new(),
+    };
+    let reading = session.read_requests(read, tx);
+    let writing = write_responses(write, rx);
+    tokio::pin!(writing);
+    let outcome = tokio::select! {
+        read = reading => match read {
+            // The client is done sending: let the answers it awaits go out.
+            Ok(()) => (&mut writing).await,
+            Err(e) => Err(e),
+        },
+        written = &mut writing => written,
+    };
+    if let Err(e) = outcome {
+        match e.client_fault() {
+            Some(reason) => {
+                metrics::counter!(m::CLIENT_PROTOCOL_ERRORS, "reason" => reason).increment(1);
+                tracing::info!(%peer, error = %e, "closing client connection");
+            }
+            None => {
+                if matches!(e, SessionEnd::Upstream(_) | SessionEnd::NoRoute(_)) {
+                    metrics::counter!(m::UPSTREAM_ERRORS).increment(1);
+                }
+                tracing::debug!(%peer, error = %e, "closing client connection");
+            }
+        }
+    }
+    metrics::gauge!(m::CLIENT_CONNECTIONS).decrement(1.0);
+}
+
+impl Session {
+    async fn read_requests(
+        &mut self,
+        mut read: ClientRead,
+        tx: mpsc::Sender<Pending>,
+    ) -> Result<(), SessionEnd> {
+        let proxy = self.proxy.clone();
+        let config = &proxy.config.proxy;
+        while let Some(frame) = next_frame(&mut read, config, self.auth.max_frame(config)).await? {
+            match self.auth.screen(&frame).await? {
+                Gate::Pass => {}
+                Gate::Answer(answer) => {
+                    if tx.send(Pending::Ready(answer)).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Gate::Close(answer) => {
+                    // The answer goes out, then the connection closes.
+                    let _ = tx.send(Pending::Ready(answer)).await;
+                    return Ok(());
+                }
+            }
+            let header = RequestHeader::parse(frame.body())?;
+            let body = &frame.body()[header.body_offset..];
+            let unsupported = || SessionEnd::Unsupported {
+                api_key: header.api_key,
+                version: header.api_version,
+            };
+            let spec = classify::spec(header.api_key).ok_or_else(unsupported)?;
+            // ApiVersions must answer any version (with an error when too new).
+            if spec.key != ApiKey::ApiVersions
+                && !(spec.min..=spec.max).contains(&header.api_version)
+            {
+                return Err(unsupported());
+            }
+            if let Some(refusal) =
+                crate::auth::acl::authorize(&self.auth, &proxy, spec.key, &header, body).await?
+            {
+                if tx.send(Pending::Ready(refusal)).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let path = if spec.class == RouteClass::Local {
+                "local"
+            } else {
+                "forward"
+            };
+            metrics::counter!(m::REQUESTS, "path" => path).increment(1);
+            let pending = match spec.class {
+                RouteClass::Local => Some(self.local(spec.key, header, body)?),
+                RouteClass::Partitioned(side) => {
+                    self.forward_partitioned(spec.key, side, &frame, &header, body)
+                        .await?
+                }
+                RouteClass::Admin => {
+                    self.forward_admin(spec.key, &frame.0, &header, body)
+                        .await?
+                }
+                RouteClass::Transaction => {
+                    self.forward_transaction(spec.key, &frame, &header, body)
+                        .await?
+                }
+                RouteClass::Group => self.forward_group(spec.key, &frame, &header, body).await?,
+                RouteClass::AnyBroker(target) => {
+                    let upstream = self.upstream(target).await?;
+                    upstream
+                        .send(&frame.0, header.correlation_id, true)
+                        .await?
+                        .map(|reply| Pending::Upstream(reply, None))
+                }
+            };
+            // acks=0: the client expects no answer at all.
+            let Some(pending) = pending else { continue };
+            if tx.send(pending).await.is_err() {
+                // The write task has ended; it reports why.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An upstream connection's task ended before answering.
+fn lost_task() -> UpstreamError {
+    UpstreamError::Lost {
+        addr: "upstream".into(),
+        reason: "connection task ended".into(),
+    }
+}
+
+async fn write_responses(
+    mut write: ClientWrite,
+    mut rx: mpsc::Receiver<Pending>,
+) -> Result<(), SessionEnd> {
+    while let Some(pending) = rx.recv().await {
+        let bytes = match pending {
+            Pending::Ready(bytes) => bytes,
+            Pending::Local(task) => task
+                .await
+                .map_err(|e| SessionEnd::Handler(e.to_string()))??,
+            Pending::Upstream(reply, _inflight) => reply.await.map_err(|_| lost_task())??.0,
+            Pending::Merged(task, _inflight) => task
+                .await
+                .map_err(|e| SessionEnd::Handler(e.to_string()))??,
+        };
+        write.write_all(&bytes).await.map_err(SessionEnd::Write)?;
+        // TLS holds what it encrypts until flushed.
+        write.flush().await.map_err(SessionEnd::Write)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! What a request becomes once dispatched: an answer on its way back.
+//!
+//! What a `Pending` guarantees: every request the read task dispatches
+//! gets exactly one `Pending` (an acks=0 Produce gets none, and the client
+//! expects none), sent down the channel in request order; the write task
+//! awaits each in that order and writes its answer before it looks at the
+//! next, so answers leave in request order whatever order upstream brokers
+//! answer in. A Produce's in-flight guard lives inside its `Pending` until
+//! the answer is through, which is what a flip's fence waits for.
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use super::end::SessionEnd;
+use crate::domain::gates::InflightGuard;
+use crate::upstream::conn::Reply;
+use crate::wire::codec::CodecError;
+
+/// An answer the write task will send, in the order the requests came.
+pub(super) enum Pending {
+    Ready(Bytes),
+    Local(JoinHandle<Result<Bytes, CodecError>>),
+    /// A forwarded request's answer; a Produce stays counted in flight
+    /// (for flips) until its answer is through.
+    Upstream(Reply, Option<InflightGuard>),
+    /// The merged answer of a request split across brokers.
+    Merged(JoinHandle<Result<Bytes, SessionEnd>>, Option<InflightGuard>),
+}
