@@ -32,6 +32,16 @@ pub(super) fn every_partition(
     Ok(Pending::Ready(answer))
 }
 
+/// What every step of forwarding a partitioned request reads of it,
+/// parsed once.
+#[derive(Clone, Copy)]
+pub(super) struct Outbound<'a> {
+    pub api: ApiKey,
+    pub header: &'a RequestHeader,
+    /// False for an acks=0 Produce: the client expects no answer.
+    pub expect_response: bool,
+}
+
 impl Session {
     /// Starts a locally answered request; its body is parsed here, so a
     /// malformed one ends the session before any work is spawned.
@@ -113,6 +123,11 @@ impl Session {
         };
         // acks=0: the client expects no answer at all.
         let expect_response = produce.as_ref().is_none_or(|view| view.acks != 0);
+        let out = Outbound {
+            api,
+            header,
+            expect_response,
+        };
         if let Some(id) = produce.as_ref().and_then(|v| v.transactional_id.as_deref()) {
             if let Some(refusal) = self.spanning_transaction(api, id, header, topics)? {
                 return Ok(Some(refusal));
@@ -180,29 +195,13 @@ impl Session {
             Plan::Refuse => return refusal(api, header, topics, expect_response),
             Plan::Split(split) => {
                 let pending = self
-                    .forward_split(
-                        api,
-                        frame,
-                        header,
-                        topics,
-                        produce.as_ref(),
-                        &split,
-                        expect_response,
-                    )
+                    .forward_split(&out, frame, topics, produce.as_ref(), &split)
                     .await?;
                 return Ok(pending.map(|task| Pending::Merged(task, guard)));
             }
         };
         let reply = self
-            .send_part(
-                api,
-                upstream,
-                cluster,
-                &frame.0,
-                header,
-                produce.as_ref(),
-                expect_response,
-            )
+            .send_part(&out, &frame.0, produce.as_ref(), upstream, cluster)
             .await?;
         Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
     }
@@ -211,17 +210,19 @@ impl Session {
     /// broker of `cluster`; a Produce first gets the producer ids that
     /// cluster knows its batches by (`produce` is its view when already
     /// parsed).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_part(
         &self,
-        api: ApiKey,
+        out: &Outbound<'_>,
+        frame: &Bytes,
+        produce: Option<&ProduceView>,
         upstream: Arc<UpstreamConn>,
         cluster: ClusterIdx,
-        frame: &Bytes,
-        header: &RequestHeader,
-        produce: Option<&ProduceView>,
-        expect_response: bool,
     ) -> Result<Option<Reply>, SessionEnd> {
+        let Outbound {
+            api,
+            header,
+            expect_response,
+        } = *out;
         let body_at = Frame::PREFIX + header.body_offset;
         let rewritten = match (api, produce) {
             (ApiKey::Produce, Some(view)) => {
@@ -247,17 +248,19 @@ impl Session {
     /// client expects one, is the merge of theirs (and of the proxy's own
     /// refusal of partitions that live nowhere it knows), its offsets moved
     /// into the client's (stitched) log.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward_split(
         &mut self,
-        api: ApiKey,
+        out: &Outbound<'_>,
         frame: &Frame,
-        header: &RequestHeader,
         topics: &TopicPartitions,
         produce: Option<&ProduceView>,
         split: &SplitPlan,
-        expect_response: bool,
     ) -> Result<Option<JoinHandle<Result<Bytes, SessionEnd>>>, SessionEnd> {
+        let Outbound {
+            api,
+            header,
+            expect_response,
+        } = *out;
         let whole =
             split.destinations.len() == 1 && split.assignment.iter().flatten().all(Option::is_some);
         let parts = if whole && api == ApiKey::Produce {
@@ -280,18 +283,7 @@ impl Session {
             let Some(part) = part else { continue };
             let upstream = self.connection(*cluster, address).await?;
             let view = produce.filter(|_| whole);
-            if let Some(reply) = self
-                .send_part(
-                    api,
-                    upstream,
-                    *cluster,
-                    &part,
-                    header,
-                    view,
-                    expect_response,
-                )
-                .await?
-            {
+            if let Some(reply) = self.send_part(out, &part, view, upstream, *cluster).await? {
                 replies.push(reply);
             }
         }
