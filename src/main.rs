@@ -7,8 +7,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 
 use clap::{Parser, Subcommand};
-use serde_json::{json, Value};
+use serde_json::Value;
 use switchyard::config::Config;
+use switchyard::ops::admin::{AdminRequest, Answer};
+use switchyard::ops::flip::Side;
 
 #[derive(Parser)]
 #[command(
@@ -156,10 +158,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::User { .. } => unreachable!("returned before the config was loaded"),
         Command::Routes { json, .. } => {
-            admin_command(&config, json!({"cmd": "routes"}), json, print_routes)
+            admin_command(&config, AdminRequest::Routes, json, print_routes)
         }
         Command::Status { json, .. } => {
-            admin_command(&config, json!({"cmd": "status"}), json, print_status)
+            admin_command(&config, AdminRequest::Status, json, print_status)
         }
         Command::Detach {
             group,
@@ -167,7 +169,7 @@ fn main() -> ExitCode {
             json,
             ..
         } => {
-            let request = json!({"cmd": "detach", "group": group, "cluster": cluster});
+            let request = AdminRequest::Detach { group, cluster };
             admin_command(&config, request, json, print_detach)
         }
         Command::Flip {
@@ -176,7 +178,7 @@ fn main() -> ExitCode {
             json,
             ..
         } => {
-            let request = json!({"cmd": "flip-group", "group": group, "to": to});
+            let request = AdminRequest::FlipGroup { group, to };
             admin_command(&config, request, json, print_group_move)
         }
         Command::Flip {
@@ -189,13 +191,22 @@ fn main() -> ExitCode {
             ..
         } => {
             let side = if produce_only {
-                "produce-only"
+                Side::ProduceOnly
             } else if fetch_only {
-                "fetch-only"
+                Side::FetchOnly
             } else {
-                "both"
+                Side::Both
             };
-            let request = json!({"cmd": "flip", "topic": topic, "to": to, "side": side, "mirrored": mirrored});
+            let Some(topic) = topic else {
+                eprintln!("error: name a topic to flip, or --group GROUP");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            let request = AdminRequest::Flip {
+                topic,
+                to,
+                side,
+                mirrored,
+            };
             admin_command(&config, request, json, print_flip)
         }
         Command::Check { .. } => {
@@ -305,14 +316,18 @@ fn user_add(name: &str, mechanism: &str, iterations: u32) -> ExitCode {
 
 /// Sends one request to the running proxy's admin socket and prints the
 /// answer: raw JSON with `--json`, else through `print`.
-fn admin_command(config: &Config, request: Value, raw: bool, print: fn(&Value)) -> ExitCode {
+fn admin_command(config: &Config, request: AdminRequest, raw: bool, print: fn(&Value)) -> ExitCode {
     let path = &config.proxy.admin_socket;
-    let answer = (|| -> std::io::Result<Value> {
+    let answer = (|| -> std::io::Result<(Value, Answer)> {
         let mut stream = UnixStream::connect(path)?;
-        stream.write_all(format!("{request}\n").as_bytes())?;
+        let mut line = serde_json::to_vec(&request).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        stream.write_all(&line)?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line)?;
-        serde_json::from_str(&line).map_err(std::io::Error::other)
+        let value: Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        let answer = serde_json::from_value(value.clone()).map_err(std::io::Error::other)?;
+        Ok((value, answer))
     })();
     let answer = match answer {
         Ok(a) => a,
@@ -324,18 +339,18 @@ fn admin_command(config: &Config, request: Value, raw: bool, print: fn(&Value)) 
             return ExitCode::from(EXIT_UNREACHABLE);
         }
     };
-    let ok = answer["ok"].as_bool() == Some(true);
+    let (value, answer) = answer;
     if raw {
-        println!("{answer}");
-    } else if ok {
-        print(&answer["result"]);
+        println!("{value}");
+    } else if answer.ok {
+        print(answer.result.as_ref().unwrap_or(&Value::Null));
     } else {
         eprintln!(
             "error: {}",
-            answer["error"].as_str().unwrap_or("unknown error")
+            answer.error.as_deref().unwrap_or("unknown error")
         );
     }
-    if ok {
+    if answer.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_REFUSED)

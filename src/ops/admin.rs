@@ -25,7 +25,9 @@ use crate::runtime::proxy::Proxy;
 /// Longest request line accepted.
 const MAX_LINE: u64 = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
+/// A request to the admin socket, as the CLI sends it and the proxy reads
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
 pub enum AdminRequest {
     Routes,
@@ -50,6 +52,42 @@ pub enum AdminRequest {
         group: String,
         cluster: String,
     },
+}
+
+/// The admin socket's answer to one request: its result, or why it failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Answer {
+    pub fn done(result: impl Serialize) -> Answer {
+        Answer {
+            ok: true,
+            result: Some(serde_json::to_value(result).unwrap_or(Value::Null)),
+            error: None,
+        }
+    }
+
+    pub fn refused(error: impl std::fmt::Display) -> Answer {
+        Answer {
+            ok: false,
+            result: None,
+            error: Some(error.to_string()),
+        }
+    }
+
+    /// A command's answer: its report, or why it failed.
+    fn outcome<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Answer {
+        match result {
+            Ok(report) => Answer::done(report),
+            Err(e) => Answer::refused(e),
+        }
+    }
 }
 
 /// One configured rule or runtime route, as `routes` lists it.
@@ -109,11 +147,11 @@ async fn connection(proxy: Arc<Proxy>, stream: UnixStream) {
         }
         let too_long = line.last() != Some(&b'\n') && n as u64 == MAX_LINE;
         let answer = if too_long {
-            json!({"ok": false, "error": format!("request longer than {MAX_LINE} bytes")})
+            Answer::refused(format!("request longer than {MAX_LINE} bytes"))
         } else {
             answer(&proxy, &line).await
         };
-        let mut out = answer.to_string().into_bytes();
+        let mut out = serde_json::to_vec(&answer).unwrap_or_default();
         out.push(b'\n');
         if write.write_all(&out).await.is_err() || too_long {
             return;
@@ -122,43 +160,35 @@ async fn connection(proxy: Arc<Proxy>, stream: UnixStream) {
 }
 
 /// Answers one request line; never panics, whatever the line holds.
-pub async fn answer(proxy: &Arc<Proxy>, line: &[u8]) -> Value {
+pub async fn answer(proxy: &Arc<Proxy>, line: &[u8]) -> Answer {
     let request: AdminRequest = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => {
-            return json!({"ok": false, "error": format!(
+            return Answer::refused(format!(
                 "malformed request ({e}); expected one JSON object per line, e.g. {{\"cmd\":\"routes\"}}"
-            )})
+            ))
         }
     };
     match request {
-        AdminRequest::Routes => json!({"ok": true, "result": routes(proxy)}),
-        AdminRequest::Status => json!({"ok": true, "result": status(proxy).await}),
+        AdminRequest::Routes => Answer::done(routes(proxy)),
+        AdminRequest::Status => Answer::done(status(proxy).await),
         AdminRequest::Flip {
             topic,
             to,
             side,
             mirrored,
         } => match flip::cluster_named(proxy, &to) {
-            Ok(to) => outcome(flip::flip(proxy, &topic, to, side, mirrored).await),
-            Err(e) => outcome::<(), _>(Err(e)),
+            Ok(to) => Answer::outcome(flip::flip(proxy, &topic, to, side, mirrored).await),
+            Err(e) => Answer::refused(e),
         },
         AdminRequest::FlipGroup { group, to } => match flip::cluster_named(proxy, &to) {
-            Ok(to) => outcome(group_move::move_group(proxy, &group, to).await),
-            Err(e) => outcome::<(), _>(Err(e)),
+            Ok(to) => Answer::outcome(group_move::move_group(proxy, &group, to).await),
+            Err(e) => Answer::refused(e),
         },
         AdminRequest::Detach { group, cluster } => match flip::cluster_named(proxy, &cluster) {
-            Ok(to) => outcome(detach::detach(proxy, &group, to).await),
-            Err(e) => outcome::<(), _>(Err(e)),
+            Ok(to) => Answer::outcome(detach::detach(proxy, &group, to).await),
+            Err(e) => Answer::refused(e),
         },
-    }
-}
-
-/// A command's answer line: its report, or why it failed.
-fn outcome<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Value {
-    match result {
-        Ok(report) => json!({"ok": true, "result": report}),
-        Err(e) => json!({"ok": false, "error": e.to_string()}),
     }
 }
 
@@ -252,4 +282,63 @@ async fn status(proxy: &Proxy) -> Value {
         "group_moves": group_moves,
         "drain": drain,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_read_and_write_the_documented_lines() {
+        let flip = AdminRequest::Flip {
+            topic: "orders".into(),
+            to: "new".into(),
+            side: Side::ProduceOnly,
+            mirrored: true,
+        };
+        let line =
+            r#"{"cmd":"flip","topic":"orders","to":"new","side":"produce-only","mirrored":true}"#;
+        assert_eq!(serde_json::to_string(&flip).unwrap(), line);
+        assert_eq!(serde_json::from_str::<AdminRequest>(line).unwrap(), flip);
+        let short: AdminRequest =
+            serde_json::from_str(r#"{"cmd":"flip","topic":"orders","to":"new"}"#).unwrap();
+        assert_eq!(
+            short,
+            AdminRequest::Flip {
+                topic: "orders".into(),
+                to: "new".into(),
+                side: Side::Both,
+                mirrored: false
+            }
+        );
+        let group = AdminRequest::FlipGroup {
+            group: "billing".into(),
+            to: "new".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&group).unwrap(),
+            r#"{"cmd":"flip-group","group":"billing","to":"new"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&AdminRequest::Routes).unwrap(),
+            r#"{"cmd":"routes"}"#
+        );
+        assert!(serde_json::from_str::<AdminRequest>(r#"{"cmd":"reboot"}"#).is_err());
+        assert!(serde_json::from_str::<AdminRequest>(
+            r#"{"cmd":"flip","topic":"t","to":"new","x":1}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn answers_say_ok_with_a_result_or_not_with_an_error() {
+        assert_eq!(
+            serde_json::to_string(&Answer::done(json!({"changed": true}))).unwrap(),
+            r#"{"ok":true,"result":{"changed":true}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Answer::refused("unknown cluster 'mars'")).unwrap(),
+            r#"{"ok":false,"error":"unknown cluster 'mars'"}"#
+        );
+    }
 }
