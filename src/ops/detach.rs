@@ -18,7 +18,7 @@ use crate::domain::mirror::{self, OffsetSync};
 use crate::domain::routes::RouteSide;
 use crate::domain::stitch::{Shift, VirtualOffset};
 use crate::runtime::proxy::Proxy;
-use crate::upstream::cluster::CommittedOffset;
+use crate::upstream::cluster::groups::CommittedOffset;
 use crate::upstream::UpstreamError;
 
 /// How one committed offset was carried over.

@@ -17,7 +17,7 @@ use crate::domain::ids::ClusterIdx;
 use crate::ops::flip::{StepClock, StepTiming};
 use crate::ops::state::{GroupMoveRecord, StateError};
 use crate::runtime::proxy::Proxy;
-use crate::upstream::cluster::CommittedOffset;
+use crate::upstream::cluster::groups::CommittedOffset;
 use crate::upstream::UpstreamError;
 
 /// What a finished group move did.

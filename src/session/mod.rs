@@ -26,7 +26,7 @@ use crate::metrics as m;
 use crate::plan::classify::{self, RouteClass, Target};
 use crate::plan::{self, Plan, Seek, Snapshot, SplitPlan};
 use crate::runtime::proxy::{ListenerKind, Proxy};
-use crate::upstream::cluster::{GROUP_KEY, TRANSACTION_KEY};
+use crate::upstream::cluster::groups::{GROUP_KEY, TRANSACTION_KEY};
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use crate::wire::partition_errors::{partition_error_response, topic_error_response};

@@ -1,0 +1,163 @@
+//! Topic administration the control plane asks of a cluster: partition
+//! counts, configs, creation, producer ids.
+
+use super::*;
+
+/// DescribeConfigs resource type of a topic.
+const TOPIC_RESOURCE: i8 = 2;
+/// DescribeConfigs config source: set on the topic itself.
+const TOPIC_CONFIG_SOURCE: i8 = 1;
+
+impl Cluster {
+    /// A fresh (non-transactional) producer id issued by this cluster.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), UpstreamError> {
+        let conn = self.control().await?;
+        let version =
+            self.version_for(ApiKey::InitProducerId, 4)
+                .ok_or_else(|| UpstreamError::Protocol {
+                    addr: conn.addr().to_owned(),
+                    reason: format!("cluster '{}' does not support InitProducerId", self.name()),
+                })?;
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000);
+        let resp: InitProducerIdResponse = conn
+            .call(
+                ApiKey::InitProducerId,
+                version,
+                &request,
+                self.request_timeout,
+            )
+            .await?;
+        if resp.error_code != 0 {
+            return Err(UpstreamError::Protocol {
+                addr: conn.addr().to_owned(),
+                reason: format!(
+                    "InitProducerId on cluster '{}' failed with error code {}",
+                    self.name(),
+                    resp.error_code
+                ),
+            });
+        }
+        Ok((resp.producer_id.0, resp.producer_epoch))
+    }
+
+    /// Partition count of `topic` on this cluster, asked live; `None` when
+    /// the cluster does not have it.
+    pub async fn partition_count(&self, topic: &str) -> Result<Option<usize>, UpstreamError> {
+        let resp = self
+            .fetch_metadata(Some(&[topic.to_owned()]), false)
+            .await?;
+        Ok(resp
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic) && t.error_code == 0)
+            .map(|t| t.partitions.len()))
+    }
+
+    /// The configs set on `topic` itself (not inherited defaults), as
+    /// name and value; empty when the cluster cannot describe them.
+    pub async fn topic_configs(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<(String, Option<String>)>, UpstreamError> {
+        // Config sources are reported from v1 on.
+        let Some(version) = self
+            .version_for(ApiKey::DescribeConfigs, 4)
+            .filter(|v| *v >= 1)
+        else {
+            return Ok(Vec::new());
+        };
+        let conn = self.control().await?;
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configuration_keys(None),
+        ]);
+        let resp: DescribeConfigsResponse = conn
+            .call(
+                ApiKey::DescribeConfigs,
+                version,
+                &request,
+                self.request_timeout,
+            )
+            .await?;
+        let Some(result) = resp.results.first().filter(|r| r.error_code == 0) else {
+            return Ok(Vec::new());
+        };
+        Ok(result
+            .configs
+            .iter()
+            // Set on the topic itself; sensitive values come back hidden,
+            // so they cannot be copied.
+            .filter(|c| c.config_source == TOPIC_CONFIG_SOURCE && !c.is_sensitive && !c.read_only)
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect())
+    }
+
+    /// Creates `topic` with `partitions` partitions, `configs` and the
+    /// cluster's default replication factor; a topic that already exists is
+    /// fine.
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        partitions: usize,
+        configs: &[(String, Option<String>)],
+    ) -> Result<(), UpstreamError> {
+        let addr = self.controller_address();
+        let conn = self.connect(&addr).await?;
+        let version =
+            self.version_for(ApiKey::CreateTopics, 5)
+                .ok_or_else(|| UpstreamError::Protocol {
+                    addr: addr.clone(),
+                    reason: format!("cluster '{}' does not support CreateTopics", self.name()),
+                })?;
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(self.request_timeout.as_millis() as i32)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_num_partitions(partitions as i32)
+                // -1: the cluster's default replication factor (v4+).
+                .with_replication_factor(if version >= 4 { -1 } else { 1 })
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(name, value)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(name.clone()))
+                                .with_value(value.clone().map(StrBytes::from_string))
+                        })
+                        .collect(),
+                )]);
+        let resp: CreateTopicsResponse = conn
+            .call(
+                ApiKey::CreateTopics,
+                version,
+                &request,
+                self.request_timeout,
+            )
+            .await?;
+        match resp
+            .topics
+            .first()
+            .map(|t| (t.error_code, t.error_message.clone()))
+        {
+            Some((code, _)) if code == 0 || code == ResponseError::TopicAlreadyExists.code() => {
+                Ok(())
+            }
+            Some((code, message)) => Err(UpstreamError::Protocol {
+                addr,
+                reason: format!(
+                    "creating topic '{topic}' on cluster '{}' failed with error code {code}{}",
+                    self.name(),
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                ),
+            }),
+            None => Err(UpstreamError::Protocol {
+                addr,
+                reason: "CreateTopics answer names no topic".into(),
+            }),
+        }
+    }
+}
