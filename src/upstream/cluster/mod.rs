@@ -8,8 +8,8 @@
 //! [`groups`].
 
 pub mod groups;
-mod offsets;
-mod topics;
+pub mod offsets;
+pub mod topics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
