@@ -389,11 +389,10 @@ pub async fn flip(
         stitch: report.stitch.clone(),
     };
     next.flips.push(record.clone());
-    next.save(&proxy.config.proxy.state_file)
-        .map_err(|source| FlipError::State {
-            topic: topic.to_owned(),
-            source,
-        })?;
+    proxy.store.save(&next).map_err(|source| FlipError::State {
+        topic: topic.to_owned(),
+        source,
+    })?;
     *state = next;
     clock.mark(&mut report.steps, "record");
 

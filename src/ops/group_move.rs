@@ -196,7 +196,9 @@ pub async fn move_group(
             .map_or(0, |d| d.as_millis() as u64),
         offsets: report.offsets,
     });
-    next.save(&proxy.config.proxy.state_file)
+    proxy
+        .store
+        .save(&next)
         .map_err(|source| GroupMoveError::State {
             group: group.to_owned(),
             source,

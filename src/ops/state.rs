@@ -145,9 +145,53 @@ impl State {
     }
 }
 
+/// Where the proxy's runtime state lives. One instance keeps it in the
+/// state file ([`StateFile`]); a store shared by several instances
+/// implements the same interface.
+pub trait StateStore: Send + Sync {
+    /// The state as last saved; empty when nothing was saved yet.
+    fn load(&self) -> Result<State, StateError>;
+    /// Saves `state` durably: when this returns, a restart loads it.
+    fn save(&self, state: &State) -> Result<(), StateError>;
+}
+
+/// The state file: one JSON document, replaced atomically on every save.
+pub struct StateFile {
+    path: std::path::PathBuf,
+}
+
+impl StateFile {
+    pub fn new(path: impl Into<std::path::PathBuf>) -> StateFile {
+        StateFile { path: path.into() }
+    }
+}
+
+impl StateStore for StateFile {
+    fn load(&self) -> Result<State, StateError> {
+        State::load(&self.path)
+    }
+
+    fn save(&self, state: &State) -> Result<(), StateError> {
+        state.save(&self.path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_file_is_a_store() {
+        let dir = std::env::temp_dir().join(format!("sy-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store: Box<dyn StateStore> = Box::new(StateFile::new(dir.join("state.json")));
+        assert_eq!(store.load().unwrap(), State::default());
+        let mut state = State::default();
+        state.groups.insert("billing".into(), "new".into());
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), state);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn save_then_load_round_trips_and_missing_is_empty() {

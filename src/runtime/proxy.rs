@@ -17,7 +17,7 @@ use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
 use crate::domain::producer_ids::ProducerIds;
 use crate::domain::routes::{Route, RouteTable};
 use crate::domain::topology::Topology;
-use crate::ops::state::{RouteEntry, State, StateError};
+use crate::ops::state::{RouteEntry, State, StateError, StateStore};
 use crate::plan::ClusterViews;
 use crate::upstream::Cluster;
 
@@ -60,8 +60,10 @@ pub struct Proxy {
     pub config: Config,
     pub topology: Topology,
     routes: RwLock<Arc<RouteTable>>,
-    /// Runtime routes and flip history, as last written to the state file.
+    /// Runtime routes and flip history, as last saved to the store.
     pub state: tokio::sync::Mutex<State>,
+    /// Where the state is saved (the state file, for one instance).
+    pub store: Box<dyn StateStore>,
     pub gates: Arc<Gates>,
     pub flips: Running,
     /// Fences and in-flight OffsetCommits per consumer group, for moves.
@@ -84,9 +86,10 @@ impl Proxy {
     /// `accept_loop` serves the virtual brokers' listeners it opens.
     pub fn new(
         config: Config,
-        state: State,
+        store: Box<dyn StateStore>,
         accept_loop: AcceptLoop,
     ) -> anyhow::Result<Arc<Proxy>> {
+        let state = store.load()?;
         let security = crate::auth::ClientSecurity::from_config(&config)?;
         let mut routes = RouteTable::new(&config.routes);
         for (topic, entry) in &state.routes {
@@ -132,6 +135,7 @@ impl Proxy {
             topology: Topology::new(&config),
             routes: RwLock::new(Arc::new(routes)),
             state: tokio::sync::Mutex::new(state),
+            store,
             gates: Arc::default(),
             flips: Running::default(),
             group_gates: Arc::default(),

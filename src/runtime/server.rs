@@ -12,7 +12,7 @@ use super::proxy::{ListenerKind, Proxy};
 use crate::config::Config;
 use crate::metrics;
 use crate::ops::admin;
-use crate::ops::state::State;
+use crate::ops::state::StateFile;
 use crate::session;
 use crate::upstream::Cluster;
 
@@ -100,7 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })?;
         tokio::spawn(metrics::serve(listener, metrics_handle));
     }
-    let state = State::load(&config.proxy.state_file)?;
+    let store = Box::new(StateFile::new(config.proxy.state_file.clone()));
     let admin_path = config.proxy.admin_socket.clone();
     let admin = admin::bind(&admin_path).with_context(|| {
         format!(
@@ -108,7 +108,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             admin_path.display()
         )
     })?;
-    let proxy = Proxy::new(config, state, |proxy, listener, kind| {
+    let proxy = Proxy::new(config, store, |proxy, listener, kind| {
         tokio::spawn(accept_loop(proxy, listener, kind))
     })?;
     tokio::spawn(admin::serve(proxy.clone(), admin));
