@@ -341,14 +341,7 @@ fn batched_writes_across_a_flip_are_read_back_exactly() {
     flip(&proxy, &["--to", "new"]);
     produce_range(&p, TOPIC, HALF..2 * HALF, |_| {});
     assert!(p.context().failed.lock().unwrap().is_empty());
-    let acked: Vec<(u64, i32, i64)> = p
-        .context()
-        .delivered
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|d| (d.index, d.partition, d.offset))
-        .collect();
+    let acked = p.context().acks();
     assert_eq!(acked.len(), 2 * HALF as usize);
 
     // Each stitch point is where the old log really ends: past every

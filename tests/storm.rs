@@ -132,13 +132,7 @@ fn librdkafka_writer(bootstrap: String, stop: Arc<AtomicBool>) -> std::thread::J
         }
         wait_for_reports(&p);
         let reports = p.context();
-        let acked = reports
-            .delivered
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|d| (d.index, d.partition, d.offset))
-            .collect();
+        let acked = reports.acks();
         let failed = reports.failed.lock().unwrap().clone();
         let latencies = reports.latencies.lock().unwrap().clone();
         (acked, failed, latencies)
@@ -167,16 +161,7 @@ fn kafka_python_writer(
                 &stop_file.display().to_string(),
             ],
         );
-        out.lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split(' ').collect();
-                (
-                    f[0].parse().unwrap(),
-                    f[1].parse().unwrap(),
-                    f[2].parse().unwrap(),
-                )
-            })
-            .collect()
+        harness::clients::parse_acks(&out)
     })
 }
 

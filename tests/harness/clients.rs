@@ -76,6 +76,18 @@ pub struct Reports {
     pub latencies: Mutex<Vec<Duration>>,
 }
 
+impl Reports {
+    /// Every acknowledged record as (index, partition, offset).
+    pub fn acks(&self) -> Vec<(u64, i32, i64)> {
+        self.delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| (d.index, d.partition, d.offset))
+            .collect()
+    }
+}
+
 impl ClientContext for Reports {}
 
 impl ProducerContext for Reports {
@@ -198,7 +210,7 @@ fn run_client(mut command: Command, what: &str) -> String {
 }
 
 /// Lines `index partition offset`, one per acknowledged record.
-fn parse_acks(out: &str) -> Vec<(u64, i32, i64)> {
+pub fn parse_acks(out: &str) -> Vec<(u64, i32, i64)> {
     out.lines()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
