@@ -1,6 +1,6 @@
 //! An upstream broker's answer to anything the proxy decodes, through the
 //! two ways it is decoded: whole (`decode_response`, as the proxy's own
-//! calls do) and topic by topic (`split::merge`, as split requests do).
+//! calls do) and topic by topic (a partitioned API's merge, as split requests do).
 //! Both go through the bounded walk first, so a hostile count must come
 //! back as an error: an abort here is a hole in the walk.
 #![no_main]
@@ -9,6 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 use libfuzzer_sys::fuzz_target;
+use switchyard::plan::partitioned::Family;
 use switchyard::plan::split;
 use switchyard::wire::codec::decode_response;
 use switchyard::wire::requests::TopicPartitions;
@@ -81,11 +82,14 @@ fuzz_target!(|data: &[u8]| {
         _ => decode::<LeaveGroupResponse>(api, version, &frame),
     }
     // The split path decodes each part's topics one by one.
-    if matches!(
-        api,
-        ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets | ApiKey::OffsetForLeaderEpoch
-    ) {
+    if let Some(family) = Family::of_api(api) {
         let order = TopicPartitions::default();
-        let _ = split::merge(api, version, 7, &order, &[], &[frame]);
+        let merge = split::Merge {
+            version,
+            correlation_id: 7,
+            order: &order,
+            shifts: &[],
+        };
+        let _ = family.merge(&merge, &[frame]);
     }
 });

@@ -8,8 +8,6 @@
 //! cannot carry that error, the connection is closed instead: the proxy
 //! fails closed, never open.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
@@ -19,11 +17,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::{AuthError, ClientAuth, User};
-use crate::runtime::proxy::Proxy;
-use crate::wire::codec;
-use crate::wire::partition_errors::{partition_error_response_by, topic_error_response};
-use crate::wire::requests::{self, MetadataRequestView, ProduceView, TopicPartitions};
+use super::{AuthError, User};
+use crate::domain::pattern::Pattern;
+use crate::plan::partitioned::PartitionedRequest;
+use crate::wire::codec::{self, CodecError};
+use crate::wire::requests::{self, MetadataRequestView};
+use crate::wire::topic_errors::topic_error_response;
 use crate::wire::{Frame, Reader, RequestHeader};
 
 impl User {
@@ -46,19 +45,25 @@ impl User {
 }
 
 /// `Ok(None)`: serve the request. `Ok(Some(answer))`: send `answer`
-/// instead. `Err`: close the connection.
+/// instead. `Err`: close the connection. A partitioned request is judged
+/// by its view (`partitioned`, parsed once by the session).
 pub fn check(
     user: &User,
     api: ApiKey,
     header: &RequestHeader,
     body: &[u8],
+    partitioned: Option<&PartitionedRequest>,
 ) -> Result<Option<Bytes>, AuthError> {
     if !user.restricted() {
         return Ok(None);
     }
     if user.topics.is_some() {
-        if let Some(answer) = check_topics(user, api, header, body)? {
-            return Ok(Some(answer));
+        let answer = match partitioned {
+            Some(request) => check_partitions(user, header, request)?,
+            None => check_admin_topics(user, api, header, body)?,
+        };
+        if answer.is_some() {
+            return Ok(answer);
         }
     }
     if user.groups.is_some() {
@@ -74,46 +79,22 @@ fn denied(user: &User, what: String) -> AuthError {
     }
 }
 
-fn check_topics(
+/// A partitioned request naming a topic the user may not use: that
+/// topic's partitions get TOPIC_AUTHORIZATION_FAILED, the others a retry.
+fn check_partitions(
     user: &User,
-    api: ApiKey,
     header: &RequestHeader,
-    body: &[u8],
+    request: &PartitionedRequest,
 ) -> Result<Option<Bytes>, AuthError> {
-    let (topics, acks): (TopicPartitions, i16) = match api {
-        ApiKey::Produce => {
-            let view = ProduceView::parse(header, body)?;
-            (view.topics, view.acks)
-        }
-        ApiKey::Fetch => (requests::fetch_topics(header, body)?, 1),
-        ApiKey::ListOffsets => (requests::list_offsets_topics(header, body)?, 1),
-        ApiKey::OffsetForLeaderEpoch => {
-            (requests::offset_for_leader_epoch_topics(header, body)?, 1)
-        }
-        ApiKey::CreateTopics | ApiKey::DeleteTopics | ApiKey::CreatePartitions => {
-            let names = requests::admin_topic_names(header, body)?;
-            let Some(bad) = names.iter().find(|n| !user.may_use_topic(n)) else {
-                return Ok(None);
-            };
-            let message = format!(
-                "topic '{bad}' is not in the allow-list of user '{}'",
-                user.name
-            );
-            return Ok(Some(topic_error_response(
-                api,
-                header.api_version,
-                header.correlation_id,
-                &names,
-                ResponseError::TopicAuthorizationFailed.code(),
-                &message,
-            )?));
-        }
-        _ => return Ok(None),
-    };
-    let Some((bad, _)) = topics.0.iter().find(|(t, _)| !user.may_use_topic(t)) else {
+    let Some((bad, _)) = request
+        .topics()
+        .0
+        .iter()
+        .find(|(t, _)| !user.may_use_topic(t))
+    else {
         return Ok(None);
     };
-    if acks == 0 {
+    if !request.expects_answer() {
         // acks=0 has no answer to carry the error: close, as Kafka does.
         return Err(denied(user, format!("acks=0 Produce to topic '{bad}'")));
     }
@@ -124,12 +105,38 @@ fn check_topics(
             ResponseError::TopicAuthorizationFailed.code()
         }
     };
-    Ok(Some(partition_error_response_by(
+    Ok(Some(request.refusal_by(header, &code)?))
+}
+
+/// Topic administration naming a topic the user may not use: refused
+/// whole, every topic TOPIC_AUTHORIZATION_FAILED.
+fn check_admin_topics(
+    user: &User,
+    api: ApiKey,
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<Option<Bytes>, AuthError> {
+    if !matches!(
+        api,
+        ApiKey::CreateTopics | ApiKey::DeleteTopics | ApiKey::CreatePartitions
+    ) {
+        return Ok(None);
+    }
+    let names = requests::admin_topic_names(header, body)?;
+    let Some(bad) = names.iter().find(|n| !user.may_use_topic(n)) else {
+        return Ok(None);
+    };
+    let message = format!(
+        "topic '{bad}' is not in the allow-list of user '{}'",
+        user.name
+    );
+    Ok(Some(topic_error_response(
         api,
         header.api_version,
         header.correlation_id,
-        &topics,
-        &code,
+        &names,
+        ResponseError::TopicAuthorizationFailed.code(),
+        &message,
     )?))
 }
 
@@ -137,52 +144,70 @@ fn check_topics(
 /// request for every topic lists only the allowed ones; a topic asked for
 /// by name that is not allowed comes back TOPIC_AUTHORIZATION_FAILED, and
 /// is never asked of (or auto-created on) a cluster.
-pub async fn metadata(
-    proxy: Arc<Proxy>,
-    user: &User,
-    header: &RequestHeader,
-    body: &[u8],
-) -> Result<Bytes, AuthError> {
-    let mut view = MetadataRequestView::parse(header, body)?;
-    let every_topic = view.topics.is_none();
-    let mut refused = Vec::new();
-    if let Some(topics) = &mut view.topics {
-        topics.retain(|t| match &t.name {
-            Some(name) if !user.may_use_topic(name) => {
-                refused.push(name.clone());
-                false
-            }
-            _ => true,
-        });
-    }
-    let (version, corr) = (header.api_version, header.correlation_id);
-    let answer = crate::handlers::metadata::metadata(proxy, header.clone(), view).await?;
-    // The proxy's own answer, decoded again to be filtered: no client
-    // byte is in it.
-    let mut resp: MetadataResponse =
-        codec::decode_response(ApiKey::Metadata, version, &Frame(answer))?;
-    let denied =
-        |t: &MetadataResponseTopic| t.name.as_ref().is_some_and(|n| !user.may_use_topic(n));
-    if every_topic {
-        resp.topics.retain(|t| !denied(t));
-    } else {
-        // Topics asked for by id only are judged by the name they turn
-        // out to have.
-        for t in resp.topics.iter_mut().filter(|t| denied(t)) {
-            *t = refusal(t.name.clone());
+///
+/// [`MetadataScreen::new`] takes the refused names out of the request
+/// before it is answered; [`MetadataScreen::filter`] then narrows the
+/// answer.
+#[derive(Debug, Clone)]
+pub struct MetadataScreen {
+    allowed: Vec<Pattern>,
+    every_topic: bool,
+    refused: Vec<String>,
+}
+
+impl MetadataScreen {
+    /// The screen for `user`'s request, or `None` when the user has no
+    /// topic allow-list (nothing to filter).
+    pub fn new(user: &User, request: &mut MetadataRequestView) -> Option<MetadataScreen> {
+        let allowed = user.topics.clone()?;
+        let mut screen = MetadataScreen {
+            allowed,
+            every_topic: request.topics.is_none(),
+            refused: Vec::new(),
+        };
+        if let Some(topics) = &mut request.topics {
+            topics.retain(|t| match &t.name {
+                Some(name) if !screen.allows(name) => {
+                    screen.refused.push(name.clone());
+                    false
+                }
+                _ => true,
+            });
         }
-        resp.topics.extend(
-            refused
-                .into_iter()
-                .map(|n| refusal(Some(TopicName(StrBytes::from_string(n))))),
-        );
+        Some(screen)
     }
-    Ok(codec::response_frame(
-        ApiKey::Metadata,
-        version,
-        corr,
-        &resp,
-    )?)
+
+    fn allows(&self, topic: &str) -> bool {
+        self.allowed.iter().any(|p| p.matches(topic))
+    }
+
+    /// The proxy's own Metadata answer (`version`), decoded again to be
+    /// filtered: no client byte is in it.
+    pub fn filter(
+        &self,
+        version: i16,
+        correlation_id: i32,
+        answer: Bytes,
+    ) -> Result<Bytes, CodecError> {
+        let frame = Frame(answer);
+        let mut resp: MetadataResponse = codec::decode_response(ApiKey::Metadata, version, &frame)?;
+        let denied = |t: &MetadataResponseTopic| t.name.as_ref().is_some_and(|n| !self.allows(n));
+        if self.every_topic {
+            resp.topics.retain(|t| !denied(t));
+        } else {
+            // Topics asked for by id only are judged by the name they turn
+            // out to have.
+            for t in resp.topics.iter_mut().filter(|t| denied(t)) {
+                *t = refusal(t.name.clone());
+            }
+            resp.topics.extend(
+                self.refused
+                    .iter()
+                    .map(|n| refusal(Some(TopicName(StrBytes::from_string(n.clone()))))),
+            );
+        }
+        codec::response_frame(ApiKey::Metadata, version, correlation_id, &resp)
+    }
 }
 
 fn refusal(name: Option<TopicName>) -> MetadataResponseTopic {
@@ -293,31 +318,6 @@ fn check_groups(
     Ok(Some(answer))
 }
 
-/// Checks an authenticated client's request against its user's
-/// allow-lists: `Some(answer)` answers it instead (a refusal, or
-/// Metadata filtered to what the user may see), an error closes the
-/// connection. Costs nothing for users without lists.
-pub async fn authorize(
-    auth: &ClientAuth,
-    proxy: &Arc<Proxy>,
-    api: kafka_protocol::messages::ApiKey,
-    header: &crate::wire::RequestHeader,
-    body: &[u8],
-) -> Result<Option<Bytes>, AuthError> {
-    match auth.user() {
-        // Answered here, in the read loop: a restricted user's
-        // Metadata waits for the cluster before the next request is
-        // read, which keeps the answers in order.
-        Some(user)
-            if user.topics.is_some() && api == kafka_protocol::messages::ApiKey::Metadata =>
-        {
-            metadata(proxy.clone(), user, header, body).await.map(Some)
-        }
-        Some(user) if user.restricted() => check(user, api, header, body),
-        _ => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +337,20 @@ mod tests {
         ]);
         u.groups = Some(vec![Pattern::new("billing-*").unwrap()]);
         u
+    }
+
+    /// [`check`] as the session calls it: a partitioned request parsed
+    /// first.
+    fn screen(
+        user: &User,
+        api: ApiKey,
+        header: &RequestHeader,
+        body: &[u8],
+    ) -> Result<Option<Bytes>, AuthError> {
+        let parsed = crate::plan::partitioned::Family::of_api(api)
+            .map(|f| f.parse(header, body))
+            .transpose()?;
+        check(user, api, header, body, parsed.as_ref())
     }
 
     fn request<R: Encodable>(api: ApiKey, version: i16, body: &R) -> (RequestHeader, Vec<u8>) {
@@ -361,7 +375,7 @@ mod tests {
     #[test]
     fn denied_topic_gets_29_and_its_allowed_neighbours_a_retry() {
         let (h, b) = request(ApiKey::Fetch, 11, &fetch(&["pay.eu", "secret"]));
-        let answer = check(&carol(), ApiKey::Fetch, &h, &b).unwrap().unwrap();
+        let answer = screen(&carol(), ApiKey::Fetch, &h, &b).unwrap().unwrap();
         let resp: FetchResponse = decode_response(ApiKey::Fetch, 11, &Frame(answer)).unwrap();
         let codes: Vec<(String, i16)> = resp
             .responses
@@ -379,7 +393,7 @@ mod tests {
             ]
         );
         let (h, b) = request(ApiKey::Fetch, 11, &fetch(&["orders", "pay.us"]));
-        assert!(check(&carol(), ApiKey::Fetch, &h, &b).unwrap().is_none());
+        assert!(screen(&carol(), ApiKey::Fetch, &h, &b).unwrap().is_none());
     }
 
     #[test]
@@ -392,7 +406,7 @@ mod tests {
                     StrBytes::from_string(group.into()),
                 )),
             );
-            let answer = check(&carol(), ApiKey::Heartbeat, &h, &b).unwrap();
+            let answer = screen(&carol(), ApiKey::Heartbeat, &h, &b).unwrap();
             assert_eq!(answer.is_some(), denied, "{group}");
             if let Some(a) = answer {
                 let resp: HeartbeatResponse =
@@ -410,6 +424,8 @@ mod tests {
         let u = User::new("dave", Credential::generate(Mechanism::Plain, "pw", 4096));
         // Not even a valid body: nothing is parsed for a user without lists.
         let h = RequestHeader::parse(&[0, 1, 0, 11, 0, 0, 0, 1, 0xff, 0xff]).unwrap();
-        assert!(check(&u, ApiKey::Fetch, &h, &[0xff]).unwrap().is_none());
+        assert!(check(&u, ApiKey::Fetch, &h, &[0xff], None)
+            .unwrap()
+            .is_none());
     }
 }

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::metadata::Announced;
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
 use crate::runtime::proxy::Proxy;
@@ -21,7 +21,7 @@ pub async fn find_coordinator(
     proxy: Arc<Proxy>,
     header: RequestHeader,
     request: FindCoordinatorView,
-) -> Result<Bytes, CodecError> {
+) -> Result<Announced, CodecError> {
     // A batched request (v4+) may name groups of several clusters.
     let routes = proxy.routes();
     let mut by_cluster: Vec<(ClusterIdx, Vec<String>)> = Vec::new();
@@ -48,6 +48,16 @@ pub async fn find_coordinator(
             .iter()
             .position(|k| k.as_str() == c.key.as_str())
     });
+    let named: Vec<VirtualNodeId> = coordinators
+        .iter()
+        .filter(|c| c.error_code == 0)
+        .map(|c| VirtualNodeId(c.node_id.0))
+        .collect();
+    let brokers = proxy
+        .virtual_brokers()
+        .into_iter()
+        .filter(|b| named.contains(&b.id))
+        .collect();
     let response = if header.api_version >= 4 {
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
@@ -63,12 +73,13 @@ pub async fn find_coordinator(
             .with_host(c.host)
             .with_port(c.port)
     };
-    codec::response_frame(
+    let answer = codec::response_frame(
         ApiKey::FindCoordinator,
         header.api_version,
         header.correlation_id,
         &response,
-    )
+    )?;
+    Ok(Announced { answer, brokers })
 }
 
 /// The coordinators of `keys` on one cluster, as virtual brokers.
@@ -104,8 +115,8 @@ async fn coordinators_on(
         .iter()
         .any(|c| c.error_code == 0 && !known(UpstreamNodeId(c.node_id.0)))
     {
-        // A coordinator the view has not seen yet: learn it (and open its
-        // listener) before telling the client to connect to it.
+        // A coordinator the view has not seen yet: learn it (the session
+        // opens its listener) before telling the client to connect to it.
         super::metadata::refresh_brokers(proxy).await;
     }
     let host = StrBytes::from_string(proxy.config.proxy.advertised_host.clone());

@@ -34,11 +34,19 @@ type ClusterAnswer = (
     Result<Vec<MetadataResponseTopic>, UpstreamError>,
 );
 
+/// An answer, and the virtual brokers it names: the session has each of
+/// them listening before the answer goes out.
+#[derive(Debug)]
+pub struct Announced {
+    pub answer: Bytes,
+    pub brokers: Vec<VirtualBroker>,
+}
+
 pub async fn metadata(
     proxy: Arc<Proxy>,
     header: RequestHeader,
     request: MetadataRequestView,
-) -> Result<Bytes, CodecError> {
+) -> Result<Announced, CodecError> {
     let routes = proxy.routes();
     let mut topics_out = Vec::new();
     // Which clusters to ask, and for what (`None` = all their topics).
@@ -93,8 +101,6 @@ pub async fn metadata(
         }
     }
     answers.sort_by_key(|(idx, _, _)| *idx);
-    // Brokers named in the answer must be listening before it is sent.
-    proxy.sync_listeners();
 
     for (idx, names, answer) in answers {
         let upstream_topics = match answer {
@@ -116,26 +122,22 @@ pub async fn metadata(
     }
 
     let default = routes.default_cluster();
+    let brokers = proxy.virtual_brokers();
     let response = MetadataResponse::default()
-        .with_brokers(
-            proxy
-                .virtual_brokers()
-                .iter()
-                .map(|b| metadata_broker(&proxy, b))
-                .collect(),
-        )
+        .with_brokers(brokers.iter().map(|b| metadata_broker(&proxy, b)).collect())
         .with_cluster_id(Some(StrBytes::from_string(
             proxy.config.proxy.cluster_id.clone(),
         )))
         .with_controller_id(BrokerId(proxy.virtual_controller(default).0))
         .with_topics(topics_out)
         .with_cluster_authorized_operations(i32::MIN);
-    codec::response_frame(
+    let answer = codec::response_frame(
         ApiKey::Metadata,
         header.api_version,
         header.correlation_id,
         &response,
-    )
+    )?;
+    Ok(Announced { answer, brokers })
 }
 
 /// Topics of a down cluster as last seen; a named topic never seen gets
@@ -244,18 +246,17 @@ pub async fn refresh_brokers(proxy: &Arc<Proxy>) {
         queries.spawn(async move { cluster.fetch_metadata(Some(&[]), false).await.is_ok() });
     }
     while queries.join_next().await.is_some() {}
-    proxy.sync_listeners();
 }
 
 pub async fn describe_cluster(
     proxy: Arc<Proxy>,
     header: RequestHeader,
     request: DescribeClusterView,
-) -> Result<Bytes, CodecError> {
+) -> Result<Announced, CodecError> {
     refresh_brokers(&proxy).await;
     let default = proxy.routes().default_cluster();
-    let brokers = proxy
-        .virtual_brokers()
+    let announced = proxy.virtual_brokers();
+    let brokers = announced
         .iter()
         .map(|b| {
             DescribeClusterBroker::default()
@@ -271,10 +272,14 @@ pub async fn describe_cluster(
         .with_controller_id(BrokerId(proxy.virtual_controller(default).0))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN);
-    codec::response_frame(
+    let answer = codec::response_frame(
         ApiKey::DescribeCluster,
         header.api_version,
         header.correlation_id,
         &response,
-    )
+    )?;
+    Ok(Announced {
+        answer,
+        brokers: announced,
+    })
 }

@@ -1,15 +1,14 @@
 //! The APIs the proxy answers itself (ApiVersions, Metadata and
-//! DescribeCluster, FindCoordinator), the rewrites of requests on their way
-//! upstream (producer ids in Produce, sessionless Fetch), and the upstream
-//! address a forwarded request's target names. Which API is which is the
-//! table in [`crate::plan::classify`].
+//! DescribeCluster, FindCoordinator), and the upstream address a forwarded
+//! request's target names. Which API is which is the table in
+//! [`crate::plan::classify`]. A handler opens no listener: it returns the
+//! virtual brokers its answer names ([`metadata::Announced`]), and the
+//! session has them listening before the answer goes out.
 
 pub mod api_versions;
 pub mod coordinator;
-pub mod fetch;
 pub mod forward;
 pub mod metadata;
-pub mod produce;
 
 use crate::plan::classify::{ApiSpec, RouteClass};
 use crate::runtime::proxy::Proxy;

@@ -2,10 +2,12 @@
 //! route table and the clusters' leaders to where each partition goes
 //! ([`route`]), and the split and merge of requests whose partitions live
 //! on several brokers, with their offsets moved into and out of the
-//! stitched log ([`split`]). No socket, no clock, no shared state: every
+//! stitched log ([`split`]), each partitioned API's own part of that in
+//! one unit ([`partitioned`]). No socket, no clock, no shared state: every
 //! decision here is unit-tested with hand-built snapshots.
 
 pub mod classify;
+pub mod partitioned;
 pub mod route;
 pub mod snapshot;
 pub mod split;

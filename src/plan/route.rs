@@ -10,6 +10,11 @@ use crate::domain::routes::RouteSide;
 use crate::domain::stitch::{Shift, VirtualOffset};
 use crate::wire::requests::TopicPartitions;
 
+/// Where each partition of a request goes, in request order (`[topic][partition]`):
+/// the index of its destination, or `None` when it has none (the proxy
+/// answers it with an error itself).
+pub type Assignment = Vec<Vec<Option<usize>>>;
+
 /// Where a request that names topics and partitions goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -36,7 +41,7 @@ pub struct SplitPlan {
     pub destinations: Vec<(ClusterIdx, String)>,
     /// Each partition's destination, in request order; `None` for one the
     /// proxy refuses with NOT_LEADER_OR_FOLLOWER.
-    pub assignment: super::split::Assignment,
+    pub assignment: Assignment,
     /// How each partition's offsets shift between the client's (virtual)
     /// log and its destination's, in the same shape.
     pub shifts: Vec<Vec<Shift>>,

@@ -3,51 +3,22 @@
 //!
 //! This happens after a flip while a client's metadata is still stale, and
 //! in steady state whenever a topic's Produce and Fetch point at different
-//! clusters. Pure: frames in, frames out; the session moves the bytes.
+//! clusters. Pure: frames in, frames out; the session moves the bytes. The
+//! same for every partitioned API, through its unit in
+//! [`crate::plan::partitioned`].
 
 use std::collections::{HashMap, VecDeque};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    fetch_response, list_offsets_response, offset_for_leader_epoch_response, produce_response,
-    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
-};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Decodable;
 
-use crate::domain::stitch::{self, OffsetField, Shift};
-use crate::wire::codec::{decode_response, response_body, response_frame, CodecError};
+use crate::domain::stitch::Shift;
+use crate::plan::partitioned::{PartitionAnswer, PartitionedApi, TopicAnswer};
+use crate::plan::route::Assignment;
+use crate::wire::codec::{response_frame, CodecError};
 use crate::wire::requests::TopicPartitions;
 use crate::wire::{Frame, Reader, RequestHeader};
-
-/// Where each partition of a request goes, in request order (`[topic][partition]`):
-/// the index of its destination, or `None` when it has none (the proxy
-/// answers it with an error itself).
-pub type Assignment = Vec<Vec<Option<usize>>>;
-
-/// One request frame per destination, each carrying only the partitions
-/// `assignment` gives it, under the client's own header; `None` for a
-/// destination that gets no partition.
-///
-/// `frame` must have passed its API's view in [`crate::wire::requests`]
-/// first: that checks every count against the bytes present, so the full
-/// decode here cannot be made to over-allocate.
-pub fn split(
-    api: ApiKey,
-    frame: &Bytes,
-    header: &RequestHeader,
-    plan: &Parts<'_>,
-) -> Result<Vec<Option<Bytes>>, CodecError> {
-    match api {
-        ApiKey::Produce => split_as::<ProduceRequest>(frame, header, plan),
-        ApiKey::Fetch => split_as::<FetchRequest>(frame, header, plan),
-        ApiKey::ListOffsets => split_as::<ListOffsetsRequest>(frame, header, plan),
-        ApiKey::OffsetForLeaderEpoch => {
-            split_as::<OffsetForLeaderEpochRequest>(frame, header, plan)
-        }
-        other => Err(unsplittable(other, header.api_version)),
-    }
-}
 
 /// How a request is cut up: where each partition goes, how its offsets
 /// shift (both `[topic][partition]` in request order), and how many
@@ -59,325 +30,12 @@ pub struct Parts<'a> {
     pub destinations: usize,
 }
 
-/// The client's answer from the parts' answers (upstream response frames,
-/// in any order): every partition of `order`, in request order, its
-/// offsets shifted by `shifts` (same shape) into the client's log, with the
-/// worst throttle time of any part.
-pub fn merge(
-    api: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    order: &TopicPartitions,
-    shifts: &[Vec<Shift>],
-    parts: &[Frame],
-) -> Result<Bytes, CodecError> {
-    let merge = match api {
-        ApiKey::Produce => merge_as::<ProduceRequest>,
-        ApiKey::Fetch => merge_as::<FetchRequest>,
-        ApiKey::ListOffsets => merge_as::<ListOffsetsRequest>,
-        ApiKey::OffsetForLeaderEpoch => merge_as::<OffsetForLeaderEpochRequest>,
-        other => return Err(unsplittable(other, version)),
-    };
-    merge(version, correlation_id, order, shifts, parts)
-}
-
-fn unsplittable(api: ApiKey, version: i16) -> CodecError {
-    CodecError::Encode {
-        api,
-        version,
-        message: "the proxy does not split this API across brokers".into(),
-    }
-}
-
-/// A request that lists topics, each with partitions, answered per
-/// partition in a response of the same shape.
-trait Partitioned: Decodable + Encodable + Clone {
-    const API: ApiKey;
-    type Response: Decodable + Encodable;
-    type Topic: TopicAnswer;
-
-    /// Keeps the partitions `keep(topic position, partition position)`
-    /// accepts and drops topics left empty; false when nothing is left.
-    fn retain(&mut self, keep: &mut dyn FnMut(usize, usize) -> bool) -> bool;
-
-    /// Makes the request stand alone for one broker.
-    fn detach(&mut self) {}
-
-    /// Moves the offsets a request names (by position) into the upstream
-    /// log each partition is read from.
-    fn shift(&mut self, _shifts: &[Vec<Shift>]) {}
-
-    fn topics(response: &mut Self::Response) -> &mut Vec<Self::Topic>;
-
-    /// Decodes a part's answer.
-    fn decode_answer(version: i16, frame: &Frame) -> Result<Self::Response, CodecError> {
-        decode_response(Self::API, version, frame)
-    }
-
-    /// Folds a part's top-level fields into the merged answer.
-    fn fold(merged: &mut Self::Response, part: &Self::Response);
-}
-
-/// A topic entry of a per-partition response.
-trait TopicAnswer: Clone {
-    type Partition: PartitionAnswer;
-    fn name(&self) -> &str;
-    fn partitions(&mut self) -> &mut Vec<Self::Partition>;
-    fn index(partition: &Self::Partition) -> i32;
-}
-
-/// Keeps the partitions of a `topics[].partitions[]` list that `keep`
-/// accepts, by position; true when any is left.
-fn retain_nested<T, P>(
-    topics: &mut Vec<T>,
-    partitions: impl Fn(&mut T) -> &mut Vec<P>,
-    keep: &mut dyn FnMut(usize, usize) -> bool,
-) -> bool {
-    let mut t = 0;
-    topics.retain_mut(|topic| {
-        let mut p = 0;
-        partitions(topic).retain(|_| {
-            let kept = keep(t, p);
-            p += 1;
-            kept
-        });
-        t += 1;
-        !partitions(topic).is_empty()
-    });
-    !topics.is_empty()
-}
-
-impl Partitioned for ProduceRequest {
-    const API: ApiKey = ApiKey::Produce;
-    type Response = ProduceResponse;
-    type Topic = produce_response::TopicProduceResponse;
-
-    fn retain(&mut self, keep: &mut dyn FnMut(usize, usize) -> bool) -> bool {
-        retain_nested(&mut self.topic_data, |t| &mut t.partition_data, keep)
-    }
-
-    fn topics(response: &mut ProduceResponse) -> &mut Vec<Self::Topic> {
-        &mut response.responses
-    }
-
-    fn decode_answer(version: i16, frame: &Frame) -> Result<ProduceResponse, CodecError> {
-        let mut body = response_body(Self::API, version, frame)?;
-        let responses = topic_array(Self::API, version, &mut body, version >= 9)?;
-        let mut r = Reader::new(&body, "Produce response");
-        let throttle_time_ms = r.i32()?;
-        Ok(ProduceResponse::default()
-            .with_responses(responses)
-            .with_throttle_time_ms(throttle_time_ms))
-    }
-
-    fn fold(merged: &mut ProduceResponse, part: &ProduceResponse) {
-        merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
-        merged.node_endpoints.clear();
-    }
-}
-
-impl Partitioned for FetchRequest {
-    const API: ApiKey = ApiKey::Fetch;
-    type Response = FetchResponse;
-    type Topic = fetch_response::FetchableTopicResponse;
-
-    fn retain(&mut self, keep: &mut dyn FnMut(usize, usize) -> bool) -> bool {
-        retain_nested(&mut self.topics, |t| &mut t.partitions, keep)
-    }
-
-    fn shift(&mut self, shifts: &[Vec<Shift>]) {
-        for (topic, shifts) in self.topics.iter_mut().zip(shifts) {
-            for (partition, shift) in topic.partitions.iter_mut().zip(shifts) {
-                partition.fetch_offset = shift.to_upstream(partition.fetch_offset);
-                partition.log_start_offset = shift.to_upstream(partition.log_start_offset);
-            }
-        }
-    }
-
-    /// A full fetch outside any fetch session: a session belongs to one
-    /// broker, and a part names only some of the client's partitions.
-    fn detach(&mut self) {
-        self.session_id = 0;
-        self.session_epoch = -1;
-        self.forgotten_topics_data.clear();
-    }
-
-    fn topics(response: &mut FetchResponse) -> &mut Vec<Self::Topic> {
-        &mut response.responses
-    }
-
-    fn decode_answer(version: i16, frame: &Frame) -> Result<FetchResponse, CodecError> {
-        let mut body = response_body(Self::API, version, frame)?;
-        let mut r = Reader::new(&body, "Fetch response");
-        let throttle_time_ms = r.i32()?;
-        let (error_code, session_id) = if version >= 7 {
-            (r.i16()?, r.i32()?)
-        } else {
-            (0, 0)
-        };
-        body.advance(r.position());
-        let responses = topic_array(Self::API, version, &mut body, version >= 12)?;
-        Ok(FetchResponse::default()
-            .with_throttle_time_ms(throttle_time_ms)
-            .with_error_code(error_code)
-            .with_session_id(session_id)
-            .with_responses(responses))
-    }
-
-    fn fold(merged: &mut FetchResponse, part: &FetchResponse) {
-        merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
-        if merged.error_code == 0 {
-            merged.error_code = part.error_code;
-        }
-        merged.session_id = 0;
-        merged.node_endpoints.clear();
-    }
-}
-
-impl Partitioned for ListOffsetsRequest {
-    const API: ApiKey = ApiKey::ListOffsets;
-    type Response = ListOffsetsResponse;
-    type Topic = list_offsets_response::ListOffsetsTopicResponse;
-
-    fn retain(&mut self, keep: &mut dyn FnMut(usize, usize) -> bool) -> bool {
-        retain_nested(&mut self.topics, |t| &mut t.partitions, keep)
-    }
-
-    fn topics(response: &mut ListOffsetsResponse) -> &mut Vec<Self::Topic> {
-        &mut response.topics
-    }
-
-    fn fold(merged: &mut ListOffsetsResponse, part: &ListOffsetsResponse) {
-        merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
-    }
-}
-
-impl Partitioned for OffsetForLeaderEpochRequest {
-    const API: ApiKey = ApiKey::OffsetForLeaderEpoch;
-    type Response = OffsetForLeaderEpochResponse;
-    type Topic = offset_for_leader_epoch_response::OffsetForLeaderTopicResult;
-
-    fn retain(&mut self, keep: &mut dyn FnMut(usize, usize) -> bool) -> bool {
-        retain_nested(&mut self.topics, |t| &mut t.partitions, keep)
-    }
-
-    fn topics(response: &mut OffsetForLeaderEpochResponse) -> &mut Vec<Self::Topic> {
-        &mut response.topics
-    }
-
-    fn fold(merged: &mut OffsetForLeaderEpochResponse, part: &OffsetForLeaderEpochResponse) {
-        merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
-    }
-}
-
-/// Implements [`TopicAnswer`] for a response topic type from its field
-/// names.
-macro_rules! topic_answer {
-    ($topic:ty, $name:ident, $partitions:ident, $partition:ty, $index:ident) => {
-        impl TopicAnswer for $topic {
-            type Partition = $partition;
-            fn name(&self) -> &str {
-                &self.$name.0
-            }
-            fn partitions(&mut self) -> &mut Vec<$partition> {
-                &mut self.$partitions
-            }
-            fn index(partition: &$partition) -> i32 {
-                partition.$index
-            }
-        }
-    };
-}
-
-topic_answer!(
-    produce_response::TopicProduceResponse,
-    name,
-    partition_responses,
-    produce_response::PartitionProduceResponse,
-    index
-);
-topic_answer!(
-    fetch_response::FetchableTopicResponse,
-    topic,
-    partitions,
-    fetch_response::PartitionData,
-    partition_index
-);
-topic_answer!(
-    list_offsets_response::ListOffsetsTopicResponse,
-    name,
-    partitions,
-    list_offsets_response::ListOffsetsPartitionResponse,
-    partition_index
-);
-topic_answer!(
-    offset_for_leader_epoch_response::OffsetForLeaderTopicResult,
-    topic,
-    partitions,
-    offset_for_leader_epoch_response::EpochEndOffset,
-    partition
-);
-
-/// One partition's answer on its way back: its offsets into the client's
-/// (virtual) log, and no upstream broker named.
-trait PartitionAnswer {
-    fn shift(&mut self, shift: Shift);
-    /// Clears what names an upstream broker, which a merged answer from
-    /// several brokers cannot name truthfully.
-    fn forget_leader(&mut self) {}
-}
-
-impl PartitionAnswer for produce_response::PartitionProduceResponse {
-    fn shift(&mut self, shift: Shift) {
-        self.base_offset = shift.answer(OffsetField::Offset, self.base_offset);
-        self.log_start_offset = shift.answer(OffsetField::LogStart, self.log_start_offset);
-    }
-    fn forget_leader(&mut self) {
-        self.current_leader = Default::default();
-    }
-}
-
-impl PartitionAnswer for fetch_response::PartitionData {
-    fn shift(&mut self, shift: Shift) {
-        self.high_watermark = shift.answer(OffsetField::HighWatermark, self.high_watermark);
-        self.last_stable_offset = shift.answer(OffsetField::LastStable, self.last_stable_offset);
-        self.log_start_offset = shift.answer(OffsetField::LogStart, self.log_start_offset);
-        for aborted in self.aborted_transactions.iter_mut().flatten() {
-            aborted.first_offset = shift.answer(OffsetField::Offset, aborted.first_offset);
-        }
-        if let Some(records) = &self.records {
-            self.records = Some(Bytes::from(stitch::shift_records(records, shift)));
-        }
-    }
-    fn forget_leader(&mut self) {
-        self.current_leader = Default::default();
-        self.preferred_read_replica = (-1).into();
-    }
-}
-
-impl PartitionAnswer for list_offsets_response::ListOffsetsPartitionResponse {
-    fn shift(&mut self, shift: Shift) {
-        self.offset = match (self.offset, shift.end) {
-            // Nothing at or after the timestamp in this segment: the next
-            // segment's first record is (its records are all later).
-            (-1, Some(end)) if self.error_code == 0 => end.0.saturating_add(shift.delta),
-            (offset, _) => shift.answer(OffsetField::Offset, offset),
-        };
-    }
-}
-
-impl PartitionAnswer for offset_for_leader_epoch_response::EpochEndOffset {
-    fn shift(&mut self, shift: Shift) {
-        self.end_offset = shift.answer(OffsetField::Offset, self.end_offset);
-    }
-}
-
 /// Decodes a response's topic array, each entry with `kafka-protocol`, and
 /// leaves `body` after it. What follows (the top-level tagged fields) is
 /// left unread on purpose: brokers send some at versions that do not define
 /// them (tansu names its endpoints in every flexible Fetch answer), and a
 /// merged answer drops them anyway.
-fn topic_array<T: Decodable>(
+pub(crate) fn topic_array<T: Decodable>(
     api: ApiKey,
     version: i16,
     body: &mut Bytes,
@@ -400,7 +58,7 @@ fn topic_array<T: Decodable>(
         .collect()
 }
 
-fn split_as<R: Partitioned>(
+pub(crate) fn split_as<R: PartitionedApi>(
     frame: &Bytes,
     header: &RequestHeader,
     plan: &Parts<'_>,
@@ -409,16 +67,14 @@ fn split_as<R: Partitioned>(
     let body_at = Frame::PREFIX + header.body_offset;
     let client_header = frame
         .get(Frame::PREFIX..body_at)
-        .ok_or_else(|| CodecError::Encode {
-            api: R::API,
-            version,
-            message: "header runs past the frame".into(),
-        })?;
+        .ok_or_else(|| CodecError::encode(R::API, version, "header runs past the frame"))?;
     let mut body = frame.slice(body_at..);
-    let mut request = R::decode(&mut body, version).map_err(|e| CodecError::Encode {
-        api: R::API,
-        version,
-        message: format!("request passed its view but not the full decode: {e}"),
+    let mut request = R::decode(&mut body, version).map_err(|e| {
+        CodecError::encode(
+            R::API,
+            version,
+            format!("request passed its view but not the full decode: {e}"),
+        )
     })?;
     request.shift(plan.shifts);
     (0..plan.destinations)
@@ -435,33 +91,37 @@ fn split_as<R: Partitioned>(
             buf.put_i32(0);
             buf.put_slice(client_header);
             part.encode(&mut buf, version)
-                .map_err(|e| CodecError::Encode {
-                    api: R::API,
-                    version,
-                    message: e.to_string(),
-                })?;
-            let size =
-                i32::try_from(buf.len() - Frame::PREFIX).map_err(|_| CodecError::Encode {
-                    api: R::API,
-                    version,
-                    message: "part larger than a frame can be".into(),
-                })?;
+                .map_err(|e| CodecError::encode(R::API, version, e.to_string()))?;
+            let size = i32::try_from(buf.len() - Frame::PREFIX).map_err(|_| {
+                CodecError::encode(R::API, version, "part larger than a frame can be")
+            })?;
             buf[..Frame::PREFIX].copy_from_slice(&size.to_be_bytes());
             Ok(Some(buf.freeze()))
         })
         .collect()
 }
 
-fn merge_as<R: Partitioned>(
-    version: i16,
-    correlation_id: i32,
-    order: &TopicPartitions,
-    shifts: &[Vec<Shift>],
+/// What a merged answer answers: the client's request (its version and
+/// correlation id), its partitions in request order, and how each one's
+/// offsets shift into the client's log (same shape).
+#[derive(Debug, Clone, Copy)]
+pub struct Merge<'a> {
+    pub version: i16,
+    pub correlation_id: i32,
+    pub order: &'a TopicPartitions,
+    pub shifts: &'a [Vec<Shift>],
+}
+
+pub(crate) fn merge_as<R: PartitionedApi>(
+    merge: &Merge<'_>,
     parts: &[Frame],
-) -> Result<Bytes, CodecError>
-where
-    R::Response: Default,
-{
+) -> Result<Bytes, CodecError> {
+    let Merge {
+        version,
+        correlation_id,
+        order,
+        shifts,
+    } = *merge;
     let mut merged = R::Response::default();
     // Every answered partition, by topic and index; a queue, in case a
     // request names a partition twice.
@@ -469,6 +129,9 @@ where
     let mut shells: HashMap<String, R::Topic> = HashMap::new();
     for frame in parts {
         let mut part = R::decode_answer(version, frame)?;
+        let throttle = *R::throttle_time_ms(&mut part);
+        let worst = R::throttle_time_ms(&mut merged);
+        *worst = (*worst).max(throttle);
         R::fold(&mut merged, &part);
         for mut topic in std::mem::take(R::topics(&mut part)) {
             for mut partition in std::mem::take(topic.partitions()) {
@@ -511,9 +174,40 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::partitioned::Family;
+    use crate::wire::codec::decode_response;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::messages::{
+        fetch_response, list_offsets_response, offset_for_leader_epoch_response, produce_response,
+        FetchRequest, FetchResponse, TopicName,
+    };
     use kafka_protocol::protocol::StrBytes;
+
+    fn split(
+        api: ApiKey,
+        frame: &Bytes,
+        header: &RequestHeader,
+        parts: &Parts<'_>,
+    ) -> Result<Vec<Option<Bytes>>, CodecError> {
+        Family::of_api(api).unwrap().split(frame, header, parts)
+    }
+
+    fn merge(
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        order: &TopicPartitions,
+        shifts: &[Vec<Shift>],
+        parts: &[Frame],
+    ) -> Result<Bytes, CodecError> {
+        let merge = Merge {
+            version,
+            correlation_id,
+            order,
+            shifts,
+        };
+        Family::of_api(api).unwrap().merge(&merge, parts)
+    }
 
     fn name(n: &str) -> TopicName {
         TopicName(StrBytes::from_string(n.to_owned()))

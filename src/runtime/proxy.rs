@@ -235,25 +235,33 @@ impl Proxy {
     }
 
     /// Opens a listener for every virtual broker that lacks one and closes
-    /// those whose upstream broker is gone. Binding is synchronous, so a
-    /// broker is listening before any answer names it.
+    /// those whose upstream broker is gone.
     pub fn sync_listeners(self: &Arc<Self>) {
         let wanted = self.virtual_brokers();
-        let mut open = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         let wanted_ids: HashSet<VirtualNodeId> = wanted.iter().map(|b| b.id).collect();
-        open.retain(|id, listener| {
-            let keep = wanted_ids.contains(id);
-            if !keep {
-                listener.task.abort();
-                tracing::info!(
-                    virtual_node = id.0,
-                    port = listener.port,
-                    "virtual broker closed"
-                );
-            }
-            keep
-        });
-        for broker in wanted {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, listener| {
+                let keep = wanted_ids.contains(id);
+                if !keep {
+                    listener.task.abort();
+                    tracing::info!(
+                        virtual_node = id.0,
+                        port = listener.port,
+                        "virtual broker closed"
+                    );
+                }
+                keep
+            });
+        self.listen_for(&wanted);
+    }
+
+    /// Opens a listener for each of `brokers` that lacks one. Binding is
+    /// synchronous, so a broker is listening before any answer names it.
+    pub fn listen_for(self: &Arc<Self>, brokers: &[VirtualBroker]) {
+        let mut open = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for broker in brokers {
             if open.contains_key(&broker.id) {
                 continue;
             }

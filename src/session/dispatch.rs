@@ -3,74 +3,91 @@
 //! transaction, topic administration.
 
 use super::*;
+use crate::handlers::metadata::Announced;
+use crate::wire::codec::CodecError;
+
+/// One request frame on its way to one broker: the client's own (its view
+/// at hand), or a part cut from it.
+#[derive(Clone, Copy)]
+struct Part<'a> {
+    frame: &'a Bytes,
+    /// The view of `frame` when it is the client's own.
+    view: Option<&'a PartitionedRequest>,
+}
 
 /// Answers a partitioned request with NOT_LEADER_OR_FOLLOWER for every
 /// partition, so the client refreshes its metadata and retries; an acks=0
 /// Produce cannot be answered, so its connection closes (as a broker does).
-pub(super) fn refusal(
-    api: ApiKey,
+fn refusal(
+    request: &PartitionedRequest,
     header: &RequestHeader,
-    topics: &TopicPartitions,
-    expect_response: bool,
 ) -> Result<Option<Pending>, SessionEnd> {
-    if !expect_response {
+    if !request.expects_answer() {
         return Err(SessionEnd::Unroutable);
     }
-    let code = ResponseError::NotLeaderOrFollower;
-    Ok(Some(every_partition(api, header, topics, code)?))
+    let answer = request.refusal(header, ResponseError::NotLeaderOrFollower)?;
+    Ok(Some(Pending::Ready(answer)))
 }
 
-/// The answer that gives every partition of a request one error.
-pub(super) fn every_partition(
-    api: ApiKey,
-    header: &RequestHeader,
-    topics: &TopicPartitions,
-    error: ResponseError,
-) -> Result<Pending, SessionEnd> {
-    let (version, correlation_id) = (header.api_version, header.correlation_id);
-    let answer = partition_error_response(api, version, correlation_id, topics, error.code())?;
-    Ok(Pending::Ready(answer))
+/// Runs a local handler; the virtual brokers its answer names are
+/// listening before the answer goes out, and a restricted user's Metadata
+/// answer (`screen`, with the request's version and correlation id) is
+/// narrowed to what the user may see.
+fn announce(
+    proxy: Arc<Proxy>,
+    answer: impl std::future::Future<Output = Result<Announced, CodecError>> + Send + 'static,
+    screen: Option<(acl::MetadataScreen, i16, i32)>,
+) -> Pending {
+    Pending::Local(tokio::spawn(async move {
+        let announced = answer.await?;
+        proxy.listen_for(&announced.brokers);
+        match screen {
+            Some((screen, version, correlation_id)) => {
+                screen.filter(version, correlation_id, announced.answer)
+            }
+            None => Ok(announced.answer),
+        }
+    }))
 }
 
-/// What every step of forwarding a partitioned request reads of it,
-/// parsed once.
-#[derive(Clone, Copy)]
-pub(super) struct Outbound<'a> {
-    pub api: ApiKey,
-    pub header: &'a RequestHeader,
-    /// False for an acks=0 Produce: the client expects no answer.
-    pub expect_response: bool,
+/// The view of a request its class says is partitioned.
+fn partitioned(request: &Request) -> Result<&PartitionedRequest, SessionEnd> {
+    request.partitioned.as_ref().ok_or_else(|| {
+        SessionEnd::Handler(format!(
+            "{:?} is classed partitioned but was read without its view",
+            request.spec.key
+        ))
+    })
 }
 
 impl Session {
     /// Starts a locally answered request; its body is parsed here, so a
     /// malformed one ends the session before any work is spawned.
-    pub(super) fn local(
-        &self,
-        api: ApiKey,
-        header: RequestHeader,
-        body: &[u8],
-    ) -> Result<Pending, SessionEnd> {
+    pub(super) fn local(&self, request: &Request) -> Result<Pending, SessionEnd> {
         let proxy = self.proxy.clone();
-        Ok(match api {
+        let (header, body) = (request.header.clone(), request.body());
+        Ok(match request.spec.key {
             ApiKey::ApiVersions => Pending::Ready(handlers::api_versions::answer(&proxy, &header)?),
             ApiKey::Metadata => {
-                let request = MetadataRequestView::parse(&header, body)?;
-                Pending::Local(tokio::spawn(handlers::metadata::metadata(
-                    proxy, header, request,
-                )))
+                let mut view = MetadataRequestView::parse(&header, body)?;
+                // A user with a topic allow-list sees only those topics.
+                let screen = self
+                    .auth
+                    .user()
+                    .and_then(|user| acl::MetadataScreen::new(user, &mut view))
+                    .map(|screen| (screen, header.api_version, header.correlation_id));
+                let answer = handlers::metadata::metadata(proxy.clone(), header, view);
+                announce(proxy, answer, screen)
             }
             ApiKey::DescribeCluster => {
-                let request = DescribeClusterView::parse(&header, body)?;
-                Pending::Local(tokio::spawn(handlers::metadata::describe_cluster(
-                    proxy, header, request,
-                )))
+                let view = DescribeClusterView::parse(&header, body)?;
+                let answer = handlers::metadata::describe_cluster(proxy.clone(), header, view);
+                announce(proxy, answer, None)
             }
             ApiKey::FindCoordinator => {
-                let request = FindCoordinatorView::parse(&header, body)?;
-                Pending::Local(tokio::spawn(handlers::coordinator::find_coordinator(
-                    proxy, header, request,
-                )))
+                let view = FindCoordinatorView::parse(&header, body)?;
+                let answer = handlers::coordinator::find_coordinator(proxy.clone(), header, view);
+                announce(proxy, answer, None)
             }
             other => {
                 return Err(SessionEnd::Handler(format!(
@@ -80,86 +97,54 @@ impl Session {
         })
     }
 
+    /// Admits a Produce for `topics` past the flip gates, holding it while
+    /// a flip fences one of them; `None` when the fence outlasts the hold
+    /// (the client is told to retry).
+    async fn admit(&self, topics: &TopicPartitions) -> Option<InflightGuard> {
+        let deadline = tokio::time::Instant::now() + FENCE_HOLD;
+        loop {
+            match self
+                .proxy
+                .gates
+                .admit(topics.0.iter().map(|(t, _)| t.as_str()))
+            {
+                Admission::Admitted(guard) => return Some(guard),
+                Admission::Held(mut fence) => {
+                    // Finishing in time means the fence dropped: ask again.
+                    let waited = tokio::time::timeout_at(deadline, fence.changed()).await;
+                    if waited.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Forwards a request that names partitions to wherever they live now:
     /// a Produce first passes the flip gates; then the whole request goes to
     /// one upstream broker, or the client is told to refresh its metadata.
     pub(super) async fn forward_partitioned(
         &mut self,
-        api: ApiKey,
         side: RouteSide,
-        frame: &Frame,
-        header: &RequestHeader,
-        body: &[u8],
+        request: &Request,
     ) -> Result<Option<Pending>, SessionEnd> {
-        let produce = match api {
-            ApiKey::Produce => Some(ProduceView::parse(header, body)?),
-            _ => None,
-        };
-        let read;
-        let mut positions = Vec::new();
-        let topics: &TopicPartitions = match &produce {
-            Some(view) => &view.topics,
-            None => {
-                read = match api {
-                    ApiKey::Fetch => {
-                        let (topics, offsets) = requests::fetch_positions(header, body)?;
-                        positions = offsets;
-                        topics
-                    }
-                    ApiKey::ListOffsets => {
-                        let (topics, timestamps) = requests::list_offsets_positions(header, body)?;
-                        positions = timestamps;
-                        topics
-                    }
-                    _ => requests::offset_for_leader_epoch_topics(header, body)?,
-                };
-                &read
-            }
-        };
-        let seek = match api {
-            ApiKey::Fetch => Seek::Offsets(&positions),
-            ApiKey::ListOffsets => Seek::Timestamps(&positions),
-            _ => Seek::Newest,
-        };
-        // acks=0: the client expects no answer at all.
-        let expect_response = produce.as_ref().is_none_or(|view| view.acks != 0);
-        let out = Outbound {
-            api,
-            header,
-            expect_response,
-        };
-        if let Some(id) = produce.as_ref().and_then(|v| v.transactional_id.as_deref()) {
-            if let Some(refusal) = self.spanning_transaction(api, id, header, topics)? {
-                return Ok(Some(refusal));
-            }
-        }
+        let view = partitioned(request)?;
+        let (header, topics) = (&request.header, view.topics());
         let mut guard = None;
-        if api == ApiKey::Produce {
-            let deadline = tokio::time::Instant::now() + FENCE_HOLD;
-            loop {
-                match self
-                    .proxy
-                    .gates
-                    .admit(topics.0.iter().map(|(t, _)| t.as_str()))
-                {
-                    Admission::Admitted(g) => {
-                        guard = Some(g);
-                        break;
-                    }
-                    Admission::Held(mut fence) => {
-                        // Finishing in time means the fence dropped: ask again.
-                        if tokio::time::timeout_at(deadline, fence.changed())
-                            .await
-                            .is_err()
-                        {
-                            return refusal(api, header, topics, expect_response);
-                        }
-                    }
+        if let Some(produce) = view.produce() {
+            if let Some(id) = produce.transactional_id.as_deref() {
+                if self.spans_clusters(id, topics) {
+                    let answer = view.refusal(header, ResponseError::InvalidTxnState)?;
+                    return Ok(Some(Pending::Ready(answer)));
                 }
+            }
+            match self.admit(topics).await {
+                Some(admitted) => guard = Some(admitted),
+                None => return refusal(view, header),
             }
         }
         let own = self.own_broker();
-        let mut plan = self.plan(own, side, topics, seek);
+        let mut plan = self.plan(own, side, topics, view.seek());
         if plan.refuses_any() {
             // A topic the proxy has not seen yet (created a moment ago, or
             // asked for without Metadata first): look once before refusing.
@@ -181,7 +166,7 @@ impl Session {
                         tracing::debug!(error = %e, "metadata lookup for unknown topics failed");
                     }
                 }
-                plan = self.plan(own, side, topics, seek);
+                plan = self.plan(own, side, topics, view.seek());
             }
         }
         let (upstream, cluster) = match plan {
@@ -192,49 +177,53 @@ impl Session {
             Plan::Broker { cluster, address } => {
                 (self.connection(cluster, &address).await?, cluster)
             }
-            Plan::Refuse => return refusal(api, header, topics, expect_response),
+            Plan::Refuse => return refusal(view, header),
             Plan::Split(split) => {
-                let pending = self
-                    .forward_split(&out, frame, topics, produce.as_ref(), &split)
-                    .await?;
+                let pending = self.forward_split(request, view, &split).await?;
                 return Ok(pending.map(|task| Pending::Merged(task, guard)));
             }
         };
+        let part = Part {
+            frame: &request.frame.0,
+            view: Some(view),
+        };
         let reply = self
-            .send_part(&out, &frame.0, produce.as_ref(), upstream, cluster)
+            .send_part(view, header, part, upstream, cluster)
             .await?;
         Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
     }
 
     /// Sends one request (whole, or one part of a split) to an upstream
     /// broker of `cluster`; a Produce first gets the producer ids that
-    /// cluster knows its batches by (`produce` is its view when already
-    /// parsed).
-    pub(super) async fn send_part(
+    /// cluster knows its batches by.
+    async fn send_part(
         &self,
-        out: &Outbound<'_>,
-        frame: &Bytes,
-        produce: Option<&ProduceView>,
+        request: &PartitionedRequest,
+        header: &RequestHeader,
+        part: Part<'_>,
         upstream: Arc<UpstreamConn>,
         cluster: ClusterIdx,
     ) -> Result<Option<Reply>, SessionEnd> {
-        let Outbound {
-            api,
-            header,
-            expect_response,
-        } = *out;
         let body_at = Frame::PREFIX + header.body_offset;
-        let rewritten = match (api, produce) {
-            (ApiKey::Produce, Some(view)) => {
-                handlers::produce::for_cluster(&self.proxy, frame, body_at, view, cluster).await?
+        let frame = part.frame;
+        let rewritten = match (request.produce(), request.api()) {
+            (Some(_), _) => {
+                // A part cut from a split was encoded anew: its records sit
+                // elsewhere than in the client's frame.
+                let reread;
+                let view = match part.view.and_then(PartitionedRequest::produce) {
+                    Some(view) => view,
+                    None => {
+                        reread = ProduceView::parse(header, &frame[body_at..])?;
+                        &reread
+                    }
+                };
+                rewrite::produce::for_cluster(&self.proxy, frame, body_at, view, cluster).await?
             }
-            (ApiKey::Produce, None) => {
-                let view = ProduceView::parse(header, &frame[body_at..])?;
-                handlers::produce::for_cluster(&self.proxy, frame, body_at, &view, cluster).await?
-            }
-            (ApiKey::Fetch, _) => handlers::fetch::sessionless(frame, header, body_at),
-            _ => None,
+            (None, ApiKey::Fetch) => rewrite::fetch::sessionless(frame, header, body_at),
+            (None, _) => None,
         };
+        let expect_response = request.expects_answer();
         Ok(upstream
             .send(
                 rewritten.as_deref().unwrap_or(frame),
@@ -248,77 +237,72 @@ impl Session {
     /// client expects one, is the merge of theirs (and of the proxy's own
     /// refusal of partitions that live nowhere it knows), its offsets moved
     /// into the client's (stitched) log.
-    pub(super) async fn forward_split(
+    async fn forward_split(
         &mut self,
-        out: &Outbound<'_>,
-        frame: &Frame,
-        topics: &TopicPartitions,
-        produce: Option<&ProduceView>,
+        request: &Request,
+        view: &PartitionedRequest,
         split: &SplitPlan,
     ) -> Result<Option<JoinHandle<Result<Bytes, SessionEnd>>>, SessionEnd> {
-        let Outbound {
-            api,
-            header,
-            expect_response,
-        } = *out;
+        let (header, family) = (&request.header, view.family());
         let whole =
             split.destinations.len() == 1 && split.assignment.iter().flatten().all(Option::is_some);
-        let parts = if whole && api == ApiKey::Produce {
+        let parts = if whole && view.produce().is_some() {
             // A Produce names no offset: to one broker it goes as it came,
             // and only its answer is shifted.
-            vec![Some(frame.0.clone())]
+            vec![Some(request.frame.0.clone())]
         } else {
             let parts = plan::split::Parts {
                 assignment: &split.assignment,
                 shifts: &split.shifts,
                 destinations: split.destinations.len(),
             };
-            plan::split::split(api, &frame.0, header, &parts)?
+            family.split(&request.frame.0, header, &parts)?
         };
         if split.destinations.len() > 1 {
             metrics::counter!(m::SPLIT_REQUESTS).increment(1);
         }
         let mut replies = Vec::with_capacity(parts.len());
-        for ((cluster, address), part) in split.destinations.iter().zip(parts) {
-            let Some(part) = part else { continue };
+        for ((cluster, address), frame) in split.destinations.iter().zip(parts) {
+            let Some(frame) = frame else { continue };
             let upstream = self.connection(*cluster, address).await?;
-            let view = produce.filter(|_| whole);
-            if let Some(reply) = self.send_part(out, &part, view, upstream, *cluster).await? {
+            let part = Part {
+                frame: &frame,
+                view: Some(view).filter(|_| whole),
+            };
+            if let Some(reply) = self
+                .send_part(view, header, part, upstream, *cluster)
+                .await?
+            {
                 replies.push(reply);
             }
         }
-        if !expect_response {
+        if !view.expects_answer() {
             return Ok(None);
         }
-        let refused = split.refused(topics);
+        let refused = split.refused(view.topics());
+        let (version, correlation_id) = (header.api_version, header.correlation_id);
         let mut answers = Vec::with_capacity(replies.len() + 1);
         if !refused.0.is_empty() {
-            answers.push(Frame(partition_error_response(
-                api,
-                header.api_version,
-                header.correlation_id,
+            let code = |_: &str| ResponseError::NotLeaderOrFollower.code();
+            answers.push(Frame(family.refusal(
+                version,
+                correlation_id,
                 &refused,
-                ResponseError::NotLeaderOrFollower.code(),
+                &code,
             )?));
         }
-        let (version, correlation_id, order, shifts) = (
-            header.api_version,
-            header.correlation_id,
-            topics.clone(),
-            split.shifts.clone(),
-        );
+        let (order, shifts) = (view.topics().clone(), split.shifts.clone());
         Ok(Some(tokio::spawn(async move {
             for reply in replies {
                 answers.push(reply.await.map_err(|_| lost_task())??);
             }
-            Ok(plan::split::merge(
-                api,
+            let merge = plan::split::Merge {
                 version,
                 correlation_id,
-                &order,
-                &shifts,
-                &answers,
-            )?)
+                order: &order,
+                shifts: &shifts,
+            };
+            Ok(family.merge(&merge, &answers)?)
         })))
     }
 
@@ -327,12 +311,10 @@ impl Session {
     /// topic by topic, with INVALID_REQUEST and a message saying why.
     pub(super) async fn forward_admin(
         &mut self,
-        api: ApiKey,
-        frame: &[u8],
-        header: &RequestHeader,
-        body: &[u8],
+        request: &Request,
     ) -> Result<Option<Pending>, SessionEnd> {
-        let names = requests::admin_topic_names(header, body)?;
+        let (api, header) = (request.spec.key, &request.header);
+        let names = requests::admin_topic_names(header, request.body())?;
         let routes = self.proxy.routes();
         let mut clusters: Vec<ClusterIdx> =
             names.iter().map(|n| routes.metadata_cluster(n)).collect();
@@ -368,8 +350,7 @@ impl Session {
                 return Ok(Some(Pending::Ready(answer)));
             }
         };
-        let reply = upstream.send(frame, header.correlation_id, true).await?;
-        Ok(reply.map(|reply| Pending::Upstream(reply, None)))
+        forward_whole(&upstream, request, None).await
     }
 
     /// Sends a transaction request to the coordinator of its transactional
@@ -381,40 +362,33 @@ impl Session {
     /// cluster, whose producer ids the proxy maps for the others.
     pub(super) async fn forward_transaction(
         &mut self,
-        api: ApiKey,
-        frame: &Frame,
-        header: &RequestHeader,
-        body: &[u8],
+        request: &Request,
     ) -> Result<Option<Pending>, SessionEnd> {
+        let (api, header, body) = (request.spec.key, &request.header, request.body());
         let Some(id) = requests::transactional_id_of(header, body)? else {
             let upstream = self.upstream(Target::DefaultCluster).await?;
-            let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
-            return Ok(reply.map(|reply| Pending::Upstream(reply, None)));
+            return forward_whole(&upstream, request, None).await;
         };
         if api == ApiKey::AddPartitionsToTxn {
             let (_, topics) = requests::add_partitions_to_txn(header, body)?;
-            if let Some(refusal) = self.spanning_transaction(api, &id, header, &topics)? {
-                return Ok(Some(refusal));
+            if self.spans_clusters(&id, &topics) {
+                let (version, correlation_id) = (header.api_version, header.correlation_id);
+                let code = ResponseError::InvalidTxnState.code();
+                let answer = partition_error_response(api, version, correlation_id, &topics, code)?;
+                return Ok(Some(Pending::Ready(answer)));
             }
         }
         let cluster = self.proxy.routes().transaction_cluster(&id);
         let upstream = self
             .coordinator_connection(cluster, TRANSACTION_KEY, id)
             .await?;
-        let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
-        Ok(reply.map(|reply| Pending::Upstream(reply, None)))
+        forward_whole(&upstream, request, None).await
     }
 
-    /// The refusal of a transactional request naming topics written to a
-    /// cluster other than the one its transaction runs on, or `None` when
-    /// all of them are written there.
-    pub(super) fn spanning_transaction(
-        &self,
-        api: ApiKey,
-        transactional_id: &str,
-        header: &RequestHeader,
-        topics: &TopicPartitions,
-    ) -> Result<Option<Pending>, SessionEnd> {
+    /// Whether a transactional request names topics written to a cluster
+    /// other than the one its transaction runs on (it is refused, every
+    /// partition INVALID_TXN_STATE).
+    fn spans_clusters(&self, transactional_id: &str, topics: &TopicPartitions) -> bool {
         let routes = self.proxy.routes();
         let home = routes.transaction_cluster(transactional_id);
         let Some((elsewhere, _)) = topics
@@ -422,15 +396,14 @@ impl Session {
             .iter()
             .find(|(topic, _)| RouteSide::Produce.cluster(&routes.route(topic)) != home)
         else {
-            return Ok(None);
+            return false;
         };
         tracing::info!(
             transactional_id,
             topic = elsewhere.as_str(),
             "refusing a transaction that would span clusters"
         );
-        let code = ResponseError::InvalidTxnState;
-        Ok(Some(every_partition(api, header, topics, code)?))
+        true
     }
 
     /// Sends a group request to the cluster coordinating its group: the
@@ -440,12 +413,10 @@ impl Session {
     /// for those already sent.
     pub(super) async fn forward_group(
         &mut self,
-        api: ApiKey,
-        frame: &Frame,
-        header: &RequestHeader,
-        body: &[u8],
+        request: &Request,
     ) -> Result<Option<Pending>, SessionEnd> {
-        let group = requests::group_of(header, body)?;
+        let api = request.spec.key;
+        let group = requests::group_of(&request.header, request.body())?;
         let mut guard = None;
         if let Some(group) = &group {
             let gates = self.proxy.group_gates.clone();
@@ -481,7 +452,6 @@ impl Session {
             }
             _ => self.upstream(Target::Mirrored).await?,
         };
-        let reply = upstream.send(&frame.0, header.correlation_id, true).await?;
-        Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
+        forward_whole(&upstream, request, guard).await
     }
 }

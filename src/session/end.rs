@@ -1,7 +1,7 @@
 //! Why a session ended, and whether the client is to blame.
 
 use crate::auth::AuthError;
-use crate::handlers;
+use crate::rewrite;
 use crate::upstream::UpstreamError;
 use crate::wire::codec::CodecError;
 use crate::wire::{FrameError, WireError};
@@ -32,7 +32,7 @@ pub(super) enum SessionEnd {
     #[error("acks=0 produce for partitions this connection cannot reach")]
     Unroutable,
     #[error(transparent)]
-    Produce(#[from] handlers::produce::ProduceError),
+    Produce(#[from] rewrite::produce::ProduceError),
     #[error(transparent)]
     Auth(#[from] AuthError),
 }

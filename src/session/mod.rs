@@ -16,33 +16,37 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::auth::{ClientAuth, ClientRead, ClientStream, ClientWrite, Gate};
-use crate::domain::gates::Admission;
+use crate::auth::{acl, ClientAuth, ClientRead, ClientStream, ClientWrite, Gate};
+use crate::domain::gates::{Admission, InflightGuard};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::UpstreamNodeId;
 use crate::domain::routes::RouteSide;
 use crate::handlers::{self, forward};
 use crate::metrics as m;
-use crate::plan::classify::{self, RouteClass, Target};
+use crate::plan::classify::{RouteClass, Target};
+use crate::plan::partitioned::{partition_error_response, PartitionedRequest};
 use crate::plan::{self, Plan, Seek, Snapshot, SplitPlan};
+use crate::rewrite;
 use crate::runtime::proxy::{ListenerKind, Proxy};
 use crate::upstream::cluster::groups::{GROUP_KEY, TRANSACTION_KEY};
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
-use crate::wire::partition_errors::{partition_error_response, topic_error_response};
 use crate::wire::requests::{
     self, DescribeClusterView, FindCoordinatorView, MetadataRequestView, ProduceView,
     TopicPartitions,
 };
+use crate::wire::topic_errors::topic_error_response;
 use crate::wire::{read_frame, Frame, FrameError, RequestHeader};
 
 mod conns;
 mod dispatch;
 mod end;
 mod pending;
+mod request;
 
 use end::SessionEnd;
 use pending::Pending;
+use request::Request;
 
 /// How long a Produce for a fenced topic is held before the client is told
 /// NOT_LEADER_OR_FOLLOWER (which every client retries).
@@ -162,54 +166,32 @@ impl Session {
                     return Ok(());
                 }
             }
-            let header = RequestHeader::parse(frame.body())?;
-            let body = &frame.body()[header.body_offset..];
-            let unsupported = || SessionEnd::Unsupported {
-                api_key: header.api_key,
-                version: header.api_version,
-            };
-            let spec = classify::spec(header.api_key).ok_or_else(unsupported)?;
-            // ApiVersions must answer any version (with an error when too new).
-            if spec.key != ApiKey::ApiVersions
-                && !(spec.min..=spec.max).contains(&header.api_version)
-            {
-                return Err(unsupported());
-            }
-            if let Some(refusal) =
-                crate::auth::acl::authorize(&self.auth, &proxy, spec.key, &header, body).await?
-            {
-                if tx.send(Pending::Ready(refusal)).await.is_err() {
-                    return Ok(());
+            let request = Request::read(frame)?;
+            if let Some(user) = self.auth.user() {
+                let (api, header) = (request.spec.key, &request.header);
+                let parsed = request.partitioned.as_ref();
+                if let Some(refusal) = acl::check(user, api, header, request.body(), parsed)? {
+                    if tx.send(Pending::Ready(refusal)).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
                 }
-                continue;
             }
-            let path = if spec.class == RouteClass::Local {
+            let path = if request.spec.class == RouteClass::Local {
                 "local"
             } else {
                 "forward"
             };
             metrics::counter!(m::REQUESTS, "path" => path).increment(1);
-            let pending = match spec.class {
-                RouteClass::Local => Some(self.local(spec.key, header, body)?),
-                RouteClass::Partitioned(side) => {
-                    self.forward_partitioned(spec.key, side, &frame, &header, body)
-                        .await?
-                }
-                RouteClass::Admin => {
-                    self.forward_admin(spec.key, &frame.0, &header, body)
-                        .await?
-                }
-                RouteClass::Transaction => {
-                    self.forward_transaction(spec.key, &frame, &header, body)
-                        .await?
-                }
-                RouteClass::Group => self.forward_group(spec.key, &frame, &header, body).await?,
+            let pending = match request.spec.class {
+                RouteClass::Local => Some(self.local(&request)?),
+                RouteClass::Partitioned(side) => self.forward_partitioned(side, &request).await?,
+                RouteClass::Admin => self.forward_admin(&request).await?,
+                RouteClass::Transaction => self.forward_transaction(&request).await?,
+                RouteClass::Group => self.forward_group(&request).await?,
                 RouteClass::AnyBroker(target) => {
                     let upstream = self.upstream(target).await?;
-                    upstream
-                        .send(&frame.0, header.correlation_id, true)
-                        .await?
-                        .map(|reply| Pending::Upstream(reply, None))
+                    forward_whole(&upstream, &request, None).await?
                 }
             };
             // acks=0: the client expects no answer at all.
@@ -221,6 +203,19 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Sends a request to `upstream` as it came; its answer goes back as it
+/// comes (a Produce's in-flight `guard` held until then).
+async fn forward_whole(
+    upstream: &UpstreamConn,
+    request: &Request,
+    guard: Option<InflightGuard>,
+) -> Result<Option<Pending>, SessionEnd> {
+    let reply = upstream
+        .send(&request.frame.0, request.header.correlation_id, true)
+        .await?;
+    Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
 }
 
 /// An upstream connection's task ended before answering.

@@ -429,8 +429,17 @@ mod tests {
 
     #[test]
     fn split_answers_are_walked_before_their_topics_are_decoded() {
-        use crate::plan::split::merge;
+        use crate::plan::partitioned::Family;
         use crate::wire::requests::TopicPartitions;
+        let merge = |api, version, correlation_id, order: &_, shifts: &[_], parts: &[_]| {
+            let merge = crate::plan::split::Merge {
+                version,
+                correlation_id,
+                order,
+                shifts,
+            };
+            Family::of_api(api).unwrap().merge(&merge, parts)
+        };
         // Compact (Fetch v12) and classic (Produce v8) topic arrays whose
         // one topic claims the most partitions its form can.
         let mut fetch = vec![0; 10];

@@ -28,6 +28,17 @@ pub enum CodecError {
     Wire(#[from] WireError),
 }
 
+impl CodecError {
+    /// Why a frame of `api` at `version` cannot be built.
+    pub fn encode(api: ApiKey, version: i16, message: impl Into<String>) -> CodecError {
+        CodecError::Encode {
+            api,
+            version,
+            message: message.into(),
+        }
+    }
+}
+
 fn with_size_prefix(
     build: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
 ) -> anyhow::Result<Bytes> {

@@ -9,9 +9,9 @@ pub mod codec;
 pub mod frame;
 pub mod header;
 pub mod layout;
-pub mod partition_errors;
 pub mod reader;
 pub mod requests;
+pub mod topic_errors;
 // Generated from kafka-protocol's decoders; kept as generated.
 #[rustfmt::skip]
 pub mod response_layouts;

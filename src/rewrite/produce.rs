@@ -23,6 +23,11 @@ pub enum ProduceError {
 /// The frame to send to `cluster`: `None` when it can go as it came (every
 /// batch's producer id is valid there), else a copy with batches rewritten.
 /// `body_at` is where the request body starts in `frame`.
+///
+/// Three steps: find the batches that need this cluster's ids (reading
+/// only their headers), get every id they need (asking the cluster for
+/// the ones not held yet), then rewrite the bytes, with nothing left to
+/// wait for.
 pub async fn for_cluster(
     proxy: &Proxy,
     frame: &[u8],
@@ -41,16 +46,13 @@ pub async fn for_cluster(
         // The common case, the fast path: nothing to look at.
         return Ok(None);
     }
-    let mut copy: Option<BytesMut> = None;
-    // Collected first: no closure may live across the awaits below (their
-    // borrowed captures would keep the session's future from being Send).
-    let mut partitions: Vec<(&str, i32)> = Vec::with_capacity(view.records.len());
-    for (topic, indices) in &view.topics.0 {
-        for p in indices {
-            partitions.push((topic.as_str(), *p));
-        }
-    }
-    for (&(topic, partition), records) in partitions.iter().zip(&view.records) {
+    let mut found: Vec<Rewrite> = Vec::new();
+    let partitions = view
+        .topics
+        .0
+        .iter()
+        .flat_map(|(topic, indices)| indices.iter().map(move |p| (topic.as_str(), *p)));
+    for ((topic, partition), records) in partitions.zip(&view.records) {
         if !needs_own_ids(topic) {
             continue; // the ids the client holds are this cluster's own
         }
@@ -69,25 +71,51 @@ pub async fn for_cluster(
                 topic: topic.to_owned(),
                 generation,
             };
-            let (id, epoch) = match proxy.producer_ids.id(&segment) {
-                Some(found) => found,
-                None => {
-                    let fresh = proxy.cluster(cluster).init_producer_id().await?;
-                    proxy.producer_ids.set_id(segment.clone(), fresh)
-                }
-            };
-            let base =
-                proxy
-                    .producer_ids
-                    .sequence_base(&segment, partition, producer.base_sequence);
-            let bytes = copy.get_or_insert_with(|| BytesMut::from(frame));
-            producer_ids::rewrite(
-                &mut bytes[range],
-                id,
-                epoch,
-                producer_ids::rebase(producer.base_sequence, base),
-            );
+            found.push(Rewrite {
+                range,
+                segment,
+                partition,
+                base_sequence: producer.base_sequence,
+            });
         }
     }
-    Ok(copy)
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let mut ids = Vec::with_capacity(found.len());
+    for rewrite in &found {
+        let id = match proxy.producer_ids.id(&rewrite.segment) {
+            Some(held) => held,
+            None => {
+                let fresh = proxy.cluster(cluster).init_producer_id().await?;
+                proxy.producer_ids.set_id(rewrite.segment.clone(), fresh)
+            }
+        };
+        ids.push(id);
+    }
+    let mut copy = BytesMut::from(frame);
+    for (rewrite, (id, epoch)) in found.into_iter().zip(ids) {
+        let base = proxy.producer_ids.sequence_base(
+            &rewrite.segment,
+            rewrite.partition,
+            rewrite.base_sequence,
+        );
+        producer_ids::rewrite(
+            &mut copy[rewrite.range],
+            id,
+            epoch,
+            producer_ids::rebase(rewrite.base_sequence, base),
+        );
+    }
+    Ok(Some(copy))
+}
+
+/// One batch that gets its destination cluster's producer id.
+struct Rewrite {
+    /// Where the batch sits in the frame.
+    range: std::ops::Range<usize>,
+    segment: Segment,
+    partition: i32,
+    /// The batch's first sequence number as the client wrote it.
+    base_sequence: i32,
 }

@@ -1,0 +1,114 @@
+//! Fetch (v4..=12): routed by the partitions it reads, each to the stretch
+//! of the stitched log its fetch offset falls in; parts run outside any
+//! fetch session, and answers come back with their offsets (and those of
+//! the records they carry) in the client's log.
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+
+use super::{lists, topic_answer, Body, PartitionAnswer, PartitionedApi, Positions};
+use crate::domain::stitch::{self, OffsetField, Shift};
+use crate::plan::split::topic_array;
+use crate::wire::codec::{response_body, CodecError};
+use crate::wire::requests;
+use crate::wire::{Frame, Reader, RequestHeader, WireError};
+
+impl PartitionedApi for FetchRequest {
+    const API: ApiKey = ApiKey::Fetch;
+    // v13 names topics by id.
+    const NAMED_UP_TO: i16 = 12;
+    type Response = FetchResponse;
+    type Topic = FetchableTopicResponse;
+
+    fn view(header: &RequestHeader, body: &[u8]) -> Result<Body, WireError> {
+        let (topics, offsets) = requests::fetch_positions(header, body)?;
+        Ok(Body::Read {
+            topics,
+            positions: Positions::Offsets(offsets),
+        })
+    }
+
+    lists!(topics.partitions => responses);
+
+    fn shift(&mut self, shifts: &[Vec<Shift>]) {
+        for (topic, shifts) in self.topics.iter_mut().zip(shifts) {
+            for (partition, shift) in topic.partitions.iter_mut().zip(shifts) {
+                partition.fetch_offset = shift.to_upstream(partition.fetch_offset);
+                partition.log_start_offset = shift.to_upstream(partition.log_start_offset);
+            }
+        }
+    }
+
+    /// A full fetch outside any fetch session: a session belongs to one
+    /// broker, and a part names only some of the client's partitions.
+    fn detach(&mut self) {
+        self.session_id = 0;
+        self.session_epoch = -1;
+        self.forgotten_topics_data.clear();
+    }
+
+    fn decode_answer(version: i16, frame: &Frame) -> Result<FetchResponse, CodecError> {
+        let mut body = response_body(Self::API, version, frame)?;
+        let mut r = Reader::new(body.chunk(), "Fetch response");
+        let throttle_time_ms = r.i32()?;
+        let (error_code, session_id) = if version >= 7 {
+            (r.i16()?, r.i32()?)
+        } else {
+            (0, 0)
+        };
+        body.advance(r.position());
+        let responses = topic_array(Self::API, version, &mut body, version >= 12)?;
+        Ok(FetchResponse::default()
+            .with_throttle_time_ms(throttle_time_ms)
+            .with_error_code(error_code)
+            .with_session_id(session_id)
+            .with_responses(responses))
+    }
+
+    fn fold(merged: &mut FetchResponse, part: &FetchResponse) {
+        if merged.error_code == 0 {
+            merged.error_code = part.error_code;
+        }
+        merged.session_id = 0;
+        merged.node_endpoints.clear();
+    }
+}
+
+topic_answer!(
+    FetchableTopicResponse,
+    topic,
+    partitions,
+    PartitionData,
+    partition_index
+);
+
+impl PartitionAnswer for PartitionData {
+    fn refused(index: i32, error_code: i16) -> Self {
+        PartitionData::default()
+            .with_partition_index(index)
+            .with_error_code(error_code)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(None)
+    }
+
+    fn shift(&mut self, shift: Shift) {
+        self.high_watermark = shift.answer(OffsetField::HighWatermark, self.high_watermark);
+        self.last_stable_offset = shift.answer(OffsetField::LastStable, self.last_stable_offset);
+        self.log_start_offset = shift.answer(OffsetField::LogStart, self.log_start_offset);
+        for aborted in self.aborted_transactions.iter_mut().flatten() {
+            aborted.first_offset = shift.answer(OffsetField::Offset, aborted.first_offset);
+        }
+        if let Some(records) = &self.records {
+            self.records = Some(Bytes::from(stitch::shift_records(records, shift)));
+        }
+    }
+
+    fn forget_leader(&mut self) {
+        self.current_leader = Default::default();
+        self.preferred_read_replica = (-1).into();
+    }
+}
