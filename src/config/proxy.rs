@@ -1,0 +1,125 @@
+//! `[proxy]`: listen addresses, names, limits and timeouts; then, in a second
+//! step, the keys about clients' security (`max_preauth_frame_bytes`,
+//! `[proxy.tls]`, `[proxy.sasl]`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::error::{invalid, ConfigError};
+use super::raw::RawProxy;
+use super::typed::ProxyConfig;
+use super::{sasl, tls};
+
+/// `[proxy]` with everything but its client security checked. That part waits
+/// for [`CheckedProxy::with_client_security`] so that its mistakes are
+/// reported after those of the clusters and routes.
+pub(super) struct CheckedProxy {
+    raw: RawProxy,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+}
+
+pub(super) fn check(raw: RawProxy) -> Result<CheckedProxy, ConfigError> {
+    let listen = socket_addr("proxy.listen", &raw.listen, "127.0.0.1:9092")?;
+    let metrics_listen = raw
+        .metrics_listen
+        .as_deref()
+        .map(|m| socket_addr("proxy.metrics_listen", m, "127.0.0.1:9644"))
+        .transpose()?;
+    check_limits(&raw)?;
+    Ok(CheckedProxy {
+        raw,
+        listen,
+        metrics_listen,
+    })
+}
+
+fn socket_addr(key: &str, text: &str, example: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("'{text}' is not an IP:port address (e.g. \"{example}\")"),
+        )
+    })
+}
+
+/// Names, frame limits, counts and timeouts, in this order; the first that
+/// fails is reported.
+fn check_limits(p: &RawProxy) -> Result<(), ConfigError> {
+    const NOT_EMPTY: &str = "must not be empty";
+    const AT_LEAST_1K: &str = "must be at least 1024 bytes";
+    const AT_LEAST_1: &str = "must be at least 1";
+    const POSITIVE: &str = "must be greater than 0";
+    // One row a key; rustfmt would break most rows over three lines.
+    #[rustfmt::skip]
+    let checks = [
+        ("proxy.advertised_host", !p.advertised_host.trim().is_empty(), NOT_EMPTY),
+        ("proxy.cluster_id", !p.cluster_id.trim().is_empty(), NOT_EMPTY),
+        ("proxy.max_frame_bytes", p.max_frame_bytes >= 1024, AT_LEAST_1K),
+        ("proxy.max_upstream_frame_bytes", p.max_upstream_frame_bytes >= 1024, AT_LEAST_1K),
+        ("proxy.max_in_flight", p.max_in_flight != 0, AT_LEAST_1),
+        ("proxy.max_connections", p.max_connections != 0, AT_LEAST_1),
+        ("proxy.max_connections_per_ip", p.max_connections_per_ip != 0, AT_LEAST_1),
+        ("proxy.metadata_refresh_ms", p.metadata_refresh_ms != 0, POSITIVE),
+        ("proxy.client_idle_timeout_ms", p.client_idle_timeout_ms != 0, POSITIVE),
+        ("proxy.client_frame_timeout_ms", p.client_frame_timeout_ms != 0, POSITIVE),
+        ("proxy.upstream_connect_timeout_ms", p.upstream_connect_timeout_ms != 0, POSITIVE),
+        ("proxy.upstream_request_timeout_ms", p.upstream_request_timeout_ms != 0, POSITIVE),
+    ];
+    match checks.into_iter().find(|(_, ok, _)| !ok) {
+        Some((key, _, message)) => Err(invalid(key, message)),
+        None => Ok(()),
+    }
+}
+
+impl CheckedProxy {
+    /// Checks the pre-auth frame limit, `[proxy.tls]` and `[proxy.sasl]`, and
+    /// gives the whole section typed.
+    pub(super) fn with_client_security(self) -> Result<ProxyConfig, ConfigError> {
+        let p = self.raw;
+        if p.max_preauth_frame_bytes < 256 || p.max_preauth_frame_bytes > p.max_frame_bytes {
+            return Err(invalid(
+                "proxy.max_preauth_frame_bytes",
+                "must be at least 256 bytes and at most proxy.max_frame_bytes",
+            ));
+        }
+        let tls = p.tls.map(tls::client);
+        let sasl = p.sasl.map(sasl::client).transpose()?;
+        Ok(ProxyConfig {
+            listen: self.listen,
+            advertised_host: p.advertised_host,
+            broker_port_base: p.broker_port_base,
+            cluster_id: p.cluster_id,
+            admin_socket: p.admin_socket,
+            state_file: p.state_file,
+            metrics_listen: self.metrics_listen,
+            max_frame_bytes: p.max_frame_bytes,
+            max_upstream_frame_bytes: p.max_upstream_frame_bytes,
+            max_in_flight: p.max_in_flight,
+            metadata_refresh: Duration::from_millis(p.metadata_refresh_ms),
+            client_idle_timeout: Duration::from_millis(p.client_idle_timeout_ms),
+            client_frame_timeout: Duration::from_millis(p.client_frame_timeout_ms),
+            max_connections: p.max_connections,
+            max_connections_per_ip: p.max_connections_per_ip,
+            upstream_connect_timeout: Duration::from_millis(p.upstream_connect_timeout_ms),
+            upstream_request_timeout: Duration::from_millis(p.upstream_request_timeout_ms),
+            max_preauth_frame_bytes: p.max_preauth_frame_bytes,
+            tls,
+            sasl,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::fixtures::{err_of, GOOD};
+
+    #[test]
+    fn bad_listen_address_names_the_key() {
+        let e = err_of(&GOOD.replace("127.0.0.1:9092", "localhost"));
+        assert!(
+            e.starts_with("proxy.listen: 'localhost' is not an IP:port"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The typed form of each `proxy.toml` section, as the rest of the proxy
+//! reads it. Values here have passed the section validators: addresses are
+//! parsed, patterns compiled, cluster names turned into [`ClusterIdx`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::credentials::{Credential, Mechanism};
+use crate::domain::ids::ClusterIdx;
+use crate::domain::pattern::Pattern;
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Bootstrap listener; virtual brokers listen on the same IP.
+    pub listen: SocketAddr,
+    /// Host name or IP that clients are told to connect to.
+    pub advertised_host: String,
+    pub broker_port_base: u16,
+    pub cluster_id: String,
+    pub admin_socket: PathBuf,
+    pub state_file: PathBuf,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest request frame a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest response frame accepted from an upstream broker, in bytes.
+    pub max_upstream_frame_bytes: usize,
+    /// Requests a client may have in flight before the proxy stops reading
+    /// from it; bounds the memory one client can pin.
+    pub max_in_flight: usize,
+    pub metadata_refresh: Duration,
+    /// A client that sends nothing for this long is disconnected.
+    pub client_idle_timeout: Duration,
+    /// A request frame, once begun, must arrive whole within this.
+    pub client_frame_timeout: Duration,
+    /// Client connections the proxy holds at once, in all.
+    pub max_connections: usize,
+    /// Client connections from one source address at once.
+    pub max_connections_per_ip: usize,
+    pub upstream_connect_timeout: Duration,
+    /// How long the proxy waits for an upstream answer to a request it makes
+    /// on its own behalf (Metadata, FindCoordinator, ApiVersions).
+    pub upstream_request_timeout: Duration,
+    /// Largest frame a client may send before it has authenticated.
+    pub max_preauth_frame_bytes: usize,
+    /// `[proxy.tls]`: clients connect with TLS.
+    pub tls: Option<ClientTlsConfig>,
+    /// `[proxy.sasl]`: clients must authenticate.
+    pub sasl: Option<ClientSaslConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub bootstrap: Vec<String>,
+    pub node_id_base: i32,
+    /// `[clusters.NAME.tls]`: how the proxy reaches this cluster.
+    pub tls: Option<UpstreamTlsConfig>,
+    /// `[clusters.NAME.sasl]`: the proxy's own credentials there.
+    pub sasl: Option<UpstreamSaslConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Present: client certificates are required and checked against it.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSaslConfig {
+    pub mechanisms: Vec<Mechanism>,
+}
+
+/// One `[[users]]` entry; `None` allow-lists allow everything.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    pub credential: Credential,
+    /// Compiled once here, used as they are by the allow-lists.
+    pub topics: Option<Vec<Pattern>>,
+    pub groups: Option<Vec<Pattern>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTlsConfig {
+    /// Absent: the system's root certificates.
+    pub ca: Option<PathBuf>,
+    /// Absent: the host of each broker address.
+    pub server_name: Option<String>,
+    /// Client certificate and key, for clusters that require mTLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSaslConfig {
+    pub mechanism: Mechanism,
+    pub username: String,
+    pub password: PasswordSource,
+}
+
+/// Where the proxy's upstream password is read from when it starts; the
+/// config file itself never holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutesConfig {
+    pub default: ClusterIdx,
+    pub topics: Vec<TopicRouteConfig>,
+    /// Consumer groups coordinated by a cluster other than the default.
+    pub groups: Vec<GroupRouteConfig>,
+    /// Transactional ids whose transactions run on a cluster other than
+    /// the default (same shape as a group rule).
+    pub transactions: Vec<GroupRouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupRouteConfig {
+    pub pattern: Pattern,
+    pub cluster: ClusterIdx,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicRouteConfig {
+    pub pattern: Pattern,
+    pub produce: ClusterIdx,
+    pub fetch: ClusterIdx,
+}
