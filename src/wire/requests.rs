@@ -176,13 +176,9 @@ impl ProduceView {
 }
 
 /// The topics and partitions a Fetch request (v4..=12) reads, so the proxy
-/// can route or refuse it without decoding the rest.
-pub fn fetch_topics(header: &RequestHeader, body: &[u8]) -> Result<TopicPartitions, WireError> {
-    fetch_positions(header, body).map(|(topics, _)| topics)
-}
-
-/// [`fetch_topics`], with each partition's fetch offset, in the same order
-/// (flattened): where a stitched partition is read from depends on it.
+/// can route or refuse it without decoding the rest, with each partition's
+/// fetch offset in the same order (flattened): where a stitched partition
+/// is read from depends on it.
 pub fn fetch_positions(
     header: &RequestHeader,
     body: &[u8],
@@ -229,16 +225,9 @@ pub fn fetch_positions(
 }
 
 /// The topics and partitions a ListOffsets request (v1..=10) asks about, so
-/// the proxy can route or refuse it without decoding the rest.
-pub fn list_offsets_topics(
-    header: &RequestHeader,
-    body: &[u8],
-) -> Result<TopicPartitions, WireError> {
-    list_offsets_positions(header, body).map(|(topics, _)| topics)
-}
-
-/// [`list_offsets_topics`], with each partition's timestamp (or -1 latest,
-/// -2 earliest, …), in the same order (flattened).
+/// the proxy can route or refuse it without decoding the rest, with each
+/// partition's timestamp (or -1 latest, -2 earliest, …) in the same order
+/// (flattened).
 pub fn list_offsets_positions(
     header: &RequestHeader,
     body: &[u8],
@@ -685,6 +674,15 @@ mod tests {
 #[cfg(test)]
 mod partitioned_tests {
     use super::*;
+
+    /// The partitions alone, as the tables below compare them.
+    fn fetch_topics(h: &RequestHeader, b: &[u8]) -> Result<TopicPartitions, WireError> {
+        fetch_positions(h, b).map(|(topics, _)| topics)
+    }
+
+    fn list_offsets_topics(h: &RequestHeader, b: &[u8]) -> Result<TopicPartitions, WireError> {
+        list_offsets_positions(h, b).map(|(topics, _)| topics)
+    }
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::fetch_request::{
         FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
