@@ -6,6 +6,8 @@
 //! records sit wherever MirrorMaker 2 copied them. Pure: bytes in, offsets
 //! out; the records are read by [`crate::upstream::cluster`].
 
+use std::collections::HashMap;
+
 use crate::wire::{Reader, WireError};
 
 /// One offset sync: record `upstream` of the source partition was copied
@@ -15,6 +17,9 @@ pub struct OffsetSync {
     pub upstream: i64,
     pub downstream: i64,
 }
+
+/// Offset syncs by source topic and partition.
+pub type Syncs = HashMap<(String, i32), Vec<OffsetSync>>;
 
 /// The name of the topic holding offset syncs for replication into the
 /// cluster MirrorMaker 2 calls `target_alias`.
@@ -55,6 +60,16 @@ pub fn translate(syncs: &[OffsetSync], upstream: i64) -> Option<i64> {
         sync.downstream
             .saturating_add(i64::from(upstream != sync.upstream)),
     )
+}
+
+/// How far on the source a partition's copy has reached, when it ends at
+/// `end` on the target: its latest sync carried forward one for one
+/// (MirrorMaker 2 copies records in order). `None` without a sync.
+pub fn reached(syncs: &[OffsetSync], end: i64) -> Option<i64> {
+    syncs
+        .iter()
+        .max()
+        .map(|s| s.upstream.saturating_add(end.saturating_sub(s.downstream)))
 }
 
 /// A record's key and value, borrowed from its batch.
@@ -168,6 +183,14 @@ mod tests {
         assert_eq!(translate(&syncs, 79), Some(61));
         assert_eq!(translate(&syncs, 1_000), Some(96));
         assert_eq!(translate(&syncs[1..], 20), None, "nothing at or below");
+    }
+
+    #[test]
+    fn a_copy_reaches_past_its_latest_sync_one_for_one() {
+        let syncs = [sync(0, 10), sync(50, 60)];
+        assert_eq!(reached(&syncs, 60), Some(50));
+        assert_eq!(reached(&syncs, 75), Some(65));
+        assert_eq!(reached(&[], 75), None, "no sync: nothing known");
     }
 
     #[test]

@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::groups;
 use crate::domain::ids::ClusterIdx;
-use crate::domain::mirror::{self, OffsetSync};
+use crate::domain::mirror::{self, Syncs};
 use crate::domain::routes::RouteSide;
-use crate::domain::stitch::{Shift, VirtualOffset};
+use crate::domain::stitch::{Segments, Shift, VirtualOffset};
 use crate::runtime::proxy::Proxy;
 use crate::upstream::cluster::groups::CommittedOffset;
 use crate::upstream::UpstreamError;
@@ -76,16 +77,13 @@ pub enum DetachError {
     },
 }
 
-/// Offset syncs by topic and partition.
-pub type Syncs = HashMap<(String, i32), Vec<OffsetSync>>;
-
 /// Writes `group`'s committed offsets into cluster `to`'s offset space.
 pub async fn detach(
     proxy: &Arc<Proxy>,
     group: &str,
     to: ClusterIdx,
 ) -> Result<DetachReport, DetachError> {
-    if group.is_empty() || group.len() > 255 {
+    if !groups::valid_group_id(group) {
         return Err(DetachError::BadGroup(group.to_owned()));
     }
     let upstream = |source| DetachError::Upstream {
@@ -101,7 +99,7 @@ pub async fn detach(
             .group_state(group)
             .await
             .map_err(upstream)?;
-        if !matches!(state.as_str(), "Empty" | "Dead" | "") {
+        if !groups::idle(&state) {
             return Err(DetachError::Busy {
                 group: group.to_owned(),
                 cluster: proxy.cluster(cluster).name().to_owned(),
@@ -118,22 +116,11 @@ pub async fn detach(
     let mut syncs: HashMap<ClusterIdx, Syncs> = HashMap::new();
     let mut offsets = Vec::with_capacity(committed.len());
     for c in &committed {
-        let (cluster, shift) = match routes.stitches().get(&c.topic, c.partition) {
-            Some(segments) => segments.at(VirtualOffset(c.offset)),
-            None => (
-                RouteSide::Fetch.cluster(&routes.route(&c.topic)),
-                Shift::NONE,
-            ),
-        };
-        let upstream_offset = shift.to_upstream(c.offset);
+        let fetch = RouteSide::Fetch.cluster(&routes.route(&c.topic));
+        let segments = routes.stitches().get(&c.topic, c.partition);
+        let (cluster, upstream_offset) = placement(segments, fetch, c.offset);
         if cluster == to {
-            offsets.push(DetachedOffset {
-                topic: c.topic.clone(),
-                partition: c.partition,
-                committed: c.offset,
-                translated: upstream_offset,
-                how: "exact".into(),
-            });
+            offsets.push(DetachedOffset::exact(c, upstream_offset));
             continue;
         }
         let cluster_syncs = match syncs.entry(cluster) {
@@ -144,41 +131,23 @@ pub async fn detach(
                     .map_err(upstream)?,
             ),
         };
-        let partition_syncs = cluster_syncs
-            .get(&(c.topic.clone(), c.partition))
-            .map_or(&[][..], Vec::as_slice);
-        let translated = mirror::translate(partition_syncs, upstream_offset).ok_or_else(|| {
-            DetachError::NoTranslation {
-                group: group.to_owned(),
-                topic: c.topic.clone(),
-                partition: c.partition,
-                offset: c.offset,
-                upstream: upstream_offset,
-                source_cluster: proxy.cluster(cluster).name().to_owned(),
-                cluster: target.name().to_owned(),
-                syncs_topic: syncs_topic.clone(),
-            }
-        })?;
-        offsets.push(DetachedOffset {
-            topic: c.topic.clone(),
-            partition: c.partition,
-            committed: c.offset,
-            translated,
-            how: "mirrormaker2".into(),
-        });
+        let detached =
+            DetachedOffset::mirrored(c, upstream_offset, cluster_syncs).ok_or_else(|| {
+                DetachError::NoTranslation {
+                    group: group.to_owned(),
+                    topic: c.topic.clone(),
+                    partition: c.partition,
+                    offset: c.offset,
+                    upstream: upstream_offset,
+                    source_cluster: proxy.cluster(cluster).name().to_owned(),
+                    cluster: target.name().to_owned(),
+                    syncs_topic: syncs_topic.clone(),
+                }
+            })?;
+        offsets.push(detached);
     }
-    let writes: Vec<CommittedOffset> = offsets
-        .iter()
-        .zip(&committed)
-        .map(|(o, c)| CommittedOffset {
-            offset: o.translated,
-            // An epoch of the source log means nothing on the target.
-            leader_epoch: -1,
-            ..c.clone()
-        })
-        .collect();
     target
-        .commit_group_offsets(group, &writes)
+        .commit_group_offsets(group, &writes(&offsets, &committed))
         .await
         .map_err(upstream)?;
     tracing::info!(
@@ -192,6 +161,60 @@ pub async fn detach(
         cluster: target.name().to_owned(),
         offsets,
     })
+}
+
+/// Where the record at committed (virtual) `offset` lives: the cluster of
+/// its stretch of the stitched log (`segments`; the cluster Fetch reads
+/// from when the partition is not stitched) and its offset there.
+fn placement(segments: Option<&Segments>, fetch: ClusterIdx, offset: i64) -> (ClusterIdx, i64) {
+    let (cluster, shift) = match segments {
+        Some(segments) => segments.at(VirtualOffset(offset)),
+        None => (fetch, Shift::NONE),
+    };
+    (cluster, shift.to_upstream(offset))
+}
+
+impl DetachedOffset {
+    /// `c`, whose stretch lives on the target, at `upstream` there.
+    fn exact(c: &CommittedOffset, upstream: i64) -> DetachedOffset {
+        DetachedOffset {
+            topic: c.topic.clone(),
+            partition: c.partition,
+            committed: c.offset,
+            translated: upstream,
+            how: "exact".into(),
+        }
+    }
+
+    /// `c`, at `upstream` on another cluster, translated by the offset
+    /// syncs from there into the target; `None` when none maps it.
+    fn mirrored(c: &CommittedOffset, upstream: i64, syncs: &Syncs) -> Option<DetachedOffset> {
+        let partition_syncs = syncs
+            .get(&(c.topic.clone(), c.partition))
+            .map_or(&[][..], Vec::as_slice);
+        Some(DetachedOffset {
+            topic: c.topic.clone(),
+            partition: c.partition,
+            committed: c.offset,
+            translated: mirror::translate(partition_syncs, upstream)?,
+            how: "mirrormaker2".into(),
+        })
+    }
+}
+
+/// The commits that write `offsets` (translated from `committed`, in the
+/// same order) to the target.
+fn writes(offsets: &[DetachedOffset], committed: &[CommittedOffset]) -> Vec<CommittedOffset> {
+    offsets
+        .iter()
+        .zip(committed)
+        .map(|(o, c)| CommittedOffset {
+            offset: o.translated,
+            // An epoch of the source log means nothing on the target.
+            leader_epoch: -1,
+            ..c.clone()
+        })
+        .collect()
 }
 
 /// The offset syncs in `topic` on the first of `clusters` that has any
@@ -209,4 +232,81 @@ pub async fn offset_syncs(
         }
     }
     Ok(Syncs::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::mirror::OffsetSync;
+    use crate::domain::stitch::{Stitches, UpstreamOffset};
+
+    const OLD: ClusterIdx = ClusterIdx(0);
+    const NEW: ClusterIdx = ClusterIdx(1);
+
+    fn committed(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            leader_epoch: 3,
+            metadata: Some("m".into()),
+        }
+    }
+
+    #[test]
+    fn a_committed_offset_lives_in_the_stretch_it_falls_in() {
+        let mut stitches = Stitches::default();
+        // 'old' ended at 100; 'new' held 20 already: v 100.. = new 20..
+        stitches.record_move(
+            "t",
+            OLD,
+            NEW,
+            1,
+            [(0, UpstreamOffset(100), UpstreamOffset(20))],
+        );
+        let segments = stitches.get("t", 0);
+        assert_eq!(placement(segments, OLD, 99), (OLD, 99));
+        assert_eq!(placement(segments, OLD, 130), (NEW, 50));
+        assert_eq!(
+            placement(None, NEW, 130),
+            (NEW, 130),
+            "not stitched: where Fetch reads"
+        );
+    }
+
+    #[test]
+    fn an_offset_elsewhere_is_translated_by_the_syncs_or_not_at_all() {
+        let c = committed(40);
+        let syncs = Syncs::from([(
+            ("t".to_owned(), 0),
+            vec![OffsetSync {
+                upstream: 30,
+                downstream: 300,
+            }],
+        )]);
+        let mirrored = DetachedOffset::mirrored(&c, 40, &syncs).unwrap();
+        assert_eq!((mirrored.committed, mirrored.translated), (40, 301));
+        assert_eq!(mirrored.how, "mirrormaker2");
+        assert_eq!(DetachedOffset::mirrored(&c, 20, &syncs), None);
+        assert_eq!(DetachedOffset::mirrored(&c, 40, &Syncs::new()), None);
+        let exact = DetachedOffset::exact(&c, 15);
+        assert_eq!(
+            (exact.committed, exact.translated, exact.how.as_str()),
+            (40, 15, "exact")
+        );
+    }
+
+    #[test]
+    fn the_writes_carry_the_translated_offsets_without_the_old_epoch() {
+        let c = committed(40);
+        let written = writes(&[DetachedOffset::exact(&c, 15)], std::slice::from_ref(&c));
+        assert_eq!(
+            written,
+            [CommittedOffset {
+                offset: 15,
+                leader_epoch: -1,
+                ..c
+            }]
+        );
+    }
 }

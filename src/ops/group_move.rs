@@ -8,14 +8,14 @@
 //! is unknown and rejoin, and read their positions from the copied offsets.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::gates::Unfenced;
+use crate::domain::groups;
 use crate::domain::ids::ClusterIdx;
-use crate::ops::flip::{StepClock, StepTiming};
-use crate::ops::state::{GroupMoveRecord, StateError};
+use crate::ops::state::{GroupMoveRecord, State, StateError};
+use crate::ops::steps::{self, MoveError, StepClock, StepTiming};
 use crate::runtime::proxy::Proxy;
 use crate::upstream::cluster::groups::CommittedOffset;
 use crate::upstream::UpstreamError;
@@ -85,13 +85,35 @@ pub enum GroupMoveError {
 /// coordinator to be answered.
 const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
 
+impl MoveError for GroupMoveError {
+    fn already_running(group: &str) -> Self {
+        GroupMoveError::AlreadyRunning(group.to_owned())
+    }
+
+    fn still_in_flight(group: &str, cluster: &str, count: usize, waited: Duration) -> Self {
+        GroupMoveError::InflightTimeout {
+            group: group.to_owned(),
+            cluster: cluster.to_owned(),
+            count,
+            waited,
+        }
+    }
+
+    fn not_recorded(group: &str, source: StateError) -> Self {
+        GroupMoveError::State {
+            group: group.to_owned(),
+            source,
+        }
+    }
+}
+
 /// Moves `group` to cluster `to`, or aborts leaving routes as they were.
 pub async fn move_group(
     proxy: &Arc<Proxy>,
     group: &str,
     to: ClusterIdx,
 ) -> Result<GroupMoveReport, GroupMoveError> {
-    if group.is_empty() || group.len() > 255 {
+    if !groups::valid_group_id(group) {
         return Err(GroupMoveError::BadGroup(group.to_owned()));
     }
     let _running = proxy
@@ -115,49 +137,35 @@ pub async fn move_group(
     if !report.changed {
         return Ok(report);
     }
-    let mut clock = StepClock::start();
+    let mut clock = StepClock::start(Instant::now());
 
     // 0. prepare: the target must not have a live group of that name.
     let state = target.group_state(group).await.map_err(upstream)?;
-    if !matches!(state.as_str(), "Empty" | "Dead" | "") {
+    if !groups::idle(&state) {
         return Err(GroupMoveError::TargetInUse {
             group: group.to_owned(),
             cluster: target.name().to_owned(),
             state,
         });
     }
-    clock.mark(&mut report.steps, "prepare");
+    clock.mark(&mut report.steps, "prepare", Instant::now());
 
     // 1. hold the group's requests; wait for commits under way.
-    let _fence = proxy
-        .group_gates
-        .fence_and_drain(group, INFLIGHT_WAIT)
-        .await
-        .map_err(|unfenced| match unfenced {
-            Unfenced::AlreadyFenced => GroupMoveError::AlreadyRunning(group.to_owned()),
-            Unfenced::StillInFlight(count) => GroupMoveError::InflightTimeout {
-                group: group.to_owned(),
-                cluster: source.name().to_owned(),
-                count,
-                waited: INFLIGHT_WAIT,
-            },
-        })?;
-    clock.mark(&mut report.steps, "hold");
+    let _fence = steps::fence_and_drain::<GroupMoveError>(
+        &proxy.group_gates,
+        group,
+        source.name(),
+        INFLIGHT_WAIT,
+    )
+    .await?;
+    clock.mark(&mut report.steps, "hold", Instant::now());
 
     // 2. copy the committed offsets, and read them back.
     let offsets: Vec<CommittedOffset> = source.group_offsets(group).await.map_err(upstream)?;
     // A coordinator keeps offsets only for partitions its cluster has.
-    let mut topics: Vec<&str> = offsets.iter().map(|o| o.topic.as_str()).collect();
-    topics.dedup();
-    for topic in topics {
-        let needed = offsets
-            .iter()
-            .filter(|o| o.topic == topic)
-            .map(|o| o.partition + 1)
-            .max()
-            .unwrap_or(0);
+    for (topic, needed) in partitions_needed(&offsets) {
         let has = target.partition_count(topic).await.map_err(upstream)?;
-        if has.is_none_or(|n| (n as i64) < i64::from(needed)) {
+        if has.is_none_or(|n| n < needed) {
             return Err(GroupMoveError::TopicMissing {
                 group: group.to_owned(),
                 topic: topic.to_owned(),
@@ -170,46 +178,112 @@ pub async fn move_group(
         .await
         .map_err(upstream)?;
     let copied = target.group_offsets(group).await.map_err(upstream)?;
-    let key = |o: &CommittedOffset| (o.topic.clone(), o.partition, o.offset);
-    if !offsets
-        .iter()
-        .all(|o| copied.iter().any(|c| key(c) == key(o)))
-    {
+    if !copied_all(&offsets, &copied) {
         return Err(GroupMoveError::CopyMismatch {
             group: group.to_owned(),
             cluster: target.name().to_owned(),
         });
     }
     report.offsets = offsets.len();
-    clock.mark(&mut report.steps, "copy");
+    clock.mark(&mut report.steps, "copy", Instant::now());
 
     // 3. record, durably, before anything switches.
-    let mut state = proxy.state.lock().await;
-    let mut next = state.clone();
-    next.groups.insert(group.to_owned(), report.to.clone());
-    next.group_moves.push(GroupMoveRecord {
+    let record = GroupMoveRecord {
         group: group.to_owned(),
         from: report.from.clone(),
         to: report.to.clone(),
-        at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        at_ms: steps::now_ms(),
         offsets: report.offsets,
-    });
-    proxy
-        .store
-        .save(&next)
-        .map_err(|source| GroupMoveError::State {
-            group: group.to_owned(),
-            source,
-        })?;
-    *state = next;
-    clock.mark(&mut report.steps, "record");
+    };
+    let state =
+        steps::record::<GroupMoveError>(proxy, group, |state| next_state(state, record)).await?;
+    clock.mark(&mut report.steps, "record", Instant::now());
 
     // 4. switch; the held requests then go to the target's coordinator.
     proxy.set_routes(proxy.routes().with_runtime_group(group, to));
     drop(state);
-    clock.mark(&mut report.steps, "switch");
+    clock.mark(&mut report.steps, "switch", Instant::now());
     tracing::info!(group, from = %report.from, to = %report.to, offsets = report.offsets, "group moved");
     Ok(report)
+}
+
+/// Each topic the group has committed offsets for, with how many
+/// partitions the target must have to keep them.
+fn partitions_needed(offsets: &[CommittedOffset]) -> Vec<(&str, usize)> {
+    let mut needed: Vec<(&str, usize)> = Vec::new();
+    for o in offsets {
+        let count = usize::try_from(o.partition).map_or(0, |p| p + 1);
+        match needed.iter_mut().find(|(t, _)| *t == o.topic) {
+            Some((_, n)) => *n = (*n).max(count),
+            None => needed.push((&o.topic, count)),
+        }
+    }
+    needed
+}
+
+/// Whether every offset `copied` back matches one copied out.
+fn copied_all(offsets: &[CommittedOffset], copied: &[CommittedOffset]) -> bool {
+    let key = |o: &CommittedOffset| (o.topic.clone(), o.partition, o.offset);
+    offsets
+        .iter()
+        .all(|o| copied.iter().any(|c| key(c) == key(o)))
+}
+
+/// The state once `record` is saved: the group coordinated by its target,
+/// and the move appended to the record of moves.
+fn next_state(state: &State, record: GroupMoveRecord) -> State {
+    let mut next = state.clone();
+    next.groups.insert(record.group.clone(), record.to.clone());
+    next.group_moves.push(record);
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(topic: &str, partition: i32, offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn the_target_needs_every_partition_the_group_committed_for() {
+        let offsets = [
+            committed("a", 0, 5),
+            committed("a", 3, 1),
+            committed("b", 0, 9),
+        ];
+        assert_eq!(partitions_needed(&offsets), [("a", 4), ("b", 1)]);
+        assert!(partitions_needed(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_copy_is_confirmed_only_when_every_offset_reads_back() {
+        let offsets = [committed("a", 0, 5), committed("a", 1, 7)];
+        let mut copied = offsets.to_vec();
+        copied.push(committed("other", 0, 1));
+        assert!(copied_all(&offsets, &copied));
+        copied[1].offset = 6;
+        assert!(!copied_all(&offsets, &copied));
+    }
+
+    #[test]
+    fn a_recorded_move_routes_the_group_to_its_target() {
+        let record = GroupMoveRecord {
+            group: "billing".into(),
+            from: "old".into(),
+            to: "new".into(),
+            at_ms: 7,
+            offsets: 2,
+        };
+        let next = next_state(&State::default(), record.clone());
+        assert_eq!(next.groups["billing"], "new");
+        assert_eq!(next.group_moves, [record]);
+    }
 }

@@ -10,3 +10,4 @@ pub mod drain;
 pub mod flip;
 pub mod group_move;
 pub mod state;
+pub mod steps;

@@ -271,9 +271,8 @@ impl Cluster {
     pub async fn offset_syncs(
         &self,
         syncs_topic: &str,
-    ) -> Result<HashMap<(String, i32), Vec<crate::domain::mirror::OffsetSync>>, UpstreamError> {
-        let mut syncs: HashMap<(String, i32), Vec<crate::domain::mirror::OffsetSync>> =
-            HashMap::new();
+    ) -> Result<crate::domain::mirror::Syncs, UpstreamError> {
+        let mut syncs = crate::domain::mirror::Syncs::new();
         for (_, key, value) in self.read_topic(syncs_topic).await? {
             let (Some(key), Some(value)) = (key, value) else {
                 continue;

@@ -1,0 +1,148 @@
+//! The steps every move of the control plane shares (flips of topics,
+//! moves of consumer groups): timing them, fence-then-drain, and the
+//! durable record taken before anything switches. Thin IO; what each move
+//! decides stays with the move.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::MutexGuard;
+
+use crate::domain::gates::{FenceGuard, Gates, Unfenced};
+use crate::ops::state::{State, StateError};
+use crate::runtime::proxy::Proxy;
+
+/// How long one step of a flip took.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub ms: f64,
+}
+
+/// Times the steps of a flip or a group move, each from the end of the
+/// one before. The caller says when each step ended, so the clock is read
+/// by the steps, never inside a decision.
+pub struct StepClock(Instant);
+
+impl StepClock {
+    pub fn start(now: Instant) -> StepClock {
+        StepClock(now)
+    }
+
+    /// Records step `name` as ending at `now`.
+    pub fn mark(&mut self, steps: &mut Vec<StepTiming>, name: &str, now: Instant) {
+        steps.push(StepTiming {
+            step: name.to_owned(),
+            ms: now.saturating_duration_since(self.0).as_secs_f64() * 1000.0,
+        });
+        self.0 = now;
+    }
+}
+
+/// The wall clock, as records keep it: milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A move's error, in which the shared steps say what stopped them.
+pub trait MoveError {
+    /// Another move of `key` holds the fence.
+    fn already_running(key: &str) -> Self;
+    /// `count` requests of `key` to cluster `cluster` were still
+    /// unanswered after `waited`.
+    fn still_in_flight(key: &str, cluster: &str, count: usize, waited: Duration) -> Self;
+    /// The record of the move of `key` could not be saved.
+    fn not_recorded(key: &str, source: StateError) -> Self;
+}
+
+/// Fences `key` (new requests are held from now on), then waits up to
+/// `within` for those already sent to `cluster` to be answered.
+pub async fn fence_and_drain<E: MoveError>(
+    gates: &Arc<Gates>,
+    key: &str,
+    cluster: &str,
+    within: Duration,
+) -> Result<FenceGuard, E> {
+    gates
+        .fence_and_drain(key, within)
+        .await
+        .map_err(|unfenced| match unfenced {
+            Unfenced::AlreadyFenced => E::already_running(key),
+            Unfenced::StillInFlight(count) => E::still_in_flight(key, cluster, count, within),
+        })
+}
+
+/// Saves the state `next` makes of the current one, durably, before
+/// anything switches for the move of `key`. The state stays locked until
+/// the returned guard drops, so that the caller switches before any other
+/// move records.
+pub async fn record<'p, E: MoveError>(
+    proxy: &'p Proxy,
+    key: &str,
+    next: impl FnOnce(&State) -> State,
+) -> Result<MutexGuard<'p, State>, E> {
+    let mut state = proxy.state.lock().await;
+    let next = next(&state);
+    proxy
+        .store
+        .save(&next)
+        .map_err(|source| E::not_recorded(key, source))?;
+    *state = next;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::gates::Admission;
+
+    #[test]
+    fn each_step_is_timed_from_the_end_of_the_one_before() {
+        let start = Instant::now();
+        let mut clock = StepClock::start(start);
+        let mut steps = Vec::new();
+        clock.mark(&mut steps, "prepare", start + Duration::from_millis(30));
+        clock.mark(&mut steps, "fence", start + Duration::from_millis(45));
+        let timed: Vec<(&str, f64)> = steps.iter().map(|s| (s.step.as_str(), s.ms)).collect();
+        assert_eq!(timed, [("prepare", 30.0), ("fence", 15.0)]);
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Failure {
+        Running(String),
+        Stuck(String, String, usize, Duration),
+        Unsaved(String),
+    }
+
+    impl MoveError for Failure {
+        fn already_running(key: &str) -> Self {
+            Failure::Running(key.to_owned())
+        }
+        fn still_in_flight(key: &str, cluster: &str, count: usize, waited: Duration) -> Self {
+            Failure::Stuck(key.to_owned(), cluster.to_owned(), count, waited)
+        }
+        fn not_recorded(key: &str, _: StateError) -> Self {
+            Failure::Unsaved(key.to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fence_left_down_is_named_in_the_moves_own_error() {
+        let gates = Arc::new(Gates::default());
+        let wait = Duration::from_millis(10);
+        let Admission::Admitted(_stuck) = gates.admit(["t"].into_iter()) else {
+            panic!("nothing fenced yet")
+        };
+        let stalled = fence_and_drain::<Failure>(&gates, "t", "old", wait).await;
+        assert_eq!(
+            stalled.map(drop),
+            Err(Failure::Stuck("t".into(), "old".into(), 1, wait))
+        );
+        let _fence = gates.fence("t").expect("a timed-out wait leaves no fence");
+        let again = fence_and_drain::<Failure>(&gates, "t", "old", wait).await;
+        assert_eq!(again.map(drop), Err(Failure::Running("t".into())));
+    }
+}
