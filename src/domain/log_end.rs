@@ -25,12 +25,17 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::offsets::UpstreamOffset;
+
+/// Each partition's log end, on one cluster.
+pub type LogEnds = BTreeMap<i32, UpstreamOffset>;
+
 /// What one partition's Fetch at the asked offset brought back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
     /// Record batches whose last record is at `last` (the highest offset
     /// in the answer, control batches included).
-    Records { last: i64 },
+    Records { last: UpstreamOffset },
     /// The partition was answered, with no records.
     Empty,
     /// The broker said the offset is past the end of its log.
@@ -90,11 +95,13 @@ pub struct EndSearch {
 
 impl EndSearch {
     /// `bounds`: per partition, its log start and its reported end.
-    pub fn new(bounds: impl IntoIterator<Item = (i32, i64, i64)>) -> EndSearch {
+    pub fn new(
+        bounds: impl IntoIterator<Item = (i32, UpstreamOffset, UpstreamOffset)>,
+    ) -> EndSearch {
         let partitions = bounds
             .into_iter()
             .map(|(partition, start, reported)| {
-                let start = start.max(0);
+                let (start, reported) = (start.0.max(0), reported.0);
                 let (at, seen) = if reported > start {
                     (reported - 1, None)
                 } else {
@@ -121,11 +128,11 @@ impl EndSearch {
 
     /// The Fetches of the next round: (partition, offset); empty once every
     /// end is known.
-    pub fn next_round(&self) -> Vec<(i32, i64)> {
+    pub fn next_round(&self) -> Vec<(i32, UpstreamOffset)> {
         self.partitions
             .iter()
             .filter(|(_, s)| s.end.is_none())
-            .map(|(p, s)| (*p, s.at))
+            .map(|(p, s)| (*p, UpstreamOffset(s.at)))
             .collect()
     }
 
@@ -141,8 +148,8 @@ impl EndSearch {
             .all(|(p, _)| matches!(probe(p), Probe::Empty | Probe::OutOfRange));
         for (partition, search) in self.partitions.iter_mut().filter(|(_, s)| s.end.is_none()) {
             match probe(partition) {
-                Probe::Records { last } if last >= search.at => {
-                    let next = last.saturating_add(1);
+                Probe::Records { last } if last.0 >= search.at => {
+                    let next = last.0.saturating_add(1);
                     search.seen = Some(search.seen.map_or(next, |s| s.max(next)));
                     search.at = next;
                 }
@@ -180,10 +187,10 @@ impl EndSearch {
     }
 
     /// Every partition's end, once all are known.
-    pub fn ends(&self) -> Option<BTreeMap<i32, i64>> {
+    pub fn ends(&self) -> Option<LogEnds> {
         self.partitions
             .iter()
-            .map(|(p, s)| Some((*p, s.end?)))
+            .map(|(p, s)| Some((*p, UpstreamOffset(s.end?))))
             .collect()
     }
 }
@@ -191,6 +198,7 @@ impl EndSearch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::offsets::UpstreamOffset as U;
 
     /// A scripted partition log: record batches as (base, last) offsets,
     /// and how its broker answers a Fetch.
@@ -228,7 +236,7 @@ mod tests {
                 })
                 .map(|b| b.1)
                 .max();
-            last.map_or(Probe::Empty, |last| Probe::Records { last })
+            last.map_or(Probe::Empty, |last| Probe::Records { last: U(last) })
         }
     }
 
@@ -243,16 +251,16 @@ mod tests {
     /// Runs the search over one scripted partition and returns its result
     /// and the rounds it took.
     fn run(log: &mut Log, start: i64, reported: i64) -> (Result<i64, EndError>, u32) {
-        let mut search = EndSearch::new([(0, start, reported)]);
+        let mut search = EndSearch::new([(0, U(start), U(reported))]);
         let mut rounds = 0;
         loop {
             if let Some(ends) = search.ends() {
-                return (Ok(ends[&0]), rounds);
+                return (Ok(ends[&0].0), rounds);
             }
             let answers = search
                 .next_round()
                 .into_iter()
-                .map(|(p, offset)| (p, log.fetch(offset)))
+                .map(|(p, offset)| (p, log.fetch(offset.0)))
                 .collect();
             rounds += 1;
             if let Err(e) = search.answer(&answers) {
@@ -363,10 +371,10 @@ mod tests {
 
     #[test]
     fn an_end_that_keeps_moving_is_an_error() {
-        let mut search = EndSearch::new([(0, 0, 10)]);
+        let mut search = EndSearch::new([(0, U(0), U(10))]);
         let mut last = 10;
         let result = loop {
-            let answers = BTreeMap::from([(0, Probe::Records { last })]);
+            let answers = BTreeMap::from([(0, Probe::Records { last: U(last) })]);
             last += 10;
             if let Err(e) = search.answer(&answers) {
                 break e;
@@ -386,18 +394,18 @@ mod tests {
         // Partition 1 is at its end from the start; partition 0 is still
         // walking. An empty answer for 1 beside records for 0 may be an
         // answer cut at its size limit, so 1 is asked again.
-        let mut search = EndSearch::new([(0, 0, 1), (1, 0, 0)]);
-        assert_eq!(search.next_round(), vec![(0, 0), (1, 0)]);
+        let mut search = EndSearch::new([(0, U(0), U(1)), (1, U(0), U(0))]);
+        assert_eq!(search.next_round(), vec![(0, U(0)), (1, U(0))]);
         search
             .answer(&BTreeMap::from([
-                (0, Probe::Records { last: 99 }),
+                (0, Probe::Records { last: U(99) }),
                 (1, Probe::Empty),
             ]))
             .unwrap();
-        assert_eq!(search.next_round(), vec![(0, 100), (1, 0)]);
+        assert_eq!(search.next_round(), vec![(0, U(100)), (1, U(0))]);
         search
             .answer(&BTreeMap::from([
-                (0, Probe::Records { last: 149 }),
+                (0, Probe::Records { last: U(149) }),
                 (1, Probe::Empty),
             ]))
             .unwrap();
@@ -405,7 +413,10 @@ mod tests {
         search
             .answer(&BTreeMap::from([(0, Probe::Empty), (1, Probe::Empty)]))
             .unwrap();
-        assert_eq!(search.ends(), Some(BTreeMap::from([(0, 150), (1, 0)])));
+        assert_eq!(
+            search.ends(),
+            Some(BTreeMap::from([(0, U(150)), (1, U(0))]))
+        );
         assert!(search.next_round().is_empty());
     }
 }

@@ -8,14 +8,16 @@
 
 use std::collections::HashMap;
 
+use crate::domain::offsets::{Offset, UpstreamOffset};
 use crate::wire::{Reader, WireError};
 
 /// One offset sync: record `upstream` of the source partition was copied
-/// to offset `downstream` of the target partition.
+/// to offset `downstream` of the target partition (each an offset of its
+/// own cluster's log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OffsetSync {
-    pub upstream: i64,
-    pub downstream: i64,
+    pub upstream: UpstreamOffset,
+    pub downstream: UpstreamOffset,
 }
 
 /// Offset syncs by source topic and partition.
@@ -34,8 +36,8 @@ pub fn parse_offset_sync(key: &[u8], value: &[u8]) -> Result<(String, i32, Offse
     let topic = k.string(false)?.to_owned();
     let partition = k.i32()?;
     let mut v = Reader::new(value, "offset-sync value");
-    let upstream = v.i64()?;
-    let downstream = v.i64()?;
+    let upstream = UpstreamOffset(v.i64()?);
+    let downstream = UpstreamOffset(v.i64()?);
     Ok((
         topic,
         partition,
@@ -51,25 +53,22 @@ pub fn parse_offset_sync(key: &[u8], value: &[u8]) -> Result<(String, i32, Offse
 /// the offset; its downstream offset when the offset is the synced one,
 /// else one past it (the copy of a later record is somewhere after it, so
 /// at least once, never a skip). `None` when no sync is at or below it.
-pub fn translate(syncs: &[OffsetSync], upstream: i64) -> Option<i64> {
+pub fn translate(syncs: &[OffsetSync], upstream: UpstreamOffset) -> Option<UpstreamOffset> {
     let sync = syncs
         .iter()
         .filter(|s| s.upstream <= upstream)
         .max_by_key(|s| (s.upstream, s.downstream))?;
-    Some(
-        sync.downstream
-            .saturating_add(i64::from(upstream != sync.upstream)),
-    )
+    Some(sync.downstream.plus(i64::from(upstream != sync.upstream)))
 }
 
 /// How far on the source a partition's copy has reached, when it ends at
 /// `end` on the target: its latest sync carried forward one for one
 /// (MirrorMaker 2 copies records in order). `None` without a sync.
-pub fn reached(syncs: &[OffsetSync], end: i64) -> Option<i64> {
+pub fn reached(syncs: &[OffsetSync], end: UpstreamOffset) -> Option<UpstreamOffset> {
     syncs
         .iter()
         .max()
-        .map(|s| s.upstream.saturating_add(end.saturating_sub(s.downstream)))
+        .map(|s| s.upstream.plus(end.since(s.downstream)))
 }
 
 /// A record's key and value, borrowed from its batch.
@@ -162,11 +161,12 @@ fn var_bytes<'a>(r: &mut Reader<'a>) -> Result<Option<&'a [u8]>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::offsets::UpstreamOffset as U;
 
     fn sync(upstream: i64, downstream: i64) -> OffsetSync {
         OffsetSync {
-            upstream,
-            downstream,
+            upstream: U(upstream),
+            downstream: U(downstream),
         }
     }
 
@@ -174,23 +174,32 @@ mod tests {
     fn translation_follows_the_kafka_3_5_rule() {
         let syncs = [sync(0, 10), sync(50, 60), sync(80, 95)];
         assert_eq!(
-            translate(&syncs, 0),
-            Some(10),
+            translate(&syncs, U(0)),
+            Some(U(10)),
             "a synced offset maps exactly"
         );
-        assert_eq!(translate(&syncs, 30), Some(11), "past a sync: one after it");
-        assert_eq!(translate(&syncs, 50), Some(60));
-        assert_eq!(translate(&syncs, 79), Some(61));
-        assert_eq!(translate(&syncs, 1_000), Some(96));
-        assert_eq!(translate(&syncs[1..], 20), None, "nothing at or below");
+        assert_eq!(
+            translate(&syncs, U(30)),
+            Some(U(11)),
+            "past a sync: one after it"
+        );
+        assert_eq!(translate(&syncs, U(50)), Some(U(60)));
+        assert_eq!(translate(&syncs, U(79)), Some(U(61)));
+        assert_eq!(translate(&syncs, U(1_000)), Some(U(96)));
+        assert_eq!(translate(&syncs[1..], U(20)), None, "nothing at or below");
     }
 
     #[test]
     fn a_copy_reaches_past_its_latest_sync_one_for_one() {
         let syncs = [sync(0, 10), sync(50, 60)];
-        assert_eq!(reached(&syncs, 60), Some(50));
-        assert_eq!(reached(&syncs, 75), Some(65));
-        assert_eq!(reached(&[], 75), None, "no sync: nothing known");
+        assert_eq!(reached(&syncs, U(60)), Some(U(50)));
+        assert_eq!(reached(&syncs, U(75)), Some(U(65)));
+        assert_eq!(
+            reached(&syncs, U(55)),
+            Some(U(45)),
+            "below the sync: before it"
+        );
+        assert_eq!(reached(&[], U(75)), None, "no sync: nothing known");
     }
 
     #[test]

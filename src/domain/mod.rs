@@ -10,6 +10,7 @@ pub mod groups;
 pub mod ids;
 pub mod log_end;
 pub mod mirror;
+pub mod offsets;
 pub mod pattern;
 pub mod producer_ids;
 pub mod routes;

@@ -9,14 +9,8 @@
 use std::collections::HashMap;
 
 use crate::domain::ids::ClusterIdx;
-
-/// An offset in the log clients see through the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VirtualOffset(pub i64);
-
-/// An offset in one upstream cluster's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UpstreamOffset(pub i64);
+use crate::domain::offsets::{self, Offset};
+pub use crate::domain::offsets::{UpstreamOffset, VirtualOffset};
 
 /// One stretch of a partition's virtual log, on one cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,26 +51,26 @@ impl Shift {
         *self == Shift::NONE
     }
 
-    pub fn to_upstream(&self, v: i64) -> i64 {
-        if v < 0 {
-            v // a sentinel (-1: none), not an offset
-        } else {
-            v.saturating_sub(self.delta)
-        }
+    /// A virtual offset in this segment's upstream log.
+    pub fn to_upstream(&self, v: VirtualOffset) -> UpstreamOffset {
+        v.to_upstream(self.delta)
     }
 
     /// An upstream offset as clients see it, capped at the segment's end.
-    pub fn to_virtual(&self, u: i64) -> i64 {
-        if u < 0 {
-            return u;
-        }
-        let u = self.end.map_or(u, |end| u.min(end.0));
-        u.saturating_add(self.delta)
+    pub fn to_virtual(&self, u: UpstreamOffset) -> VirtualOffset {
+        self.end.map_or(u, |end| u.min(end)).to_virtual(self.delta)
+    }
+
+    /// An offset field of a client's request (virtual) as the upstream
+    /// broker must read it; a field holding no offset passes as it came.
+    pub fn request(&self, wire: i64) -> i64 {
+        offsets::carry(wire, |v| self.to_upstream(v))
     }
 
     /// The offset fields of one partition's answer from this segment's
     /// broker, as the stitched log's: the one rule every answer type
-    /// (Produce, Fetch, ListOffsets, OffsetForLeaderEpoch) applies.
+    /// (Produce, Fetch, ListOffsets, OffsetForLeaderEpoch) applies. A field
+    /// holding no offset passes as it came.
     ///
     /// - the log start is the oldest stretch's, not this segment's broker's
     ///   (librdkafka caches it from Fetch answers and resets to it);
@@ -86,16 +80,25 @@ impl Shift {
     ///   watermark and last stable offset;
     /// - any other offset is shifted, capped at the segment's end.
     pub fn answer(&self, field: OffsetField, reported: i64) -> i64 {
-        match field {
-            OffsetField::LogStart => match self.oldest {
-                Some(oldest) if reported >= 0 => oldest.0,
-                _ => self.to_virtual(reported),
-            },
-            OffsetField::HighWatermark | OffsetField::LastStable => match self.end {
-                Some(end) if reported >= 0 => end.0.saturating_add(self.delta),
-                _ => self.to_virtual(reported),
-            },
-            OffsetField::Offset => self.to_virtual(reported),
+        offsets::carry(reported, |u| match field {
+            OffsetField::LogStart => self.oldest.unwrap_or_else(|| self.to_virtual(u)),
+            OffsetField::HighWatermark | OffsetField::LastStable => {
+                self.to_virtual(self.end.unwrap_or(u))
+            }
+            OffsetField::Offset => self.to_virtual(u),
+        })
+    }
+
+    /// A ListOffsets answer's offset. Where this segment has no record at
+    /// or after the timestamp (no offset, no error) and a later segment
+    /// follows, the answer is that segment's first record: its records are
+    /// all later.
+    pub fn listed(&self, reported: i64, answered: bool) -> i64 {
+        match self.end {
+            Some(end) if answered && UpstreamOffset::from_wire(reported).is_none() => {
+                self.to_virtual(end).wire()
+            }
+            _ => self.answer(OffsetField::Offset, reported),
         }
     }
 }
@@ -152,7 +155,7 @@ impl Segments {
         let end = self
             .0
             .get(i + 1)
-            .map(|next| UpstreamOffset(next.start.0.saturating_sub(s.delta)));
+            .map(|next| next.start.to_upstream(s.delta));
         let oldest = (i > 0).then(|| self.0[0].start);
         (
             s.cluster,
@@ -205,11 +208,11 @@ impl Stitches {
                 }])
             });
             let before = segments.0[segments.0.len() - 1];
-            let start = VirtualOffset(l_old.0.saturating_add(before.delta));
+            let start = l_old.to_virtual(before.delta);
             segments.0.push(Segment {
                 cluster: to,
                 start,
-                delta: start.0.saturating_sub(l_new.0),
+                delta: start.delta_from(l_new),
                 since_ms: at_ms,
             });
         }
@@ -219,6 +222,7 @@ impl Stitches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::offsets::VirtualOffset as V;
 
     const OLD: ClusterIdx = ClusterIdx(0);
     const NEW: ClusterIdx = ClusterIdx(1);
@@ -234,11 +238,15 @@ mod tests {
         s.record_move("t", OLD, NEW, 1_000, [(0, u(500), u(20))]);
         let seg = s.get("t", 0).unwrap();
         let (cluster, shift) = seg.at(VirtualOffset(499));
-        assert_eq!((cluster, shift.to_upstream(499)), (OLD, 499));
-        assert_eq!(shift.to_virtual(800), 500, "answers from 'old' stop at 500");
+        assert_eq!((cluster, shift.to_upstream(V(499))), (OLD, u(499)));
+        assert_eq!(
+            shift.to_virtual(u(800)),
+            V(500),
+            "answers from 'old' stop at 500"
+        );
         let (cluster, shift) = seg.at(VirtualOffset(500));
-        assert_eq!((cluster, shift.to_upstream(500)), (NEW, 20));
-        assert_eq!(shift.to_virtual(25), 505);
+        assert_eq!((cluster, shift.to_upstream(V(500))), (NEW, u(20)));
+        assert_eq!(shift.to_virtual(u(25)), V(505));
         assert_eq!(seg.last().0, NEW);
         assert_eq!(seg.first().0, OLD);
         assert!(s.get("t", 1).is_none());
@@ -253,7 +261,7 @@ mod tests {
         let seg = s.get("t", 0).unwrap();
         let place = |v: i64| {
             let (c, shift) = seg.at(VirtualOffset(v));
-            (c, shift.to_upstream(v))
+            (c, shift.to_upstream(VirtualOffset(v)).0)
         };
         assert_eq!(place(0), (OLD, 0));
         assert_eq!(place(99), (OLD, 99));
@@ -267,9 +275,46 @@ mod tests {
         // records begin, so nothing is served twice.
         assert_eq!(seg.at(VirtualOffset(5)).1.end, Some(u(100)));
         assert_eq!(seg.for_timestamp(25).0, OLD);
-        assert_eq!(seg.for_timestamp(25).1.to_upstream(150), 100);
+        assert_eq!(seg.for_timestamp(25).1.to_upstream(V(150)), u(100));
         assert_eq!(seg.for_timestamp(5).0, OLD);
         assert_eq!(seg.for_timestamp(5).1.delta, 0);
+    }
+
+    #[test]
+    fn answers_move_into_the_stitched_log_and_requests_out_of_it() {
+        let mut s = Stitches::default();
+        s.record_move("t", OLD, NEW, 10, [(0, u(100), u(20))]);
+        s.record_move("t", NEW, OLD, 20, [(0, u(50), u(100))]);
+        let seg = s.get("t", 0).unwrap();
+        // The middle stretch: v 100..130 = new 20..50, then back on 'old'.
+        let (cluster, middle) = seg.at(V(110));
+        assert_eq!((cluster, middle.request(110)), (NEW, 30));
+        assert_eq!(middle.answer(OffsetField::Offset, 45), 125);
+        assert_eq!(
+            middle.answer(OffsetField::Offset, 70),
+            130,
+            "cut at its end"
+        );
+        assert_eq!(middle.answer(OffsetField::HighWatermark, 20), 130);
+        assert_eq!(middle.answer(OffsetField::LastStable, 61), 130);
+        assert_eq!(
+            middle.answer(OffsetField::LogStart, 20),
+            0,
+            "the oldest stretch's"
+        );
+        for field in [OffsetField::LogStart, OffsetField::HighWatermark] {
+            assert_eq!(middle.answer(field, -1), -1, "{field:?}: none stays none");
+        }
+        // ListOffsets: nothing at or after the timestamp in this stretch
+        // is the next stretch's first record; an error's -1 stays.
+        assert_eq!(middle.listed(-1, true), 130);
+        assert_eq!(middle.listed(-1, false), -1);
+        assert_eq!(middle.listed(25, true), 105);
+        let (_, newest) = seg.last();
+        assert_eq!(newest.listed(-1, true), -1, "no stretch follows");
+        assert_eq!(newest.answer(OffsetField::HighWatermark, 140), 170);
+        assert_eq!(newest.to_virtual(u(140)), V(170));
+        assert_eq!(newest.to_upstream(V(170)), u(140));
     }
 
     #[test]
@@ -278,8 +323,12 @@ mod tests {
             delta: 40,
             ..Shift::NONE
         };
-        assert_eq!(shift.to_virtual(-1), -1);
-        assert_eq!(shift.to_upstream(-1), -1);
+        assert_eq!(shift.answer(OffsetField::Offset, -1), -1);
+        assert_eq!(shift.request(-1), -1);
+        // ListOffsets' -2 (earliest) and other negatives are no offsets
+        // either, and pass as they came.
+        assert_eq!(shift.request(-2), -2);
+        assert_eq!(shift.answer(OffsetField::LogStart, -2), -2);
     }
 }
 
@@ -297,8 +346,8 @@ pub fn shift_records(records: &[u8], shift: Shift) -> Vec<u8> {
     let mut out = Vec::with_capacity(records.len());
     let mut pos = 0;
     while let Some(base) = records.get(pos..pos + 8) {
-        let base = i64::from_be_bytes(base.try_into().unwrap_or([0; 8]));
-        if shift.end.is_some_and(|e| base >= e.0) {
+        let base = UpstreamOffset(i64::from_be_bytes(base.try_into().unwrap_or([0; 8])));
+        if shift.end.is_some_and(|e| base >= e) {
             return out; // the next segment's records
         }
         let next = records
@@ -306,7 +355,7 @@ pub fn shift_records(records: &[u8], shift: Shift) -> Vec<u8> {
             .and_then(|l| usize::try_from(i32::from_be_bytes(l.try_into().ok()?)).ok())
             .and_then(|l| (pos + PREFIX).checked_add(l))
             .map_or(records.len(), |end| end.min(records.len()));
-        out.extend_from_slice(&base.saturating_add(shift.delta).to_be_bytes());
+        out.extend_from_slice(&base.to_virtual(shift.delta).0.to_be_bytes());
         out.extend_from_slice(&records[pos + 8..next]);
         pos = next;
     }

@@ -17,7 +17,7 @@ use crate::domain::groups;
 use crate::domain::ids::ClusterIdx;
 use crate::domain::mirror::{self, Syncs};
 use crate::domain::routes::RouteSide;
-use crate::domain::stitch::{Segments, Shift, VirtualOffset};
+use crate::domain::stitch::{Segments, Shift, UpstreamOffset, VirtualOffset};
 use crate::runtime::proxy::Proxy;
 use crate::upstream::cluster::groups::CommittedOffset;
 use crate::upstream::UpstreamError;
@@ -28,9 +28,9 @@ pub struct DetachedOffset {
     pub topic: String,
     pub partition: i32,
     /// As the group committed it through the proxy.
-    pub committed: i64,
+    pub committed: VirtualOffset,
     /// As written to the target cluster.
-    pub translated: i64,
+    pub translated: UpstreamOffset,
     /// "exact" (the stretch lives on the target) or "mirrormaker2".
     pub how: String,
 }
@@ -64,8 +64,8 @@ pub enum DetachError {
         group: String,
         topic: String,
         partition: i32,
-        offset: i64,
-        upstream: i64,
+        offset: VirtualOffset,
+        upstream: UpstreamOffset,
         source_cluster: String,
         cluster: String,
         syncs_topic: String,
@@ -166,9 +166,13 @@ pub async fn detach(
 /// Where the record at committed (virtual) `offset` lives: the cluster of
 /// its stretch of the stitched log (`segments`; the cluster Fetch reads
 /// from when the partition is not stitched) and its offset there.
-fn placement(segments: Option<&Segments>, fetch: ClusterIdx, offset: i64) -> (ClusterIdx, i64) {
+fn placement(
+    segments: Option<&Segments>,
+    fetch: ClusterIdx,
+    offset: VirtualOffset,
+) -> (ClusterIdx, UpstreamOffset) {
     let (cluster, shift) = match segments {
-        Some(segments) => segments.at(VirtualOffset(offset)),
+        Some(segments) => segments.at(offset),
         None => (fetch, Shift::NONE),
     };
     (cluster, shift.to_upstream(offset))
@@ -176,7 +180,7 @@ fn placement(segments: Option<&Segments>, fetch: ClusterIdx, offset: i64) -> (Cl
 
 impl DetachedOffset {
     /// `c`, whose stretch lives on the target, at `upstream` there.
-    fn exact(c: &CommittedOffset, upstream: i64) -> DetachedOffset {
+    fn exact(c: &CommittedOffset, upstream: UpstreamOffset) -> DetachedOffset {
         DetachedOffset {
             topic: c.topic.clone(),
             partition: c.partition,
@@ -188,7 +192,11 @@ impl DetachedOffset {
 
     /// `c`, at `upstream` on another cluster, translated by the offset
     /// syncs from there into the target; `None` when none maps it.
-    fn mirrored(c: &CommittedOffset, upstream: i64, syncs: &Syncs) -> Option<DetachedOffset> {
+    fn mirrored(
+        c: &CommittedOffset,
+        upstream: UpstreamOffset,
+        syncs: &Syncs,
+    ) -> Option<DetachedOffset> {
         let partition_syncs = syncs
             .get(&(c.topic.clone(), c.partition))
             .map_or(&[][..], Vec::as_slice);
@@ -204,15 +212,20 @@ impl DetachedOffset {
 
 /// The commits that write `offsets` (translated from `committed`, in the
 /// same order) to the target.
-fn writes(offsets: &[DetachedOffset], committed: &[CommittedOffset]) -> Vec<CommittedOffset> {
+fn writes(
+    offsets: &[DetachedOffset],
+    committed: &[CommittedOffset],
+) -> Vec<CommittedOffset<UpstreamOffset>> {
     offsets
         .iter()
         .zip(committed)
         .map(|(o, c)| CommittedOffset {
+            topic: c.topic.clone(),
+            partition: c.partition,
             offset: o.translated,
             // An epoch of the source log means nothing on the target.
             leader_epoch: -1,
-            ..c.clone()
+            metadata: c.metadata.clone(),
         })
         .collect()
 }
@@ -238,7 +251,8 @@ pub async fn offset_syncs(
 mod tests {
     use super::*;
     use crate::domain::mirror::OffsetSync;
-    use crate::domain::stitch::{Stitches, UpstreamOffset};
+    use crate::domain::stitch::Stitches;
+    use crate::domain::stitch::{UpstreamOffset as U, VirtualOffset as V};
 
     const OLD: ClusterIdx = ClusterIdx(0);
     const NEW: ClusterIdx = ClusterIdx(1);
@@ -247,7 +261,7 @@ mod tests {
         CommittedOffset {
             topic: "t".into(),
             partition: 0,
-            offset,
+            offset: V(offset),
             leader_epoch: 3,
             metadata: Some("m".into()),
         }
@@ -257,19 +271,13 @@ mod tests {
     fn a_committed_offset_lives_in_the_stretch_it_falls_in() {
         let mut stitches = Stitches::default();
         // 'old' ended at 100; 'new' held 20 already: v 100.. = new 20..
-        stitches.record_move(
-            "t",
-            OLD,
-            NEW,
-            1,
-            [(0, UpstreamOffset(100), UpstreamOffset(20))],
-        );
+        stitches.record_move("t", OLD, NEW, 1, [(0, U(100), U(20))]);
         let segments = stitches.get("t", 0);
-        assert_eq!(placement(segments, OLD, 99), (OLD, 99));
-        assert_eq!(placement(segments, OLD, 130), (NEW, 50));
+        assert_eq!(placement(segments, OLD, V(99)), (OLD, U(99)));
+        assert_eq!(placement(segments, OLD, V(130)), (NEW, U(50)));
         assert_eq!(
-            placement(None, NEW, 130),
-            (NEW, 130),
+            placement(None, NEW, V(130)),
+            (NEW, U(130)),
             "not stitched: where Fetch reads"
         );
     }
@@ -280,33 +288,64 @@ mod tests {
         let syncs = Syncs::from([(
             ("t".to_owned(), 0),
             vec![OffsetSync {
-                upstream: 30,
-                downstream: 300,
+                upstream: U(30),
+                downstream: U(300),
             }],
         )]);
-        let mirrored = DetachedOffset::mirrored(&c, 40, &syncs).unwrap();
-        assert_eq!((mirrored.committed, mirrored.translated), (40, 301));
+        let mirrored = DetachedOffset::mirrored(&c, U(40), &syncs).unwrap();
+        assert_eq!((mirrored.committed, mirrored.translated), (V(40), U(301)));
         assert_eq!(mirrored.how, "mirrormaker2");
-        assert_eq!(DetachedOffset::mirrored(&c, 20, &syncs), None);
-        assert_eq!(DetachedOffset::mirrored(&c, 40, &Syncs::new()), None);
-        let exact = DetachedOffset::exact(&c, 15);
+        assert_eq!(DetachedOffset::mirrored(&c, U(20), &syncs), None);
+        assert_eq!(DetachedOffset::mirrored(&c, U(40), &Syncs::new()), None);
+        let exact = DetachedOffset::exact(&c, U(15));
         assert_eq!(
             (exact.committed, exact.translated, exact.how.as_str()),
-            (40, 15, "exact")
+            (V(40), U(15), "exact")
         );
     }
 
     #[test]
     fn the_writes_carry_the_translated_offsets_without_the_old_epoch() {
         let c = committed(40);
-        let written = writes(&[DetachedOffset::exact(&c, 15)], std::slice::from_ref(&c));
+        let written = writes(
+            &[DetachedOffset::exact(&c, U(15))],
+            std::slice::from_ref(&c),
+        );
         assert_eq!(
             written,
             [CommittedOffset {
-                offset: 15,
+                topic: "t".into(),
+                partition: 0,
+                offset: U(15),
                 leader_epoch: -1,
-                ..c
+                metadata: Some("m".into()),
             }]
+        );
+    }
+
+    #[test]
+    fn a_detached_offset_reads_and_prints_as_before() {
+        let exact = DetachedOffset::exact(&committed(40), U(15));
+        assert_eq!(
+            serde_json::to_string(&exact).unwrap(),
+            r#"{"topic":"t","partition":0,"committed":40,"translated":15,"how":"exact"}"#
+        );
+        let refused = DetachError::NoTranslation {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset: V(40),
+            upstream: U(40),
+            source_cluster: "old".into(),
+            cluster: "new".into(),
+            syncs_topic: "mm2-offset-syncs.new.internal".into(),
+        };
+        assert!(
+            refused.to_string().starts_with(
+                "detach of group 'g' refused: its offset 40 of t-0 is on cluster 'old', and no \
+                 MirrorMaker 2 offset sync into 'new' is at or below 40 there"
+            ),
+            "{refused}"
         );
     }
 }

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::domain::offsets::{Offset, VirtualOffset};
 use crate::runtime::proxy::Proxy;
 use crate::upstream::UpstreamError;
 
@@ -34,8 +35,11 @@ pub async fn drains(proxy: &Proxy) -> Result<Vec<Drain>, UpstreamError> {
                 else {
                     continue;
                 };
-                let newest = segments.segments().last().map_or(0, |s| s.start.0);
-                let left = newest.saturating_sub(committed.offset).max(0);
+                let newest = segments
+                    .segments()
+                    .last()
+                    .map_or(VirtualOffset(0), |s| s.start);
+                let left = newest.since(committed.offset).max(0);
                 match out
                     .iter_mut()
                     .find(|d| d.group == group && d.topic == committed.topic)

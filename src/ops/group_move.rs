@@ -241,12 +241,13 @@ fn next_state(state: &State, record: GroupMoveRecord) -> State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::offsets::VirtualOffset;
 
     fn committed(topic: &str, partition: i32, offset: i64) -> CommittedOffset {
         CommittedOffset {
             topic: topic.into(),
             partition,
-            offset,
+            offset: VirtualOffset(offset),
             leader_epoch: -1,
             metadata: None,
         }
@@ -269,7 +270,7 @@ mod tests {
         let mut copied = offsets.to_vec();
         copied.push(committed("other", 0, 1));
         assert!(copied_all(&offsets, &copied));
-        copied[1].offset = 6;
+        copied[1].offset = VirtualOffset(6);
         assert!(!copied_all(&offsets, &copied));
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::stitch::UpstreamOffset;
+use crate::domain::offsets::UpstreamOffset;
 
 /// Where a topic's traffic goes, by cluster name (as the config names them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,9 +22,9 @@ pub struct RouteEntry {
 pub struct StitchPoint {
     pub partition: i32,
     /// End of the log on the cluster Produce left.
-    pub l_old: i64,
+    pub l_old: UpstreamOffset,
     /// End of the log on the cluster Produce moved to.
-    pub l_new: i64,
+    pub l_new: UpstreamOffset,
 }
 
 /// One completed flip.
@@ -56,13 +56,7 @@ impl FlipRecord {
     pub fn stitch_points(
         &self,
     ) -> impl Iterator<Item = (i32, UpstreamOffset, UpstreamOffset)> + '_ {
-        self.stitch.iter().map(|p| {
-            (
-                p.partition,
-                UpstreamOffset(p.l_old),
-                UpstreamOffset(p.l_new),
-            )
-        })
+        self.stitch.iter().map(|p| (p.partition, p.l_old, p.l_new))
     }
 }
 
@@ -191,6 +185,23 @@ mod tests {
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stitch_points_are_kept_as_plain_numbers() {
+        let line = r#"{"topic":"t","from":{"produce":"old","fetch":"old"},"to":{"produce":"new","fetch":"new"},"at_ms":7,"stitch":[{"partition":0,"l_old":100,"l_new":20}]}"#;
+        let record: FlipRecord = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            record.stitch,
+            [StitchPoint {
+                partition: 0,
+                l_old: UpstreamOffset(100),
+                l_new: UpstreamOffset(20),
+            }]
+        );
+        assert_eq!(serde_json::to_string(&record).unwrap(), line);
+        let points: Vec<_> = record.stitch_points().collect();
+        assert_eq!(points, [(0, UpstreamOffset(100), UpstreamOffset(20))]);
     }
 
     #[test]

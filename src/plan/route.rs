@@ -6,6 +6,7 @@
 
 use super::snapshot::Snapshot;
 use crate::domain::ids::{ClusterIdx, UpstreamNodeId};
+use crate::domain::offsets::Offset;
 use crate::domain::routes::RouteSide;
 use crate::domain::stitch::{Shift, VirtualOffset};
 use crate::wire::requests::TopicPartitions;
@@ -159,7 +160,10 @@ pub fn plan(
                 let position = |p: &[i64]| p.get(at).copied().unwrap_or(-1);
                 match seek {
                     Seek::Newest => segments.last(),
-                    Seek::Offsets(o) => segments.at(VirtualOffset(position(o).max(0))),
+                    // A position holding no offset reads from the start.
+                    Seek::Offsets(o) => {
+                        segments.at(VirtualOffset::from_wire(position(o)).unwrap_or_default())
+                    }
                     Seek::Timestamps(t) => match position(t) {
                         EARLIEST => segments.first(),
                         ms if ms >= 0 => segments.for_timestamp(ms),
@@ -567,9 +571,9 @@ mod tests {
             panic!("two shifts")
         };
         assert_eq!((first.delta, first.end), (0, Some(UpstreamOffset(100))));
-        assert_eq!(first.to_upstream(40), 40);
+        assert_eq!(first.to_upstream(VirtualOffset(40)), UpstreamOffset(40));
         assert_eq!((second.delta, second.end), (50, None));
-        assert_eq!(second.to_upstream(70), 20);
+        assert_eq!(second.to_upstream(VirtualOffset(70)), UpstreamOffset(20));
         // Both above their stitch: one broker, but offsets still move, so
         // it is no fast path.
         let Plan::Split(split) = planned(

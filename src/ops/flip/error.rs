@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::domain::offsets::{Offset, UpstreamOffset};
 use crate::ops::state::StateError;
 use crate::ops::steps::MoveError;
 use crate::upstream::UpstreamError;
@@ -43,17 +44,20 @@ pub enum FlipError {
         count: usize,
         waited: Duration,
     },
+    /// `before`: `None` for a partition the first reading did not have
+    /// (printed as Kafka's -1).
     #[error(
-        "flip of '{topic}' aborted: partition {partition} on cluster '{cluster}' grew from {before} \
+        "flip of '{topic}' aborted: partition {partition} on cluster '{cluster}' grew from {} \
          to {after} while fenced, so something writes to it without going through the proxy; \
-         routes unchanged"
+         routes unchanged",
+        UpstreamOffset::to_wire(*.before)
     )]
     WriterBehindProxy {
         topic: String,
         cluster: String,
         partition: i32,
-        before: i64,
-        after: i64,
+        before: Option<UpstreamOffset>,
+        after: UpstreamOffset,
     },
     #[error(
         "flip of '{topic}' aborted: partition {partition} on cluster '{cluster}' still has a \
@@ -64,23 +68,24 @@ pub enum FlipError {
         topic: String,
         cluster: String,
         partition: i32,
-        stable: i64,
-        end: i64,
+        stable: UpstreamOffset,
+        end: UpstreamOffset,
         waited: Duration,
     },
     #[error(
         "flip of '{topic}' aborted: after {waited:?} MirrorMaker 2's copy on cluster '{cluster}' \
          does not hold partition {partition} up to {l_old} (by its offset syncs it reaches \
-         {reached:?}; the copy ends at {end}); check MirrorMaker 2, or flip without --mirrored; \
-         routes unchanged"
+         {:?}; the copy ends at {end}); check MirrorMaker 2, or flip without --mirrored; \
+         routes unchanged",
+        .reached.map(Offset::wire)
     )]
     MirrorBehind {
         topic: String,
         cluster: String,
         partition: i32,
-        l_old: i64,
-        reached: Option<i64>,
-        end: i64,
+        l_old: UpstreamOffset,
+        reached: Option<UpstreamOffset>,
+        end: UpstreamOffset,
         waited: Duration,
     },
     #[error("flip of '{topic}' aborted: {source}; routes unchanged")]

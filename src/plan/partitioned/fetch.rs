@@ -34,8 +34,8 @@ impl PartitionedApi for FetchRequest {
     fn shift(&mut self, shifts: &[Vec<Shift>]) {
         for (topic, shifts) in self.topics.iter_mut().zip(shifts) {
             for (partition, shift) in topic.partitions.iter_mut().zip(shifts) {
-                partition.fetch_offset = shift.to_upstream(partition.fetch_offset);
-                partition.log_start_offset = shift.to_upstream(partition.log_start_offset);
+                partition.fetch_offset = shift.request(partition.fetch_offset);
+                partition.log_start_offset = shift.request(partition.log_start_offset);
             }
         }
     }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{lists, topic_answer, Body, PartitionAnswer, PartitionedApi, Positions};
-use crate::domain::stitch::{OffsetField, Shift};
+use crate::domain::stitch::Shift;
 use crate::wire::requests;
 use crate::wire::{RequestHeader, WireError};
 
@@ -48,11 +48,6 @@ impl PartitionAnswer for ListOffsetsPartitionResponse {
     }
 
     fn shift(&mut self, shift: Shift) {
-        self.offset = match (self.offset, shift.end) {
-            // Nothing at or after the timestamp in this segment: the next
-            // segment's first record is (its records are all later).
-            (-1, Some(end)) if self.error_code == 0 => end.0.saturating_add(shift.delta),
-            (offset, _) => shift.answer(OffsetField::Offset, offset),
-        };
+        self.offset = shift.listed(self.offset, self.error_code == 0);
     }
 }

@@ -2,13 +2,16 @@
 //! committed offsets, and commits outside any generation.
 
 use super::*;
+use crate::domain::offsets::{Offset, VirtualOffset};
 
-/// One partition's committed offset in a consumer group.
+/// One partition's committed offset in a consumer group: virtual, as the
+/// group's clients commit it through the proxy, unless the control plane
+/// writes one in a cluster's own offsets (a detach).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CommittedOffset {
+pub struct CommittedOffset<O = VirtualOffset> {
     pub topic: String,
     pub partition: i32,
-    pub offset: i64,
+    pub offset: O,
     pub leader_epoch: i32,
     pub metadata: Option<String>,
 }
@@ -110,8 +113,8 @@ impl Cluster {
         }
     }
 
-    /// Every offset `group` has committed on this cluster, in topic and
-    /// partition order.
+    /// Every offset `group` has committed on this cluster (through the
+    /// proxy, so virtual), in topic and partition order.
     pub async fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>, UpstreamError> {
         let conn = self.group_connection(group).await?;
         let version = self
@@ -150,13 +153,13 @@ impl Cluster {
                 if p.error_code != 0 {
                     return Err(self.group_error(conn.addr(), "OffsetFetch", group, p.error_code));
                 }
-                if p.committed_offset < 0 {
+                let Some(offset) = VirtualOffset::from_wire(p.committed_offset) else {
                     continue; // nothing committed for this partition
-                }
+                };
                 offsets.push(CommittedOffset {
                     topic: topic.name.0.to_string(),
                     partition: p.partition_index,
-                    offset: p.committed_offset,
+                    offset,
                     leader_epoch: p.committed_leader_epoch,
                     metadata: p.metadata.as_ref().map(|m| m.to_string()),
                 });
@@ -169,10 +172,10 @@ impl Cluster {
     /// Commits `offsets` for `group` as an administrator does: outside any
     /// generation, which the cluster accepts only while the group has no
     /// members there.
-    pub async fn commit_group_offsets(
+    pub async fn commit_group_offsets<O: Offset>(
         &self,
         group: &str,
-        offsets: &[CommittedOffset],
+        offsets: &[CommittedOffset<O>],
     ) -> Result<(), UpstreamError> {
         if offsets.is_empty() {
             return Ok(());
@@ -186,7 +189,7 @@ impl Cluster {
         for o in offsets {
             let partition = OffsetCommitRequestPartition::default()
                 .with_partition_index(o.partition)
-                .with_committed_offset(o.offset)
+                .with_committed_offset(o.offset.wire())
                 .with_committed_leader_epoch(o.leader_epoch)
                 .with_committed_metadata(o.metadata.clone().map(StrBytes::from_string));
             match topics.last_mut().filter(|t| t.name.0.as_str() == o.topic) {

@@ -2,18 +2,20 @@
 //! transactions, and reads of the small bookkeeping topics.
 
 use super::*;
+use crate::domain::log_end::LogEnds;
+use crate::domain::offsets::{Offset, UpstreamOffset};
 
 impl Cluster {
     /// The end of the log of each partition of `topic`: the first offset
     /// at which a Fetch returns no records, verified by fetching there
     /// whatever the broker reports (see [`crate::domain::log_end`]).
-    pub async fn log_ends(&self, topic: &str) -> Result<BTreeMap<i32, i64>, UpstreamError> {
+    pub async fn log_ends(&self, topic: &str) -> Result<LogEnds, UpstreamError> {
         let reported = self.list_offsets(topic, OffsetQuery::Latest).await?;
         let starts = self.list_offsets(topic, OffsetQuery::Earliest).await?;
         let mut search = EndSearch::new(
             reported
                 .iter()
-                .map(|(p, end)| (*p, starts.get(p).copied().unwrap_or(0), *end)),
+                .map(|(p, end)| (*p, starts.get(p).copied().unwrap_or_default(), *end)),
         );
         loop {
             if let Some(ends) = search.ends() {
@@ -35,7 +37,7 @@ impl Cluster {
     /// The end of each partition's log of `topic` as its broker reports it
     /// (ListOffsets latest), unverified: it moves with every append, so it
     /// tells whether a log stands still, not where it ends.
-    pub async fn reported_ends(&self, topic: &str) -> Result<BTreeMap<i32, i64>, UpstreamError> {
+    pub async fn reported_ends(&self, topic: &str) -> Result<LogEnds, UpstreamError> {
         self.list_offsets(topic, OffsetQuery::Latest).await
     }
 
@@ -45,7 +47,7 @@ impl Cluster {
     pub async fn open_transactions(
         &self,
         topic: &str,
-    ) -> Result<Vec<(i32, i64, i64)>, UpstreamError> {
+    ) -> Result<Vec<(i32, UpstreamOffset, UpstreamOffset)>, UpstreamError> {
         let stable = self.list_offsets(topic, OffsetQuery::LatestStable).await?;
         let ends = self.list_offsets(topic, OffsetQuery::Latest).await?;
         Ok(ends
@@ -58,12 +60,13 @@ impl Cluster {
     }
 
     /// ListOffsets for every partition of `topic`, asked of each
-    /// partition's leader: what the broker reports, unverified.
+    /// partition's leader: what the broker reports, unverified. A partition
+    /// answered with no offset has none to report: it counts as 0.
     async fn list_offsets(
         &self,
         topic: &str,
         query: OffsetQuery,
-    ) -> Result<BTreeMap<i32, i64>, UpstreamError> {
+    ) -> Result<BTreeMap<i32, UpstreamOffset>, UpstreamError> {
         let resp = self
             .fetch_metadata(Some(&[topic.to_owned()]), false)
             .await?;
@@ -108,7 +111,8 @@ impl Cluster {
                     let what = ("ListOffsets", topic, p.partition_index);
                     return Err(self.partition_error(&conn, what, e));
                 }
-                offsets.insert(p.partition_index, p.offset);
+                let offset = UpstreamOffset::from_wire(p.offset).unwrap_or_default();
+                offsets.insert(p.partition_index, offset);
             }
         }
         Ok(offsets)
@@ -175,13 +179,14 @@ impl Cluster {
     async fn probe(
         &self,
         topic: &str,
-        round: &[(i32, i64)],
+        round: &[(i32, UpstreamOffset)],
     ) -> Result<BTreeMap<i32, Probe>, UpstreamError> {
-        let at: BTreeMap<i32, i64> = round.iter().copied().collect();
+        let at: BTreeMap<i32, UpstreamOffset> = round.iter().copied().collect();
         let partitions: Vec<i32> = at.keys().copied().collect();
         let mut answers = BTreeMap::new();
         for (conn, partitions) in self.by_leader(topic, &partitions).await? {
-            let wanted: Vec<(i32, i64)> = partitions.iter().map(|p| (*p, at[p])).collect();
+            let wanted: Vec<(i32, UpstreamOffset)> =
+                partitions.iter().map(|p| (*p, at[p])).collect();
             let Some(resp) = self.fetch_at(&conn, topic, &wanted).await? else {
                 continue; // no Fetch to ask with: every partition Missing
             };
@@ -191,7 +196,9 @@ impl Cluster {
                         .records
                         .as_deref()
                         .and_then(crate::domain::stitch::last_offset)
-                        .map_or(Probe::Empty, |last| Probe::Records { last }),
+                        .map_or(Probe::Empty, |last| Probe::Records {
+                            last: UpstreamOffset(last),
+                        }),
                     Some(ResponseError::OffsetOutOfRange) => Probe::OutOfRange,
                     Some(e) => {
                         let what = ("Fetch", topic, p.partition_index);
@@ -212,7 +219,7 @@ impl Cluster {
         &self,
         conn: &UpstreamConn,
         topic: &str,
-        at: &[(i32, i64)],
+        at: &[(i32, UpstreamOffset)],
     ) -> Result<Option<FetchResponse>, UpstreamError> {
         // Flexible Fetch answers (v12+) carry tagged fields some brokers
         // put at versions that do not define them: ask below.
@@ -234,7 +241,7 @@ impl Cluster {
                             FetchPartition::default()
                                 .with_partition(*partition)
                                 .with_current_leader_epoch(-1)
-                                .with_fetch_offset(*offset)
+                                .with_fetch_offset(offset.wire())
                                 .with_last_fetched_epoch(-1)
                                 .with_log_start_offset(-1)
                                 .with_partition_max_bytes(PARTITION_BYTES)
@@ -254,7 +261,7 @@ impl Cluster {
         conn: &UpstreamConn,
         topic: &str,
         partition: i32,
-        offset: i64,
+        offset: UpstreamOffset,
     ) -> Result<Option<bytes::Bytes>, UpstreamError> {
         let resp = self.fetch_at(conn, topic, &[(partition, offset)]).await?;
         Ok(resp
@@ -313,12 +320,12 @@ impl Cluster {
             let conn = self
                 .connect(&leader.unwrap_or_else(|| self.any_broker_address()))
                 .await?;
-            let mut offset = 0;
+            let mut offset = UpstreamOffset(0);
             while offset < end {
                 let Some(blob) = self.fetch_from(&conn, topic, partition, offset).await? else {
                     break;
                 };
-                let next = crate::domain::stitch::records_end(&blob);
+                let next = UpstreamOffset(crate::domain::stitch::records_end(&blob));
                 let records =
                     crate::domain::mirror::records(&blob).map_err(|e| UpstreamError::Protocol {
                         addr: conn.addr().to_owned(),
