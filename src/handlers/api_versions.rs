@@ -26,7 +26,7 @@ pub fn answer(proxy: &Proxy, header: &RequestHeader) -> Result<Bytes, CodecError
             )
         })
         .chain(crate::auth::sasl::advertised_apis(
-            proxy.security.sasl_enabled(),
+            proxy.security().sasl_enabled(),
         ))
         .collect();
     // A client that asks in a version the proxy does not speak gets the v0

@@ -119,7 +119,7 @@ async fn coordinators_on(
         // opens its listener) before telling the client to connect to it.
         super::metadata::refresh_brokers(proxy).await;
     }
-    let host = StrBytes::from_string(proxy.config.proxy.advertised_host.clone());
+    let host = StrBytes::from_string(proxy.config().proxy.advertised_host.clone());
     upstream
         .into_iter()
         .map(|c| {
@@ -130,9 +130,9 @@ async fn coordinators_on(
                     .with_port(-1);
             }
             let id = proxy
-                .topology
+                .topology()
                 .to_virtual(cluster.idx, UpstreamNodeId(c.node_id.0));
-            let port = proxy.topology.port(id).map_or(-1, i32::from);
+            let port = proxy.topology().port(id).map_or(-1, i32::from);
             c.with_node_id(BrokerId(id.0))
                 .with_host(host.clone())
                 .with_port(port)

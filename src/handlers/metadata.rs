@@ -53,7 +53,7 @@ pub async fn metadata(
     let mut asks: BTreeMap<ClusterIdx, Option<Vec<String>>> = BTreeMap::new();
     match &request.topics {
         None => {
-            for c in &proxy.clusters {
+            for c in proxy.clusters() {
                 asks.insert(c.idx, None);
             }
         }
@@ -126,7 +126,7 @@ pub async fn metadata(
     let response = MetadataResponse::default()
         .with_brokers(brokers.iter().map(|b| metadata_broker(&proxy, b)).collect())
         .with_cluster_id(Some(StrBytes::from_string(
-            proxy.config.proxy.cluster_id.clone(),
+            proxy.config().proxy.cluster_id.clone(),
         )))
         .with_controller_id(BrokerId(proxy.virtual_controller(default).0))
         .with_topics(topics_out)
@@ -166,8 +166,8 @@ fn cached_topics(
 /// seen on any cluster.
 fn topic_name_by_id(proxy: &Proxy, id: &[u8; 16]) -> Option<String> {
     let id = uuid(*id);
-    let cluster_id = &proxy.config.proxy.cluster_id;
-    proxy.clusters.iter().find_map(|c| {
+    let cluster_id = &proxy.config().proxy.cluster_id;
+    proxy.clusters().iter().find_map(|c| {
         c.with_view(|v| {
             v.topics
                 .keys()
@@ -190,7 +190,7 @@ fn virtual_topic(
     let to_virtual = |id: BrokerId| {
         BrokerId(
             proxy
-                .topology
+                .topology()
                 .to_virtual(idx, crate::domain::ids::UpstreamNodeId(id.0))
                 .0,
         )
@@ -198,7 +198,7 @@ fn virtual_topic(
     topic.topic_authorized_operations = i32::MIN;
     if let Some(name) = &topic.name {
         if !topic.topic_id.is_nil() {
-            topic.topic_id = virtual_topic_id(&proxy.config.proxy.cluster_id, name);
+            topic.topic_id = virtual_topic_id(&proxy.config().proxy.cluster_id, name);
         }
     }
     topic.partitions = topic
@@ -226,7 +226,7 @@ fn virtual_topic(
 }
 
 fn advertised_host(proxy: &Proxy) -> StrBytes {
-    StrBytes::from_string(proxy.config.proxy.advertised_host.clone())
+    StrBytes::from_string(proxy.config().proxy.advertised_host.clone())
 }
 
 fn metadata_broker(proxy: &Proxy, b: &VirtualBroker) -> MetadataResponseBroker {
@@ -241,7 +241,7 @@ fn metadata_broker(proxy: &Proxy, b: &VirtualBroker) -> MetadataResponseBroker {
 /// about brokers is current; a cluster that does not answer keeps its view.
 pub async fn refresh_brokers(proxy: &Arc<Proxy>) {
     let mut queries = JoinSet::new();
-    for cluster in &proxy.clusters {
+    for cluster in proxy.clusters() {
         let cluster = cluster.clone();
         queries.spawn(async move { cluster.fetch_metadata(Some(&[]), false).await.is_ok() });
     }
@@ -268,7 +268,9 @@ pub async fn describe_cluster(
         .collect();
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_id(StrBytes::from_string(proxy.config.proxy.cluster_id.clone()))
+        .with_cluster_id(StrBytes::from_string(
+            proxy.config().proxy.cluster_id.clone(),
+        ))
         .with_controller_id(BrokerId(proxy.virtual_controller(default).0))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN);

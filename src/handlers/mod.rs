@@ -23,7 +23,7 @@ pub fn advertised_range(proxy: &Proxy, spec: &ApiSpec) -> Option<(i16, i16)> {
         return Some((spec.min, spec.max));
     }
     let mut range = (spec.min, spec.max);
-    for cluster in &proxy.clusters {
+    for cluster in proxy.clusters() {
         let theirs = cluster.with_view(|v| {
             v.api_versions
                 .as_ref()

@@ -237,7 +237,7 @@ fn routes(proxy: &Proxy) -> Value {
 
 async fn status(proxy: &Proxy) -> Value {
     let clusters: Vec<Value> = proxy
-        .clusters
+        .clusters()
         .iter()
         .map(|c| {
             c.with_view(|v| {
@@ -245,11 +245,11 @@ async fn status(proxy: &Proxy) -> Value {
                     .brokers
                     .iter()
                     .map(|(id, addr)| {
-                        let virtual_id = proxy.topology.to_virtual(c.idx, *id);
+                        let virtual_id = proxy.topology().to_virtual(c.idx, *id);
                         json!({
                             "node": id.0,
                             "virtual_node": virtual_id.0,
-                            "port": proxy.topology.port(virtual_id),
+                            "port": proxy.topology().port(virtual_id),
                             "address": addr.address(),
                         })
                     })
@@ -270,12 +270,12 @@ async fn status(proxy: &Proxy) -> Value {
         Err(e) => json!({"error": e.to_string()}),
     };
     let (flips, group_moves) = {
-        let state = proxy.state.lock().await;
+        let state = proxy.state().lock().await;
         (state.flips.clone(), state.group_moves.clone())
     };
     json!({
-        "cluster_id": proxy.config.proxy.cluster_id,
-        "listen": proxy.config.proxy.listen.to_string(),
+        "cluster_id": proxy.config().proxy.cluster_id,
+        "listen": proxy.config().proxy.listen.to_string(),
         "clusters": clusters,
         "listening": proxy.listening().iter().map(|v| v.0).collect::<Vec<_>>(),
         "flips": flips,

@@ -25,7 +25,7 @@ pub struct Drain {
 pub async fn drains(proxy: &Proxy) -> Result<Vec<Drain>, UpstreamError> {
     let routes = proxy.routes();
     let mut out: Vec<Drain> = Vec::new();
-    for cluster in &proxy.clusters {
+    for cluster in proxy.clusters() {
         for group in cluster.list_groups().await? {
             if routes.group_cluster(&group) != cluster.idx {
                 continue; // its offsets there are stale: it moved

@@ -117,7 +117,7 @@ pub async fn move_group(
         return Err(GroupMoveError::BadGroup(group.to_owned()));
     }
     let _running = proxy
-        .group_moves
+        .group_moves()
         .start(group)
         .ok_or_else(|| GroupMoveError::AlreadyRunning(group.to_owned()))?;
     let upstream = |source| GroupMoveError::Upstream {
@@ -152,7 +152,7 @@ pub async fn move_group(
 
     // 1. hold the group's requests; wait for commits under way.
     let _fence = steps::fence_and_drain::<GroupMoveError>(
-        &proxy.group_gates,
+        proxy.group_gates(),
         group,
         source.name(),
         INFLIGHT_WAIT,

@@ -84,10 +84,10 @@ pub async fn record<'p, E: MoveError>(
     key: &str,
     next: impl FnOnce(&State) -> State,
 ) -> Result<MutexGuard<'p, State>, E> {
-    let mut state = proxy.state.lock().await;
+    let mut state = proxy.state().lock().await;
     let next = next(&state);
     proxy
-        .store
+        .store()
         .save(&next)
         .map_err(|source| E::not_recorded(key, source))?;
     *state = next;

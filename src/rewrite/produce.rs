@@ -84,18 +84,18 @@ pub async fn for_cluster(
     }
     let mut ids = Vec::with_capacity(found.len());
     for rewrite in &found {
-        let id = match proxy.producer_ids.id(&rewrite.segment) {
+        let id = match proxy.producer_ids().id(&rewrite.segment) {
             Some(held) => held,
             None => {
                 let fresh = proxy.cluster(cluster).init_producer_id().await?;
-                proxy.producer_ids.set_id(rewrite.segment.clone(), fresh)
+                proxy.producer_ids().set_id(rewrite.segment.clone(), fresh)
             }
         };
         ids.push(id);
     }
     let mut copy = BytesMut::from(frame);
     for (rewrite, (id, epoch)) in found.into_iter().zip(ids) {
-        let base = proxy.producer_ids.sequence_base(
+        let base = proxy.producer_ids().sequence_base(
             &rewrite.segment,
             rewrite.partition,
             rewrite.base_sequence,

@@ -57,24 +57,24 @@ struct OpenListener {
 }
 
 pub struct Proxy {
-    pub config: Config,
-    pub topology: Topology,
+    config: Config,
+    topology: Topology,
     routes: RwLock<Arc<RouteTable>>,
     /// Runtime routes and flip history, as last saved to the store.
-    pub state: tokio::sync::Mutex<State>,
+    state: tokio::sync::Mutex<State>,
     /// Where the state is saved (the state file, for one instance).
-    pub store: Box<dyn StateStore>,
-    pub gates: Arc<Gates>,
-    pub flips: Running,
+    store: Box<dyn StateStore>,
+    gates: Arc<Gates>,
+    flips: Running,
     /// Fences and in-flight OffsetCommits per consumer group, for moves.
-    pub group_gates: Arc<Gates>,
+    group_gates: Arc<Gates>,
     /// Groups with a move running.
-    pub group_moves: Running,
-    pub producer_ids: ProducerIds,
-    pub connections: Arc<ConnectionLimits>,
+    group_moves: Running,
+    producer_ids: ProducerIds,
+    connections: Arc<ConnectionLimits>,
     /// TLS and SASL towards clients.
-    pub security: crate::auth::ClientSecurity,
-    pub clusters: Vec<Arc<Cluster>>,
+    security: crate::auth::ClientSecurity,
+    clusters: Vec<Arc<Cluster>>,
     listeners: Mutex<HashMap<VirtualNodeId, OpenListener>>,
     accept_loop: AcceptLoop,
     /// Ports that failed to bind, so each failure is reported once.
@@ -82,6 +82,63 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Runtime routes and flip history, as last saved to the store; held
+    /// from a change's save to its switch, so changes never interleave.
+    pub fn state(&self) -> &tokio::sync::Mutex<State> {
+        &self.state
+    }
+
+    /// Where the state is saved.
+    pub fn store(&self) -> &dyn StateStore {
+        &*self.store
+    }
+
+    /// The fences every Produce passes, for flips.
+    pub fn gates(&self) -> &Arc<Gates> {
+        &self.gates
+    }
+
+    /// Topics with a flip running.
+    pub fn flips(&self) -> &Running {
+        &self.flips
+    }
+
+    /// Fences and in-flight OffsetCommits per consumer group, for moves.
+    pub fn group_gates(&self) -> &Arc<Gates> {
+        &self.group_gates
+    }
+
+    /// Groups with a move running.
+    pub fn group_moves(&self) -> &Running {
+        &self.group_moves
+    }
+
+    pub fn producer_ids(&self) -> &ProducerIds {
+        &self.producer_ids
+    }
+
+    pub fn connections(&self) -> &Arc<ConnectionLimits> {
+        &self.connections
+    }
+
+    /// TLS and SASL towards clients.
+    pub fn security(&self) -> &crate::auth::ClientSecurity {
+        &self.security
+    }
+
+    /// Every upstream cluster, in name order ([`ClusterIdx`] indexes it).
+    pub fn clusters(&self) -> &[Arc<Cluster>] {
+        &self.clusters
+    }
+
     /// A proxy for `config`, with the runtime routes of `state` applied;
     /// `accept_loop` serves the virtual brokers' listeners it opens.
     pub fn new(

@@ -22,7 +22,7 @@ pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: Listene
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let Some(slot) = proxy.connections.admit(peer.ip()) else {
+                let Some(slot) = proxy.connections().admit(peer.ip()) else {
                     ::metrics::counter!(metrics::CLIENT_CONNECTIONS_REFUSED).increment(1);
                     tracing::debug!(%peer, "connection refused: connection cap reached");
                     continue; // dropping the stream closes it
@@ -30,7 +30,7 @@ pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: Listene
                 stream.set_nodelay(true).ok();
                 let proxy = proxy.clone();
                 tokio::spawn(async move {
-                    match proxy.security.accept(stream).await {
+                    match proxy.security().accept(stream).await {
                         Ok(stream) => session::serve(proxy, stream, peer, kind).await,
                         Err(crate::auth::AuthError::ClosedBeforeTls) => {
                             tracing::debug!(%peer, "client closed before the TLS handshake");
@@ -56,7 +56,7 @@ pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: Listene
 /// name and address when it goes down and when it comes back, and retried
 /// every couple of seconds meanwhile; the proxy never exits over it.
 async fn refresh_loop(proxy: Arc<Proxy>, cluster: Arc<Cluster>) {
-    let every = proxy.config.proxy.metadata_refresh;
+    let every = proxy.config().proxy.metadata_refresh;
     let retry = every.min(Duration::from_secs(2));
     let mut was_up: Option<bool> = None;
     loop {
@@ -113,11 +113,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     tokio::spawn(admin::serve(proxy.clone(), admin));
     tracing::info!(
-        listen = %proxy.config.proxy.listen,
-        clusters = proxy.clusters.len(),
+        listen = %proxy.config().proxy.listen,
+        clusters = proxy.clusters().len(),
         "switchyard listening"
     );
-    for cluster in &proxy.clusters {
+    for cluster in proxy.clusters() {
         tokio::spawn(refresh_loop(proxy.clone(), cluster.clone()));
     }
     tokio::spawn(accept_loop(

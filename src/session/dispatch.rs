@@ -105,7 +105,7 @@ impl Session {
         loop {
             match self
                 .proxy
-                .gates
+                .gates()
                 .admit(topics.0.iter().map(|(t, _)| t.as_str()))
             {
                 Admission::Admitted(guard) => return Some(guard),
@@ -419,7 +419,7 @@ impl Session {
         let group = requests::group_of(&request.header, request.body())?;
         let mut guard = None;
         if let Some(group) = &group {
-            let gates = self.proxy.group_gates.clone();
+            let gates = self.proxy.group_gates().clone();
             loop {
                 let held = if api == ApiKey::OffsetCommit {
                     match gates.admit(std::iter::once(group.as_str())) {

@@ -105,9 +105,9 @@ pub async fn serve(
     metrics::counter!(m::CLIENT_CONNECTIONS_TOTAL, "listener" => listener_label).increment(1);
     metrics::gauge!(m::CLIENT_CONNECTIONS).increment(1.0);
     let (read, write) = stream.into_split();
-    let (tx, rx) = mpsc::channel(proxy.config.proxy.max_in_flight);
+    let (tx, rx) = mpsc::channel(proxy.config().proxy.max_in_flight);
     let mut session = Session {
-        auth: ClientAuth::new(&proxy.security, peer),
+        auth: ClientAuth::new(proxy.security(), peer),
         proxy,
         listener,
         own_broker: None,
@@ -150,7 +150,7 @@ impl Session {
         tx: mpsc::Sender<Pending>,
     ) -> Result<(), SessionEnd> {
         let proxy = self.proxy.clone();
-        let config = &proxy.config.proxy;
+        let config = &proxy.config().proxy;
         while let Some(frame) = next_frame(&mut read, config, self.auth.max_frame(config)).await? {
             match self.auth.screen(&frame).await? {
                 Gate::Pass => {}

@@ -40,7 +40,7 @@ pub fn cluster_named(proxy: &Proxy, name: &str) -> Result<ClusterIdx, FlipError>
         .ok_or_else(|| FlipError::UnknownCluster {
             name: name.to_owned(),
             known: proxy
-                .clusters
+                .clusters()
                 .iter()
                 .map(|c| c.name().to_owned())
                 .collect::<Vec<_>>()
@@ -62,7 +62,7 @@ pub async fn flip(
 ) -> Result<FlipReport, FlipError> {
     plan::check_topic(topic)?;
     let _running = proxy
-        .flips
+        .flips()
         .start(topic)
         .ok_or_else(|| FlipError::AlreadyRunning(topic.to_owned()))?;
     let routes = proxy.routes();
@@ -95,7 +95,7 @@ pub async fn flip(
     // 2. check: the old log is done, and where each log ends.
     let fence = if plan.moves_produce() {
         let fence = steps::fence_and_drain::<FlipError>(
-            &proxy.gates,
+            proxy.gates(),
             topic,
             plan.source_name(),
             plan::INFLIGHT_WAIT,
