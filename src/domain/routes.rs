@@ -116,6 +116,18 @@ impl RouteTable {
             .map_or(self.default, |(_, c)| *c)
     }
 
+    /// The first of `topics` whose Produce goes to a cluster other than
+    /// the one transaction `id` runs on: a transaction naming it would
+    /// span clusters, which Kafka cannot commit atomically.
+    pub fn written_elsewhere<'a>(
+        &self,
+        id: &str,
+        mut topics: impl Iterator<Item = &'a str>,
+    ) -> Option<&'a str> {
+        let home = self.transaction_cluster(id);
+        topics.find(|topic| self.route(topic).produce != home)
+    }
+
     /// How many times `topic` has been flipped (0: never).
     pub fn generation(&self, topic: &str) -> u64 {
         self.generations.get(topic).copied().unwrap_or(0)
@@ -226,6 +238,42 @@ mod tests {
         let t = table();
         assert_eq!(t.transaction_cluster("payments-writer"), ClusterIdx(1));
         assert_eq!(t.transaction_cluster("audit-writer"), ClusterIdx(0));
+    }
+
+    #[test]
+    fn a_transaction_spans_clusters_when_a_topic_is_written_off_its_cluster() {
+        let t = table();
+        let names = |n: &'static [&'static str]| n.iter().copied();
+        // payments-writer runs on cluster 1, where payments.* is written.
+        assert_eq!(
+            t.written_elsewhere("payments-writer", names(&["payments.us"])),
+            None
+        );
+        assert_eq!(
+            t.written_elsewhere("payments-writer", names(&["payments.us", "orders"])),
+            Some("orders")
+        );
+        // payments.eu is read from 1 but written to 0, the default's.
+        assert_eq!(
+            t.written_elsewhere("audit-writer", names(&["payments.eu", "orders"])),
+            None
+        );
+        assert_eq!(
+            t.written_elsewhere("audit-writer", names(&["payments.us"])),
+            Some("payments.us")
+        );
+        let flipped = t.with_runtime_route(
+            "orders",
+            Route {
+                produce: ClusterIdx(1),
+                fetch: ClusterIdx(0),
+            },
+        );
+        assert_eq!(
+            flipped.written_elsewhere("payments-writer", names(&["orders"])),
+            None,
+            "a runtime route counts"
+        );
     }
 
     #[test]

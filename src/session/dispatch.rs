@@ -390,17 +390,13 @@ impl Session {
     /// partition INVALID_TXN_STATE).
     fn spans_clusters(&self, transactional_id: &str, topics: &TopicPartitions) -> bool {
         let routes = self.proxy.routes();
-        let home = routes.transaction_cluster(transactional_id);
-        let Some((elsewhere, _)) = topics
-            .0
-            .iter()
-            .find(|(topic, _)| RouteSide::Produce.cluster(&routes.route(topic)) != home)
-        else {
+        let names = topics.0.iter().map(|(topic, _)| topic.as_str());
+        let Some(elsewhere) = routes.written_elsewhere(transactional_id, names) else {
             return false;
         };
         tracing::info!(
             transactional_id,
-            topic = elsewhere.as_str(),
+            topic = elsewhere,
             "refusing a transaction that would span clusters"
         );
         true
