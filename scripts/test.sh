@@ -24,6 +24,6 @@ SWITCHYARD_BROKER=0.6.0 cargo test -- --test-threads=2
 # once, flip_under_load_loses_nothing_and_duplicates_nothing has been seen
 # to miss a batch when it reads the clusters back (not yet understood).
 SWITCHYARD_BROKER=main cargo test --test stitched --test flips --test producer_ids \
-    --test consumer_group --test storm -- --test-threads=1
+    --test consumer_group --test storm --test state_topic -- --test-threads=1
 SWITCHYARD_BIN="${CARGO_TARGET_DIR:-target}/debug/switchyard" bash scripts/demo.sh
 bash scripts/fuzz.sh

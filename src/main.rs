@@ -408,6 +408,21 @@ fn print_status(result: &Value) {
             );
         }
     }
+    for i in result["instances"].as_array().into_iter().flatten() {
+        let state = if i["live"].as_bool() == Some(true) {
+            "live"
+        } else {
+            "LEASE EXPIRED"
+        };
+        println!(
+            "instance {} at {} ({state}): state applied to offset {}, lease renewed {} ms ago, {} client connections",
+            text(&i["instance"]),
+            text(&i["address"]),
+            i["applied"],
+            i["lease_age_ms"],
+            i["connections"]
+        );
+    }
     let flips = result["flips"].as_array().map_or(0, Vec::len);
     println!("flips so far: {flips}");
     for f in result["flips"].as_array().into_iter().flatten() {

@@ -18,30 +18,6 @@ use harness::{Broker, Proxy, ProxySetup};
 use rdkafka::producer::Producer;
 use serde_json::Value;
 
-fn routes(proxy: &Proxy) -> Value {
-    let out = proxy.cli(&["routes", "--json"]);
-    assert!(
-        out.status.success(),
-        "routes: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("routes --json prints JSON");
-    answer["result"].clone()
-}
-
-fn runtime_routes(proxy: &Proxy) -> Vec<(String, String, String)> {
-    routes(proxy)["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["source"] == "runtime")
-        .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap().to_owned();
-            (s("pattern"), s("produce"), s("fetch"))
-        })
-        .collect()
-}
-
 /// The step names of a flip report, in order.
 fn steps(report: &Value) -> Vec<&str> {
     report["result"]["steps"]
@@ -50,17 +26,6 @@ fn steps(report: &Value) -> Vec<&str> {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect()
-}
-
-fn flip(proxy: &Proxy, topic: &str, to: &str) -> String {
-    let out = proxy.cli(&["flip", topic, "--to", to]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "flip {topic} --to {to} failed: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[test]
@@ -209,13 +174,13 @@ fn flip_under_load_loses_nothing_and_duplicates_nothing() {
         std::thread::spawn(move || kafka_python_produce(&bootstrap, "moving", PYTHON, PY_N));
 
     std::thread::sleep(Duration::from_millis(1500));
-    let out = flip(&proxy, "moving", "new");
+    let out = proxy.flip("moving", "new");
     assert!(
         out.starts_with("flipped 'moving': produce old -> new, fetch old -> new in "),
         "{out}"
     );
     std::thread::sleep(Duration::from_millis(1500));
-    flip(&proxy, "moving", "old");
+    proxy.flip("moving", "old");
 
     let mut acked: BTreeSet<u64> = BTreeSet::new();
     for (name, handle) in [("plain", plain), ("idempotent", idempotent)] {
@@ -297,11 +262,11 @@ fn restarted_proxy_keeps_runtime_routes() {
     let new = Broker::start("rs-new");
     let mut proxy = Proxy::start(ProxySetup::two(&old, &new));
     create_topic(&proxy.bootstrap(), "kept", 2);
-    flip(&proxy, "kept", "new");
+    proxy.flip("kept", "new");
     proxy.restart();
 
     assert_eq!(
-        runtime_routes(&proxy),
+        proxy.runtime_routes(),
         vec![("kept".to_owned(), "new".to_owned(), "new".to_owned())]
     );
     let text = proxy.cli(&["routes"]);
@@ -351,7 +316,7 @@ fn flip_aborts_when_something_writes_to_the_old_cluster_directly() {
         stderr.contains("without going through the proxy"),
         "{stderr}"
     );
-    assert!(runtime_routes(&proxy).is_empty(), "routes unchanged");
+    assert!(proxy.runtime_routes().is_empty(), "routes unchanged");
     assert!(!proxy.state_file().exists(), "nothing recorded");
 }
 
@@ -389,7 +354,7 @@ fn bad_admin_requests_get_clear_errors_and_change_nothing() {
         assert_eq!(answer["ok"], false, "{line}");
         let error = answer["error"].as_str().unwrap();
         assert!(error.contains(expected), "{line}: {error}");
-        assert!(runtime_routes(&proxy).is_empty(), "{line} changed routes");
+        assert!(proxy.runtime_routes().is_empty(), "{line} changed routes");
     }
     assert!(!proxy.state_file().exists());
     use std::os::unix::fs::PermissionsExt;
@@ -428,7 +393,7 @@ fn bad_admin_requests_get_clear_errors_and_change_nothing() {
         ["prepare", "fence", "check", "record", "switch"]
     );
     assert_eq!(
-        runtime_routes(&proxy),
+        proxy.runtime_routes(),
         vec![("steady".to_owned(), "new".to_owned(), "new".to_owned())]
     );
 }
@@ -447,7 +412,7 @@ fn a_produce_only_flip_moves_writers_and_readers_follow_the_stitched_log() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        runtime_routes(&proxy),
+        proxy.runtime_routes(),
         vec![("orders".to_owned(), "new".to_owned(), "old".to_owned())]
     );
     produce_range(&p, "orders", 300..500, |_| {});
@@ -506,7 +471,7 @@ fn cluster_id_topic_id_and_leader_epochs_stay_stable_across_a_flip() {
         .partitions
         .iter()
         .all(|p| p.leader_id.0 == 111 && p.leader_epoch == -1));
-    flip(&proxy, "stable", "new");
+    proxy.flip("stable", "new");
     let after = describe(&proxy.bootstrap(), &by_name());
     assert_eq!(after.cluster_id, before.cluster_id);
     assert_eq!(
@@ -588,7 +553,7 @@ fn consumer_keeps_consuming_across_a_flip_without_an_offset_reset() {
     };
     poll_until(500, &mut read);
     consumer.commit_consumer_state(CommitMode::Sync).unwrap();
-    flip(&proxy, "mirrored", "new");
+    proxy.flip("mirrored", "new");
     poll_until(1000, &mut read);
     // New records go to 'new' now, and the consumer reads them there.
     let p = producer(&proxy.bootstrap(), &[("acks", "all")]);

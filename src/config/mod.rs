@@ -17,6 +17,7 @@ mod proxy;
 mod raw;
 mod routes;
 mod sasl;
+mod state;
 mod tls;
 mod typed;
 mod users;
@@ -30,6 +31,7 @@ pub use typed::{
     ClientSaslConfig, ClientTlsConfig, ClusterConfig, GroupRouteConfig, PasswordSource,
     ProxyConfig, RoutesConfig, TopicRouteConfig, UpstreamSaslConfig, UpstreamTlsConfig, UserConfig,
 };
+pub use typed::{KafkaStateConfig, StateConfig};
 
 use raw::RawConfig;
 
@@ -42,6 +44,8 @@ pub struct Config {
     pub routes: RoutesConfig,
     /// Users clients may authenticate as (`[[users]]`); empty without SASL.
     pub users: Vec<UserConfig>,
+    /// `[state]`: where routes, flips and group moves are kept.
+    pub state: StateConfig,
 }
 
 impl Config {
@@ -79,11 +83,13 @@ impl Config {
         let routes = routes::validate(raw.routes, &clusters)?;
         let proxy = proxy.with_client_security()?;
         let users = users::validate(raw.users, proxy.sasl.as_ref())?;
+        let state = state::validate(raw.state, &clusters)?;
         Ok(Config {
             proxy,
             clusters,
             routes,
             users,
+            state,
         })
     }
 

@@ -55,6 +55,7 @@ fn check_limits(p: &RawProxy) -> Result<(), ConfigError> {
     let checks = [
         ("proxy.advertised_host", !p.advertised_host.trim().is_empty(), NOT_EMPTY),
         ("proxy.cluster_id", !p.cluster_id.trim().is_empty(), NOT_EMPTY),
+        ("proxy.instance_id", p.instance_id.as_deref().is_none_or(|i| !i.trim().is_empty()), NOT_EMPTY),
         ("proxy.max_frame_bytes", p.max_frame_bytes >= 1024, AT_LEAST_1K),
         ("proxy.max_upstream_frame_bytes", p.max_upstream_frame_bytes >= 1024, AT_LEAST_1K),
         ("proxy.max_in_flight", p.max_in_flight != 0, AT_LEAST_1),
@@ -89,6 +90,9 @@ impl CheckedProxy {
             listen: self.listen,
             advertised_host: p.advertised_host,
             broker_port_base: p.broker_port_base,
+            instance_id: p
+                .instance_id
+                .unwrap_or_else(|| default_instance_id(self.listen)),
             cluster_id: p.cluster_id,
             admin_socket: p.admin_socket,
             state_file: p.state_file,
@@ -108,6 +112,18 @@ impl CheckedProxy {
             sasl,
         })
     }
+}
+
+/// An instance's default name: the host name and the listen port, unique
+/// among instances on one machine and across machines.
+fn default_instance_id(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "switchyard".to_owned());
+    format!("{host}:{}", listen.port())
 }
 
 #[cfg(test)]

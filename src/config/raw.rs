@@ -15,6 +15,22 @@ pub(super) struct RawConfig {
     pub(super) routes: RawRoutes,
     #[serde(default)]
     pub(super) users: Vec<RawUser>,
+    pub(super) state: Option<RawState>,
+}
+
+/// `[state]`: where the runtime state lives (absent: the state file).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    #[serde(default = "default_store")]
+    pub(super) store: String,
+    pub(super) cluster: Option<String>,
+    #[serde(default = "default_state_topic")]
+    pub(super) topic: String,
+    #[serde(default = "default_ms::<1_000>")]
+    pub(super) lease_interval_ms: u64,
+    #[serde(default = "default_ms::<10_000>")]
+    pub(super) lease_expiry_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +83,7 @@ pub(super) struct RawProxy {
     pub(super) advertised_host: String,
     pub(super) broker_port_base: u16,
     pub(super) cluster_id: String,
+    pub(super) instance_id: Option<String>,
     #[serde(default = "default_admin_socket")]
     pub(super) admin_socket: PathBuf,
     #[serde(default = "default_state_file")]
@@ -106,6 +123,12 @@ const MAX_PREAUTH_FRAME_BYTES: usize = 8 * 1024;
 /// Kafka's own connections.max.idle.ms.
 const CLIENT_IDLE_TIMEOUT_MS: u64 = 600_000;
 
+fn default_store() -> String {
+    "file".to_owned()
+}
+fn default_state_topic() -> String {
+    "__switchyard_state".to_owned()
+}
 fn default_admin_socket() -> PathBuf {
     PathBuf::from("/tmp/switchyard.sock")
 }

@@ -32,7 +32,11 @@ pub(super) fn validate(
 
 /// The index of the cluster a rule names; `key` is the rule's key, for the
 /// error.
-fn lookup(clusters: &[ClusterConfig], key: String, name: &str) -> Result<ClusterIdx, ConfigError> {
+pub(super) fn lookup(
+    clusters: &[ClusterConfig],
+    key: String,
+    name: &str,
+) -> Result<ClusterIdx, ConfigError> {
     clusters
         .iter()
         .position(|c| c.name == name)

@@ -18,6 +18,9 @@ pub struct ProxyConfig {
     pub advertised_host: String,
     pub broker_port_base: u16,
     pub cluster_id: String,
+    /// This instance's name among several sharing one state (default: the
+    /// host name and the listen port).
+    pub instance_id: String,
     pub admin_socket: PathBuf,
     pub state_file: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
@@ -47,6 +50,26 @@ pub struct ProxyConfig {
     pub tls: Option<ClientTlsConfig>,
     /// `[proxy.sasl]`: clients must authenticate.
     pub sasl: Option<ClientSaslConfig>,
+}
+
+/// `[state]`: where the runtime state (routes, flips, group moves) lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateConfig {
+    /// The state file (`proxy.state_file`): one instance.
+    File,
+    /// A compacted topic on one of the clusters, shared by every instance.
+    Kafka(KafkaStateConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaStateConfig {
+    /// The cluster holding the topic; its TLS and SASL settings apply.
+    pub cluster: ClusterIdx,
+    pub topic: String,
+    /// How often an instance renews its membership lease.
+    pub lease_interval: Duration,
+    /// A lease not renewed for this long has expired.
+    pub lease_expiry: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -278,6 +278,8 @@ async fn status(proxy: &Proxy) -> Value {
         "listen": proxy.config().proxy.listen.to_string(),
         "clusters": clusters,
         "listening": proxy.listening().iter().map(|v| v.0).collect::<Vec<_>>(),
+        "instance": proxy.config().proxy.instance_id,
+        "instances": proxy.store().instances(),
         "flips": flips,
         "group_moves": group_moves,
         "drain": drain,

@@ -10,4 +10,5 @@ pub mod drain;
 pub mod flip;
 pub mod group_move;
 pub mod state;
+pub mod state_topic;
 pub mod steps;

@@ -89,6 +89,12 @@ pub enum StateError {
         path: String,
         source: std::io::Error,
     },
+    #[error("state topic '{topic}' on cluster '{cluster}': {message}")]
+    Topic {
+        topic: String,
+        cluster: String,
+        message: String,
+    },
 }
 
 impl State {
@@ -139,14 +145,37 @@ impl State {
     }
 }
 
+/// What a store's work ends with.
+pub type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StateError>> + Send + 'a>>;
+
 /// Where the proxy's runtime state lives. One instance keeps it in the
-/// state file ([`StateFile`]); a store shared by several instances
-/// implements the same interface.
+/// state file ([`StateFile`]); instances that share it keep it in a topic
+/// ([`crate::ops::state_topic::StateTopic`]).
 pub trait StateStore: Send + Sync {
     /// The state as last saved; empty when nothing was saved yet.
-    fn load(&self) -> Result<State, StateError>;
+    fn load(&self) -> StoreFuture<'_, State>;
     /// Saves `state` durably: when this returns, a restart loads it.
-    fn save(&self, state: &State) -> Result<(), StateError>;
+    fn save<'a>(&'a self, state: &'a State) -> StoreFuture<'a, ()>;
+    /// The instances sharing this state, as their leases last said; none
+    /// for a store only one instance uses.
+    fn instances(&self) -> Vec<InstanceStatus> {
+        Vec::new()
+    }
+}
+
+/// One instance of a deployment, as `status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub instance: String,
+    pub address: String,
+    /// The state topic offset it had applied at its last heartbeat.
+    pub applied: i64,
+    /// Since its last heartbeat was read here.
+    pub lease_age_ms: u64,
+    /// False once its lease has expired.
+    pub live: bool,
+    pub connections: usize,
 }
 
 /// The state file: one JSON document, replaced atomically on every save.
@@ -161,12 +190,12 @@ impl StateFile {
 }
 
 impl StateStore for StateFile {
-    fn load(&self) -> Result<State, StateError> {
-        State::load(&self.path)
+    fn load(&self) -> StoreFuture<'_, State> {
+        Box::pin(async move { State::load(&self.path) })
     }
 
-    fn save(&self, state: &State) -> Result<(), StateError> {
-        state.save(&self.path)
+    fn save<'a>(&'a self, state: &'a State) -> StoreFuture<'a, ()> {
+        Box::pin(async move { state.save(&self.path) })
     }
 }
 
@@ -174,16 +203,16 @@ impl StateStore for StateFile {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_state_file_is_a_store() {
+    #[tokio::test]
+    async fn the_state_file_is_a_store() {
         let dir = std::env::temp_dir().join(format!("sy-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let store: Box<dyn StateStore> = Box::new(StateFile::new(dir.join("state.json")));
-        assert_eq!(store.load().unwrap(), State::default());
+        assert_eq!(store.load().await.unwrap(), State::default());
         let mut state = State::default();
         state.groups.insert("billing".into(), "new".into());
-        store.save(&state).unwrap();
-        assert_eq!(store.load().unwrap(), state);
+        store.save(&state).await.unwrap();
+        assert_eq!(store.load().await.unwrap(), state);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

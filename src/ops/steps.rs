@@ -89,6 +89,7 @@ pub async fn record<'p, E: MoveError>(
     proxy
         .store()
         .save(&next)
+        .await
         .map_err(|source| E::not_recorded(key, source))?;
     *state = next;
     Ok(state)

@@ -39,6 +39,11 @@ impl ConnectionLimits {
         })
     }
 
+    /// Client connections open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
     /// A place for a connection from `ip`, or `None` when a cap is reached.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());

@@ -63,7 +63,7 @@ pub struct Proxy {
     /// Runtime routes and flip history, as last saved to the store.
     state: tokio::sync::Mutex<State>,
     /// Where the state is saved (the state file, for one instance).
-    store: Box<dyn StateStore>,
+    store: Arc<dyn StateStore>,
     gates: Arc<Gates>,
     flips: Running,
     /// Fences and in-flight OffsetCommits per consumer group, for moves.
@@ -139,14 +139,15 @@ impl Proxy {
         &self.clusters
     }
 
-    /// A proxy for `config`, with the runtime routes of `state` applied;
-    /// `accept_loop` serves the virtual brokers' listeners it opens.
+    /// A proxy for `config`, with the runtime routes of `state` (as
+    /// `store` holds it) applied; `accept_loop` serves the virtual
+    /// brokers' listeners it opens.
     pub fn new(
         config: Config,
-        store: Box<dyn StateStore>,
+        store: Arc<dyn StateStore>,
+        state: State,
         accept_loop: AcceptLoop,
     ) -> anyhow::Result<Arc<Proxy>> {
-        let state = store.load()?;
         let security = crate::auth::ClientSecurity::from_config(&config)?;
         let mut routes = RouteTable::new(&config.routes);
         for (topic, entry) in &state.routes {

@@ -9,10 +9,11 @@ use tokio::net::TcpListener;
 
 use super::listeners::bind;
 use super::proxy::{ListenerKind, Proxy};
-use crate::config::Config;
+use crate::config::{Config, StateConfig};
 use crate::metrics;
 use crate::ops::admin;
-use crate::ops::state::StateFile;
+use crate::ops::state::{StateFile, StateStore};
+use crate::ops::state_topic::StateTopic;
 use crate::session;
 use crate::upstream::Cluster;
 
@@ -85,6 +86,31 @@ async fn refresh_loop(proxy: Arc<Proxy>, cluster: Arc<Cluster>) {
     }
 }
 
+/// Renews this instance's lease in the state topic every `every` and
+/// applies what the other instances wrote; says so once when the topic
+/// cannot be reached and once when it can again.
+async fn membership_loop(proxy: Arc<Proxy>, topic: Arc<StateTopic>, every: Duration) {
+    let config = &proxy.config().proxy;
+    let address = format!("{}:{}", config.advertised_host, config.listen.port());
+    let mut was_ok = true;
+    loop {
+        match topic.heartbeat(&address, proxy.connections().open()).await {
+            Ok(()) if !was_ok => {
+                tracing::info!("the state topic is reachable again; lease renewed");
+                was_ok = true;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if was_ok {
+                    tracing::warn!(error = %e, "cannot renew this instance's lease in the state topic; retrying");
+                }
+                was_ok = false;
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Runs a proxy until it is told to stop (SIGINT or SIGTERM).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics_handle = metrics::install();
@@ -100,7 +126,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })?;
         tokio::spawn(metrics::serve(listener, metrics_handle));
     }
-    let store = Box::new(StateFile::new(config.proxy.state_file.clone()));
+    let (store, shared): (Arc<dyn StateStore>, _) = match &config.state {
+        StateConfig::File => (
+            Arc::new(StateFile::new(config.proxy.state_file.clone())),
+            None,
+        ),
+        StateConfig::Kafka(k) => {
+            let topic = Arc::new(StateTopic::new(&config, k)?);
+            (topic.clone(), Some((topic, k.lease_interval)))
+        }
+    };
+    // Read to its end before any client is served: a restarted instance
+    // never routes by stale state.
+    let state = store.load().await?;
     let admin_path = config.proxy.admin_socket.clone();
     let admin = admin::bind(&admin_path).with_context(|| {
         format!(
@@ -108,10 +146,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             admin_path.display()
         )
     })?;
-    let proxy = Proxy::new(config, store, |proxy, listener, kind| {
+    let proxy = Proxy::new(config, store, state, |proxy, listener, kind| {
         tokio::spawn(accept_loop(proxy, listener, kind))
     })?;
     tokio::spawn(admin::serve(proxy.clone(), admin));
+    if let Some((topic, every)) = shared {
+        tokio::spawn(membership_loop(proxy.clone(), topic, every));
+    }
     tracing::info!(
         listen = %proxy.config().proxy.listen,
         clusters = proxy.clusters().len(),

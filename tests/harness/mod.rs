@@ -513,6 +513,52 @@ impl Proxy {
         tail(&self.log)
     }
 
+    /// The admin answer to `cmd --json` (its `result`), asserting the
+    /// command succeeded.
+    pub fn json(&self, cmd: &str) -> serde_json::Value {
+        let out = self.cli(&[cmd, "--json"]);
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+        answer["result"].clone()
+    }
+
+    /// The runtime routes, as (topic, produce cluster, fetch cluster).
+    pub fn runtime_routes(&self) -> Vec<(String, String, String)> {
+        self.json("routes")["routes"]
+            .as_array()
+            .expect("routes lists its routes")
+            .iter()
+            .filter(|r| r["source"] == "runtime")
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_owned();
+                (s("pattern"), s("produce"), s("fetch"))
+            })
+            .collect()
+    }
+
+    /// Flips `topic` to cluster `to`, asserting it succeeded; what the
+    /// command printed.
+    pub fn flip(&self, topic: &str, to: &str) -> String {
+        let out = self.cli(&["flip", topic, "--to", to]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "flip {topic} --to {to} failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Everything the proxy logged, over all its restarts.
+    pub fn whole_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Runs the `switchyard` CLI against this proxy's config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_switchyard"))

@@ -8,6 +8,7 @@
 //! [`groups`].
 
 pub mod groups;
+pub mod log;
 pub mod offsets;
 pub mod topics;
 

@@ -119,7 +119,7 @@ impl Cluster {
     }
 
     /// A partition's error in an answer to `what` (api, topic, partition).
-    fn partition_error(
+    pub(super) fn partition_error(
         &self,
         conn: &UpstreamConn,
         (api, topic, partition): (&str, &str, i32),
@@ -256,7 +256,7 @@ impl Cluster {
 
     /// The records blob of one partition from `offset` (up to about a
     /// MiB), or `None` when the broker has none there for us.
-    async fn fetch_from(
+    pub(super) async fn fetch_from(
         &self,
         conn: &UpstreamConn,
         topic: &str,

@@ -1,0 +1,338 @@
+//! The state in a compacted topic (`[state] store = "kafka"`): every
+//! instance of a deployment reads it to its end before it serves, and a
+//! change is a record appended there, acknowledged by every in-sync
+//! replica before the change switches anything. What the records are and
+//! how they fold into the state is [`records`]'s.
+//!
+//! The topic has one partition, so every instance reads the records in
+//! the same order. A deployment that ran on a state file brings it along:
+//! the first instance to find the topic empty copies the file's flips and
+//! group moves into it, and says so.
+
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use self::records::{Entry, Lease};
+use crate::config::{Config, ConfigError, KafkaStateConfig};
+use crate::domain::offsets::UpstreamOffset;
+use crate::ops::state::{InstanceStatus, State, StateError, StateStore, StoreFuture};
+use crate::upstream::{Cluster, UpstreamConn, UpstreamError};
+
+/// How long an instance waits for another one's import of a state file
+/// to finish.
+const IMPORT_WAIT: Duration = Duration::from_secs(30);
+
+pub struct StateTopic {
+    cluster: Cluster,
+    topic: String,
+    instance: String,
+    /// The state file a deployment ran on before, imported once.
+    file: PathBuf,
+    /// The connection to the topic's leader, (re)opened on demand.
+    conn: tokio::sync::Mutex<Option<Arc<UpstreamConn>>>,
+    /// The state as the topic holds it.
+    known: std::sync::Mutex<State>,
+    /// The offset after the last record applied.
+    position: std::sync::Mutex<UpstreamOffset>,
+    /// Every instance's latest lease, and when it was read here.
+    leases: std::sync::Mutex<BTreeMap<String, (Lease, Instant)>>,
+    lease_expiry: Duration,
+}
+
+impl StateTopic {
+    pub fn new(config: &Config, state: &KafkaStateConfig) -> Result<StateTopic, ConfigError> {
+        let cluster = Cluster::new(
+            state.cluster,
+            config.cluster(state.cluster).clone(),
+            &config.proxy,
+        )?;
+        Ok(StateTopic {
+            cluster,
+            topic: state.topic.clone(),
+            instance: config.proxy.instance_id.clone(),
+            file: config.proxy.state_file.clone(),
+            conn: tokio::sync::Mutex::new(None),
+            known: std::sync::Mutex::new(State::default()),
+            position: std::sync::Mutex::new(UpstreamOffset(0)),
+            leases: std::sync::Mutex::new(BTreeMap::new()),
+            lease_expiry: state.lease_expiry,
+        })
+    }
+
+    /// Renews this instance's lease (clients reach it at `address`, it
+    /// holds `connections`), then applies what the other instances wrote
+    /// since the last time.
+    pub async fn heartbeat(&self, address: &str, connections: usize) -> Result<(), StateError> {
+        let lease = Lease {
+            instance: self.instance.clone(),
+            address: address.to_owned(),
+            applied: lock(&self.position).0,
+            connections,
+            at_ms: crate::ops::steps::now_ms(),
+        };
+        let value = serde_json::to_vec(&lease).map_err(|e| self.error(e))?;
+        self.append(&records::lease_key(&self.instance), &value)
+            .await?;
+        self.tail().await
+    }
+
+    /// Reads and applies every record after the last one applied.
+    async fn tail(&self) -> Result<(), StateError> {
+        let conn = self.leader().await.map_err(|e| self.error(e))?;
+        loop {
+            let at = *lock(&self.position);
+            let (read, next) = self
+                .cluster
+                .read_log(&conn, &self.topic, at)
+                .await
+                .map_err(|e| self.error(e))?;
+            if next <= at {
+                return Ok(());
+            }
+            for (key, value) in read {
+                // Leases only: the others' flips reach this instance's
+                // routes when it restarts (see the README's limits).
+                if let Entry::Lease(lease) =
+                    records::decode(&key, value.as_deref()).map_err(|e| self.error(e))?
+                {
+                    self.take(Entry::Lease(lease));
+                }
+            }
+            *lock(&self.position) = next;
+        }
+    }
+
+    /// Applies one entry read from the topic.
+    fn take(&self, entry: Entry) {
+        match entry {
+            Entry::Lease(lease) => {
+                lock(&self.leases).insert(lease.instance.clone(), (lease, Instant::now()));
+            }
+            other => records::apply(&mut lock(&self.known), other),
+        }
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> StateError {
+        StateError::Topic {
+            topic: self.topic.clone(),
+            cluster: self.cluster.name().to_owned(),
+            message: message.to_string(),
+        }
+    }
+
+    async fn leader(&self) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = conn.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let fresh = self.cluster.log_leader(&self.topic).await?;
+        *conn = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Appends one record; on a failure the leader is looked up afresh
+    /// next time.
+    async fn append(&self, key: &str, value: &[u8]) -> Result<UpstreamOffset, StateError> {
+        let conn = self.leader().await.map_err(|e| self.error(e))?;
+        let appended = self
+            .cluster
+            .append(&conn, &self.topic, (key.as_bytes(), Some(value)))
+            .await;
+        if appended.is_err() {
+            *self.conn.lock().await = None;
+        }
+        appended.map_err(|e| self.error(e))
+    }
+
+    /// Creates the topic when it is missing: one partition, compacted, the
+    /// cluster's default replication factor.
+    async fn ensure_topic(&self) -> Result<(), StateError> {
+        let count = self
+            .cluster
+            .partition_count(&self.topic)
+            .await
+            .map_err(|e| self.error(e))?;
+        match count {
+            Some(1) => Ok(()),
+            Some(n) => Err(self.error(format!(
+                "has {n} partitions; the state topic must have exactly one, so that every instance reads its records in one order"
+            ))),
+            None => {
+                let configs = [("cleanup.policy".to_owned(), Some("compact".to_owned()))];
+                self.cluster
+                    .create_topic(&self.topic, 1, &configs)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                tracing::info!(
+                    topic = self.topic,
+                    cluster = self.cluster.name(),
+                    "created the state topic"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Every record of the topic, in order, up to its end (as verified by
+    /// fetching there).
+    async fn read_all(&self) -> Result<Vec<Entry>, StateError> {
+        let ends = self
+            .cluster
+            .log_ends(&self.topic)
+            .await
+            .map_err(|e| self.error(e))?;
+        let end = ends.get(&0).copied().unwrap_or(UpstreamOffset(0));
+        let conn = self.leader().await.map_err(|e| self.error(e))?;
+        let mut entries = Vec::new();
+        let mut at = UpstreamOffset(0);
+        while at < end {
+            let (records, next) = self
+                .cluster
+                .read_log(&conn, &self.topic, at)
+                .await
+                .map_err(|e| self.error(e))?;
+            if next <= at {
+                return Err(self.error(format!(
+                    "reading stopped at offset {at}, before its end {end}"
+                )));
+            }
+            for (key, value) in records {
+                entries.push(records::decode(&key, value.as_deref()).map_err(|e| self.error(e))?);
+            }
+            at = next;
+        }
+        *lock(&self.position) = at;
+        Ok(entries)
+    }
+
+    /// The state file's content, when there is one worth importing.
+    fn file_state(&self) -> Result<Option<State>, StateError> {
+        let state = State::load(&self.file)?;
+        Ok((state != State::default()).then_some(state))
+    }
+
+    /// Copies the state file into the (empty) topic, unless another
+    /// instance claimed the import first; then the state the topic holds.
+    async fn import(&self, state: State) -> Result<Vec<Entry>, StateError> {
+        self.append(records::IMPORT, self.instance.as_bytes())
+            .await?;
+        let entries = self.read_all().await?;
+        let first_claim = entries.iter().find_map(|e| match e {
+            Entry::Import { instance } => Some(instance.clone()),
+            _ => None,
+        });
+        if first_claim.as_deref() != Some(self.instance.as_str()) {
+            return self.await_import().await;
+        }
+        let changes = records::import(&state, &self.instance)
+            .ok_or_else(|| self.error("the state file's routes do not follow from its flips"))?;
+        for (key, value) in &changes {
+            self.append(key, value).await?;
+        }
+        self.append(records::IMPORTED, b"").await?;
+        tracing::info!(
+            file = %self.file.display(),
+            topic = self.topic,
+            cluster = self.cluster.name(),
+            flips = state.flips.len(),
+            group_moves = state.group_moves.len(),
+            "imported the state file into the state topic; the topic holds the state from now on"
+        );
+        self.read_all().await
+    }
+
+    /// The topic's records once an import another instance runs is done.
+    async fn await_import(&self) -> Result<Vec<Entry>, StateError> {
+        let deadline = tokio::time::Instant::now() + IMPORT_WAIT;
+        loop {
+            let entries = self.read_all().await?;
+            if entries.contains(&Entry::Imported) {
+                return Ok(entries);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(self.error(format!(
+                    "another instance began importing its state file {IMPORT_WAIT:?} ago and has not finished; \
+                     if it died, delete the topic's records and start one instance first"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn load_state(&self) -> Result<State, StateError> {
+        self.ensure_topic().await?;
+        let mut entries = self.read_all().await?;
+        let file = self.file_state()?;
+        let claimed = entries.iter().any(|e| matches!(e, Entry::Import { .. }));
+        let imported = entries.contains(&Entry::Imported);
+        match file {
+            Some(state) if entries.is_empty() => entries = self.import(state).await?,
+            _ if claimed && !imported => entries = self.await_import().await?,
+            Some(_) => tracing::warn!(
+                file = %self.file.display(),
+                topic = self.topic,
+                "the state file is not read: the state topic holds the state"
+            ),
+            None => {}
+        }
+        *lock(&self.known) = State::default();
+        for entry in entries {
+            self.take(entry);
+        }
+        let state = lock(&self.known).clone();
+        tracing::info!(
+            topic = self.topic,
+            cluster = self.cluster.name(),
+            flips = state.flips.len(),
+            group_moves = state.group_moves.len(),
+            "state read from the state topic"
+        );
+        Ok(state)
+    }
+
+    async fn save_state(&self, next: &State) -> Result<(), StateError> {
+        let known = lock(&self.known).clone();
+        let changes = records::changes(&known, next, &self.instance)
+            .ok_or_else(|| self.error("a change that is not a flip or a group move"))?;
+        for (key, value) in &changes {
+            self.append(key, value).await?;
+        }
+        *lock(&self.known) = next.clone();
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl StateStore for StateTopic {
+    fn load(&self) -> StoreFuture<'_, State> {
+        Box::pin(self.load_state())
+    }
+
+    fn save<'a>(&'a self, state: &'a State) -> StoreFuture<'a, ()> {
+        Box::pin(self.save_state(state))
+    }
+
+    fn instances(&self) -> Vec<InstanceStatus> {
+        lock(&self.leases)
+            .values()
+            .map(|(lease, seen)| {
+                let age = seen.elapsed();
+                InstanceStatus {
+                    instance: lease.instance.clone(),
+                    address: lease.address.clone(),
+                    applied: lease.applied,
+                    lease_age_ms: age.as_millis() as u64,
+                    live: age < self.lease_expiry,
+                    connections: lease.connections,
+                }
+            })
+            .collect()
+    }
+}
