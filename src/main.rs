@@ -497,6 +497,18 @@ fn print_flip(result: &Value) {
         text(&result["from"]["fetch"]),
         text(&result["to"]["fetch"]),
     );
+    for i in result["instances"].as_array().into_iter().flatten() {
+        let ms = |v: &Value| {
+            v.as_f64()
+                .map_or("not confirmed".to_owned(), |ms| format!("{ms:.0} ms"))
+        };
+        println!(
+            "  instance {}: fenced {}, switched {}",
+            text(&i["instance"]),
+            ms(&i["fence_ms"]),
+            ms(&i["switch_ms"])
+        );
+    }
 }
 
 fn print_detach(result: &Value) {

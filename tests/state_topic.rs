@@ -1,7 +1,9 @@
 //! `[state] store = "kafka"`: the runtime state in a topic on one of the
 //! clusters, against real brokers. A restarted proxy takes its routes and
-//! stitches from the topic (no state file is written), and a deployment
-//! that ran on a state file has it imported into the empty topic once.
+//! stitches from the topic (no state file is written), a deployment that
+//! ran on a state file has it imported into the empty topic once, the
+//! instances list each other with their leases, and a flip started on one
+//! instance moves the writers of another.
 
 mod harness;
 
@@ -9,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harness::clients::{
-    assert_cluster_holds, client_config, create_topic, indices, kafka_python_consume,
-    produce_range, producer,
+    assert_cluster_holds, client_config, cluster_records, create_topic, indices,
+    kafka_python_consume, produce_range, producer,
 };
 use harness::{Broker, Proxy, ProxySetup};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -152,28 +154,121 @@ fn instances(proxy: &Proxy) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// Instance `id` of a fleet sharing the state topic on `new`.
+fn instance(old: &Broker, new: &Broker, id: &str) -> Proxy {
+    let mut setup = ProxySetup::two(old, new);
+    setup.extra = format!("{STATE}lease_interval_ms = 300\nlease_expiry_ms = 2000\n");
+    setup.proxy_extra = format!("instance_id = \"{id}\"");
+    Proxy::start(setup)
+}
+
+/// Waits until every one of `fleet` lists all of `ids` live.
+fn all_live(fleet: &[&Proxy], ids: &[&str]) {
+    let want: Vec<(String, bool)> = ids.iter().map(|i| ((*i).to_owned(), true)).collect();
+    for proxy in fleet {
+        harness::wait_for("every instance live", Duration::from_secs(20), || {
+            (instances(proxy) == want).then_some(())
+        });
+    }
+}
+
 #[test]
 fn every_instance_lists_the_fleet_with_its_leases() {
     let old = Broker::start("fl-old");
     let new = Broker::start("fl-new");
-    let fleet = format!("{STATE}lease_interval_ms = 300\nlease_expiry_ms = 2000\n");
-    let instance = |id: &str| {
-        let mut setup = ProxySetup::two(&old, &new);
-        setup.extra = fleet.clone();
-        setup.proxy_extra = format!("instance_id = \"{id}\"");
-        Proxy::start(setup)
-    };
-    let a = instance("sy-a");
-    let b = instance("sy-b");
-    let both = vec![("sy-a".to_owned(), true), ("sy-b".to_owned(), true)];
-    for proxy in [&a, &b] {
-        harness::wait_for("both instances live", Duration::from_secs(20), || {
-            (instances(proxy) == both).then_some(())
-        });
-    }
+    let a = instance(&old, &new, "sy-a");
+    let b = instance(&old, &new, "sy-b");
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
     // An instance that stops renewing its lease is shown expired.
     drop(b);
     harness::wait_for("sy-b's lease expired", Duration::from_secs(20), || {
         (instances(&a) == vec![("sy-a".to_owned(), true), ("sy-b".to_owned(), false)]).then_some(())
     });
+}
+
+#[test]
+fn a_flip_on_one_instance_moves_the_writers_of_another() {
+    let old = Broker::start("ff-old");
+    let new = Broker::start("ff-new");
+    let a = instance(&old, &new, "sy-a");
+    let b = instance(&old, &new, "sy-b");
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    create_topic(&a.bootstrap(), "shared", 2);
+
+    // An idempotent producer writes through B while the flip runs on A.
+    const N: u64 = 3_000;
+    let through_b = b.bootstrap();
+    let writer = std::thread::spawn(move || {
+        let p = producer(
+            &through_b,
+            &[
+                ("acks", "all"),
+                ("linger.ms", "2"),
+                ("enable.idempotence", "true"),
+                ("message.timeout.ms", "120000"),
+            ],
+        );
+        produce_range(&p, "shared", 0..N, |i| {
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let reports = p.context();
+        let failed = reports.failed.lock().unwrap().len();
+        let delivered = reports.delivered.lock().unwrap().len();
+        (delivered, failed)
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = a.flip("shared", "new");
+    assert!(out.contains("instance sy-a: fenced"), "{out}");
+    assert!(out.contains("instance sy-b: fenced"), "{out}");
+    assert!(!out.contains("not confirmed"), "{out}");
+    let (delivered, failed) = writer.join().unwrap();
+    assert_eq!(
+        (delivered as u64, failed),
+        (N, 0),
+        "every record acknowledged"
+    );
+
+    // Both instances route the topic to new; writes through either land
+    // there.
+    for proxy in [&a, &b] {
+        assert_eq!(
+            proxy.runtime_routes(),
+            vec![("shared".to_owned(), "new".to_owned(), "new".to_owned())]
+        );
+    }
+    for (proxy, range) in [(&a, N..N + 500), (&b, N + 500..N + 1_000)] {
+        let p = producer(&proxy.bootstrap(), &[("acks", "all"), ("linger.ms", "0")]);
+        produce_range(&p, "shared", range, |_| {});
+        assert!(p.context().failed.lock().unwrap().is_empty());
+    }
+    let total = N + 1_000;
+    let on_old = indices(&cluster_records(&old.addr(), "shared", 2));
+    let on_new = indices(&cluster_records(&new.addr(), "shared", 2));
+    assert!(on_old.is_disjoint(&on_new), "no record on both clusters");
+    assert!(on_new.iter().all(|i| *i >= N || !on_old.contains(i)));
+    assert!(
+        (N..total).all(|i| on_new.contains(&i)),
+        "every write after the flip is on new"
+    );
+    assert_eq!(
+        on_old.len() + on_new.len(),
+        total as usize,
+        "every record once, nothing lost"
+    );
+    // Old holds what was written before the switch, new the rest: the
+    // stitched log read through either instance is one and the same.
+    let through = |proxy: &Proxy| {
+        let mut read: Vec<(i32, i64, u64)> =
+            kafka_python_consume(&proxy.bootstrap(), "shared", total as usize)
+                .iter()
+                .map(|r| (r.partition, r.offset, r.index))
+                .collect();
+        read.sort();
+        read
+    };
+    let via_a = through(&a);
+    assert_eq!(via_a, through(&b), "both instances present the same log");
+    assert_stitched(&a, "shared", total);
 }

@@ -56,6 +56,7 @@ fn check_limits(p: &RawProxy) -> Result<(), ConfigError> {
         ("proxy.advertised_host", !p.advertised_host.trim().is_empty(), NOT_EMPTY),
         ("proxy.cluster_id", !p.cluster_id.trim().is_empty(), NOT_EMPTY),
         ("proxy.instance_id", p.instance_id.as_deref().is_none_or(|i| !i.trim().is_empty()), NOT_EMPTY),
+        ("proxy.instance_id", p.instance_id.as_deref().is_none_or(|i| !i.contains('/')), "must not contain '/' (it is part of the state topic's keys)"),
         ("proxy.max_frame_bytes", p.max_frame_bytes >= 1024, AT_LEAST_1K),
         ("proxy.max_upstream_frame_bytes", p.max_upstream_frame_bytes >= 1024, AT_LEAST_1K),
         ("proxy.max_in_flight", p.max_in_flight != 0, AT_LEAST_1),

@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::{detach, group_move};
+use crate::ops::fleet::Fleet;
 use crate::ops::flip::{self, Side};
 use crate::ops::state::RouteEntry;
 use crate::runtime::proxy::Proxy;
@@ -115,11 +116,13 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(proxy: Arc<Proxy>, listener: UnixListener) {
+/// Serves the admin socket. `fleet`: the instances sharing a state topic,
+/// across which flips run.
+pub async fn serve(proxy: Arc<Proxy>, fleet: Option<Arc<Fleet>>, listener: UnixListener) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(proxy.clone(), stream));
+                tokio::spawn(connection(proxy.clone(), fleet.clone(), stream));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
@@ -129,7 +132,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: UnixListener) {
     }
 }
 
-async fn connection(proxy: Arc<Proxy>, stream: UnixStream) {
+async fn connection(proxy: Arc<Proxy>, fleet: Option<Arc<Fleet>>, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -149,7 +152,7 @@ async fn connection(proxy: Arc<Proxy>, stream: UnixStream) {
         let answer = if too_long {
             Answer::refused(format!("request longer than {MAX_LINE} bytes"))
         } else {
-            answer(&proxy, &line).await
+            answer(&proxy, fleet.as_ref(), &line).await
         };
         let mut out = serde_json::to_vec(&answer).unwrap_or_default();
         out.push(b'\n');
@@ -160,7 +163,7 @@ async fn connection(proxy: Arc<Proxy>, stream: UnixStream) {
 }
 
 /// Answers one request line; never panics, whatever the line holds.
-pub async fn answer(proxy: &Arc<Proxy>, line: &[u8]) -> Answer {
+pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8]) -> Answer {
     let request: AdminRequest = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => {
@@ -178,7 +181,18 @@ pub async fn answer(proxy: &Arc<Proxy>, line: &[u8]) -> Answer {
             side,
             mirrored,
         } => match flip::cluster_named(proxy, &to) {
-            Ok(to) => Answer::outcome(flip::flip(proxy, &topic, to, side, mirrored).await),
+            Ok(to) => {
+                let asked = flip::FlipAsked {
+                    topic,
+                    to,
+                    side,
+                    mirrored,
+                };
+                Answer::outcome(match fleet {
+                    Some(fleet) => fleet.flip(proxy, &asked).await,
+                    None => flip::flip(proxy, &asked).await,
+                })
+            }
             Err(e) => Answer::refused(e),
         },
         AdminRequest::FlipGroup { group, to } => match flip::cluster_named(proxy, &to) {

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod detach;
 pub mod drain;
+pub mod fleet;
 pub mod flip;
 pub mod group_move;
 pub mod state;

@@ -37,6 +37,10 @@ pub struct FlipRecord {
     pub at_ms: u64,
     /// Empty when Produce did not move.
     pub stitch: Vec<StitchPoint>,
+    /// The fleet flip this record decides (instances sharing a state
+    /// topic); absent for a flip of one instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// One completed move of a consumer group's coordinator.
@@ -161,6 +165,11 @@ pub trait StateStore: Send + Sync {
     /// for a store only one instance uses.
     fn instances(&self) -> Vec<InstanceStatus> {
         Vec::new()
+    }
+    /// True while this instance may not write to topics a flip could
+    /// move (its lease in a shared store may have expired).
+    fn closed(&self) -> bool {
+        false
     }
 }
 

@@ -17,7 +17,7 @@ use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
 use crate::domain::producer_ids::ProducerIds;
 use crate::domain::routes::{Route, RouteTable};
 use crate::domain::topology::Topology;
-use crate::ops::state::{RouteEntry, State, StateError, StateStore};
+use crate::ops::state::{FlipRecord, RouteEntry, State, StateError, StateStore};
 use crate::plan::ClusterViews;
 use crate::upstream::Cluster;
 
@@ -222,6 +222,36 @@ impl Proxy {
 
     pub fn set_routes(&self, table: RouteTable) {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    /// Switches to a flip decided through the state topic (by any instance
+    /// of the fleet): its route and stitch, and its record in the state.
+    /// A flip the state holds already changes nothing.
+    pub async fn take_flip(&self, record: &FlipRecord) -> Result<(), StateError> {
+        let mut state = self.state.lock().await;
+        if state.flips.contains(record) {
+            return Ok(());
+        }
+        let unknown = || StateError::Parse {
+            path: "the state topic".to_owned(),
+            message: format!(
+                "flip of topic '{}' names cluster '{}' or '{}', which the config does not have",
+                record.topic, record.from.produce, record.to.produce
+            ),
+        };
+        let route = route_of(&self.config, &record.to).ok_or_else(unknown)?;
+        let mut routes = self.routes().with_runtime_route(&record.topic, route);
+        if !record.stitch.is_empty() {
+            let from = self
+                .config
+                .cluster_idx(&record.from.produce)
+                .ok_or_else(unknown)?;
+            let points = record.stitch_points();
+            routes = routes.with_stitch(&record.topic, from, route.produce, record.at_ms, points);
+        }
+        self.set_routes(routes);
+        crate::ops::state_topic::records::apply_flip(&mut state, record.clone());
+        Ok(())
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<ClusterIdx> {

@@ -12,6 +12,7 @@ use super::proxy::{ListenerKind, Proxy};
 use crate::config::{Config, StateConfig};
 use crate::metrics;
 use crate::ops::admin;
+use crate::ops::fleet::Fleet;
 use crate::ops::state::{StateFile, StateStore};
 use crate::ops::state_topic::StateTopic;
 use crate::session;
@@ -86,9 +87,8 @@ async fn refresh_loop(proxy: Arc<Proxy>, cluster: Arc<Cluster>) {
     }
 }
 
-/// Renews this instance's lease in the state topic every `every` and
-/// applies what the other instances wrote; says so once when the topic
-/// cannot be reached and once when it can again.
+/// Renews this instance's lease in the state topic every `every`; says so
+/// once when the topic cannot be reached and once when it can again.
 async fn membership_loop(proxy: Arc<Proxy>, topic: Arc<StateTopic>, every: Duration) {
     let config = &proxy.config().proxy;
     let address = format!("{}:{}", config.advertised_host, config.listen.port());
@@ -149,10 +149,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let proxy = Proxy::new(config, store, state, |proxy, listener, kind| {
         tokio::spawn(accept_loop(proxy, listener, kind))
     })?;
-    tokio::spawn(admin::serve(proxy.clone(), admin));
-    if let Some((topic, every)) = shared {
-        tokio::spawn(membership_loop(proxy.clone(), topic, every));
-    }
+    let fleet = shared.map(|(topic, every)| {
+        tokio::spawn(membership_loop(proxy.clone(), topic.clone(), every));
+        let fleet = Fleet::new(topic);
+        tokio::spawn(fleet.clone().follow(proxy.clone()));
+        fleet
+    });
+    tokio::spawn(admin::serve(proxy.clone(), fleet, admin));
     tracing::info!(
         listen = %proxy.config().proxy.listen,
         clusters = proxy.clusters().len(),

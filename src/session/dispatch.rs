@@ -101,6 +101,11 @@ impl Session {
     /// a flip fences one of them; `None` when the fence outlasts the hold
     /// (the client is told to retry).
     async fn admit(&self, topics: &TopicPartitions) -> Option<InflightGuard> {
+        if self.proxy.store().closed() {
+            // Its lease may have expired: the other instances may be
+            // flipping without it. Fail closed; the client retries.
+            return None;
+        }
         let deadline = tokio::time::Instant::now() + FENCE_HOLD;
         loop {
             match self

@@ -95,6 +95,12 @@ pub enum FlipError {
     },
     #[error("flip of '{topic}' aborted: {source}; routes unchanged")]
     State { topic: String, source: StateError },
+    #[error("flip of '{topic}' aborted by instance '{instance}': {reason}; routes unchanged on every instance")]
+    FleetAborted {
+        topic: String,
+        instance: String,
+        reason: String,
+    },
 }
 
 impl FlipError {

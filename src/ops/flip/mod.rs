@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use self::error::FlipError;
 pub use self::plan::Side;
 use self::plan::{CopyProgress, Ends, FlipPlan, Transactions};
+use crate::domain::gates::RunningGuard;
 use crate::domain::ids::ClusterIdx;
 use crate::domain::mirror;
 use crate::ops::state::{RouteEntry, StitchPoint};
@@ -31,6 +32,19 @@ pub struct FlipReport {
     pub changed: bool,
     pub steps: Vec<StepTiming>,
     pub stitch: Vec<StitchPoint>,
+    /// For a flip across the instances sharing a state topic: how long
+    /// each took to fence and to switch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceSteps>,
+}
+
+/// One instance's part in a fleet flip, in milliseconds from when it read
+/// the proposal; `None` for a step it did not confirm in time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceSteps {
+    pub instance: String,
+    pub fence_ms: Option<f64>,
+    pub switch_ms: Option<f64>,
 }
 
 /// Resolves a cluster name for a flip.
@@ -48,40 +62,22 @@ pub fn cluster_named(proxy: &Proxy, name: &str) -> Result<ClusterIdx, FlipError>
         })
 }
 
+/// What a flip is asked to do.
+#[derive(Debug, Clone)]
+pub struct FlipAsked {
+    pub topic: String,
+    pub to: ClusterIdx,
+    pub side: Side,
+    /// MirrorMaker 2 copies the topic to the target, so the stitch waits
+    /// until the copy has caught up with the fenced old log and is taken
+    /// after it; copies arriving later would otherwise read as new records.
+    pub mirrored: bool,
+}
+
 /// Runs one flip to completion, or aborts it leaving routes as they were.
-///
-/// `mirrored`: MirrorMaker 2 copies the topic to the target, so the stitch
-/// waits until the copy has caught up with the fenced old log and is taken
-/// after it; copies arriving later would otherwise read as new records.
-pub async fn flip(
-    proxy: &Arc<Proxy>,
-    topic: &str,
-    to: ClusterIdx,
-    side: Side,
-    mirrored: bool,
-) -> Result<FlipReport, FlipError> {
-    plan::check_topic(topic)?;
-    let _running = proxy
-        .flips()
-        .start(topic)
-        .ok_or_else(|| FlipError::AlreadyRunning(topic.to_owned()))?;
-    let routes = proxy.routes();
-    let plan = FlipPlan::new(
-        topic,
-        routes.route(topic),
-        to,
-        side,
-        routes.stitches().has_topic(topic),
-        |c| proxy.cluster(c).name().to_owned(),
-    )?;
-    let mut report = FlipReport {
-        topic: topic.to_owned(),
-        from: plan.from_entry.clone(),
-        to: plan.to_entry.clone(),
-        changed: plan.changed(),
-        steps: Vec::new(),
-        stitch: Vec::new(),
-    };
+pub async fn flip(proxy: &Arc<Proxy>, asked: &FlipAsked) -> Result<FlipReport, FlipError> {
+    let (topic, mirrored) = (asked.topic.as_str(), asked.mirrored);
+    let (_running, plan, mut report) = begin(proxy, topic, asked.to, asked.side)?;
     if !report.changed {
         return Ok(report);
     }
@@ -124,9 +120,44 @@ pub async fn flip(
     Ok(report)
 }
 
+/// What every flip starts with: a valid topic name, no other flip of it
+/// running (the guard says so until it drops), the plan from the routes
+/// as they are, and the report it will fill.
+pub(crate) fn begin<'p>(
+    proxy: &'p Proxy,
+    topic: &str,
+    to: ClusterIdx,
+    side: Side,
+) -> Result<(RunningGuard<'p>, FlipPlan, FlipReport), FlipError> {
+    plan::check_topic(topic)?;
+    let running = proxy
+        .flips()
+        .start(topic)
+        .ok_or_else(|| FlipError::AlreadyRunning(topic.to_owned()))?;
+    let routes = proxy.routes();
+    let plan = FlipPlan::new(
+        topic,
+        routes.route(topic),
+        to,
+        side,
+        routes.stitches().has_topic(topic),
+        |c| proxy.cluster(c).name().to_owned(),
+    )?;
+    let report = FlipReport {
+        topic: topic.to_owned(),
+        from: plan.from_entry.clone(),
+        to: plan.to_entry.clone(),
+        changed: plan.changed(),
+        steps: Vec::new(),
+        stitch: Vec::new(),
+        instances: Vec::new(),
+    };
+    Ok((running, plan, report))
+}
+
 /// Step 0, prepare: the topic exists on the target with the same
 /// partitions, created there when missing.
-async fn prepare(proxy: &Proxy, plan: &FlipPlan) -> Result<(), FlipError> {
+pub(crate) async fn prepare(proxy: &Proxy, plan: &FlipPlan) -> Result<(), FlipError> {
     let topic = plan.topic.as_str();
     let upstream = FlipError::upstream(topic);
     let (source, target) = (proxy.cluster(plan.source), proxy.cluster(plan.to));
@@ -161,7 +192,7 @@ async fn prepare(proxy: &Proxy, plan: &FlipPlan) -> Result<(), FlipError> {
 
 /// Step 2, check, while fenced: no transaction open on the old log, and
 /// the log stands still; then the stitch points, at each log's true end.
-async fn check(
+pub(crate) async fn check(
     proxy: &Proxy,
     plan: &FlipPlan,
     mirrored: bool,

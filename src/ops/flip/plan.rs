@@ -258,6 +258,7 @@ impl FlipPlan {
             to: self.to_entry.clone(),
             at_ms,
             stitch,
+            run: None,
         }
     }
 

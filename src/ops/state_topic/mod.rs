@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::records::{Entry, Lease};
+use self::records::{Entry, Event, Fold, Lease, Proposal, Run};
 use crate::config::{Config, ConfigError, KafkaStateConfig};
 use crate::domain::offsets::UpstreamOffset;
 use crate::ops::state::{InstanceStatus, State, StateError, StateStore, StoreFuture};
@@ -34,13 +34,16 @@ pub struct StateTopic {
     file: PathBuf,
     /// The connection to the topic's leader, (re)opened on demand.
     conn: tokio::sync::Mutex<Option<Arc<UpstreamConn>>>,
-    /// The state as the topic holds it.
-    known: std::sync::Mutex<State>,
+    /// The state and the fleet flips, as the topic holds them.
+    fold: std::sync::Mutex<Fold>,
     /// The offset after the last record applied.
     position: std::sync::Mutex<UpstreamOffset>,
     /// Every instance's latest lease, and when it was read here.
     leases: std::sync::Mutex<BTreeMap<String, (Lease, Instant)>>,
+    lease_interval: Duration,
     lease_expiry: Duration,
+    /// When this instance's lease was last renewed.
+    renewed: std::sync::Mutex<Instant>,
 }
 
 impl StateTopic {
@@ -56,17 +59,24 @@ impl StateTopic {
             instance: config.proxy.instance_id.clone(),
             file: config.proxy.state_file.clone(),
             conn: tokio::sync::Mutex::new(None),
-            known: std::sync::Mutex::new(State::default()),
+            fold: std::sync::Mutex::new(Fold::default()),
             position: std::sync::Mutex::new(UpstreamOffset(0)),
             leases: std::sync::Mutex::new(BTreeMap::new()),
+            lease_interval: state.lease_interval,
             lease_expiry: state.lease_expiry,
+            renewed: std::sync::Mutex::new(Instant::now()),
         })
     }
 
-    /// Renews this instance's lease (clients reach it at `address`, it
-    /// holds `connections`), then applies what the other instances wrote
-    /// since the last time.
+    /// This instance's name among the instances sharing the topic.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Renews this instance's lease: clients reach it at `address`, it
+    /// holds `connections`.
     pub async fn heartbeat(&self, address: &str, connections: usize) -> Result<(), StateError> {
+        let started = Instant::now();
         let lease = Lease {
             instance: self.instance.clone(),
             address: address.to_owned(),
@@ -74,46 +84,86 @@ impl StateTopic {
             connections,
             at_ms: crate::ops::steps::now_ms(),
         };
-        let value = serde_json::to_vec(&lease).map_err(|e| self.error(e))?;
-        self.append(&records::lease_key(&self.instance), &value)
+        self.write(&records::lease_key(&self.instance), &lease)
             .await?;
-        self.tail().await
+        // Counted from before the write: the others may have read the
+        // lease from then on.
+        *lock(&self.renewed) = started;
+        Ok(())
     }
 
-    /// Reads and applies every record after the last one applied.
-    async fn tail(&self) -> Result<(), StateError> {
+    /// Whether this instance's own lease may have expired in the others'
+    /// eyes (not renewed for an expiry less one interval): they no longer
+    /// wait for it, so it must not write where a flip may have moved.
+    pub fn lease_lapsed(&self) -> bool {
+        lock(&self.renewed).elapsed() + self.lease_interval >= self.lease_expiry
+    }
+
+    /// Appends `value` as JSON under `key`.
+    pub async fn write(&self, key: &str, value: &impl serde::Serialize) -> Result<(), StateError> {
+        let json = serde_json::to_vec(value).map_err(|e| self.error(e))?;
+        self.append(key, &json).await.map(|_| ())
+    }
+
+    /// Reads every record after the last one taken, and what each changed
+    /// (leases are kept here).
+    pub async fn poll(&self) -> Result<Vec<Event>, StateError> {
         let conn = self.leader().await.map_err(|e| self.error(e))?;
+        let mut events = Vec::new();
         loop {
             let at = *lock(&self.position);
-            let (read, next) = self
-                .cluster
-                .read_log(&conn, &self.topic, at)
-                .await
-                .map_err(|e| self.error(e))?;
+            let read = self.cluster.read_log(&conn, &self.topic, at).await;
+            let (read, next) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    *self.conn.lock().await = None;
+                    return Err(self.error(e));
+                }
+            };
             if next <= at {
-                return Ok(());
+                return Ok(events);
             }
             for (key, value) in read {
-                // Leases only: the others' flips reach this instance's
-                // routes when it restarts (see the README's limits).
-                if let Entry::Lease(lease) =
-                    records::decode(&key, value.as_deref()).map_err(|e| self.error(e))?
-                {
-                    self.take(Entry::Lease(lease));
-                }
+                let entry = records::decode(&key, value.as_deref()).map_err(|e| self.error(e))?;
+                events.push(self.take(entry));
             }
             *lock(&self.position) = next;
         }
     }
 
-    /// Applies one entry read from the topic.
-    fn take(&self, entry: Entry) {
-        match entry {
-            Entry::Lease(lease) => {
+    /// Takes one entry read from the topic.
+    fn take(&self, entry: Entry) -> Event {
+        match lock(&self.fold).take(entry) {
+            Event::Lease(lease) => {
                 lock(&self.leases).insert(lease.instance.clone(), (lease, Instant::now()));
+                Event::None
             }
-            other => records::apply(&mut lock(&self.known), other),
+            event => event,
         }
+    }
+
+    /// Run `id` as the log tells it so far.
+    pub fn run(&self, id: &str) -> Option<Run> {
+        lock(&self.fold).runs.get(id).cloned()
+    }
+
+    /// The fleet flips proposed and not decided, as of the last read.
+    pub fn undecided(&self) -> Vec<Proposal> {
+        lock(&self.fold).undecided().cloned().collect()
+    }
+
+    /// The instances whose leases are live, this one among them.
+    pub fn live_instances(&self) -> Vec<String> {
+        let mut live: Vec<String> = lock(&self.leases)
+            .values()
+            .filter(|(_, seen)| seen.elapsed() < self.lease_expiry)
+            .map(|(lease, _)| lease.instance.clone())
+            .collect();
+        if !live.contains(&self.instance) {
+            live.push(self.instance.clone());
+        }
+        live.sort();
+        live
     }
 
     fn error(&self, message: impl std::fmt::Display) -> StateError {
@@ -279,11 +329,12 @@ impl StateTopic {
             ),
             None => {}
         }
-        *lock(&self.known) = State::default();
+        *lock(&self.fold) = Fold::default();
         for entry in entries {
             self.take(entry);
         }
-        let state = lock(&self.known).clone();
+        *lock(&self.renewed) = Instant::now();
+        let state = lock(&self.fold).state.clone();
         tracing::info!(
             topic = self.topic,
             cluster = self.cluster.name(),
@@ -295,13 +346,13 @@ impl StateTopic {
     }
 
     async fn save_state(&self, next: &State) -> Result<(), StateError> {
-        let known = lock(&self.known).clone();
+        let known = lock(&self.fold).state.clone();
         let changes = records::changes(&known, next, &self.instance)
             .ok_or_else(|| self.error("a change that is not a flip or a group move"))?;
         for (key, value) in &changes {
             self.append(key, value).await?;
         }
-        *lock(&self.known) = next.clone();
+        lock(&self.fold).state = next.clone();
         Ok(())
     }
 }
@@ -317,6 +368,10 @@ impl StateStore for StateTopic {
 
     fn save<'a>(&'a self, state: &'a State) -> StoreFuture<'a, ()> {
         Box::pin(self.save_state(state))
+    }
+
+    fn closed(&self) -> bool {
+        self.lease_lapsed()
     }
 
     fn instances(&self) -> Vec<InstanceStatus> {

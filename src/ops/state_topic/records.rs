@@ -9,6 +9,8 @@
 //! changes as the writing instance knows them), so compaction keeps every
 //! one; keys that are renewed (`lease/INSTANCE`) keep only their latest.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ops::state::{FlipRecord, GroupMoveRecord, State};
@@ -26,6 +28,50 @@ pub struct Lease {
     pub connections: usize,
     /// Milliseconds since the Unix epoch, by its clock.
     pub at_ms: u64,
+}
+
+/// A fleet flip, proposed by `initiator`: every instance that reads it
+/// fences the topic's Produce; `participants` (the instances whose leases
+/// were live) each confirm their fence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: String,
+    pub topic: String,
+    pub initiator: String,
+    pub participants: Vec<String>,
+    /// False for a fetch-only flip: nothing to fence.
+    pub moves_produce: bool,
+    pub at_ms: u64,
+}
+
+/// One instance done with one step of a fleet flip, and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepDone {
+    pub id: String,
+    pub instance: String,
+    pub ms: f64,
+}
+
+/// A fleet flip called off by `instance`, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Abort {
+    pub id: String,
+    pub instance: String,
+    pub reason: String,
+}
+
+/// The keys of a fleet flip's records.
+pub fn propose_key(id: &str) -> String {
+    format!("run/{id}/propose")
+}
+pub fn fenced_key(id: &str, instance: &str) -> String {
+    format!("run/{id}/fenced/{instance}")
+}
+pub fn switched_key(id: &str, instance: &str) -> String {
+    format!("run/{id}/switched/{instance}")
+}
+pub fn abort_key(id: &str, instance: &str) -> String {
+    format!("run/{id}/abort/{instance}")
 }
 
 /// The key of `instance`'s lease.
@@ -49,6 +95,10 @@ pub enum Entry {
     },
     Imported,
     Lease(Lease),
+    Propose(Proposal),
+    Fenced(StepDone),
+    Switched(StepDone),
+    Abort(Abort),
     /// A key this version does not know (a newer instance wrote it), or a
     /// record of the fleet the state does not hold (leases).
     Other,
@@ -69,35 +119,153 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Entry, BadRecord> {
         key: key.clone(),
         message,
     };
-    let value = || value.ok_or_else(|| bad("has no value".to_owned()));
-    let kind = key.split('/').next().unwrap_or_default();
-    Ok(match kind {
-        "flip" => Entry::Flip(serde_json::from_slice(value()?).map_err(|e| bad(e.to_string()))?),
-        "group-move" => {
-            Entry::GroupMove(serde_json::from_slice(value()?).map_err(|e| bad(e.to_string()))?)
-        }
-        IMPORT => Entry::Import {
-            instance: String::from_utf8_lossy(value()?).into_owned(),
+    let value = value.ok_or_else(|| bad("has no value".to_owned()));
+    let json = |make: fn(&[u8]) -> serde_json::Result<Entry>| {
+        make(value.as_ref().map_err(|e| bad(e.message.clone()))?).map_err(|e| bad(e.to_string()))
+    };
+    let mut parts = key.split('/');
+    Ok(match (parts.next().unwrap_or_default(), parts.nth(1)) {
+        ("flip", _) => json(|v| serde_json::from_slice(v).map(Entry::Flip))?,
+        ("group-move", _) => json(|v| serde_json::from_slice(v).map(Entry::GroupMove))?,
+        ("lease", _) => json(|v| serde_json::from_slice(v).map(Entry::Lease))?,
+        ("run", Some("propose")) => json(|v| serde_json::from_slice(v).map(Entry::Propose))?,
+        ("run", Some("fenced")) => json(|v| serde_json::from_slice(v).map(Entry::Fenced))?,
+        ("run", Some("switched")) => json(|v| serde_json::from_slice(v).map(Entry::Switched))?,
+        ("run", Some("abort")) => json(|v| serde_json::from_slice(v).map(Entry::Abort))?,
+        (IMPORT, _) => Entry::Import {
+            instance: String::from_utf8_lossy(value?).into_owned(),
         },
-        IMPORTED => Entry::Imported,
-        "lease" => Entry::Lease(serde_json::from_slice(value()?).map_err(|e| bad(e.to_string()))?),
+        (IMPORTED, _) => Entry::Imported,
         _ => Entry::Other,
     })
 }
 
-/// Applies one entry to `state`.
-pub fn apply(state: &mut State, entry: Entry) {
-    match entry {
-        Entry::Flip(flip) => {
-            state.routes.insert(flip.topic.clone(), flip.to.clone());
-            state.flips.push(flip);
+/// How a fleet flip ended: the first decision in the log wins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Commit(FlipRecord),
+    Abort(Abort),
+}
+
+/// A fleet flip as the log tells it so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub proposal: Proposal,
+    pub fenced: BTreeMap<String, f64>,
+    pub switched: BTreeMap<String, f64>,
+    pub decision: Option<Decision>,
+}
+
+/// What an entry changed, for an instance to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A flip was proposed: fence its topic.
+    Proposed(Proposal),
+    /// A flip was decided: switch (commit) or release the fence (abort).
+    Decided(String, Decision),
+    /// A participant confirmed a step of run `0`.
+    Progress(String),
+    Lease(Lease),
+    /// Nothing to act on.
+    None,
+}
+
+/// The state and the fleet flips, folded from the log in order.
+#[derive(Debug, Clone, Default)]
+pub struct Fold {
+    pub state: State,
+    pub runs: BTreeMap<String, Run>,
+}
+
+impl Fold {
+    /// Takes the next entry of the log.
+    pub fn take(&mut self, entry: Entry) -> Event {
+        match entry {
+            Entry::Flip(flip) => match flip.run.clone() {
+                Some(id) => self.decide(id, Decision::Commit(flip)),
+                None => {
+                    // A change this instance saved is read back once more.
+                    if !self.state.flips.contains(&flip) {
+                        apply_flip(&mut self.state, flip);
+                    }
+                    Event::None
+                }
+            },
+            Entry::Abort(abort) => self.decide(abort.id.clone(), Decision::Abort(abort)),
+            Entry::GroupMove(moved) => {
+                if !self.state.group_moves.contains(&moved) {
+                    apply_group_move(&mut self.state, moved);
+                }
+                Event::None
+            }
+            Entry::Propose(proposal) => {
+                let run = Run {
+                    proposal: proposal.clone(),
+                    fenced: BTreeMap::new(),
+                    switched: BTreeMap::new(),
+                    decision: None,
+                };
+                self.runs.insert(proposal.id.clone(), run);
+                Event::Proposed(proposal)
+            }
+            Entry::Fenced(step) => self.progress(step, |run| &mut run.fenced),
+            Entry::Switched(step) => self.progress(step, |run| &mut run.switched),
+            Entry::Lease(lease) => Event::Lease(lease),
+            Entry::Import { .. } | Entry::Imported | Entry::Other => Event::None,
         }
-        Entry::GroupMove(moved) => {
-            state.groups.insert(moved.group.clone(), moved.to.clone());
-            state.group_moves.push(moved);
-        }
-        Entry::Import { .. } | Entry::Imported | Entry::Lease(_) | Entry::Other => {}
     }
+
+    fn progress(
+        &mut self,
+        step: StepDone,
+        steps: fn(&mut Run) -> &mut BTreeMap<String, f64>,
+    ) -> Event {
+        match self.runs.get_mut(&step.id) {
+            Some(run) => {
+                steps(run).insert(step.instance, step.ms);
+                Event::Progress(step.id)
+            }
+            None => Event::None,
+        }
+    }
+
+    /// The first decision of run `id` stands; later ones are void. A
+    /// commit whose proposal is gone (compacted away long after) stands as
+    /// well; an abort of an unknown run says nothing.
+    fn decide(&mut self, id: String, decision: Decision) -> Event {
+        let run = self.runs.get_mut(&id);
+        match (&run, &decision) {
+            (Some(r), _) if r.decision.is_some() => return Event::None,
+            (None, Decision::Abort(_)) => return Event::None,
+            _ => {}
+        }
+        if let Some(run) = run {
+            run.decision = Some(decision.clone());
+        }
+        if let Decision::Commit(flip) = &decision {
+            apply_flip(&mut self.state, flip.clone());
+        }
+        Event::Decided(id, decision)
+    }
+
+    /// Fleet flips proposed and not decided yet.
+    pub fn undecided(&self) -> impl Iterator<Item = &Proposal> {
+        self.runs
+            .values()
+            .filter(|r| r.decision.is_none())
+            .map(|r| &r.proposal)
+    }
+}
+
+/// A flip's effect on the state: its route, and its record.
+pub fn apply_flip(state: &mut State, flip: FlipRecord) {
+    state.routes.insert(flip.topic.clone(), flip.to.clone());
+    state.flips.push(flip);
+}
+
+fn apply_group_move(state: &mut State, moved: GroupMoveRecord) {
+    state.groups.insert(moved.group.clone(), moved.to.clone());
+    state.group_moves.push(moved);
 }
 
 /// The records that take the topic from `known` to `next`, written by
@@ -117,7 +285,7 @@ pub fn changes(known: &State, next: &State, instance: &str) -> Option<Vec<(Strin
             format!("flip/{}/{n}@{instance}", flip.topic),
             serde_json::to_vec(flip).ok()?,
         ));
-        apply(&mut check, Entry::Flip(flip.clone()));
+        apply_flip(&mut check, flip.clone());
     }
     for moved in moves {
         let n = check
@@ -129,7 +297,7 @@ pub fn changes(known: &State, next: &State, instance: &str) -> Option<Vec<(Strin
             format!("group-move/{}/{n}@{instance}", moved.group),
             serde_json::to_vec(moved).ok()?,
         ));
-        apply(&mut check, Entry::GroupMove(moved.clone()));
+        apply_group_move(&mut check, moved.clone());
     }
     (check == *next).then_some(out)
 }
@@ -163,15 +331,16 @@ mod tests {
                 l_old: UpstreamOffset(10),
                 l_new: UpstreamOffset(0),
             }],
+            run: None,
         }
     }
 
     fn fold(records: &[(String, Vec<u8>)]) -> State {
-        let mut state = State::default();
+        let mut fold = Fold::default();
         for (key, value) in records {
-            apply(&mut state, decode(key.as_bytes(), Some(value)).unwrap());
+            fold.take(decode(key.as_bytes(), Some(value)).unwrap());
         }
-        state
+        fold.state
     }
 
     #[test]
@@ -210,9 +379,9 @@ mod tests {
     #[test]
     fn a_save_writes_only_what_it_adds() {
         let mut known = State::default();
-        apply(&mut known, Entry::Flip(flip("orders", "new", 1)));
+        apply_flip(&mut known, flip("orders", "new", 1));
         let mut next = known.clone();
-        apply(&mut next, Entry::Flip(flip("orders", "old", 2)));
+        apply_flip(&mut next, flip("orders", "old", 2));
         let records = changes(&known, &next, "sy-2").unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].0, "flip/orders/1@sy-2");
@@ -229,11 +398,102 @@ mod tests {
             "a route without its flip"
         );
         let mut shorter = State::default();
-        apply(&mut shorter, Entry::Flip(flip("orders", "new", 1)));
+        apply_flip(&mut shorter, flip("orders", "new", 1));
         assert!(
             changes(&shorter, &known, "sy-1").is_none(),
             "history cannot shrink"
         );
+    }
+
+    fn proposal(id: &str) -> Entry {
+        Entry::Propose(Proposal {
+            id: id.into(),
+            topic: "orders".into(),
+            initiator: "sy-a".into(),
+            participants: vec!["sy-a".into(), "sy-b".into()],
+            moves_produce: true,
+            at_ms: 1,
+        })
+    }
+
+    fn abort(id: &str, by: &str) -> Entry {
+        Entry::Abort(Abort {
+            id: id.into(),
+            instance: by.into(),
+            reason: "no fence".into(),
+        })
+    }
+
+    fn commit(id: &str) -> FlipRecord {
+        FlipRecord {
+            run: Some(id.into()),
+            ..flip("orders", "new", 2)
+        }
+    }
+
+    #[test]
+    fn the_first_decision_of_a_fleet_flip_stands() {
+        let mut fold = Fold::default();
+        assert!(matches!(fold.take(proposal("r1")), Event::Proposed(_)));
+        assert_eq!(fold.undecided().count(), 1);
+        let step = |by: &str| StepDone {
+            id: "r1".into(),
+            instance: by.into(),
+            ms: 3.0,
+        };
+        assert_eq!(
+            fold.take(Entry::Fenced(step("sy-b"))),
+            Event::Progress("r1".into())
+        );
+        assert_eq!(fold.runs["r1"].fenced.len(), 1);
+        // An abort first: the commit that follows it is void.
+        assert!(matches!(
+            fold.take(abort("r1", "sy-b")),
+            Event::Decided(_, Decision::Abort(_))
+        ));
+        assert_eq!(fold.take(Entry::Flip(commit("r1"))), Event::None);
+        assert!(fold.state.flips.is_empty() && fold.state.routes.is_empty());
+        assert_eq!(fold.undecided().count(), 0);
+
+        // A commit first: a late abort changes nothing.
+        fold.take(proposal("r2"));
+        let decided = fold.take(Entry::Flip(commit("r2")));
+        assert!(matches!(decided, Event::Decided(_, Decision::Commit(_))));
+        assert_eq!(fold.take(abort("r2", "sy-b")), Event::None);
+        assert_eq!(fold.state.flips, [commit("r2")]);
+        assert_eq!(fold.state.routes["orders"].produce, "new");
+    }
+
+    #[test]
+    fn a_commit_whose_proposal_was_compacted_away_stands() {
+        let mut fold = Fold::default();
+        assert_eq!(fold.take(abort("gone", "sy-b")), Event::None);
+        assert!(matches!(
+            fold.take(Entry::Flip(commit("gone"))),
+            Event::Decided(_, Decision::Commit(_))
+        ));
+        assert_eq!(fold.state.flips.len(), 1);
+    }
+
+    #[test]
+    fn fleet_records_are_read_by_their_keys() {
+        let value = serde_json::to_vec(&StepDone {
+            id: "r1".into(),
+            instance: "sy-b".into(),
+            ms: 1.5,
+        })
+        .unwrap();
+        let key = fenced_key("r1", "sy-b");
+        assert!(matches!(
+            decode(key.as_bytes(), Some(&value)).unwrap(),
+            Entry::Fenced(s) if s.instance == "sy-b"
+        ));
+        let key = switched_key("r1", "sy-b");
+        assert!(matches!(
+            decode(key.as_bytes(), Some(&value)).unwrap(),
+            Entry::Switched(_)
+        ));
+        assert!(decode(abort_key("r1", "sy-b").as_bytes(), Some(&value)).is_err());
     }
 
     #[test]

@@ -1,0 +1,407 @@
+//! Flips across the instances that share a state topic (`[state] store =
+//! "kafka"`): started on any instance, carried out on every live one.
+//!
+//! The steps, all through the topic (one partition: every instance reads
+//! the records in one order):
+//! 1. the initiator proposes (`run/ID/propose`, naming the instances whose
+//!    leases are live);
+//! 2. every instance that reads the proposal fences the topic's Produce
+//!    and waits for those under way; each participant confirms
+//!    (`run/ID/fenced/INSTANCE`), or calls the flip off
+//!    (`run/ID/abort/INSTANCE`);
+//! 3. once all have confirmed, the initiator checks the old log (still,
+//!    no open transaction), takes the stitch points and records the flip
+//!    (`flip/TOPIC/ID`, the commit);
+//! 4. the first decision in the log stands: on a commit every instance
+//!    switches its routes, then lets the held Produce go (and confirms,
+//!    `run/ID/switched/INSTANCE`); on an abort it just lets it go.
+//!
+//! An instance that does not confirm its fence in time makes the initiator
+//! abort; an initiator that goes silent makes the participants abort once
+//! the decision is overdue. An instance whose own lease may have expired
+//! refuses Produce (retriable) until it has renewed it: the others no
+//! longer wait for it, so it must not write where a flip may have moved.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::domain::gates::FenceGuard;
+use crate::ops::flip::{self, plan, FlipAsked, FlipError, FlipReport, InstanceSteps};
+use crate::ops::state_topic::records::{self, Abort, Decision, Event, Proposal, Run, StepDone};
+use crate::ops::state_topic::StateTopic;
+use crate::ops::steps::{self, StepClock};
+use crate::runtime::proxy::Proxy;
+
+/// How long the initiator waits for every participant to confirm its
+/// fence: their own wait for Produce under way, and a margin.
+const FENCE_CONFIRM_WAIT: Duration = Duration::from_secs(15);
+/// How long a participant holds a fence without a decision before it
+/// calls the flip off (the initiator went silent).
+const DECISION_WAIT: Duration = Duration::from_secs(45);
+/// How long the initiator waits for every participant to confirm its
+/// switch; the flip is done either way, a missing one is reported.
+const SWITCH_CONFIRM_WAIT: Duration = Duration::from_secs(10);
+/// Pause after a failed read of the state topic.
+const RETRY: Duration = Duration::from_millis(200);
+
+pub struct Fleet {
+    topic: Arc<StateTopic>,
+    /// Fences held for flips not yet decided, and the flips decided (so a
+    /// fence finishing late is let go at once).
+    fences: Mutex<(HashMap<String, FenceGuard>, HashSet<String>)>,
+    /// When each proposal was read here, by run id.
+    proposed_at: Mutex<HashMap<String, Instant>>,
+    /// Bumped whenever records have been taken.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Fleet {
+    pub fn new(topic: Arc<StateTopic>) -> Arc<Fleet> {
+        Arc::new(Fleet {
+            topic,
+            fences: Mutex::new((HashMap::new(), HashSet::new())),
+            proposed_at: Mutex::new(HashMap::new()),
+            changed: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    /// Follows the state topic for as long as the proxy runs, acting on
+    /// what the other instances write. Flips proposed and not decided when
+    /// this instance started are fenced here too.
+    pub async fn follow(self: Arc<Self>, proxy: Arc<Proxy>) {
+        for proposal in self.topic.undecided() {
+            self.fence(&proxy, proposal, false);
+        }
+        let mut was_ok = true;
+        loop {
+            match self.topic.poll().await {
+                Ok(events) => {
+                    if !was_ok {
+                        tracing::info!("the state topic is readable again");
+                        was_ok = true;
+                    }
+                    for event in events {
+                        self.act(&proxy, event).await;
+                    }
+                    self.changed.send_modify(|n| *n += 1);
+                }
+                Err(e) => {
+                    if was_ok {
+                        tracing::warn!(error = %e, "cannot read the state topic; retrying");
+                        was_ok = false;
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+
+    async fn act(self: &Arc<Self>, proxy: &Arc<Proxy>, event: Event) {
+        match event {
+            Event::Proposed(proposal) => self.fence(proxy, proposal, true),
+            Event::Decided(id, Decision::Commit(record)) => {
+                // Switch first, then let the held Produce go: it goes to
+                // the new route.
+                if let Err(e) = proxy.take_flip(&record).await {
+                    tracing::error!(topic = record.topic, error = %e, "cannot switch to a flip recorded in the state topic");
+                }
+                self.release(&id);
+                tracing::info!(topic = record.topic, run = id, to = ?record.to, "fleet flip switched");
+                if self.participates(&id) {
+                    let ms = self.since_proposed(&id);
+                    let step = StepDone {
+                        id: id.clone(),
+                        instance: self.topic.instance().to_owned(),
+                        ms,
+                    };
+                    let key = records::switched_key(&id, self.topic.instance());
+                    if let Err(e) = self.topic.write(&key, &step).await {
+                        tracing::warn!(run = id, error = %e, "cannot confirm the switch");
+                    }
+                }
+            }
+            Event::Decided(id, Decision::Abort(abort)) => {
+                self.release(&id);
+                tracing::info!(
+                    run = id,
+                    by = abort.instance,
+                    reason = abort.reason,
+                    "fleet flip aborted"
+                );
+            }
+            Event::Progress(_) | Event::Lease(_) | Event::None => {}
+        }
+    }
+
+    fn participates(&self, id: &str) -> bool {
+        self.topic.run(id).is_some_and(|r| {
+            r.proposal
+                .participants
+                .iter()
+                .any(|p| p == self.topic.instance())
+        })
+    }
+
+    fn since_proposed(&self, id: &str) -> f64 {
+        lock(&self.proposed_at)
+            .get(id)
+            .map_or(0.0, |at| at.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// Lets the fence of run `id` go, and any that finishes later.
+    fn release(&self, id: &str) {
+        let mut fences = lock(&self.fences);
+        fences.1.insert(id.to_owned());
+        fences.0.remove(id);
+    }
+
+    /// Fences the topic of `proposal` here, then (`confirm`, when this
+    /// instance is a participant) says so in the topic, or calls the flip
+    /// off when the fence fails. Calls it off too when no decision comes
+    /// in time.
+    fn fence(self: &Arc<Self>, proxy: &Arc<Proxy>, proposal: Proposal, confirm: bool) {
+        let me = self.topic.instance().to_owned();
+        let confirm = confirm && proposal.participants.contains(&me);
+        lock(&self.proposed_at).insert(proposal.id.clone(), Instant::now());
+        let (fleet, proxy) = (self.clone(), proxy.clone());
+        tokio::spawn(async move {
+            let id = proposal.id.clone();
+            let started = Instant::now();
+            let fenced = if proposal.moves_produce {
+                steps::fence_and_drain::<FlipError>(
+                    proxy.gates(),
+                    &proposal.topic,
+                    "its produce cluster",
+                    plan::INFLIGHT_WAIT,
+                )
+                .await
+                .map(Some)
+            } else {
+                Ok(None)
+            };
+            let outcome = match fenced {
+                Ok(guard) => {
+                    let mut fences = lock(&fleet.fences);
+                    if let (Some(guard), false) = (guard, fences.1.contains(&id)) {
+                        fences.0.insert(id.clone(), guard);
+                    }
+                    drop(fences);
+                    let step = StepDone {
+                        id: id.clone(),
+                        instance: me.clone(),
+                        ms: started.elapsed().as_secs_f64() * 1000.0,
+                    };
+                    (records::fenced_key(&id, &me), serde_json::to_value(step))
+                }
+                Err(e) => {
+                    let abort = Abort {
+                        id: id.clone(),
+                        instance: me.clone(),
+                        reason: format!("instance '{me}' could not fence: {e}"),
+                    };
+                    (records::abort_key(&id, &me), serde_json::to_value(abort))
+                }
+            };
+            if confirm {
+                if let (key, Ok(value)) = outcome {
+                    if let Err(e) = fleet.topic.write(&key, &value).await {
+                        tracing::warn!(run = id, error = %e, "cannot confirm the fence");
+                    }
+                }
+            }
+            // The initiator may go silent: do not hold the fence forever.
+            tokio::time::sleep(DECISION_WAIT).await;
+            if fleet.topic.run(&id).is_some_and(|r| r.decision.is_none()) {
+                fleet
+                    .call_off(
+                        &id,
+                        format!(
+                            "no decision within {DECISION_WAIT:?} of the proposal (is instance '{}' down?)",
+                            proposal.initiator
+                        ),
+                    )
+                    .await;
+            }
+        });
+    }
+
+    /// Writes this instance's abort of run `id`.
+    async fn call_off(&self, id: &str, reason: String) {
+        let me = self.topic.instance();
+        let abort = Abort {
+            id: id.to_owned(),
+            instance: me.to_owned(),
+            reason,
+        };
+        if let Err(e) = self.topic.write(&records::abort_key(id, me), &abort).await {
+            tracing::warn!(run = id, error = %e, "cannot write the abort of a fleet flip");
+        }
+    }
+
+    /// Run `id` once `done` says so, or `None` after `within`.
+    async fn wait(&self, id: &str, within: Duration, done: impl Fn(&Run) -> bool) -> Option<Run> {
+        let mut changed = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(run) = self.topic.run(id).filter(|r| done(r)) {
+                return Some(run);
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+
+    /// Run `id` once it is decided (an abort is written here when no
+    /// decision comes in time).
+    async fn decision(&self, id: &str) -> Decision {
+        loop {
+            if let Some(run) = self.wait(id, DECISION_WAIT, |r| r.decision.is_some()).await {
+                if let Some(decision) = run.decision {
+                    return decision;
+                }
+            }
+            self.call_off(id, "no decision in time".to_owned()).await;
+        }
+    }
+
+    /// Calls run `id` off with `error`, and says how it ended.
+    async fn abort(&self, id: &str, topic: &str, error: FlipError) -> FlipError {
+        self.call_off(id, error.to_string()).await;
+        match self.decision(id).await {
+            Decision::Abort(a) if a.instance == self.topic.instance() => error,
+            Decision::Abort(a) => aborted(topic, a),
+            // Committed before the abort was read: the flip stands.
+            Decision::Commit(_) => error,
+        }
+    }
+
+    /// Runs one flip across every live instance, or aborts it on all of
+    /// them leaving routes as they were.
+    pub async fn flip(
+        &self,
+        proxy: &Arc<Proxy>,
+        asked: &FlipAsked,
+    ) -> Result<FlipReport, FlipError> {
+        let (topic, mirrored) = (asked.topic.as_str(), asked.mirrored);
+        let (_running, plan, mut report) = flip::begin(proxy, topic, asked.to, asked.side)?;
+        if !report.changed {
+            return Ok(report);
+        }
+        let mut clock = StepClock::start(Instant::now());
+        flip::prepare(proxy, &plan).await?;
+        clock.mark(&mut report.steps, "prepare", Instant::now());
+
+        // 1. propose; 2. every participant fences and confirms.
+        let me = self.topic.instance().to_owned();
+        let id = format!("{me}-{}", steps::now_ms());
+        let participants = self.topic.live_instances();
+        let proposal = Proposal {
+            id: id.clone(),
+            topic: topic.to_owned(),
+            initiator: me.clone(),
+            participants: participants.clone(),
+            moves_produce: plan.moves_produce(),
+            at_ms: steps::now_ms(),
+        };
+        let state = |source| FlipError::State {
+            topic: topic.to_owned(),
+            source,
+        };
+        self.topic
+            .write(&records::propose_key(&id), &proposal)
+            .await
+            .map_err(state)?;
+        let all_fenced =
+            |r: &Run| r.decision.is_some() || participants.iter().all(|p| r.fenced.contains_key(p));
+        let fenced = self.wait(&id, FENCE_CONFIRM_WAIT, all_fenced).await;
+        match fenced.as_ref().and_then(|r| r.decision.clone()) {
+            Some(Decision::Abort(a)) => return Err(aborted(topic, a)),
+            Some(Decision::Commit(_)) => {}
+            None if fenced.is_some() => {}
+            None => {
+                let run = self.topic.run(&id);
+                let missing: Vec<&str> = participants
+                    .iter()
+                    .filter(|p| !run.as_ref().is_some_and(|r| r.fenced.contains_key(*p)))
+                    .map(String::as_str)
+                    .collect();
+                let error = aborted(
+                    topic,
+                    Abort {
+                        id: id.clone(),
+                        instance: me.clone(),
+                        reason: format!(
+                            "instance(s) {} did not confirm the fence within {FENCE_CONFIRM_WAIT:?}",
+                            missing.join(", ")
+                        ),
+                    },
+                );
+                return Err(self.abort(&id, topic, error).await);
+            }
+        }
+        clock.mark(&mut report.steps, "fence", Instant::now());
+
+        // 3. check the old log, and record the flip: the commit.
+        if plan.moves_produce() {
+            match flip::check(proxy, &plan, mirrored).await {
+                Ok(stitch) => report.stitch = stitch,
+                Err(e) => return Err(self.abort(&id, topic, e).await),
+            }
+            clock.mark(&mut report.steps, "check", Instant::now());
+        }
+        let mut record = plan.record(report.stitch.clone(), steps::now_ms());
+        record.run = Some(id.clone());
+        if let Err(e) = self
+            .topic
+            .write(&format!("flip/{topic}/{id}"), &record)
+            .await
+        {
+            return Err(self.abort(&id, topic, state(e)).await);
+        }
+        match self.decision(&id).await {
+            Decision::Commit(_) => {}
+            Decision::Abort(a) => return Err(aborted(topic, a)),
+        }
+        clock.mark(&mut report.steps, "record", Instant::now());
+
+        // 4. every instance switches, then lets its held Produce go.
+        let all_switched = |r: &Run| participants.iter().all(|p| r.switched.contains_key(p));
+        let run = self
+            .wait(&id, SWITCH_CONFIRM_WAIT, all_switched)
+            .await
+            .or_else(|| self.topic.run(&id));
+        clock.mark(&mut report.steps, "switch", Instant::now());
+        report.instances = participants
+            .iter()
+            .map(|p| InstanceSteps {
+                instance: p.clone(),
+                fence_ms: run.as_ref().and_then(|r| r.fenced.get(p).copied()),
+                switch_ms: run.as_ref().and_then(|r| r.switched.get(p).copied()),
+            })
+            .collect();
+        tracing::info!(
+            topic,
+            run = id,
+            instances = participants.len(),
+            "fleet flip done"
+        );
+        Ok(report)
+    }
+}
+
+fn aborted(topic: &str, abort: Abort) -> FlipError {
+    FlipError::FleetAborted {
+        topic: topic.to_owned(),
+        instance: abort.instance,
+        reason: abort.reason,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
