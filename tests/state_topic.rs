@@ -272,3 +272,80 @@ fn a_flip_on_one_instance_moves_the_writers_of_another() {
     assert_eq!(via_a, through(&b), "both instances present the same log");
     assert_stitched(&a, "shared", total);
 }
+
+#[test]
+fn a_flip_ends_on_every_instance_when_its_initiator_dies() {
+    let old = Broker::start("fk-old");
+    let new = Broker::start("fk-new");
+    let mut a = instance(&old, &new, "sy-a");
+    let b = instance(&old, &new, "sy-b");
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    create_topic(&b.bootstrap(), "orphan", 1);
+    let write = |proxy: &Proxy, range: std::ops::Range<u64>| {
+        let p = producer(
+            &proxy.bootstrap(),
+            &[
+                ("acks", "all"),
+                ("linger.ms", "0"),
+                ("message.timeout.ms", "60000"),
+            ],
+        );
+        produce_range(&p, "orphan", range, |_| {});
+        assert!(
+            p.context().failed.lock().unwrap().is_empty(),
+            "every write acknowledged"
+        );
+    };
+    write(&b, 0..100);
+
+    // The initiator dies mid-flip (which step it reached varies).
+    let flipping = {
+        let config = a.config_path.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                .args(["flip", "orphan", "--to", "new", "-c"])
+                .arg(config)
+                .output()
+        })
+    };
+    // Killed once B has read the proposal and fences.
+    harness::wait_for("B fencing", Duration::from_secs(20), || {
+        b.whole_log()
+            .contains("fencing for a fleet flip")
+            .then_some(())
+    });
+    a.kill();
+    let _ = flipping.join();
+
+    // B is not left fenced: its writers go on.
+    write(&b, 100..200);
+    harness::wait_for("the flip ended on B", Duration::from_secs(20), || {
+        let log = b.whole_log();
+        (log.contains("fleet flip aborted") || log.contains("fleet flip switched")).then_some(())
+    });
+    a.start_again();
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    // Done or called off, both instances agree.
+    harness::wait_for("both instances agree", Duration::from_secs(20), || {
+        (a.runtime_routes() == b.runtime_routes()).then_some(())
+    });
+    let outcome = if a.runtime_routes().is_empty() {
+        "called off"
+    } else {
+        "done"
+    };
+    eprintln!("the flip whose initiator died ended {outcome}");
+    write(&a, 200..300);
+    write(&b, 300..400);
+    let on_old = indices(&cluster_records(&old.addr(), "orphan", 1));
+    let on_new = indices(&cluster_records(&new.addr(), "orphan", 1));
+    assert!(on_old.is_disjoint(&on_new), "no record on both clusters");
+    assert_eq!(on_old.len() + on_new.len(), 400, "every record once");
+    let via_a = kafka_python_consume(&a.bootstrap(), "orphan", 400);
+    let via_b = kafka_python_consume(&b.bootstrap(), "orphan", 400);
+    let shape = |read: &[harness::clients::Consumed]| -> Vec<(i64, u64)> {
+        read.iter().map(|r| (r.offset, r.index)).collect()
+    };
+    assert_eq!(shape(&via_a), shape(&via_b), "one log through both");
+    assert_stitched(&b, "orphan", 400);
+}

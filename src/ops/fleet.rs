@@ -71,6 +71,12 @@ impl Fleet {
     /// this instance started are fenced here too.
     pub async fn follow(self: Arc<Self>, proxy: Arc<Proxy>) {
         for proposal in self.topic.undecided() {
+            if proposal.initiator == self.topic.instance() {
+                // Started by this instance before it restarted: it cannot
+                // go on, so it ends here.
+                let reason = "its initiator restarted before deciding".to_owned();
+                self.call_off(&proposal.id, reason).await;
+            }
             self.fence(&proxy, proposal, false);
         }
         let mut was_ok = true;
@@ -164,6 +170,12 @@ impl Fleet {
         let me = self.topic.instance().to_owned();
         let confirm = confirm && proposal.participants.contains(&me);
         lock(&self.proposed_at).insert(proposal.id.clone(), Instant::now());
+        tracing::info!(
+            run = proposal.id,
+            topic = proposal.topic,
+            initiator = proposal.initiator,
+            "fencing for a fleet flip"
+        );
         let (fleet, proxy) = (self.clone(), proxy.clone());
         tokio::spawn(async move {
             let id = proposal.id.clone();
@@ -211,17 +223,24 @@ impl Fleet {
                 }
             }
             // The initiator may go silent: do not hold the fence forever.
-            tokio::time::sleep(DECISION_WAIT).await;
-            if fleet.topic.run(&id).is_some_and(|r| r.decision.is_none()) {
-                fleet
-                    .call_off(
-                        &id,
-                        format!(
-                            "no decision within {DECISION_WAIT:?} of the proposal (is instance '{}' down?)",
-                            proposal.initiator
-                        ),
+            let deadline = Instant::now() + DECISION_WAIT;
+            loop {
+                tokio::time::sleep(fleet.topic.lease_interval()).await;
+                if fleet.topic.run(&id).is_none_or(|r| r.decision.is_some()) {
+                    break;
+                }
+                let reason = if !fleet.topic.is_live(&proposal.initiator) {
+                    format!(
+                        "the lease of its initiator '{}' expired",
+                        proposal.initiator
                     )
-                    .await;
+                } else if Instant::now() > deadline {
+                    format!("no decision within {DECISION_WAIT:?} of the proposal")
+                } else {
+                    continue;
+                };
+                fleet.call_off(&id, reason).await;
+                break;
             }
         });
     }

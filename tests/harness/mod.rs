@@ -594,8 +594,18 @@ impl Proxy {
 
     /// Stops the proxy (SIGKILL) and starts it again with the same config.
     pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Stops the proxy at once (SIGKILL), whatever it is doing.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts a killed proxy again with the same config.
+    pub fn start_again(&mut self) {
         self.child = spawn_proxy(&self.config_path, &self.log);
         self.wait_ready();
     }

@@ -152,6 +152,18 @@ impl StateTopic {
         lock(&self.fold).undecided().cloned().collect()
     }
 
+    pub fn lease_interval(&self) -> Duration {
+        self.lease_interval
+    }
+
+    /// Whether `instance` is this one or its lease is live.
+    pub fn is_live(&self, instance: &str) -> bool {
+        instance == self.instance
+            || lock(&self.leases)
+                .get(instance)
+                .is_some_and(|(_, seen)| seen.elapsed() < self.lease_expiry)
+    }
+
     /// The instances whose leases are live, this one among them.
     pub fn live_instances(&self) -> Vec<String> {
         let mut live: Vec<String> = lock(&self.leases)
