@@ -5,8 +5,12 @@
 //! contiguous offsets, in each producer's order, and the live group reads
 //! each record once without an offset reset or an error.
 //!
-//! `SWITCHYARD_STORM_FLIPS` sets the number of flips (30 by default;
-//! `scripts/flip-storm.sh` runs 100).
+//! The same storm across three instances sharing a state topic: flips
+//! started from each in turn, a producer writing through each, the group's
+//! members on two of them; every instance presents the same log.
+//!
+//! `SWITCHYARD_STORM_FLIPS` sets the number of flips (30 by default, 20
+//! across the fleet; `scripts/flip-storm.sh` runs 100).
 
 mod harness;
 
@@ -27,17 +31,20 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 const TOPIC: &str = "storm";
 const PARTITIONS: i32 = 3;
 const GROUP: &str = "storm-live";
-/// kafka-python's records are numbered from here, librdkafka's from 0.
+/// kafka-python's records are numbered from here, librdkafka's from 0
+/// (and, across the fleet, a second and third librdkafka producer's from
+/// [`PRODUCER_SPAN`] and twice that).
 const PYTHON_BASE: u64 = 1_000_000_000;
+const PRODUCER_SPAN: u64 = 100_000_000;
 /// How long the storm waits between flips, so that each stretch gets
 /// records.
 const BETWEEN_FLIPS: Duration = Duration::from_millis(400);
 
-fn flips() -> usize {
+fn flips(default: usize) -> usize {
     std::env::var("SWITCHYARD_STORM_FLIPS")
         .ok()
         .map(|n| n.parse().expect("SWITCHYARD_STORM_FLIPS is a number"))
-        .unwrap_or(30)
+        .unwrap_or(default)
 }
 
 /// A record as read: (partition, offset, index).
@@ -48,16 +55,10 @@ type Ack = (u64, i32, i64);
 /// delivery latencies.
 type Written = (Vec<Ack>, Vec<(u64, String)>, Vec<Duration>);
 
-/// The live group's member: it starts from committed offsets 0 (so that
-/// its first position needs no reset) with `auto.offset.reset=error`, so
-/// any reset during the storm reaches it as an error. It reads until
-/// `target` (set once the producers are done) records came, committing as
-/// it goes.
-fn live_group(
-    bootstrap: String,
-    target: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<Result<Vec<Read>, String>> {
-    let start: BaseConsumer = client_config(&bootstrap, &[("group.id", GROUP)])
+/// Commits offset 0 of every partition for the live group, so that its
+/// members' first positions need no reset.
+fn commit_zero(bootstrap: &str) {
+    let start: BaseConsumer = client_config(bootstrap, &[("group.id", GROUP)])
         .create()
         .unwrap();
     let mut zero = TopicPartitionList::new();
@@ -66,7 +67,17 @@ fn live_group(
             .unwrap();
     }
     start.commit(&zero, CommitMode::Sync).expect("commit 0");
-    drop(start);
+}
+
+/// A member of the live group, with `auto.offset.reset=error`, so any
+/// reset during the storm reaches it as an error. It reads until the
+/// group's members together (`read`) have `target` (set once the
+/// producers are done) records, committing as it goes.
+fn live_group(
+    bootstrap: String,
+    target: Arc<AtomicUsize>,
+    read: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<Result<Vec<Read>, String>> {
     std::thread::spawn(move || {
         let member = harness::clients::group_member(&bootstrap, GROUP, TOPIC, "error");
         let mut got = Vec::new();
@@ -82,6 +93,7 @@ fn live_group(
                     return Err(format!("value of record {index} altered"));
                 }
                 got.push((m.partition(), m.offset(), index));
+                read.fetch_add(1, Ordering::SeqCst);
             }
             if last_commit.elapsed() > Duration::from_secs(1) {
                 member
@@ -95,12 +107,13 @@ fn live_group(
             }
             let deadline = *deadline.get_or_insert(Instant::now() + Duration::from_secs(240));
             match settle {
-                None if got.len() >= target => {
+                None if read.load(Ordering::SeqCst) >= target => {
                     settle = Some(Instant::now() + Duration::from_secs(2))
                 }
                 Some(t) if Instant::now() > t => return Ok(got),
                 _ if Instant::now() > deadline => {
-                    return Err(format!("{} of {target} records after 240 s", got.len()))
+                    let read = read.load(Ordering::SeqCst);
+                    return Err(format!("{read} of {target} records after 240 s"));
                 }
                 _ => {}
             }
@@ -108,10 +121,14 @@ fn live_group(
     })
 }
 
-/// The idempotent librdkafka producer: records 0, 1, … until `stop`,
-/// about 1,000 a second; its acknowledgements, failures and delivery
-/// latencies.
-fn librdkafka_writer(bootstrap: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Written> {
+/// An idempotent librdkafka producer: records `base`, `base` + 1, … until
+/// `stop`, about 1,000 a second; its acknowledgements, failures and
+/// delivery latencies.
+fn librdkafka_writer(
+    bootstrap: String,
+    base: u64,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Written> {
     std::thread::spawn(move || {
         let p = producer(
             &bootstrap,
@@ -122,7 +139,7 @@ fn librdkafka_writer(bootstrap: String, stop: Arc<AtomicBool>) -> std::thread::J
                 ("message.timeout.ms", "300000"),
             ],
         );
-        let mut i = 0;
+        let mut i = base;
         while !stop.load(Ordering::SeqCst) {
             queue_record(&p, TOPIC, i);
             i += 1;
@@ -165,14 +182,15 @@ fn kafka_python_writer(
     })
 }
 
-/// Flips the topic `n` times, old → new → old …; the wall time of each.
-fn storm(proxy: &Proxy, n: usize) -> Vec<Duration> {
+/// Flips the topic `n` times, old → new → old …, each flip started on the
+/// next of `initiators` in turn; the wall time of each.
+fn storm(initiators: &[&Proxy], n: usize) -> Vec<Duration> {
     (0..n)
         .map(|k| {
             std::thread::sleep(BETWEEN_FLIPS);
             let to = if k % 2 == 0 { "new" } else { "old" };
             let started = Instant::now();
-            let out = proxy.cli(&["flip", TOPIC, "--to", to]);
+            let out = initiators[k % initiators.len()].cli(&["flip", TOPIC, "--to", to]);
             assert!(
                 out.status.success(),
                 "flip {} of {n} (to {to}) failed: {}{}",
@@ -215,7 +233,13 @@ fn assert_exact_log(what: &str, read: &[Read], acked: &[Ack]) {
         let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
         let contiguous: Vec<i64> = (0..records.len() as i64).collect();
         assert_eq!(offsets, contiguous, "{what}: partition {p} offsets");
-        for producer in [0..PYTHON_BASE, PYTHON_BASE..u64::MAX] {
+        let producers = [
+            0..PRODUCER_SPAN,
+            PRODUCER_SPAN..2 * PRODUCER_SPAN,
+            2 * PRODUCER_SPAN..PYTHON_BASE,
+            PYTHON_BASE..u64::MAX,
+        ];
+        for producer in producers {
             let order: Vec<u64> = records
                 .iter()
                 .map(|r| r.1)
@@ -237,63 +261,184 @@ fn assert_exact_log(what: &str, read: &[Read], acked: &[Ack]) {
     }
 }
 
+/// The storms run one at a time: each alone loads the machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
 }
 
-#[test]
-fn a_flip_storm_under_load_keeps_one_exact_log() {
-    let n = flips();
-    let (_old, _new, proxy) = harness::two_clusters("storm");
-    create_topic(&proxy.bootstrap(), TOPIC, PARTITIONS);
+/// What a storm left: every acknowledgement, and the librdkafka producers'
+/// delivery latencies.
+struct Stormed {
+    acked: Vec<Ack>,
+    from_librdkafka: usize,
+    latencies: Vec<Duration>,
+    flip_times: Vec<Duration>,
+}
+
+/// Runs `n` flips started from `initiators` in turn while a librdkafka
+/// producer writes through each of `writers`, kafka-python through the
+/// first, and the live group reads through each of `readers`; asserts the
+/// group read the exact log, and returns what was written.
+fn run_storm(writers: &[&Proxy], readers: &[&Proxy], initiators: &[&Proxy], n: usize) -> Stormed {
     let scratch = harness::Scratch::new("storm");
     let stop_file = scratch.path("stop");
-
     let target = Arc::new(AtomicUsize::new(0));
+    let read = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let group = live_group(proxy.bootstrap(), target.clone());
-    let librdkafka = librdkafka_writer(proxy.bootstrap(), stop.clone());
-    let kafka_python = kafka_python_writer(proxy.bootstrap(), stop_file.clone());
+    commit_zero(&readers[0].bootstrap());
+    let group: Vec<_> = readers
+        .iter()
+        .map(|r| live_group(r.bootstrap(), target.clone(), read.clone()))
+        .collect();
+    if readers.len() > 1 {
+        // Every member in before anything is written: no rebalance hands a
+        // partition over mid-storm.
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let librdkafka: Vec<_> = writers
+        .iter()
+        .enumerate()
+        .map(|(k, w)| librdkafka_writer(w.bootstrap(), k as u64 * PRODUCER_SPAN, stop.clone()))
+        .collect();
+    let kafka_python = kafka_python_writer(writers[0].bootstrap(), stop_file.clone());
 
-    let flip_times = storm(&proxy, n);
+    let flip_times = storm(initiators, n);
     std::thread::sleep(BETWEEN_FLIPS);
     stop.store(true, Ordering::SeqCst);
     std::fs::write(&stop_file, b"").unwrap();
-    let (mut acked, failed, mut latencies) = librdkafka.join().expect("librdkafka producer");
-    assert!(failed.is_empty(), "delivery errors: {failed:?}");
+    let mut acked = Vec::new();
+    let mut latencies = Vec::new();
+    for writer in librdkafka {
+        let (a, failed, l) = writer.join().expect("librdkafka producer");
+        assert!(failed.is_empty(), "delivery errors: {failed:?}");
+        assert!(!a.is_empty());
+        acked.extend(a);
+        latencies.extend(l);
+    }
     let from_librdkafka = acked.len();
     acked.extend(kafka_python.join().expect("kafka-python producer"));
-    let from_python = acked.len() - from_librdkafka;
-    assert!(from_librdkafka > 0 && from_python > 0);
+    assert!(acked.len() > from_librdkafka);
     target.store(acked.len(), Ordering::SeqCst);
 
-    // The whole stitched log, read afresh.
-    let reader = reader_from_beginning(&proxy.bootstrap(), TOPIC, PARTITIONS);
-    let log = harness::clients::poll_records(&reader, acked.len());
-    assert_exact_log("the stitched log", &log, &acked);
     // The live group, never restarted, read the same log as it grew.
-    let live = group
-        .join()
-        .expect("live group")
-        .expect("no consumer error");
+    let mut live = Vec::new();
+    for member in group {
+        live.extend(
+            member
+                .join()
+                .expect("live group")
+                .expect("no consumer error"),
+        );
+    }
     assert_exact_log("the live group", &live, &acked);
+    latencies.sort_unstable();
+    Stormed {
+        acked,
+        from_librdkafka,
+        latencies,
+        flip_times,
+    }
+}
+
+/// The whole stitched log, read afresh through `proxy`.
+fn stitched_log(proxy: &Proxy, records: usize) -> Vec<Read> {
+    let reader = reader_from_beginning(&proxy.bootstrap(), TOPIC, PARTITIONS);
+    let mut log = harness::clients::poll_records(&reader, records);
+    log.sort_unstable();
+    log
+}
+
+#[test]
+fn a_flip_storm_under_load_keeps_one_exact_log() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let n = flips(30);
+    let (_old, _new, proxy) = harness::two_clusters("storm");
+    create_topic(&proxy.bootstrap(), TOPIC, PARTITIONS);
+    let Stormed {
+        acked,
+        from_librdkafka,
+        latencies,
+        mut flip_times,
+    } = run_storm(&[&proxy], &[&proxy], &[&proxy], n);
+    assert_exact_log(
+        "the stitched log",
+        &stitched_log(&proxy, acked.len()),
+        &acked,
+    );
 
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(proxy.state_file()).unwrap()).unwrap();
     assert_eq!(state["flips"].as_array().unwrap().len(), n);
 
-    latencies.sort_unstable();
-    let mut flip_times = flip_times;
     flip_times.sort_unstable();
     println!(
         "flip storm: {n} flips, {} records acknowledged ({from_librdkafka} librdkafka, \
-         {from_python} kafka-python), 0 missing, 0 duplicated; librdkafka delivery latency \
+         {} kafka-python), 0 missing, 0 duplicated; librdkafka delivery latency \
          p50 {:?} p99 {:?} max {:?}; flip time median {:?} max {:?}",
         acked.len(),
+        acked.len() - from_librdkafka,
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or_default(),
+        percentile(&flip_times, 0.5),
+        flip_times.last().copied().unwrap_or_default(),
+    );
+}
+
+#[test]
+fn a_fleet_flip_storm_across_three_instances_keeps_one_exact_log() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let n = flips(20);
+    let old = harness::Broker::start("fleet-old");
+    let new = harness::Broker::start("fleet-new");
+    let instance = |id: &str| {
+        let mut setup = harness::ProxySetup::two(&old, &new);
+        setup.extra = "[state]\nstore = \"kafka\"\ncluster = \"new\"\n\
+                       lease_interval_ms = 1000\nlease_expiry_ms = 5000\n"
+            .to_owned();
+        setup.proxy_extra = format!("instance_id = \"{id}\"");
+        Proxy::start(setup)
+    };
+    let fleet = [instance("sy-a"), instance("sy-b"), instance("sy-c")];
+    let [a, b, c] = [&fleet[0], &fleet[1], &fleet[2]];
+    for proxy in &fleet {
+        harness::wait_for("three live instances", Duration::from_secs(20), || {
+            let live = proxy.json("status")["instances"]
+                .as_array()
+                .map_or(0, |i| i.iter().filter(|i| i["live"] == true).count());
+            (live == 3).then_some(())
+        });
+    }
+    create_topic(&a.bootstrap(), TOPIC, PARTITIONS);
+    let Stormed {
+        acked,
+        from_librdkafka,
+        mut flip_times,
+        ..
+    } = run_storm(&[a, b, c], &[a, b], &[a, b, c], n);
+
+    // Every instance presents the one exact log, record for record.
+    let via_a = stitched_log(a, acked.len());
+    assert_exact_log("the stitched log through sy-a", &via_a, &acked);
+    for other in [b, c] {
+        assert_eq!(
+            stitched_log(other, acked.len()),
+            via_a,
+            "one log through every instance"
+        );
+    }
+    for proxy in &fleet {
+        let flipped = proxy.json("status")["flips"].as_array().map_or(0, Vec::len);
+        assert_eq!(flipped, n, "every instance took every flip");
+    }
+    flip_times.sort_unstable();
+    println!(
+        "fleet flip storm: 3 instances, {n} flips, {} records acknowledged \
+         ({from_librdkafka} librdkafka), 0 missing, 0 duplicated; flip time median {:?} max {:?}",
+        acked.len(),
         percentile(&flip_times, 0.5),
         flip_times.last().copied().unwrap_or_default(),
     );

@@ -179,9 +179,59 @@ impl Running {
     }
 }
 
+/// The topics one client connection was refused Produce for while a flip
+/// fenced them, with the topic's flip count (generation) then.
+///
+/// Requests the client had already pipelined behind a refused one must
+/// not overtake it: once the flip switches, they would reach the new
+/// cluster before the refused batch's retry, and an idempotent producer's
+/// batches would land out of order (the broker would take the retried one
+/// for a duplicate). So the connection keeps refusing the topic, as a
+/// broker that is no longer its leader does, until the client has moved
+/// on: the flip aborted (same generation, no fence), or a later flip came.
+#[derive(Debug, Default)]
+pub struct Refusals(HashMap<String, u64>);
+
+impl Refusals {
+    /// `topic` was refused at `generation`.
+    pub fn refused(&mut self, topic: &str, generation: u64) {
+        self.0.entry(topic.to_owned()).or_insert(generation);
+    }
+
+    /// Whether Produce of `topic` is still refused here, with the topic at
+    /// `generation` and `fenced` or not.
+    pub fn refuses(&mut self, topic: &str, generation: u64, fenced: bool) -> bool {
+        let Some(&at) = self.0.get(topic) else {
+            return false;
+        };
+        let refuses = (generation == at && fenced) || generation == at + 1;
+        if !refuses {
+            self.0.remove(topic);
+        }
+        refuses
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_topic_stays_refused_through_its_switch_only() {
+        let mut r = Refusals::default();
+        assert!(!r.refuses("t", 3, true), "never refused");
+        r.refused("t", 3);
+        assert!(r.refuses("t", 3, true), "the same fence");
+        assert!(r.refuses("t", 4, false), "switched: the pipeline is stale");
+        assert!(
+            !r.refuses("t", 5, false),
+            "a later flip: the client moved on"
+        );
+        assert!(!r.refuses("t", 4, false), "forgotten");
+        r.refused("t", 7);
+        assert!(!r.refuses("t", 7, false), "the flip aborted");
+        assert!(!r.refuses("t", 7, true), "forgotten");
+    }
 
     #[tokio::test]
     async fn fence_holds_new_produce_and_counts_earlier_ones() {

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::auth::{acl, ClientAuth, ClientRead, ClientStream, ClientWrite, Gate};
-use crate::domain::gates::{Admission, InflightGuard};
+use crate::domain::gates::{Admission, InflightGuard, Refusals};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::UpstreamNodeId;
 use crate::domain::routes::RouteSide;
@@ -89,6 +89,8 @@ struct Session {
     /// Login state and the user's allow-lists; every frame is shown to it
     /// first.
     auth: ClientAuth,
+    /// Topics this connection was refused Produce for by a flip's fence.
+    refusals: Refusals,
 }
 
 /// Serves one client until it disconnects or breaks the protocol.
@@ -114,6 +116,7 @@ pub async fn serve(
         targets: HashMap::new(),
         upstreams: HashMap::new(),
         coordinators: HashMap::new(),
+        refusals: Refusals::default(),
     };
     let reading = session.read_requests(read, tx);
     let writing = write_responses(write, rx);
