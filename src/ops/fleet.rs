@@ -90,6 +90,7 @@ impl Fleet {
                     for event in events {
                         self.act(&proxy, event).await;
                     }
+                    self.topic.caught_up();
                     self.changed.send_modify(|n| *n += 1);
                 }
                 Err(e) => {
@@ -176,29 +177,45 @@ impl Fleet {
             initiator = proposal.initiator,
             "fencing for a fleet flip"
         );
+        // Fenced now, before anything else this instance reads is acted
+        // on (it may count itself caught up right after); what is under
+        // way drains below.
+        let id = proposal.id.clone();
+        let fenced = if !proposal.moves_produce {
+            Ok(()) // a fetch-only flip: nothing to fence
+        } else if let Some(guard) = proxy.gates().fence(&proposal.topic) {
+            let mut fences = lock(&self.fences);
+            if !fences.1.contains(&id) {
+                fences.0.insert(id.clone(), guard);
+            }
+            Ok(())
+        } else {
+            Err(format!(
+                "a flip of '{}' holds its fence already",
+                proposal.topic
+            ))
+        };
         let (fleet, proxy) = (self.clone(), proxy.clone());
         tokio::spawn(async move {
-            let id = proposal.id.clone();
             let started = Instant::now();
-            let fenced = if proposal.moves_produce {
-                steps::fence_and_drain::<FlipError>(
-                    proxy.gates(),
-                    &proposal.topic,
-                    "its produce cluster",
-                    plan::INFLIGHT_WAIT,
-                )
-                .await
-                .map(Some)
-            } else {
-                Ok(None)
-            };
-            let outcome = match fenced {
-                Ok(guard) => {
-                    let mut fences = lock(&fleet.fences);
-                    if let (Some(guard), false) = (guard, fences.1.contains(&id)) {
-                        fences.0.insert(id.clone(), guard);
+            let drained = match fenced {
+                Ok(()) if proposal.moves_produce => {
+                    let gates = proxy.gates();
+                    match tokio::time::timeout(plan::INFLIGHT_WAIT, gates.drained(&proposal.topic))
+                        .await
+                    {
+                        Ok(()) => Ok(()),
+                        Err(_) => Err(format!(
+                            "{} produce requests still unanswered after {:?}",
+                            gates.inflight(&proposal.topic),
+                            plan::INFLIGHT_WAIT
+                        )),
                     }
-                    drop(fences);
+                }
+                other => other,
+            };
+            let outcome = match drained {
+                Ok(()) => {
                     let step = StepDone {
                         id: id.clone(),
                         instance: me.clone(),

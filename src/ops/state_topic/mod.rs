@@ -42,8 +42,12 @@ pub struct StateTopic {
     leases: std::sync::Mutex<BTreeMap<String, (Lease, Instant)>>,
     lease_interval: Duration,
     lease_expiry: Duration,
-    /// When this instance's lease was last renewed.
+    /// When this instance last renewed its lease and had caught up with
+    /// the topic up to that renewal.
     renewed: std::sync::Mutex<Instant>,
+    /// This instance's renewals written and not read back yet: when each
+    /// began, by its count; and the newest one read back.
+    renewals: std::sync::Mutex<(BTreeMap<u64, Instant>, u64, Option<u64>)>,
 }
 
 impl StateTopic {
@@ -65,6 +69,7 @@ impl StateTopic {
             lease_interval: state.lease_interval,
             lease_expiry: state.lease_expiry,
             renewed: std::sync::Mutex::new(Instant::now()),
+            renewals: std::sync::Mutex::new((BTreeMap::new(), 0, None)),
         })
     }
 
@@ -76,25 +81,46 @@ impl StateTopic {
     /// Renews this instance's lease: clients reach it at `address`, it
     /// holds `connections`.
     pub async fn heartbeat(&self, address: &str, connections: usize) -> Result<(), StateError> {
-        let started = Instant::now();
+        let renewal = {
+            let mut renewals = lock(&self.renewals);
+            renewals.1 += 1;
+            let n = renewals.1;
+            // Counted from before the write: the others may read the lease
+            // from then on.
+            renewals.0.insert(n, Instant::now());
+            n
+        };
         let lease = Lease {
             instance: self.instance.clone(),
             address: address.to_owned(),
             applied: lock(&self.position).0,
             connections,
             at_ms: crate::ops::steps::now_ms(),
+            renewal,
         };
         self.write(&records::lease_key(&self.instance), &lease)
-            .await?;
-        // Counted from before the write: the others may have read the
-        // lease from then on.
-        *lock(&self.renewed) = started;
-        Ok(())
+            .await
+    }
+
+    /// Called once what has been read is acted on: a renewal of this
+    /// instance's lease read back means everything written before it has
+    /// been applied, so the lease counts from that renewal.
+    pub fn caught_up(&self) {
+        let mut renewals = lock(&self.renewals);
+        let Some(n) = renewals.2.take() else {
+            return;
+        };
+        if let Some(started) = renewals.0.get(&n).copied() {
+            *lock(&self.renewed) = started;
+        }
+        renewals.0 = renewals.0.split_off(&(n + 1));
     }
 
     /// Whether this instance's own lease may have expired in the others'
-    /// eyes (not renewed for an expiry less one interval): they no longer
-    /// wait for it, so it must not write where a flip may have moved.
+    /// eyes (not renewed, and caught up with, for an expiry less one
+    /// interval): they no longer wait for it, so it must not write where a
+    /// flip may have moved a topic, until it has renewed its lease and
+    /// read everything written before that.
     pub fn lease_lapsed(&self) -> bool {
         lock(&self.renewed).elapsed() + self.lease_interval >= self.lease_expiry
     }
@@ -135,6 +161,10 @@ impl StateTopic {
     fn take(&self, entry: Entry) -> Event {
         match lock(&self.fold).take(entry) {
             Event::Lease(lease) => {
+                if lease.instance == self.instance {
+                    let mut renewals = lock(&self.renewals);
+                    renewals.2 = renewals.2.max(Some(lease.renewal));
+                }
                 lock(&self.leases).insert(lease.instance.clone(), (lease, Instant::now()));
                 Event::None
             }

@@ -28,6 +28,9 @@ pub struct Lease {
     pub connections: usize,
     /// Milliseconds since the Unix epoch, by its clock.
     pub at_ms: u64,
+    /// Counts the instance's renewals since it started.
+    #[serde(default)]
+    pub renewal: u64,
 }
 
 /// A fleet flip, proposed by `initiator`: every instance that reads it
