@@ -22,7 +22,7 @@
 //! refuses Produce (retriable) until it has renewed it: the others no
 //! longer wait for it, so it must not write where a flip may have moved.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,10 +47,10 @@ const RETRY: Duration = Duration::from_millis(200);
 
 pub struct Fleet {
     topic: Arc<StateTopic>,
-    /// Fences held for flips not yet decided, and the flips decided (so a
-    /// fence finishing late is let go at once).
-    fences: Mutex<(HashMap<String, FenceGuard>, HashSet<String>)>,
-    /// When each proposal was read here, by run id.
+    /// Fences held for flips not yet decided, by run id (taken when the
+    /// proposal is read, before any later record is acted on).
+    fences: Mutex<HashMap<String, FenceGuard>>,
+    /// When each undecided proposal was read here, by run id.
     proposed_at: Mutex<HashMap<String, Instant>>,
     /// Bumped whenever records have been taken.
     changed: tokio::sync::watch::Sender<u64>,
@@ -60,7 +60,7 @@ impl Fleet {
     pub fn new(topic: Arc<StateTopic>) -> Arc<Fleet> {
         Arc::new(Fleet {
             topic,
-            fences: Mutex::new((HashMap::new(), HashSet::new())),
+            fences: Mutex::new(HashMap::new()),
             proposed_at: Mutex::new(HashMap::new()),
             changed: tokio::sync::watch::channel(0).0,
         })
@@ -113,10 +113,9 @@ impl Fleet {
                 if let Err(e) = proxy.take_flip(&record).await {
                     tracing::error!(topic = record.topic, error = %e, "cannot switch to a flip recorded in the state topic");
                 }
-                self.release(&id);
+                let ms = self.release(&id);
                 tracing::info!(topic = record.topic, run = id, to = ?record.to, "fleet flip switched");
                 if self.participates(&id) {
-                    let ms = self.since_proposed(&id);
                     let step = StepDone {
                         id: id.clone(),
                         instance: self.topic.instance().to_owned(),
@@ -150,17 +149,13 @@ impl Fleet {
         })
     }
 
-    fn since_proposed(&self, id: &str) -> f64 {
+    /// Lets the fence of run `id` go; how long ago its proposal was read
+    /// here, in milliseconds.
+    fn release(&self, id: &str) -> f64 {
+        lock(&self.fences).remove(id);
         lock(&self.proposed_at)
-            .get(id)
+            .remove(id)
             .map_or(0.0, |at| at.elapsed().as_secs_f64() * 1000.0)
-    }
-
-    /// Lets the fence of run `id` go, and any that finishes later.
-    fn release(&self, id: &str) {
-        let mut fences = lock(&self.fences);
-        fences.1.insert(id.to_owned());
-        fences.0.remove(id);
     }
 
     /// Fences the topic of `proposal` here, then (`confirm`, when this
@@ -184,10 +179,7 @@ impl Fleet {
         let fenced = if !proposal.moves_produce {
             Ok(()) // a fetch-only flip: nothing to fence
         } else if let Some(guard) = proxy.gates().fence(&proposal.topic) {
-            let mut fences = lock(&self.fences);
-            if !fences.1.contains(&id) {
-                fences.0.insert(id.clone(), guard);
-            }
+            lock(&self.fences).insert(id.clone(), guard);
             Ok(())
         } else {
             Err(format!(

@@ -29,6 +29,30 @@ fn route_of(config: &Config, entry: &RouteEntry) -> Option<Route> {
     })
 }
 
+/// `routes` with the stitch `flip` recorded (when Produce moved); an error
+/// naming `source` (where the record came from) when the record names a
+/// cluster the config does not have.
+fn with_stitch_of(
+    config: &Config,
+    routes: RouteTable,
+    flip: &FlipRecord,
+    source: &str,
+) -> Result<RouteTable, StateError> {
+    if flip.stitch.is_empty() {
+        return Ok(routes);
+    }
+    let unknown = || StateError::Parse {
+        path: source.to_owned(),
+        message: format!(
+            "flip of topic '{}' names cluster '{}' or '{}', which the config does not have",
+            flip.topic, flip.from.produce, flip.to.produce
+        ),
+    };
+    let from = config.cluster_idx(&flip.from.produce).ok_or_else(unknown)?;
+    let to = config.cluster_idx(&flip.to.produce).ok_or_else(unknown)?;
+    Ok(routes.with_stitch(&flip.topic, from, to, flip.at_ms, flip.stitch_points()))
+}
+
 /// A broker of the virtual cluster: what clients see, and the upstream
 /// broker it mirrors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,17 +184,9 @@ impl Proxy {
             })?;
             routes = routes.with_runtime_route(topic, route);
         }
-        for flip in state.flips.iter().filter(|f| !f.stitch.is_empty()) {
-            let unknown = || StateError::Parse {
-                path: config.proxy.state_file.display().to_string(),
-                message: format!(
-                    "flip of topic '{}' names cluster '{}' or '{}', which the config does not have",
-                    flip.topic, flip.from.produce, flip.to.produce
-                ),
-            };
-            let from = config.cluster_idx(&flip.from.produce).ok_or_else(unknown)?;
-            let to = config.cluster_idx(&flip.to.produce).ok_or_else(unknown)?;
-            routes = routes.with_stitch(&flip.topic, from, to, flip.at_ms, flip.stitch_points());
+        let source = config.proxy.state_file.display().to_string();
+        for flip in &state.flips {
+            routes = with_stitch_of(&config, routes, flip, &source)?;
         }
         for (group, cluster) in &state.groups {
             let idx = config
@@ -232,24 +248,16 @@ impl Proxy {
         if state.flips.contains(record) {
             return Ok(());
         }
-        let unknown = || StateError::Parse {
-            path: "the state topic".to_owned(),
+        const SOURCE: &str = "the state topic";
+        let route = route_of(&self.config, &record.to).ok_or_else(|| StateError::Parse {
+            path: SOURCE.to_owned(),
             message: format!(
-                "flip of topic '{}' names cluster '{}' or '{}', which the config does not have",
-                record.topic, record.from.produce, record.to.produce
+                "flip of topic '{}' routes to cluster '{}' or '{}', which the config does not have",
+                record.topic, record.to.produce, record.to.fetch
             ),
-        };
-        let route = route_of(&self.config, &record.to).ok_or_else(unknown)?;
-        let mut routes = self.routes().with_runtime_route(&record.topic, route);
-        if !record.stitch.is_empty() {
-            let from = self
-                .config
-                .cluster_idx(&record.from.produce)
-                .ok_or_else(unknown)?;
-            let points = record.stitch_points();
-            routes = routes.with_stitch(&record.topic, from, route.produce, record.at_ms, points);
-        }
-        self.set_routes(routes);
+        })?;
+        let routes = self.routes().with_runtime_route(&record.topic, route);
+        self.set_routes(with_stitch_of(&self.config, routes, record, SOURCE)?);
         crate::ops::state_topic::records::apply_flip(&mut state, record.clone());
         Ok(())
     }

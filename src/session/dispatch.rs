@@ -143,15 +143,16 @@ impl Session {
                     return Ok(Some(Pending::Ready(answer)));
                 }
             }
-            let routes = self.proxy.routes();
-            let gates = self.proxy.gates();
-            let refuses = |r: &mut Refusals, t: &str| {
-                r.refuses(t, routes.generation(t), gates.held(t).is_some())
-            };
-            if topics.0.iter().any(|(t, _)| refuses(&mut self.refusals, t)) {
-                // Pipelined behind a refused request: it must not overtake
-                // that one's retry.
-                return refusal(view, header);
+            if !self.refusals.is_empty() {
+                let (routes, gates) = (self.proxy.routes(), self.proxy.gates());
+                let refuses = |r: &mut Refusals, t: &str| {
+                    r.refuses(t, routes.generation(t), gates.held(t).is_some())
+                };
+                if topics.0.iter().any(|(t, _)| refuses(&mut self.refusals, t)) {
+                    // Pipelined behind a refused request: it must not
+                    // overtake that one's retry.
+                    return refusal(view, header);
+                }
             }
             match self.admit(topics).await {
                 Some(admitted) => guard = Some(admitted),
