@@ -154,12 +154,105 @@ fn instances(proxy: &Proxy) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// Instance `id` of a fleet sharing the state topic on `new`.
-fn instance(old: &Broker, new: &Broker, id: &str) -> Proxy {
+/// The setup of instance `id` of a fleet sharing the state topic on `new`.
+fn fleet_member<'a>(old: &'a Broker, new: &'a Broker, id: &str) -> ProxySetup<'a> {
     let mut setup = ProxySetup::two(old, new);
     setup.extra = format!("{STATE}lease_interval_ms = 300\nlease_expiry_ms = 2000\n");
     setup.proxy_extra = format!("instance_id = \"{id}\"");
-    Proxy::start(setup)
+    setup
+}
+
+/// Instance `id` of a fleet sharing the state topic on `new`.
+fn instance(old: &Broker, new: &Broker, id: &str) -> Proxy {
+    Proxy::start(fleet_member(old, new, id))
+}
+
+/// Writes `range` to `topic` through `proxy`, asserting every record is
+/// acknowledged.
+fn write(proxy: &Proxy, topic: &str, range: std::ops::Range<u64>) {
+    let p = producer(
+        &proxy.bootstrap(),
+        &[
+            ("acks", "all"),
+            ("linger.ms", "0"),
+            ("message.timeout.ms", "60000"),
+        ],
+    );
+    produce_range(&p, topic, range, |_| {});
+    assert!(
+        p.context().failed.lock().unwrap().is_empty(),
+        "every write acknowledged"
+    );
+}
+
+/// Starts an idempotent producer writing `range` to `topic` through
+/// `proxy`, paced so that a flip falls amid it; joins to (acknowledged,
+/// failed).
+fn paced_writer(
+    proxy: &Proxy,
+    topic: &str,
+    range: std::ops::Range<u64>,
+) -> std::thread::JoinHandle<(u64, usize)> {
+    let (bootstrap, topic) = (proxy.bootstrap(), topic.to_owned());
+    std::thread::spawn(move || {
+        let p = producer(
+            &bootstrap,
+            &[
+                ("acks", "all"),
+                ("linger.ms", "2"),
+                ("enable.idempotence", "true"),
+                ("message.timeout.ms", "120000"),
+            ],
+        );
+        produce_range(&p, &topic, range, |i| {
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let reports = p.context();
+        let failed = reports.failed.lock().unwrap().len();
+        let delivered = reports.delivered.lock().unwrap().len();
+        (delivered as u64, failed)
+    })
+}
+
+/// The invariant of a fleet: every one of `total` records is on exactly
+/// one cluster, and the stitched log read through each of `fleet` is one
+/// and the same contiguous log.
+fn assert_one_log(
+    old: &Broker,
+    new: &Broker,
+    fleet: &[&Proxy],
+    topic: &str,
+    partitions: i32,
+    total: u64,
+) {
+    let on_old = indices(&cluster_records(&old.addr(), topic, partitions));
+    let on_new = indices(&cluster_records(&new.addr(), topic, partitions));
+    assert!(on_old.is_disjoint(&on_new), "no record on both clusters");
+    assert_eq!(
+        on_old.len() + on_new.len(),
+        total as usize,
+        "every record once, nothing lost"
+    );
+    let through = |proxy: &Proxy| {
+        let mut read: Vec<(i32, i64, u64)> =
+            kafka_python_consume(&proxy.bootstrap(), topic, total as usize)
+                .iter()
+                .map(|r| (r.partition, r.offset, r.index))
+                .collect();
+        read.sort();
+        read
+    };
+    let first = through(fleet[0]);
+    for other in &fleet[1..] {
+        assert_eq!(
+            first,
+            through(other),
+            "every instance presents the same log"
+        );
+    }
+    assert_stitched(fleet[0], topic, total);
 }
 
 /// Waits until every one of `fleet` lists all of `ids` live.
@@ -197,38 +290,14 @@ fn a_flip_on_one_instance_moves_the_writers_of_another() {
 
     // An idempotent producer writes through B while the flip runs on A.
     const N: u64 = 3_000;
-    let through_b = b.bootstrap();
-    let writer = std::thread::spawn(move || {
-        let p = producer(
-            &through_b,
-            &[
-                ("acks", "all"),
-                ("linger.ms", "2"),
-                ("enable.idempotence", "true"),
-                ("message.timeout.ms", "120000"),
-            ],
-        );
-        produce_range(&p, "shared", 0..N, |i| {
-            if i % 10 == 0 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        let reports = p.context();
-        let failed = reports.failed.lock().unwrap().len();
-        let delivered = reports.delivered.lock().unwrap().len();
-        (delivered, failed)
-    });
+    let writer = paced_writer(&b, "shared", 0..N);
     std::thread::sleep(Duration::from_millis(1000));
     let out = a.flip("shared", "new");
     assert!(out.contains("instance sy-a: fenced"), "{out}");
     assert!(out.contains("instance sy-b: fenced"), "{out}");
     assert!(!out.contains("not confirmed"), "{out}");
     let (delivered, failed) = writer.join().unwrap();
-    assert_eq!(
-        (delivered as u64, failed),
-        (N, 0),
-        "every record acknowledged"
-    );
+    assert_eq!((delivered, failed), (N, 0), "every record acknowledged");
 
     // Both instances route the topic to new; writes through either land
     // there.
@@ -238,114 +307,135 @@ fn a_flip_on_one_instance_moves_the_writers_of_another() {
             vec![("shared".to_owned(), "new".to_owned(), "new".to_owned())]
         );
     }
-    for (proxy, range) in [(&a, N..N + 500), (&b, N + 500..N + 1_000)] {
-        let p = producer(&proxy.bootstrap(), &[("acks", "all"), ("linger.ms", "0")]);
-        produce_range(&p, "shared", range, |_| {});
-        assert!(p.context().failed.lock().unwrap().is_empty());
-    }
+    write(&a, "shared", N..N + 500);
+    write(&b, "shared", N + 500..N + 1_000);
     let total = N + 1_000;
-    let on_old = indices(&cluster_records(&old.addr(), "shared", 2));
     let on_new = indices(&cluster_records(&new.addr(), "shared", 2));
-    assert!(on_old.is_disjoint(&on_new), "no record on both clusters");
-    assert!(on_new.iter().all(|i| *i >= N || !on_old.contains(i)));
     assert!(
         (N..total).all(|i| on_new.contains(&i)),
         "every write after the flip is on new"
     );
-    assert_eq!(
-        on_old.len() + on_new.len(),
-        total as usize,
-        "every record once, nothing lost"
-    );
-    // Old holds what was written before the switch, new the rest: the
-    // stitched log read through either instance is one and the same.
-    let through = |proxy: &Proxy| {
-        let mut read: Vec<(i32, i64, u64)> =
-            kafka_python_consume(&proxy.bootstrap(), "shared", total as usize)
-                .iter()
-                .map(|r| (r.partition, r.offset, r.index))
-                .collect();
-        read.sort();
-        read
+    assert_one_log(&old, &new, &[&a, &b], "shared", 2, total);
+}
+
+/// Which instance a test kills in the middle of a flip.
+#[derive(Clone, Copy, PartialEq)]
+enum Victim {
+    Initiator,
+    Other,
+}
+
+/// A flip on A held at `step` (`SWITCHYARD_FLEET_HOLD`), and `victim`
+/// killed there with SIGKILL while an idempotent producer writes through
+/// the survivor: the producer loses nothing, the flip ends `done` or not
+/// on the survivor, and the victim, restarted, serves the same routes from
+/// its first answer and the same log.
+fn killed_mid_flip(tag: &str, step: &str, victim: Victim, done: bool) {
+    let old = Broker::start(&format!("{tag}-old"));
+    let new = Broker::start(&format!("{tag}-new"));
+    let mut setup = fleet_member(&old, &new, "sy-a");
+    setup.env = vec![("SWITCHYARD_FLEET_HOLD", step.to_owned())];
+    let mut a = Proxy::start(setup);
+    let mut b = instance(&old, &new, "sy-b");
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    create_topic(&b.bootstrap(), "t", 2);
+    write(&b, "t", 0..200);
+
+    const N: u64 = 2_000;
+    let a_config = a.config_path.clone();
+    let (killed, survivor) = match victim {
+        Victim::Initiator => (&mut a, &b),
+        Victim::Other => (&mut b, &a),
     };
-    let via_a = through(&a);
-    assert_eq!(via_a, through(&b), "both instances present the same log");
-    assert_stitched(&a, "shared", total);
+    let writer = paced_writer(survivor, "t", 200..200 + N);
+    std::thread::sleep(Duration::from_millis(500));
+    let flipping = {
+        let config = a_config;
+        std::thread::spawn(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                .args(["flip", "t", "--to", "new", "-c"])
+                .arg(config)
+                .output()
+                .expect("run switchyard flip")
+        })
+    };
+    let initiator_log = || match victim {
+        Victim::Initiator => killed.whole_log(),
+        Victim::Other => survivor.whole_log(),
+    };
+    harness::wait_for("the flip held", Duration::from_secs(30), || {
+        initiator_log().contains("fleet flip held").then_some(())
+    });
+    killed.kill();
+    let out = flipping.join().unwrap();
+    let (delivered, failed) = writer.join().unwrap();
+    assert_eq!(
+        (delivered, failed),
+        (N, 0),
+        "the survivor's producer loses nothing"
+    );
+
+    let ended = if done {
+        "fleet flip switched"
+    } else {
+        "fleet flip aborted"
+    };
+    harness::wait_for(
+        "the flip ended on the survivor",
+        Duration::from_secs(30),
+        || survivor.whole_log().contains(ended).then_some(()),
+    );
+    let want = if done {
+        vec![("t".to_owned(), "new".to_owned(), "new".to_owned())]
+    } else {
+        Vec::new()
+    };
+    assert_eq!(survivor.runtime_routes(), want, "the survivor's routes");
+    if victim == Victim::Other {
+        // The initiator lived on: the command says how the flip ended.
+        assert_eq!(
+            out.status.success(),
+            done,
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Restarted, the victim has read the topic before its first answer.
+    killed.start_again();
+    assert_eq!(
+        killed.runtime_routes(),
+        want,
+        "the restarted instance's routes"
+    );
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    write(&a, "t", 200 + N..400 + N);
+    write(&b, "t", 400 + N..600 + N);
+    assert_one_log(&old, &new, &[&a, &b], "t", 2, 600 + N);
 }
 
 #[test]
-fn a_flip_ends_on_every_instance_when_its_initiator_dies() {
-    let old = Broker::start("fk-old");
-    let new = Broker::start("fk-new");
-    let mut a = instance(&old, &new, "sy-a");
-    let b = instance(&old, &new, "sy-b");
-    all_live(&[&a, &b], &["sy-a", "sy-b"]);
-    create_topic(&b.bootstrap(), "orphan", 1);
-    let write = |proxy: &Proxy, range: std::ops::Range<u64>| {
-        let p = producer(
-            &proxy.bootstrap(),
-            &[
-                ("acks", "all"),
-                ("linger.ms", "0"),
-                ("message.timeout.ms", "60000"),
-            ],
-        );
-        produce_range(&p, "orphan", range, |_| {});
-        assert!(
-            p.context().failed.lock().unwrap().is_empty(),
-            "every write acknowledged"
-        );
-    };
-    write(&b, 0..100);
+fn the_initiator_killed_while_fences_are_confirmed_leaves_the_flip_aborted() {
+    killed_mid_flip("kf", "fence", Victim::Initiator, false);
+}
 
-    // The initiator dies mid-flip (which step it reached varies).
-    let flipping = {
-        let config = a.config_path.clone();
-        std::thread::spawn(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-                .args(["flip", "orphan", "--to", "new", "-c"])
-                .arg(config)
-                .output()
-        })
-    };
-    // Killed once B has read the proposal and fences.
-    harness::wait_for("B fencing", Duration::from_secs(20), || {
-        b.whole_log()
-            .contains("fencing for a fleet flip")
-            .then_some(())
-    });
-    a.kill();
-    let _ = flipping.join();
+#[test]
+fn the_initiator_killed_after_its_check_leaves_the_flip_aborted() {
+    killed_mid_flip("kc", "check", Victim::Initiator, false);
+}
 
-    // B is not left fenced: its writers go on.
-    write(&b, 100..200);
-    harness::wait_for("the flip ended on B", Duration::from_secs(20), || {
-        let log = b.whole_log();
-        (log.contains("fleet flip aborted") || log.contains("fleet flip switched")).then_some(())
-    });
-    a.start_again();
-    all_live(&[&a, &b], &["sy-a", "sy-b"]);
-    // Done or called off, both instances agree.
-    harness::wait_for("both instances agree", Duration::from_secs(20), || {
-        (a.runtime_routes() == b.runtime_routes()).then_some(())
-    });
-    let outcome = if a.runtime_routes().is_empty() {
-        "called off"
-    } else {
-        "done"
-    };
-    eprintln!("the flip whose initiator died ended {outcome}");
-    write(&a, 200..300);
-    write(&b, 300..400);
-    let on_old = indices(&cluster_records(&old.addr(), "orphan", 1));
-    let on_new = indices(&cluster_records(&new.addr(), "orphan", 1));
-    assert!(on_old.is_disjoint(&on_new), "no record on both clusters");
-    assert_eq!(on_old.len() + on_new.len(), 400, "every record once");
-    let via_a = kafka_python_consume(&a.bootstrap(), "orphan", 400);
-    let via_b = kafka_python_consume(&b.bootstrap(), "orphan", 400);
-    let shape = |read: &[harness::clients::Consumed]| -> Vec<(i64, u64)> {
-        read.iter().map(|r| (r.offset, r.index)).collect()
-    };
-    assert_eq!(shape(&via_a), shape(&via_b), "one log through both");
-    assert_stitched(&b, "orphan", 400);
+#[test]
+fn the_initiator_killed_once_the_flip_is_recorded_leaves_it_done() {
+    killed_mid_flip("kr", "record", Victim::Initiator, true);
+}
+
+#[test]
+fn the_initiator_killed_while_instances_switch_leaves_the_flip_done() {
+    killed_mid_flip("ks", "switch", Victim::Initiator, true);
+}
+
+#[test]
+fn an_instance_killed_mid_flip_does_not_stop_it() {
+    killed_mid_flip("ko", "check", Victim::Other, true);
 }

@@ -44,6 +44,21 @@ const DECISION_WAIT: Duration = Duration::from_secs(45);
 const SWITCH_CONFIRM_WAIT: Duration = Duration::from_secs(10);
 /// Pause after a failed read of the state topic.
 const RETRY: Duration = Duration::from_millis(200);
+/// How long an initiator stops at the step `SWITCHYARD_FLEET_HOLD` names.
+const HOLD: Duration = Duration::from_secs(10);
+
+/// A fault-injection point for tests: with `SWITCHYARD_FLEET_HOLD=STEP`
+/// in its environment an initiator stops for [`HOLD`] in that step of each
+/// flip (`fence`: proposed, confirmations awaited; `check`: checked, not
+/// recorded; `record`: recorded, decision not read; `switch`: committed,
+/// switches not confirmed), saying so in its log, so that a test can kill
+/// it right there.
+async fn hold(step: &str) {
+    if std::env::var("SWITCHYARD_FLEET_HOLD").is_ok_and(|s| s == step) {
+        tracing::warn!(step, "fleet flip held (SWITCHYARD_FLEET_HOLD)");
+        tokio::time::sleep(HOLD).await;
+    }
+}
 
 pub struct Fleet {
     topic: Arc<StateTopic>,
@@ -344,6 +359,7 @@ impl Fleet {
             .write(&records::propose_key(&id), &proposal)
             .await
             .map_err(state)?;
+        hold("fence").await;
         let all_fenced =
             |r: &Run| r.decision.is_some() || participants.iter().all(|p| r.fenced.contains_key(p));
         let fenced = self.wait(&id, FENCE_CONFIRM_WAIT, all_fenced).await;
@@ -382,6 +398,7 @@ impl Fleet {
             }
             clock.mark(&mut report.steps, "check", Instant::now());
         }
+        hold("check").await;
         let mut record = plan.record(report.stitch.clone(), steps::now_ms());
         record.run = Some(id.clone());
         if let Err(e) = self
@@ -391,11 +408,13 @@ impl Fleet {
         {
             return Err(self.abort(&id, topic, state(e)).await);
         }
+        hold("record").await;
         match self.decision(&id).await {
             Decision::Commit(_) => {}
             Decision::Abort(a) => return Err(aborted(topic, a)),
         }
         clock.mark(&mut report.steps, "record", Instant::now());
+        hold("switch").await;
 
         // 4. every instance switches, then lets its held Produce go.
         let all_switched = |r: &Run| participants.iter().all(|p| r.switched.contains_key(p));

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod netns;
 pub mod raw;
 pub mod security;
 
@@ -156,6 +157,9 @@ fn tail(path: &Path) -> String {
 /// A real tansu broker: a one-broker upstream cluster.
 pub struct Broker {
     pub name: String,
+    /// The address it listens on and advertises (loopback unless started
+    /// with [`Broker::start_on`]).
+    pub host: String,
     pub port: u16,
     storage: String,
     log: PathBuf,
@@ -168,7 +172,13 @@ pub struct Broker {
 impl Broker {
     /// A broker with in-memory storage (lost when it stops).
     pub fn start(name: &str) -> Broker {
-        Broker::start_with_storage(name, format!("memory://{name}/"))
+        Broker::start_on(name, "127.0.0.1")
+    }
+
+    /// A broker with in-memory storage listening on, and advertising,
+    /// address `host` (one of this machine's).
+    pub fn start_on(name: &str, host: &str) -> Broker {
+        Broker::start_with_storage(name, host, format!("memory://{name}/"))
     }
 
     /// A broker whose data survives a kill and restart (sqlite file).
@@ -180,13 +190,14 @@ impl Broker {
         );
         // tansu resolves the database path against its working directory,
         // which is the broker's scratch directory.
-        Broker::start_with_storage(name, format!("sqlite://{name}.db"))
+        Broker::start_with_storage(name, "127.0.0.1", format!("sqlite://{name}.db"))
     }
 
-    fn start_with_storage(name: &str, storage: String) -> Broker {
+    fn start_with_storage(name: &str, host: &str, storage: String) -> Broker {
         let scratch = Scratch::new(&format!("broker-{name}"));
         let mut broker = Broker {
             name: name.to_owned(),
+            host: host.to_owned(),
             port: free_port(),
             storage,
             log: scratch.path("tansu.log"),
@@ -206,7 +217,7 @@ impl Broker {
         let mut broker = Broker::start_persistent(name);
         let out = Command::new(tansu_bin())
             .args(["user", "create", "--broker"])
-            .arg(format!("tcp://127.0.0.1:{}", broker.port))
+            .arg(format!("tcp://{}", broker.addr()))
             .args(["--mechanism", "scram512", user, password])
             .env("RUST_LOG", "warn")
             .output()
@@ -224,11 +235,11 @@ impl Broker {
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     fn spawn(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}", self.addr());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -323,6 +334,12 @@ pub struct ProxySetup<'a> {
     /// Clients need TLS or SASL: readiness is then checked by connecting,
     /// not by asking for metadata.
     pub secured: bool,
+    /// The address the proxy listens on and advertises.
+    pub host: String,
+    /// Runs the proxy inside this network namespace.
+    pub netns: Option<String>,
+    /// Extra environment for the proxy process.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl<'a> ProxySetup<'a> {
@@ -335,6 +352,9 @@ impl<'a> ProxySetup<'a> {
             extra: String::new(),
             upstreams: Vec::new(),
             secured: false,
+            host: "127.0.0.1".to_owned(),
+            netns: None,
+            env: Vec::new(),
         }
     }
 }
@@ -354,11 +374,21 @@ pub struct Proxy {
     pub broker_port_base: u16,
     pub metrics_port: u16,
     pub config_path: PathBuf,
+    pub host: String,
     log: PathBuf,
     child: Child,
     bases: Vec<i32>,
     secured: bool,
+    launch: Launch,
     scratch: Scratch,
+}
+
+/// How the proxy process is started: its network namespace and extra
+/// environment.
+#[derive(Clone)]
+struct Launch {
+    netns: Option<String>,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Proxy {
@@ -389,13 +419,14 @@ impl Proxy {
                     .then_some(base)
             });
         let mut toml = format!(
-            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nadvertised_host = \"127.0.0.1\"\n\
+            "[proxy]\nlisten = \"{host}:{port}\"\nadvertised_host = \"{host}\"\n\
              broker_port_base = {broker_port_base}\ncluster_id = \"switchyard-test\"\n\
-             admin_socket = \"{}\"\nstate_file = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+             admin_socket = \"{}\"\nstate_file = \"{}\"\nmetrics_listen = \"{host}:{metrics_port}\"\n\
              metadata_refresh_ms = 1000\n{}\n",
             scratch.path("admin.sock").display(),
             scratch.path("state.json").display(),
-            setup.proxy_extra
+            setup.proxy_extra,
+            host = setup.host,
         );
         let addresses = setup
             .clusters
@@ -413,16 +444,22 @@ impl Proxy {
         let config_path = scratch.path("proxy.toml");
         std::fs::write(&config_path, toml).expect("write proxy.toml");
         let log = scratch.path("proxy.log");
-        let child = spawn_proxy(&config_path, &log);
+        let launch = Launch {
+            netns: setup.netns,
+            env: setup.env,
+        };
+        let child = spawn_proxy(&config_path, &log, &launch);
         Proxy {
             port,
             broker_port_base,
             metrics_port,
             config_path,
+            host: setup.host,
             log,
             child,
             bases,
             secured: setup.secured,
+            launch,
             scratch,
         }
     }
@@ -437,7 +474,7 @@ impl Proxy {
                 if self.secured {
                     // Virtual broker listeners open only once their cluster
                     // has been reached.
-                    let open = |port| TcpStream::connect(("127.0.0.1", port)).is_ok();
+                    let open = |port| TcpStream::connect((self.host.as_str(), port)).is_ok();
                     if open(self.port) && want.iter().all(|id| open(self.virtual_port(*id))) {
                         return true;
                     }
@@ -455,9 +492,9 @@ impl Proxy {
                     .map(|m| m.brokers.iter().map(|b| b.node_id.0).collect::<Vec<_>>())
                     .unwrap_or_default();
                 if want.iter().all(|id| brokers.contains(id))
-                    && want
-                        .iter()
-                        .all(|id| TcpStream::connect(("127.0.0.1", self.virtual_port(*id))).is_ok())
+                    && want.iter().all(|id| {
+                        TcpStream::connect((self.host.as_str(), self.virtual_port(*id))).is_ok()
+                    })
                 {
                     return true;
                 }
@@ -469,7 +506,7 @@ impl Proxy {
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     pub fn virtual_port(&self, virtual_node: i32) -> u16 {
@@ -497,7 +534,8 @@ impl Proxy {
 
     /// The sum of a Prometheus metric over all its label sets (0 if absent).
     pub fn metric(&self, name: &str) -> f64 {
-        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("metrics port");
+        let mut s =
+            TcpStream::connect((self.host.as_str(), self.metrics_port)).expect("metrics port");
         use std::io::Write;
         s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
             .expect("metrics request");
@@ -606,18 +644,30 @@ impl Proxy {
 
     /// Starts a killed proxy again with the same config.
     pub fn start_again(&mut self) {
-        self.child = spawn_proxy(&self.config_path, &self.log);
+        self.child = spawn_proxy(&self.config_path, &self.log, &self.launch);
         self.wait_ready();
     }
 }
 
-fn spawn_proxy(config: &Path, log: &Path) -> Child {
+fn spawn_proxy(config: &Path, log: &Path, launch: &Launch) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("open proxy log");
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let mut command = match &launch.netns {
+        // `ip netns exec` enters the namespace and executes the proxy in
+        // its own place: the child is the proxy.
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
+    command
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .args(["run", "-c"])
         .arg(config)
         .env(
