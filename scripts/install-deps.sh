@@ -9,6 +9,7 @@
 #   - KafkaJS (npm), a third independent client, which batches by default
 #   - OpenSSL headers and pkg-config (Debian packages), which librdkafka
 #     needs for the tests' SASL_SSL and SCRAM clients (rdkafka's ssl feature)
+#   - iproute2 (Debian), whose `ip netns` one test runs an instance under
 # Everything goes under $SWITCHYARD_TOOLS (default ~/.cache/switchyard/tools).
 # Prints the paths the test harness reads, as shell exports.
 set -euo pipefail
@@ -25,6 +26,11 @@ apt_install() {
   fi
   $sudo apt-get install -y -qq "$@" >&2
 }
+
+if ! command -v ip >/dev/null; then
+  echo "installing iproute2 (apt), for the network-namespace test..." >&2
+  apt_install iproute2
+fi
 
 if ! pkg-config --exists openssl 2>/dev/null; then
   echo "installing libssl-dev and pkg-config (apt)..." >&2

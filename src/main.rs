@@ -497,6 +497,11 @@ fn print_flip(result: &Value) {
         text(&result["from"]["fetch"]),
         text(&result["to"]["fetch"]),
     );
+    print_instances(result);
+}
+
+/// Each instance's part in a fleet flip or group move.
+fn print_instances(result: &Value) {
     for i in result["instances"].as_array().into_iter().flatten() {
         let ms = |v: &Value| {
             v.as_f64()
@@ -542,4 +547,5 @@ fn print_group_move(result: &Value) {
         text(&result["to"]),
         result["offsets"].as_u64().unwrap_or(0),
     );
+    print_instances(result);
 }

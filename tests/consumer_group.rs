@@ -5,13 +5,14 @@
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use harness::clients::{client_config, create_topic, produce_range, producer};
+use harness::clients::{
+    client_config, committed, create_topic, poll_members, produce_range, producer,
+};
 use harness::{Broker, Proxy, ProxySetup};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::Producer;
-use rdkafka::Message;
 
 const TOPIC: &str = "grouped";
 const GROUP: &str = "billing";
@@ -39,39 +40,6 @@ fn partitions(c: &BaseConsumer) -> BTreeSet<i32> {
         .unwrap_or_default()
 }
 
-/// Polls every member until `done` holds for what they consumed so far,
-/// then a little longer to catch anything extra. Returns (member index,
-/// partition, record index) per record.
-fn poll_until(
-    members: &[&BaseConsumer],
-    what: &str,
-    mut done: impl FnMut(&[(usize, i32, u64)]) -> bool,
-) -> Vec<(usize, i32, u64)> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut settle_until: Option<Instant> = None;
-    loop {
-        for (i, m) in members.iter().enumerate() {
-            if let Some(result) = m.poll(Duration::from_millis(50)) {
-                let msg = result
-                    .unwrap_or_else(|e| panic!("consumer error while waiting for {what}: {e}"));
-                let key = std::str::from_utf8(msg.key().expect("key")).unwrap();
-                got.push((i, msg.partition(), key.parse().unwrap()));
-            }
-        }
-        match settle_until {
-            None if done(&got) => settle_until = Some(Instant::now() + Duration::from_secs(2)),
-            Some(t) if Instant::now() > t => return got,
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; got {} records",
-            got.len()
-        );
-    }
-}
-
 fn indices(got: &[(usize, i32, u64)]) -> Vec<u64> {
     let mut v: Vec<u64> = got.iter().map(|g| g.2).collect();
     v.sort();
@@ -89,7 +57,7 @@ fn group_splits_rebalances_and_resumes_from_commits() {
     let a = member(&bootstrap);
     let b = member(&bootstrap);
     let all: BTreeSet<i32> = (0..4).collect();
-    let split = poll_until(&[&a, &b], "the two members to split the partitions", |_| {
+    let split = poll_members(&[&a, &b], "the two members to split the partitions", |_| {
         let (pa, pb) = (partitions(&a), partitions(&b));
         !pa.is_empty() && !pb.is_empty() && pa.is_disjoint(&pb) && &pa | &pb == all
     });
@@ -98,7 +66,7 @@ fn group_splits_rebalances_and_resumes_from_commits() {
 
     produce_range(&p, TOPIC, 0..400, |_| {});
     assert!(p.context().failed.lock().unwrap().is_empty());
-    let first = poll_until(&[&a, &b], "400 records", |g| g.len() >= 400);
+    let first = poll_members(&[&a, &b], "400 records", |g| g.len() >= 400);
     assert_eq!(
         indices(&first),
         (0..400).collect::<Vec<_>>(),
@@ -123,10 +91,10 @@ fn group_splits_rebalances_and_resumes_from_commits() {
 
     // b leaves: a takes over all four partitions, from b's commits.
     drop(b);
-    let rebalanced = poll_until(&[&a], "a to own every partition", |_| partitions(&a) == all);
+    let rebalanced = poll_members(&[&a], "a to own every partition", |_| partitions(&a) == all);
     assert!(rebalanced.is_empty(), "nothing new was produced");
     produce_range(&p, TOPIC, 400..440, |_| {});
-    let second = poll_until(&[&a], "40 new records", |g| g.len() >= 40);
+    let second = poll_members(&[&a], "40 new records", |g| g.len() >= 40);
     assert_eq!(
         indices(&second),
         (400..440).collect::<Vec<_>>(),
@@ -139,7 +107,7 @@ fn group_splits_rebalances_and_resumes_from_commits() {
     // A fresh member of the group resumes exactly where the group left off.
     produce_range(&p, TOPIC, 440..460, |_| {});
     let c = member(&bootstrap);
-    let third = poll_until(&[&c], "20 records after the commits", |g| g.len() >= 20);
+    let third = poll_members(&[&c], "20 records after the commits", |g| g.len() >= 20);
     assert_eq!(indices(&third), (440..460).collect::<Vec<_>>());
     assert!(p.context().failed.lock().unwrap().is_empty());
 }
@@ -188,7 +156,7 @@ fn group_rule_puts_coordination_and_commits_on_the_named_cluster() {
     .create()
     .unwrap();
     c.subscribe(&["ledger"]).unwrap();
-    let got = poll_until(&[&c], "50 records", |g| g.len() >= 50);
+    let got = poll_members(&[&c], "50 records", |g| g.len() >= 50);
     assert_eq!(indices(&got), (0..50).collect::<Vec<_>>());
     c.commit_consumer_state(CommitMode::Sync).unwrap();
     drop(c);
@@ -221,28 +189,6 @@ fn group_rule_puts_coordination_and_commits_on_the_named_cluster() {
 
 /// Committed offsets of `group` for `topic`'s partitions, read from one
 /// cluster directly.
-fn committed(cluster: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    use rdkafka::{Offset, TopicPartitionList};
-    let direct: BaseConsumer = client_config(&cluster.addr(), &[("group.id", group)])
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let offsets = direct
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    (0..partitions)
-        .map(
-            |p| match offsets.find_partition(topic, p).unwrap().offset() {
-                Offset::Offset(o) => o,
-                _ => -1,
-            },
-        )
-        .collect()
-}
-
 #[test]
 fn a_group_moves_to_another_cluster_with_its_offsets_while_its_member_runs() {
     const PAYROLL: &str = "payroll";
@@ -265,10 +211,10 @@ fn a_group_moves_to_another_cluster_with_its_offsets_while_its_member_runs() {
     .create()
     .unwrap();
     live.subscribe(&["ledger"]).unwrap();
-    let got = poll_until(&[&live], "300 records", |g| g.len() >= 300);
+    let got = poll_members(&[&live], "300 records", |g| g.len() >= 300);
     assert_eq!(indices(&got), (0..300).collect::<Vec<_>>());
     live.commit_consumer_state(CommitMode::Sync).unwrap();
-    let on_old = committed(&old, PAYROLL, "ledger", 2);
+    let on_old = committed(&old.addr(), PAYROLL, "ledger", 2);
     assert_eq!(on_old.iter().sum::<i64>(), 300);
 
     // The group cannot move where its topic is missing...
@@ -298,7 +244,7 @@ fn a_group_moves_to_another_cluster_with_its_offsets_while_its_member_runs() {
         .collect();
     assert_eq!(steps, ["prepare", "hold", "copy", "record", "switch"]);
     assert_eq!(
-        committed(&new, PAYROLL, "ledger", 2),
+        committed(&new.addr(), PAYROLL, "ledger", 2),
         on_old,
         "offsets copied"
     );
@@ -308,12 +254,12 @@ fn a_group_moves_to_another_cluster_with_its_offsets_while_its_member_runs() {
     // of the move at its next heartbeat; records it read before rejoining
     // and never committed it would read again, as after any rebalance.)
     for _ in 0..2 {
-        let during = poll_until(&[&live], "the member to rejoin", |_| true);
+        let during = poll_members(&[&live], "the member to rejoin", |_| true);
         assert!(during.is_empty(), "nothing new yet: {during:?}");
     }
     produce_range(&p, "ledger", 300..500, |_| {});
     assert!(p.context().failed.lock().unwrap().is_empty());
-    let got = poll_until(&[&live], "200 new records", |g| g.len() >= 200);
+    let got = poll_members(&[&live], "200 new records", |g| g.len() >= 200);
     assert_eq!(
         indices(&got),
         (300..500).collect::<Vec<_>>(),
@@ -321,11 +267,13 @@ fn a_group_moves_to_another_cluster_with_its_offsets_while_its_member_runs() {
     );
     live.commit_consumer_state(CommitMode::Sync).unwrap();
     assert_eq!(
-        committed(&new, PAYROLL, "ledger", 2).iter().sum::<i64>(),
+        committed(&new.addr(), PAYROLL, "ledger", 2)
+            .iter()
+            .sum::<i64>(),
         500
     );
     assert_eq!(
-        committed(&old, PAYROLL, "ledger", 2),
+        committed(&old.addr(), PAYROLL, "ledger", 2),
         on_old,
         "'old' no longer told"
     );

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harness::clients::{
-    assert_cluster_holds, client_config, cluster_records, create_topic, indices,
-    kafka_python_consume, produce_range, producer,
+    assert_cluster_holds, client_config, cluster_records, committed, create_topic, group_member,
+    indices, kafka_python_consume, poll_members, produce_range, producer,
 };
 use harness::{Broker, Proxy, ProxySetup};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::Producer;
 
 const STATE: &str = "[state]\nstore = \"kafka\"\ncluster = \"new\"\n";
@@ -438,4 +438,175 @@ fn the_initiator_killed_while_instances_switch_leaves_the_flip_done() {
 #[test]
 fn an_instance_killed_mid_flip_does_not_stop_it() {
     killed_mid_flip("ko", "check", Victim::Other, true);
+}
+
+#[test]
+fn an_instance_cut_off_from_the_state_cluster_writes_nowhere_until_it_has_caught_up() {
+    // B runs in a namespace of its own, so that its path to the state
+    // cluster alone can be cut.
+    let ns = harness::netns::Netns::new("cut");
+    let old = Broker::start_on("cut-old", &ns.host_a());
+    let new = Broker::start_on("cut-new", &ns.host_b());
+    let a = instance(&old, &new, "sy-a");
+    let mut setup = fleet_member(&old, &new, "sy-b");
+    setup.host = ns.inner();
+    setup.netns = Some(ns.name.clone());
+    let b = Proxy::start(setup);
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    create_topic(&a.bootstrap(), "t", 2);
+    write(&b, "t", 0..100);
+
+    // B loses the state cluster; A sees its lease expire.
+    ns.cut(&new.host);
+    harness::wait_for("sy-b's lease expired", Duration::from_secs(20), || {
+        (instances(&a) == vec![("sy-a".to_owned(), true), ("sy-b".to_owned(), false)]).then_some(())
+    });
+    // A producer writes through B all along; the flip runs without B.
+    const N: u64 = 1_000;
+    let writer = paced_writer(&b, "t", 100..100 + N);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = a.flip("t", "new");
+    assert!(!out.contains("sy-b"), "B takes no part: {out}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        indices(&cluster_records(&old.addr(), "t", 2)),
+        (0..100).collect(),
+        "nothing written through B on old since it was cut off"
+    );
+    assert!(
+        b.log().contains("Produce is refused"),
+        "B says why it refuses: {}",
+        b.log()
+    );
+
+    // Reconnected, B catches up and its producer's retries land on new.
+    ns.mend(&new.host);
+    let (delivered, failed) = writer.join().unwrap();
+    assert_eq!((delivered, failed), (N, 0), "B's producer loses nothing");
+    assert!(b.log().contains("Produce is accepted again"), "{}", b.log());
+    assert_eq!(
+        b.runtime_routes(),
+        vec![("t".to_owned(), "new".to_owned(), "new".to_owned())]
+    );
+    assert_eq!(
+        indices(&cluster_records(&old.addr(), "t", 2)),
+        (0..100).collect(),
+        "nothing on the wrong side"
+    );
+    write(&a, "t", 100 + N..200 + N);
+    assert_one_log(&old, &new, &[&a, &b], "t", 2, 200 + N);
+}
+
+/// The groups `proxy` routes at runtime, as (group, cluster).
+fn runtime_groups(proxy: &Proxy) -> Vec<(String, String)> {
+    proxy.json("routes")["groups"]
+        .as_array()
+        .expect("routes lists its groups")
+        .iter()
+        .filter(|g| g["source"] == "runtime")
+        .map(|g| {
+            let s = |k: &str| g[k].as_str().unwrap().to_owned();
+            (s("pattern"), s("cluster"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_group_moves_across_the_fleet_and_everything_survives_a_full_restart() {
+    let old = Broker::start("gr-old");
+    let new = Broker::start("gr-new");
+    let mut a = instance(&old, &new, "sy-a");
+    let mut b = instance(&old, &new, "sy-b");
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    create_topic(&a.bootstrap(), "ledger", 2);
+    create_topic(&new.addr(), "ledger", 2);
+    create_topic(&a.bootstrap(), "kept", 1);
+    write(&b, "kept", 0..100);
+    b.flip("kept", "new");
+    write(&a, "kept", 100..200);
+
+    // One member of the group on each instance; both read and commit.
+    let on_a = group_member(&a.bootstrap(), "payroll", "ledger", "earliest");
+    let on_b = group_member(&b.bootstrap(), "payroll", "ledger", "earliest");
+    let members = [&on_a, &on_b];
+    let split = |g: &[(usize, i32, u64)]| {
+        let mut read: Vec<u64> = g.iter().map(|r| r.2).collect();
+        read.sort();
+        read
+    };
+    let assigned = |m: &BaseConsumer| m.assignment().is_ok_and(|a| a.count() > 0);
+    let joined = poll_members(&members, "both members assigned", |_| {
+        members.iter().all(|m| assigned(m))
+    });
+    assert!(joined.is_empty());
+    write(&a, "ledger", 0..300);
+    let got = poll_members(&members, "300 records", |g| g.len() >= 300);
+    assert_eq!(split(&got), (0..300).collect::<Vec<_>>());
+    for m in members {
+        m.commit_consumer_state(CommitMode::Sync).unwrap();
+    }
+    let on_old = committed(&old.addr(), "payroll", "ledger", 2);
+    assert_eq!(on_old.iter().sum::<i64>(), 300);
+
+    // Moved from B: both instances hold the group, then send it to new.
+    let out = b.cli(&["flip", "--group", "payroll", "--to", "new"]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("instance sy-a: fenced"), "{printed}");
+    assert!(printed.contains("instance sy-b: fenced"), "{printed}");
+    assert!(!printed.contains("not confirmed"), "{printed}");
+    let moved = vec![("payroll".to_owned(), "new".to_owned())];
+    for proxy in [&a, &b] {
+        assert_eq!(runtime_groups(proxy), moved);
+    }
+    assert_eq!(
+        committed(&new.addr(), "payroll", "ledger", 2),
+        on_old,
+        "offsets copied"
+    );
+
+    // Both members rejoin on new and read only what is new.
+    write(&b, "ledger", 300..500);
+    let got = poll_members(&members, "200 new records", |g| g.len() >= 200);
+    assert_eq!(split(&got), (300..500).collect::<Vec<_>>(), "nothing twice");
+    for m in members {
+        m.commit_consumer_state(CommitMode::Sync).unwrap();
+    }
+    assert_eq!(
+        committed(&new.addr(), "payroll", "ledger", 2)
+            .iter()
+            .sum::<i64>(),
+        500
+    );
+    assert_eq!(
+        committed(&old.addr(), "payroll", "ledger", 2),
+        on_old,
+        "old no longer told"
+    );
+    drop((on_a, on_b));
+
+    // Every instance down at once, then up again: routes, stitches and
+    // the group move come back from the topic alone.
+    a.kill();
+    b.kill();
+    a.start_again();
+    b.start_again();
+    for proxy in [&a, &b] {
+        assert_eq!(
+            proxy.runtime_routes(),
+            vec![("kept".to_owned(), "new".to_owned(), "new".to_owned())]
+        );
+        assert_eq!(runtime_groups(proxy), moved);
+    }
+    assert!(!a.state_file().exists() && !b.state_file().exists());
+    assert_one_log(&old, &new, &[&a, &b], "kept", 1, 200);
+    // The group's offsets are read where it moved, through either.
+    for proxy in [&a, &b] {
+        let through = committed(&proxy.bootstrap(), "payroll", "ledger", 2);
+        assert_eq!(through.iter().sum::<i64>(), 500, "the moved commits");
+    }
 }

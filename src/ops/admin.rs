@@ -196,7 +196,10 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
             Err(e) => Answer::refused(e),
         },
         AdminRequest::FlipGroup { group, to } => match flip::cluster_named(proxy, &to) {
-            Ok(to) => Answer::outcome(group_move::move_group(proxy, &group, to).await),
+            Ok(to) => Answer::outcome(match fleet {
+                Some(fleet) => fleet.move_group(proxy, &group, to).await,
+                None => group_move::move_group(proxy, &group, to).await,
+            }),
             Err(e) => Answer::refused(e),
         },
         AdminRequest::Detach { group, cluster } => match flip::cluster_named(proxy, &cluster) {

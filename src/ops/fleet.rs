@@ -27,10 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::domain::gates::FenceGuard;
-use crate::ops::flip::{self, plan, FlipAsked, FlipError, FlipReport, InstanceSteps};
-use crate::ops::state_topic::records::{self, Abort, Decision, Event, Proposal, Run, StepDone};
+use crate::domain::ids::ClusterIdx;
+use crate::ops::flip::{self, plan, FlipAsked, FlipError, FlipReport};
+use crate::ops::group_move::{self, GroupMoveError, GroupMoveReport};
+use crate::ops::state_topic::records::{
+    self, Abort, Change, Decision, Event, Proposal, Run, StepDone, Subject,
+};
 use crate::ops::state_topic::StateTopic;
-use crate::ops::steps::{self, StepClock};
+use crate::ops::steps::{self, InstanceSteps, MoveError, StepClock, StepTiming};
 use crate::runtime::proxy::Proxy;
 
 /// How long the initiator waits for every participant to confirm its
@@ -122,14 +126,22 @@ impl Fleet {
     async fn act(self: &Arc<Self>, proxy: &Arc<Proxy>, event: Event) {
         match event {
             Event::Proposed(proposal) => self.fence(proxy, proposal, true),
-            Event::Decided(id, Decision::Commit(record)) => {
-                // Switch first, then let the held Produce go: it goes to
+            Event::Decided(id, Decision::Commit(change)) => {
+                // Switch first, then let the held requests go: they go to
                 // the new route.
-                if let Err(e) = proxy.take_flip(&record).await {
-                    tracing::error!(topic = record.topic, error = %e, "cannot switch to a flip recorded in the state topic");
+                let (taken, what, name) = match &change {
+                    Change::Flip(flip) => (proxy.take_flip(flip).await, "flip", &flip.topic),
+                    Change::GroupMove(moved) => (
+                        proxy.take_group_move(moved).await,
+                        "group move",
+                        &moved.group,
+                    ),
+                };
+                if let Err(e) = taken {
+                    tracing::error!(subject = name, error = %e, "cannot switch to a {what} recorded in the state topic");
                 }
                 let ms = self.release(&id);
-                tracing::info!(topic = record.topic, run = id, to = ?record.to, "fleet flip switched");
+                tracing::info!(subject = name, run = id, "fleet {what} switched");
                 if self.participates(&id) {
                     let step = StepDone {
                         id: id.clone(),
@@ -143,12 +155,16 @@ impl Fleet {
                 }
             }
             Event::Decided(id, Decision::Abort(abort)) => {
+                let what = self
+                    .topic
+                    .run(&id)
+                    .map_or("run", |r| kind(&r.proposal.subject));
                 self.release(&id);
                 tracing::info!(
                     run = id,
                     by = abort.instance,
                     reason = abort.reason,
-                    "fleet flip aborted"
+                    "fleet {what} aborted"
                 );
             }
             Event::Progress(_) | Event::Lease(_) | Event::None => {}
@@ -173,49 +189,52 @@ impl Fleet {
             .map_or(0.0, |at| at.elapsed().as_secs_f64() * 1000.0)
     }
 
-    /// Fences the topic of `proposal` here, then (`confirm`, when this
-    /// instance is a participant) says so in the topic, or calls the flip
-    /// off when the fence fails. Calls it off too when no decision comes
-    /// in time.
+    /// Fences the subject of `proposal` here (a topic's Produce, a
+    /// group's requests), then (`confirm`, when this instance is a
+    /// participant) says so in the topic, or calls the run off when the
+    /// fence fails. Calls it off too when no decision comes in time.
     fn fence(self: &Arc<Self>, proxy: &Arc<Proxy>, proposal: Proposal, confirm: bool) {
         let me = self.topic.instance().to_owned();
         let confirm = confirm && proposal.participants.contains(&me);
         lock(&self.proposed_at).insert(proposal.id.clone(), Instant::now());
+        let what = kind(&proposal.subject);
         tracing::info!(
             run = proposal.id,
-            topic = proposal.topic,
+            subject = proposal.subject.name(),
             initiator = proposal.initiator,
-            "fencing for a fleet flip"
+            "fencing for a fleet {what}"
         );
+        let (gates, within, held) = match &proposal.subject {
+            Subject::Topic(_) => (proxy.gates(), plan::INFLIGHT_WAIT, "produce requests"),
+            Subject::Group(_) => (
+                proxy.group_gates(),
+                group_move::INFLIGHT_WAIT,
+                "offset commits",
+            ),
+        };
+        let (gates, name) = (gates.clone(), proposal.subject.name().to_owned());
         // Fenced now, before anything else this instance reads is acted
         // on (it may count itself caught up right after); what is under
         // way drains below.
         let id = proposal.id.clone();
         let fenced = if !proposal.moves_produce {
             Ok(()) // a fetch-only flip: nothing to fence
-        } else if let Some(guard) = proxy.gates().fence(&proposal.topic) {
+        } else if let Some(guard) = gates.fence(&name) {
             lock(&self.fences).insert(id.clone(), guard);
             Ok(())
         } else {
-            Err(format!(
-                "a flip of '{}' holds its fence already",
-                proposal.topic
-            ))
+            Err(format!("a {what} of '{name}' holds its fence already"))
         };
-        let (fleet, proxy) = (self.clone(), proxy.clone());
+        let fleet = self.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             let drained = match fenced {
                 Ok(()) if proposal.moves_produce => {
-                    let gates = proxy.gates();
-                    match tokio::time::timeout(plan::INFLIGHT_WAIT, gates.drained(&proposal.topic))
-                        .await
-                    {
+                    match tokio::time::timeout(within, gates.drained(&name)).await {
                         Ok(()) => Ok(()),
                         Err(_) => Err(format!(
-                            "{} produce requests still unanswered after {:?}",
-                            gates.inflight(&proposal.topic),
-                            plan::INFLIGHT_WAIT
+                            "{} {held} still unanswered after {within:?}",
+                            gates.inflight(&name),
                         )),
                     }
                 }
@@ -313,12 +332,12 @@ impl Fleet {
     }
 
     /// Calls run `id` off with `error`, and says how it ended.
-    async fn abort(&self, id: &str, topic: &str, error: FlipError) -> FlipError {
+    async fn abort<E: MoveError + std::fmt::Display>(&self, id: &str, name: &str, error: E) -> E {
         self.call_off(id, error.to_string()).await;
         match self.decision(id).await {
             Decision::Abort(a) if a.instance == self.topic.instance() => error,
-            Decision::Abort(a) => aborted(topic, a),
-            // Committed before the abort was read: the flip stands.
+            Decision::Abort(a) => aborted(name, a),
+            // Committed before the abort was read: the run stands.
             Decision::Commit(_) => error,
         }
     }
@@ -338,6 +357,74 @@ impl Fleet {
         let mut clock = StepClock::start(Instant::now());
         flip::prepare(proxy, &plan).await?;
         clock.mark(&mut report.steps, "prepare", Instant::now());
+        let subject = Subject::Topic(topic.to_owned());
+        let checked = plan.moves_produce().then_some("check");
+        let mut stitch = Vec::new();
+        let work = async || {
+            // The old log is still and has no open transaction: take the
+            // stitch points.
+            if plan.moves_produce() {
+                stitch = flip::check(proxy, &plan, mirrored).await?;
+            }
+            Ok(Change::Flip(plan.record(stitch.clone(), steps::now_ms())))
+        };
+        let (steps, instances) = self
+            .run(subject, plan.moves_produce(), clock, checked, work)
+            .await?;
+        report.steps.extend(steps);
+        report.instances = instances;
+        report.stitch = stitch;
+        Ok(report)
+    }
+
+    /// Moves one consumer group across every live instance (each holds
+    /// the group's requests while its offsets are copied), or aborts it on
+    /// all of them leaving routes as they were.
+    pub async fn move_group(
+        &self,
+        proxy: &Arc<Proxy>,
+        group: &str,
+        to: ClusterIdx,
+    ) -> Result<GroupMoveReport, GroupMoveError> {
+        let (_running, from, mut report) = group_move::begin(proxy, group, to)?;
+        if !report.changed {
+            return Ok(report);
+        }
+        let mut clock = StepClock::start(Instant::now());
+        group_move::prepare(proxy, group, to).await?;
+        clock.mark(&mut report.steps, "prepare", Instant::now());
+        let mut offsets = 0;
+        let work = async || {
+            offsets = group_move::copy(proxy, group, from, to).await?;
+            let mut record = report.record();
+            record.offsets = offsets;
+            Ok(Change::GroupMove(record))
+        };
+        let subject = Subject::Group(group.to_owned());
+        let (steps, instances) = self.run(subject, true, clock, Some("copy"), work).await?;
+        report.steps.extend(steps);
+        report.instances = instances;
+        report.offsets = offsets;
+        Ok(report)
+    }
+
+    /// The steps every fleet run shares: propose, every participant
+    /// fences (`fences`: false for a fetch-only flip) and confirms, `work`
+    /// (timed as step `work_step`) gives the change, which is recorded
+    /// (the commit), then every instance switches. Returns the steps'
+    /// timings and each instance's part; any failure before the commit
+    /// aborts the run on every instance.
+    async fn run<E: MoveError + std::fmt::Display>(
+        &self,
+        subject: Subject,
+        fences: bool,
+        mut clock: StepClock,
+        work_step: Option<&str>,
+        work: impl AsyncFnOnce() -> Result<Change, E>,
+    ) -> Result<(Vec<StepTiming>, Vec<InstanceSteps>), E> {
+        let name = subject.name().to_owned();
+        let name = name.as_str();
+        let mut steps = Vec::new();
 
         // 1. propose; 2. every participant fences and confirms.
         let me = self.topic.instance().to_owned();
@@ -345,26 +432,22 @@ impl Fleet {
         let participants = self.topic.live_instances();
         let proposal = Proposal {
             id: id.clone(),
-            topic: topic.to_owned(),
+            subject,
             initiator: me.clone(),
             participants: participants.clone(),
-            moves_produce: plan.moves_produce(),
+            moves_produce: fences,
             at_ms: steps::now_ms(),
-        };
-        let state = |source| FlipError::State {
-            topic: topic.to_owned(),
-            source,
         };
         self.topic
             .write(&records::propose_key(&id), &proposal)
             .await
-            .map_err(state)?;
+            .map_err(|e| E::not_recorded(name, e))?;
         hold("fence").await;
         let all_fenced =
             |r: &Run| r.decision.is_some() || participants.iter().all(|p| r.fenced.contains_key(p));
         let fenced = self.wait(&id, FENCE_CONFIRM_WAIT, all_fenced).await;
         match fenced.as_ref().and_then(|r| r.decision.clone()) {
-            Some(Decision::Abort(a)) => return Err(aborted(topic, a)),
+            Some(Decision::Abort(a)) => return Err(aborted(name, a)),
             Some(Decision::Commit(_)) => {}
             None if fenced.is_some() => {}
             None => {
@@ -374,56 +457,46 @@ impl Fleet {
                     .filter(|p| !run.as_ref().is_some_and(|r| r.fenced.contains_key(*p)))
                     .map(String::as_str)
                     .collect();
-                let error = aborted(
-                    topic,
-                    Abort {
-                        id: id.clone(),
-                        instance: me.clone(),
-                        reason: format!(
-                            "instance(s) {} did not confirm the fence within {FENCE_CONFIRM_WAIT:?}",
-                            missing.join(", ")
-                        ),
-                    },
+                let reason = format!(
+                    "instance(s) {} did not confirm the fence within {FENCE_CONFIRM_WAIT:?}",
+                    missing.join(", ")
                 );
-                return Err(self.abort(&id, topic, error).await);
+                let error = E::fleet_aborted(name, me.clone(), reason);
+                return Err(self.abort(&id, name, error).await);
             }
         }
-        clock.mark(&mut report.steps, "fence", Instant::now());
+        clock.mark(&mut steps, "fence", Instant::now());
 
-        // 3. check the old log, and record the flip: the commit.
-        if plan.moves_produce() {
-            match flip::check(proxy, &plan, mirrored).await {
-                Ok(stitch) => report.stitch = stitch,
-                Err(e) => return Err(self.abort(&id, topic, e).await),
-            }
-            clock.mark(&mut report.steps, "check", Instant::now());
+        // 3. the run's own work (a flip's check, a move's copy), then its
+        // record: the commit.
+        let change = match work().await {
+            Ok(change) => change,
+            Err(e) => return Err(self.abort(&id, name, e).await),
+        };
+        if let Some(step) = work_step {
+            clock.mark(&mut steps, step, Instant::now());
         }
         hold("check").await;
-        let mut record = plan.record(report.stitch.clone(), steps::now_ms());
-        record.run = Some(id.clone());
-        if let Err(e) = self
-            .topic
-            .write(&format!("flip/{topic}/{id}"), &record)
-            .await
-        {
-            return Err(self.abort(&id, topic, state(e)).await);
+        let (key, change) = change.committing(&id);
+        if let Err(e) = self.topic.write(&key, &change).await {
+            return Err(self.abort(&id, name, E::not_recorded(name, e)).await);
         }
         hold("record").await;
         match self.decision(&id).await {
             Decision::Commit(_) => {}
-            Decision::Abort(a) => return Err(aborted(topic, a)),
+            Decision::Abort(a) => return Err(aborted(name, a)),
         }
-        clock.mark(&mut report.steps, "record", Instant::now());
+        clock.mark(&mut steps, "record", Instant::now());
         hold("switch").await;
 
-        // 4. every instance switches, then lets its held Produce go.
+        // 4. every instance switches, then lets its held requests go.
         let all_switched = |r: &Run| participants.iter().all(|p| r.switched.contains_key(p));
         let run = self
             .wait(&id, SWITCH_CONFIRM_WAIT, all_switched)
             .await
             .or_else(|| self.topic.run(&id));
-        clock.mark(&mut report.steps, "switch", Instant::now());
-        report.instances = participants
+        clock.mark(&mut steps, "switch", Instant::now());
+        let instances = participants
             .iter()
             .map(|p| InstanceSteps {
                 instance: p.clone(),
@@ -432,21 +505,25 @@ impl Fleet {
             })
             .collect();
         tracing::info!(
-            topic,
+            subject = name,
             run = id,
             instances = participants.len(),
-            "fleet flip done"
+            "fleet run done"
         );
-        Ok(report)
+        Ok((steps, instances))
     }
 }
 
-fn aborted(topic: &str, abort: Abort) -> FlipError {
-    FlipError::FleetAborted {
-        topic: topic.to_owned(),
-        instance: abort.instance,
-        reason: abort.reason,
+/// What a fleet run of `subject` is called in the log.
+fn kind(subject: &Subject) -> &'static str {
+    match subject {
+        Subject::Topic(_) => "flip",
+        Subject::Group(_) => "group move",
     }
+}
+
+fn aborted<E: MoveError>(name: &str, abort: Abort) -> E {
+    E::fleet_aborted(name, abort.instance, abort.reason)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

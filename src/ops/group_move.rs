@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::gates::RunningGuard;
 use crate::domain::groups;
 use crate::domain::ids::ClusterIdx;
 use crate::ops::state::{GroupMoveRecord, State, StateError};
-use crate::ops::steps::{self, MoveError, StepClock, StepTiming};
+use crate::ops::steps::{self, InstanceSteps, MoveError, StepClock, StepTiming};
 use crate::runtime::proxy::Proxy;
 use crate::upstream::cluster::groups::CommittedOffset;
 use crate::upstream::UpstreamError;
@@ -31,6 +32,10 @@ pub struct GroupMoveReport {
     pub steps: Vec<StepTiming>,
     /// Committed offsets copied, one per partition.
     pub offsets: usize,
+    /// For a move across the instances sharing a state topic: how long
+    /// each took to hold the group and to switch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceSteps>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +84,17 @@ pub enum GroupMoveError {
     },
     #[error("move of group '{group}' aborted: {source}; routes unchanged")]
     State { group: String, source: StateError },
+    #[error("move of group '{group}' aborted by instance '{instance}': {reason}; routes unchanged on every instance")]
+    FleetAborted {
+        group: String,
+        instance: String,
+        reason: String,
+    },
 }
 
 /// How long a move waits for offset commits already sent to the old
 /// coordinator to be answered.
-const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
 
 impl MoveError for GroupMoveError {
     fn already_running(group: &str) -> Self {
@@ -105,6 +116,14 @@ impl MoveError for GroupMoveError {
             source,
         }
     }
+
+    fn fleet_aborted(group: &str, instance: String, reason: String) -> Self {
+        GroupMoveError::FleetAborted {
+            group: group.to_owned(),
+            instance,
+            reason,
+        }
+    }
 }
 
 /// Moves `group` to cluster `to`, or aborts leaving routes as they were.
@@ -113,34 +132,85 @@ pub async fn move_group(
     group: &str,
     to: ClusterIdx,
 ) -> Result<GroupMoveReport, GroupMoveError> {
-    if !groups::valid_group_id(group) {
-        return Err(GroupMoveError::BadGroup(group.to_owned()));
-    }
-    let _running = proxy
-        .group_moves()
-        .start(group)
-        .ok_or_else(|| GroupMoveError::AlreadyRunning(group.to_owned()))?;
-    let upstream = |source| GroupMoveError::Upstream {
-        group: group.to_owned(),
-        source,
-    };
-    let from = proxy.routes().group_cluster(group);
-    let (source, target) = (proxy.cluster(from), proxy.cluster(to));
-    let mut report = GroupMoveReport {
-        group: group.to_owned(),
-        from: source.name().to_owned(),
-        to: target.name().to_owned(),
-        changed: from != to,
-        steps: Vec::new(),
-        offsets: 0,
-    };
+    let (_running, from, mut report) = begin(proxy, group, to)?;
     if !report.changed {
         return Ok(report);
     }
     let mut clock = StepClock::start(Instant::now());
+    prepare(proxy, group, to).await?;
+    clock.mark(&mut report.steps, "prepare", Instant::now());
 
-    // 0. prepare: the target must not have a live group of that name.
-    let state = target.group_state(group).await.map_err(upstream)?;
+    // 1. hold the group's requests; wait for commits under way.
+    let _fence = steps::fence_and_drain::<GroupMoveError>(
+        proxy.group_gates(),
+        group,
+        &report.from,
+        INFLIGHT_WAIT,
+    )
+    .await?;
+    clock.mark(&mut report.steps, "hold", Instant::now());
+
+    // 2. copy the committed offsets, and read them back.
+    report.offsets = copy(proxy, group, from, to).await?;
+    clock.mark(&mut report.steps, "copy", Instant::now());
+
+    // 3. record, durably, before anything switches.
+    let record = report.record();
+    let state =
+        steps::record::<GroupMoveError>(proxy, group, |state| next_state(state, record)).await?;
+    clock.mark(&mut report.steps, "record", Instant::now());
+
+    // 4. switch; the held requests then go to the target's coordinator.
+    proxy.set_routes(proxy.routes().with_runtime_group(group, to));
+    drop(state);
+    clock.mark(&mut report.steps, "switch", Instant::now());
+    tracing::info!(group, from = %report.from, to = %report.to, offsets = report.offsets, "group moved");
+    Ok(report)
+}
+
+/// Starts a move of `group` to `to`: the guard against a second move of
+/// it here, the cluster it moves from, and the report so far (`changed`
+/// false when there is nothing to move).
+pub(crate) fn begin<'p>(
+    proxy: &'p Proxy,
+    group: &str,
+    to: ClusterIdx,
+) -> Result<(RunningGuard<'p>, ClusterIdx, GroupMoveReport), GroupMoveError> {
+    if !groups::valid_group_id(group) {
+        return Err(GroupMoveError::BadGroup(group.to_owned()));
+    }
+    let running = proxy
+        .group_moves()
+        .start(group)
+        .ok_or_else(|| GroupMoveError::AlreadyRunning(group.to_owned()))?;
+    let from = proxy.routes().group_cluster(group);
+    let report = GroupMoveReport {
+        group: group.to_owned(),
+        from: proxy.cluster(from).name().to_owned(),
+        to: proxy.cluster(to).name().to_owned(),
+        changed: from != to,
+        steps: Vec::new(),
+        offsets: 0,
+        instances: Vec::new(),
+    };
+    Ok((running, from, report))
+}
+
+fn upstream(group: &str) -> impl Fn(UpstreamError) -> GroupMoveError + '_ {
+    move |source| GroupMoveError::Upstream {
+        group: group.to_owned(),
+        source,
+    }
+}
+
+/// Step 0: the target must not have a live group of that name.
+pub(crate) async fn prepare(
+    proxy: &Proxy,
+    group: &str,
+    to: ClusterIdx,
+) -> Result<(), GroupMoveError> {
+    let target = proxy.cluster(to);
+    let state = target.group_state(group).await.map_err(upstream(group))?;
     if !groups::idle(&state) {
         return Err(GroupMoveError::TargetInUse {
             group: group.to_owned(),
@@ -148,23 +218,23 @@ pub async fn move_group(
             state,
         });
     }
-    clock.mark(&mut report.steps, "prepare", Instant::now());
+    Ok(())
+}
 
-    // 1. hold the group's requests; wait for commits under way.
-    let _fence = steps::fence_and_drain::<GroupMoveError>(
-        proxy.group_gates(),
-        group,
-        source.name(),
-        INFLIGHT_WAIT,
-    )
-    .await?;
-    clock.mark(&mut report.steps, "hold", Instant::now());
-
-    // 2. copy the committed offsets, and read them back.
-    let offsets: Vec<CommittedOffset> = source.group_offsets(group).await.map_err(upstream)?;
+/// Step 2, with the group held: copies its committed offsets from `from`
+/// to `to` and reads them back; how many were copied.
+pub(crate) async fn copy(
+    proxy: &Proxy,
+    group: &str,
+    from: ClusterIdx,
+    to: ClusterIdx,
+) -> Result<usize, GroupMoveError> {
+    let upstream = upstream(group);
+    let (source, target) = (proxy.cluster(from), proxy.cluster(to));
+    let offsets: Vec<CommittedOffset> = source.group_offsets(group).await.map_err(&upstream)?;
     // A coordinator keeps offsets only for partitions its cluster has.
     for (topic, needed) in partitions_needed(&offsets) {
-        let has = target.partition_count(topic).await.map_err(upstream)?;
+        let has = target.partition_count(topic).await.map_err(&upstream)?;
         if has.is_none_or(|n| n < needed) {
             return Err(GroupMoveError::TopicMissing {
                 group: group.to_owned(),
@@ -176,35 +246,29 @@ pub async fn move_group(
     target
         .commit_group_offsets(group, &offsets)
         .await
-        .map_err(upstream)?;
-    let copied = target.group_offsets(group).await.map_err(upstream)?;
+        .map_err(&upstream)?;
+    let copied = target.group_offsets(group).await.map_err(&upstream)?;
     if !copied_all(&offsets, &copied) {
         return Err(GroupMoveError::CopyMismatch {
             group: group.to_owned(),
             cluster: target.name().to_owned(),
         });
     }
-    report.offsets = offsets.len();
-    clock.mark(&mut report.steps, "copy", Instant::now());
+    Ok(offsets.len())
+}
 
-    // 3. record, durably, before anything switches.
-    let record = GroupMoveRecord {
-        group: group.to_owned(),
-        from: report.from.clone(),
-        to: report.to.clone(),
-        at_ms: steps::now_ms(),
-        offsets: report.offsets,
-    };
-    let state =
-        steps::record::<GroupMoveError>(proxy, group, |state| next_state(state, record)).await?;
-    clock.mark(&mut report.steps, "record", Instant::now());
-
-    // 4. switch; the held requests then go to the target's coordinator.
-    proxy.set_routes(proxy.routes().with_runtime_group(group, to));
-    drop(state);
-    clock.mark(&mut report.steps, "switch", Instant::now());
-    tracing::info!(group, from = %report.from, to = %report.to, offsets = report.offsets, "group moved");
-    Ok(report)
+impl GroupMoveReport {
+    /// The record of this move, as the state keeps it.
+    pub(crate) fn record(&self) -> GroupMoveRecord {
+        GroupMoveRecord {
+            group: self.group.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            at_ms: steps::now_ms(),
+            offsets: self.offsets,
+            run: None,
+        }
+    }
 }
 
 /// Each topic the group has committed offsets for, with how many
@@ -282,6 +346,7 @@ mod tests {
             to: "new".into(),
             at_ms: 7,
             offsets: 2,
+            run: None,
         };
         let next = next_state(&State::default(), record.clone());
         assert_eq!(next.groups["billing"], "new");

@@ -53,6 +53,10 @@ pub struct GroupMoveRecord {
     pub at_ms: u64,
     /// Committed offsets copied to the target, one per partition.
     pub offsets: usize,
+    /// The fleet move this record decides (instances sharing a state
+    /// topic); absent for a move of one instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 impl FlipRecord {

@@ -20,6 +20,16 @@ pub struct StepTiming {
     pub ms: f64,
 }
 
+/// One instance's part in a fleet flip or group move, in milliseconds
+/// from when it read the proposal; `None` for a step it did not confirm in
+/// time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceSteps {
+    pub instance: String,
+    pub fence_ms: Option<f64>,
+    pub switch_ms: Option<f64>,
+}
+
 /// Times the steps of a flip or a group move, each from the end of the
 /// one before. The caller says when each step ended, so the clock is read
 /// by the steps, never inside a decision.
@@ -56,6 +66,8 @@ pub trait MoveError {
     fn still_in_flight(key: &str, cluster: &str, count: usize, waited: Duration) -> Self;
     /// The record of the move of `key` could not be saved.
     fn not_recorded(key: &str, source: StateError) -> Self;
+    /// Instance `instance` called the fleet move of `key` off.
+    fn fleet_aborted(key: &str, instance: String, reason: String) -> Self;
 }
 
 /// Fences `key` (new requests are held from now on), then waits up to
@@ -126,6 +138,9 @@ mod tests {
             Failure::Stuck(key.to_owned(), cluster.to_owned(), count, waited)
         }
         fn not_recorded(key: &str, _: StateError) -> Self {
+            Failure::Unsaved(key.to_owned())
+        }
+        fn fleet_aborted(key: &str, _: String, _: String) -> Self {
             Failure::Unsaved(key.to_owned())
         }
     }

@@ -17,7 +17,7 @@ use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
 use crate::domain::producer_ids::ProducerIds;
 use crate::domain::routes::{Route, RouteTable};
 use crate::domain::topology::Topology;
-use crate::ops::state::{FlipRecord, RouteEntry, State, StateError, StateStore};
+use crate::ops::state::{FlipRecord, GroupMoveRecord, RouteEntry, State, StateError, StateStore};
 use crate::plan::ClusterViews;
 use crate::upstream::Cluster;
 
@@ -259,6 +259,27 @@ impl Proxy {
         let routes = self.routes().with_runtime_route(&record.topic, route);
         self.set_routes(with_stitch_of(&self.config, routes, record, SOURCE)?);
         crate::ops::state_topic::records::apply_flip(&mut state, record.clone());
+        Ok(())
+    }
+
+    /// Takes a group move that another instance recorded (the state
+    /// topic): the group's requests go to its new cluster from now on.
+    pub async fn take_group_move(&self, record: &GroupMoveRecord) -> Result<(), StateError> {
+        let mut state = self.state.lock().await;
+        if state.group_moves.contains(record) {
+            return Ok(());
+        }
+        let to = self
+            .cluster_by_name(&record.to)
+            .ok_or_else(|| StateError::Parse {
+                path: "the state topic".to_owned(),
+                message: format!(
+                    "move of group '{}' goes to cluster '{}', which the config does not have",
+                    record.group, record.to
+                ),
+            })?;
+        self.set_routes(self.routes().with_runtime_group(&record.group, to));
+        crate::ops::state_topic::records::apply_group_move(&mut state, record.clone());
         Ok(())
     }
 

@@ -492,3 +492,60 @@ pub fn poll_records(consumer: &BaseConsumer, count: usize) -> Vec<(i32, i64, u64
         }
     }
 }
+
+/// Polls every member until `done` holds for what they consumed so far,
+/// then a little longer to catch anything extra. Returns (member index,
+/// partition, record index) per record.
+pub fn poll_members(
+    members: &[&BaseConsumer],
+    what: &str,
+    mut done: impl FnMut(&[(usize, i32, u64)]) -> bool,
+) -> Vec<(usize, i32, u64)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        for (i, m) in members.iter().enumerate() {
+            if let Some(result) = m.poll(Duration::from_millis(50)) {
+                let msg = result
+                    .unwrap_or_else(|e| panic!("consumer error while waiting for {what}: {e}"));
+                let key = std::str::from_utf8(msg.key().expect("key")).unwrap();
+                got.push((i, msg.partition(), key.parse().unwrap()));
+            }
+        }
+        match settle_until {
+            None if done(&got) => settle_until = Some(Instant::now() + Duration::from_secs(2)),
+            Some(t) if Instant::now() > t => return got,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; got {} records",
+            got.len()
+        );
+    }
+}
+
+/// The offsets `group` committed on the cluster at `cluster` for each
+/// partition of `topic` (-1: none).
+pub fn committed(cluster: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let direct: BaseConsumer = client_config(cluster, &[("group.id", group)])
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let offsets = direct
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    (0..partitions)
+        .map(
+            |p| match offsets.find_partition(topic, p).unwrap().offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}

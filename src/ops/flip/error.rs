@@ -133,4 +133,12 @@ impl MoveError for FlipError {
             source,
         }
     }
+
+    fn fleet_aborted(topic: &str, instance: String, reason: String) -> Self {
+        FlipError::FleetAborted {
+            topic: topic.to_owned(),
+            instance,
+            reason,
+        }
+    }
 }

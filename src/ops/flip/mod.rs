@@ -18,7 +18,7 @@ use crate::domain::gates::RunningGuard;
 use crate::domain::ids::ClusterIdx;
 use crate::domain::mirror;
 use crate::ops::state::{RouteEntry, StitchPoint};
-use crate::ops::steps::{self, StepClock, StepTiming};
+use crate::ops::steps::{self, InstanceSteps, StepClock, StepTiming};
 use crate::runtime::proxy::Proxy;
 use crate::upstream::Cluster;
 
@@ -36,15 +36,6 @@ pub struct FlipReport {
     /// each took to fence and to switch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<InstanceSteps>,
-}
-
-/// One instance's part in a fleet flip, in milliseconds from when it read
-/// the proposal; `None` for a step it did not confirm in time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InstanceSteps {
-    pub instance: String,
-    pub fence_ms: Option<f64>,
-    pub switch_ms: Option<f64>,
 }
 
 /// Resolves a cluster name for a flip.

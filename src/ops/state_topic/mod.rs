@@ -48,6 +48,8 @@ pub struct StateTopic {
     /// This instance's renewals written and not read back yet: when each
     /// began, by its count; and the newest one read back.
     renewals: std::sync::Mutex<(BTreeMap<u64, Instant>, u64, Option<u64>)>,
+    /// Produce was last refused here because the lease may have lapsed.
+    refusing: std::sync::atomic::AtomicBool,
 }
 
 impl StateTopic {
@@ -70,6 +72,7 @@ impl StateTopic {
             lease_expiry: state.lease_expiry,
             renewed: std::sync::Mutex::new(Instant::now()),
             renewals: std::sync::Mutex::new((BTreeMap::new(), 0, None)),
+            refusing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -413,7 +416,18 @@ impl StateStore for StateTopic {
     }
 
     fn closed(&self) -> bool {
-        self.lease_lapsed()
+        let lapsed = self.lease_lapsed();
+        let was = self
+            .refusing
+            .swap(lapsed, std::sync::atomic::Ordering::Relaxed);
+        if lapsed && !was {
+            tracing::warn!(
+                "this instance's lease in the state topic may have expired: Produce is refused (retriable) until it is renewed and the topic read"
+            );
+        } else if was && !lapsed {
+            tracing::info!("lease renewed and the state topic read: Produce is accepted again");
+        }
+        lapsed
     }
 
     fn instances(&self) -> Vec<InstanceStatus> {

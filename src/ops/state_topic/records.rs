@@ -33,13 +33,33 @@ pub struct Lease {
     pub renewal: u64,
 }
 
-/// A fleet flip, proposed by `initiator`: every instance that reads it
-/// fences the topic's Produce; `participants` (the instances whose leases
-/// were live) each confirm their fence.
+/// What a fleet run moves: a topic (a flip) or a consumer group (a group
+/// move). In a proposal's JSON, `"topic": NAME` or `"group": ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subject {
+    Topic(String),
+    Group(String),
+}
+
+impl Subject {
+    /// The topic name or group id.
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::Topic(name) | Subject::Group(name) => name,
+        }
+    }
+}
+
+/// A fleet run (a flip or a group move), proposed by `initiator`: every
+/// instance that reads it fences the topic's Produce or the group's
+/// requests; `participants` (the instances whose leases were live) each
+/// confirm their fence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub id: String,
-    pub topic: String,
+    #[serde(flatten)]
+    pub subject: Subject,
     pub initiator: String,
     pub participants: Vec<String>,
     /// False for a fetch-only flip: nothing to fence.
@@ -63,7 +83,7 @@ pub struct Abort {
     pub reason: String,
 }
 
-/// The keys of a fleet flip's records.
+/// The keys of a fleet run's records.
 pub fn propose_key(id: &str) -> String {
     format!("run/{id}/propose")
 }
@@ -143,11 +163,44 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Entry, BadRecord> {
     })
 }
 
-/// How a fleet flip ended: the first decision in the log wins.
+/// How a fleet run ended: the first decision in the log wins.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    Commit(FlipRecord),
+    Commit(Change),
     Abort(Abort),
+}
+
+/// The record that commits a fleet run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Flip(FlipRecord),
+    GroupMove(GroupMoveRecord),
+}
+
+impl Change {
+    /// This change as the commit of run `id`: its key and record.
+    pub fn committing(mut self, id: &str) -> (String, Change) {
+        let key = match &mut self {
+            Change::Flip(flip) => {
+                flip.run = Some(id.to_owned());
+                format!("flip/{}/{id}", flip.topic)
+            }
+            Change::GroupMove(moved) => {
+                moved.run = Some(id.to_owned());
+                format!("group-move/{}/{id}", moved.group)
+            }
+        };
+        (key, self)
+    }
+}
+
+impl Serialize for Change {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Change::Flip(flip) => flip.serialize(s),
+            Change::GroupMove(moved) => moved.serialize(s),
+        }
+    }
 }
 
 /// A fleet flip as the log tells it so far.
@@ -185,7 +238,7 @@ impl Fold {
     pub fn take(&mut self, entry: Entry) -> Event {
         match entry {
             Entry::Flip(flip) => match flip.run.clone() {
-                Some(id) => self.decide(id, Decision::Commit(flip)),
+                Some(id) => self.decide(id, Decision::Commit(Change::Flip(flip))),
                 None => {
                     // A change this instance saved is read back once more.
                     if !self.state.flips.contains(&flip) {
@@ -195,12 +248,15 @@ impl Fold {
                 }
             },
             Entry::Abort(abort) => self.decide(abort.id.clone(), Decision::Abort(abort)),
-            Entry::GroupMove(moved) => {
-                if !self.state.group_moves.contains(&moved) {
-                    apply_group_move(&mut self.state, moved);
+            Entry::GroupMove(moved) => match moved.run.clone() {
+                Some(id) => self.decide(id, Decision::Commit(Change::GroupMove(moved))),
+                None => {
+                    if !self.state.group_moves.contains(&moved) {
+                        apply_group_move(&mut self.state, moved);
+                    }
+                    Event::None
                 }
-                Event::None
-            }
+            },
             Entry::Propose(proposal) => {
                 let run = Run {
                     proposal: proposal.clone(),
@@ -245,8 +301,12 @@ impl Fold {
         if let Some(run) = run {
             run.decision = Some(decision.clone());
         }
-        if let Decision::Commit(flip) = &decision {
-            apply_flip(&mut self.state, flip.clone());
+        match &decision {
+            Decision::Commit(Change::Flip(flip)) => apply_flip(&mut self.state, flip.clone()),
+            Decision::Commit(Change::GroupMove(moved)) => {
+                apply_group_move(&mut self.state, moved.clone())
+            }
+            Decision::Abort(_) => {}
         }
         Event::Decided(id, decision)
     }
@@ -266,7 +326,9 @@ pub fn apply_flip(state: &mut State, flip: FlipRecord) {
     state.flips.push(flip);
 }
 
-fn apply_group_move(state: &mut State, moved: GroupMoveRecord) {
+/// A group move's effect on the state: the group's cluster, and its
+/// record.
+pub fn apply_group_move(state: &mut State, moved: GroupMoveRecord) {
     state.groups.insert(moved.group.clone(), moved.to.clone());
     state.group_moves.push(moved);
 }
@@ -364,6 +426,7 @@ mod tests {
             to: "new".into(),
             at_ms: 4,
             offsets: 3,
+            run: None,
         });
         let records = import(&state, "sy-1").unwrap();
         let keys: Vec<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
@@ -411,7 +474,7 @@ mod tests {
     fn proposal(id: &str) -> Entry {
         Entry::Propose(Proposal {
             id: id.into(),
-            topic: "orders".into(),
+            subject: Subject::Topic("orders".into()),
             initiator: "sy-a".into(),
             participants: vec!["sy-a".into(), "sy-b".into()],
             moves_produce: true,
@@ -476,6 +539,49 @@ mod tests {
             Event::Decided(_, Decision::Commit(_))
         ));
         assert_eq!(fold.state.flips.len(), 1);
+    }
+
+    #[test]
+    fn a_group_move_run_is_proposed_by_group_and_committed_by_its_record() {
+        let mut fold = Fold::default();
+        let proposal = Proposal {
+            id: "g1".into(),
+            subject: Subject::Group("billing".into()),
+            initiator: "sy-a".into(),
+            participants: vec!["sy-a".into()],
+            moves_produce: true,
+            at_ms: 1,
+        };
+        let json = serde_json::to_value(&proposal).unwrap();
+        assert_eq!(json["group"], "billing");
+        assert!(json.get("topic").is_none());
+        let Entry::Propose(read) = decode(
+            propose_key("g1").as_bytes(),
+            Some(json.to_string().as_bytes()),
+        )
+        .unwrap() else {
+            panic!("a proposal")
+        };
+        assert_eq!(read, proposal);
+        fold.take(Entry::Propose(read));
+        let moved = GroupMoveRecord {
+            group: "billing".into(),
+            from: "old".into(),
+            to: "new".into(),
+            at_ms: 2,
+            offsets: 4,
+            run: None,
+        };
+        let (key, change) = Change::GroupMove(moved).committing("g1");
+        assert_eq!(key, "group-move/billing/g1");
+        let value = serde_json::to_vec(&change).unwrap();
+        let entry = decode(key.as_bytes(), Some(&value)).unwrap();
+        assert!(matches!(
+            fold.take(entry),
+            Event::Decided(id, Decision::Commit(Change::GroupMove(_))) if id == "g1"
+        ));
+        assert_eq!(fold.state.groups["billing"], "new");
+        assert_eq!(fold.undecided().count(), 0);
     }
 
     #[test]
