@@ -32,8 +32,11 @@ pub struct StateTopic {
     instance: String,
     /// The state file a deployment ran on before, imported once.
     file: PathBuf,
-    /// The connection to the topic's leader, (re)opened on demand.
-    conn: tokio::sync::Mutex<Option<Arc<UpstreamConn>>>,
+    /// Connections to the topic's leader, (re)opened on demand: one that
+    /// reads and one that writes, since a broker answers one connection's
+    /// requests in order and a read waits for records to come.
+    reader: Leader,
+    writer: Leader,
     /// The state and the fleet flips, as the topic holds them.
     fold: std::sync::Mutex<Fold>,
     /// The offset after the last record applied.
@@ -52,6 +55,9 @@ pub struct StateTopic {
     refusing: std::sync::atomic::AtomicBool,
 }
 
+/// A connection to the state topic's leader, once opened.
+type Leader = tokio::sync::Mutex<Option<Arc<UpstreamConn>>>;
+
 impl StateTopic {
     pub fn new(config: &Config, state: &KafkaStateConfig) -> Result<StateTopic, ConfigError> {
         let cluster = Cluster::new(
@@ -64,7 +70,8 @@ impl StateTopic {
             topic: state.topic.clone(),
             instance: config.proxy.instance_id.clone(),
             file: config.proxy.state_file.clone(),
-            conn: tokio::sync::Mutex::new(None),
+            reader: Leader::default(),
+            writer: Leader::default(),
             fold: std::sync::Mutex::new(Fold::default()),
             position: std::sync::Mutex::new(UpstreamOffset(0)),
             leases: std::sync::Mutex::new(BTreeMap::new()),
@@ -137,7 +144,7 @@ impl StateTopic {
     /// Reads every record after the last one taken, and what each changed
     /// (leases are kept here).
     pub async fn poll(&self) -> Result<Vec<Event>, StateError> {
-        let conn = self.leader().await.map_err(|e| self.error(e))?;
+        let conn = self.leader(&self.reader).await.map_err(|e| self.error(e))?;
         let mut events = Vec::new();
         loop {
             let at = *lock(&self.position);
@@ -145,7 +152,7 @@ impl StateTopic {
             let (read, next) = match read {
                 Ok(read) => read,
                 Err(e) => {
-                    *self.conn.lock().await = None;
+                    *self.reader.lock().await = None;
                     return Err(self.error(e));
                 }
             };
@@ -219,8 +226,8 @@ impl StateTopic {
         }
     }
 
-    async fn leader(&self) -> Result<Arc<UpstreamConn>, UpstreamError> {
-        let mut conn = self.conn.lock().await;
+    async fn leader(&self, slot: &Leader) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        let mut conn = slot.lock().await;
         if let Some(c) = conn.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
@@ -232,13 +239,13 @@ impl StateTopic {
     /// Appends one record; on a failure the leader is looked up afresh
     /// next time.
     async fn append(&self, key: &str, value: &[u8]) -> Result<UpstreamOffset, StateError> {
-        let conn = self.leader().await.map_err(|e| self.error(e))?;
+        let conn = self.leader(&self.writer).await.map_err(|e| self.error(e))?;
         let appended = self
             .cluster
             .append(&conn, &self.topic, (key.as_bytes(), Some(value)))
             .await;
         if appended.is_err() {
-            *self.conn.lock().await = None;
+            *self.writer.lock().await = None;
         }
         appended.map_err(|e| self.error(e))
     }
@@ -281,7 +288,7 @@ impl StateTopic {
             .await
             .map_err(|e| self.error(e))?;
         let end = ends.get(&0).copied().unwrap_or(UpstreamOffset(0));
-        let conn = self.leader().await.map_err(|e| self.error(e))?;
+        let conn = self.leader(&self.reader).await.map_err(|e| self.error(e))?;
         let mut entries = Vec::new();
         let mut at = UpstreamOffset(0);
         while at < end {
