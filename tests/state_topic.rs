@@ -610,3 +610,58 @@ fn a_group_moves_across_the_fleet_and_everything_survives_a_full_restart() {
         assert_eq!(through.iter().sum::<i64>(), 500, "the moved commits");
     }
 }
+
+#[test]
+fn produce_only_and_fetch_only_flips_run_across_the_fleet() {
+    let old = Broker::start("pf-old");
+    let new = Broker::start("pf-new");
+    let a = instance(&old, &new, "sy-a");
+    let b = instance(&old, &new, "sy-b");
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+
+    // Writers move, started on A while a producer writes through B.
+    create_topic(&a.bootstrap(), "orders", 2);
+    const N: u64 = 2_000;
+    let writer = paced_writer(&b, "orders", 0..N);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = a.cli(&["flip", "orders", "--to", "new", "--produce-only"]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("instance sy-b: fenced"), "{printed}");
+    assert_eq!(writer.join().unwrap(), (N, 0), "every record acknowledged");
+    let produce_only = vec![("orders".to_owned(), "new".to_owned(), "old".to_owned())];
+    for proxy in [&a, &b] {
+        assert_eq!(proxy.runtime_routes(), produce_only);
+    }
+    write(&a, "orders", N..N + 100);
+    assert_one_log(&old, &new, &[&a, &b], "orders", 2, N + 100);
+
+    // Readers move, started on B: a topic both clusters hold (as a mirror
+    // would), each with records of its own, so a read tells them apart.
+    create_topic(&old.addr(), "reads", 1);
+    create_topic(&new.addr(), "reads", 1);
+    let direct = |cluster: &Broker, range: std::ops::Range<u64>| {
+        let p = producer(&cluster.addr(), &[("acks", "all"), ("linger.ms", "0")]);
+        produce_range(&p, "reads", range, |_| {});
+        assert!(p.context().failed.lock().unwrap().is_empty());
+    };
+    direct(&old, 0..50);
+    direct(&new, 1_000..1_050);
+    let out = b.cli(&["flip", "reads", "--to", "new", "--fetch-only"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fetch_only = ("reads".to_owned(), "old".to_owned(), "new".to_owned());
+    for proxy in [&a, &b] {
+        assert!(proxy.runtime_routes().contains(&fetch_only));
+        let read = kafka_python_consume(&proxy.bootstrap(), "reads", 50);
+        assert_eq!(indices(&read), (1_000..1_050).collect(), "read from new");
+    }
+}
