@@ -186,14 +186,14 @@ fn write(proxy: &Proxy, topic: &str, range: std::ops::Range<u64>) {
 }
 
 /// Starts an idempotent producer writing `range` to `topic` through
-/// `proxy`, paced so that a flip falls amid it; joins to (acknowledged,
+/// `bootstrap`, paced so that a flip falls amid it; joins to (acknowledged,
 /// failed).
 fn paced_writer(
-    proxy: &Proxy,
+    bootstrap: String,
     topic: &str,
     range: std::ops::Range<u64>,
 ) -> std::thread::JoinHandle<(u64, usize)> {
-    let (bootstrap, topic) = (proxy.bootstrap(), topic.to_owned());
+    let topic = topic.to_owned();
     std::thread::spawn(move || {
         let p = producer(
             &bootstrap,
@@ -290,7 +290,7 @@ fn a_flip_on_one_instance_moves_the_writers_of_another() {
 
     // An idempotent producer writes through B while the flip runs on A.
     const N: u64 = 3_000;
-    let writer = paced_writer(&b, "shared", 0..N);
+    let writer = paced_writer(b.bootstrap(), "shared", 0..N);
     std::thread::sleep(Duration::from_millis(1000));
     let out = a.flip("shared", "new");
     assert!(out.contains("instance sy-a: fenced"), "{out}");
@@ -347,7 +347,7 @@ fn killed_mid_flip(tag: &str, step: &str, victim: Victim, done: bool) {
         Victim::Initiator => (&mut a, &b),
         Victim::Other => (&mut b, &a),
     };
-    let writer = paced_writer(survivor, "t", 200..200 + N);
+    let writer = paced_writer(survivor.bootstrap(), "t", 200..200 + N);
     std::thread::sleep(Duration::from_millis(500));
     let flipping = {
         let config = a_config;
@@ -463,7 +463,7 @@ fn an_instance_cut_off_from_the_state_cluster_writes_nowhere_until_it_has_caught
     });
     // A producer writes through B all along; the flip runs without B.
     const N: u64 = 1_000;
-    let writer = paced_writer(&b, "t", 100..100 + N);
+    let writer = paced_writer(b.bootstrap(), "t", 100..100 + N);
     std::thread::sleep(Duration::from_millis(500));
     let out = a.flip("t", "new");
     assert!(!out.contains("sy-b"), "B takes no part: {out}");
@@ -622,7 +622,7 @@ fn produce_only_and_fetch_only_flips_run_across_the_fleet() {
     // Writers move, started on A while a producer writes through B.
     create_topic(&a.bootstrap(), "orders", 2);
     const N: u64 = 2_000;
-    let writer = paced_writer(&b, "orders", 0..N);
+    let writer = paced_writer(b.bootstrap(), "orders", 0..N);
     std::thread::sleep(Duration::from_millis(500));
     let out = a.cli(&["flip", "orders", "--to", "new", "--produce-only"]);
     let printed = String::from_utf8_lossy(&out.stdout);
@@ -664,4 +664,75 @@ fn produce_only_and_fetch_only_flips_run_across_the_fleet() {
         let read = kafka_python_consume(&proxy.bootstrap(), "reads", 50);
         assert_eq!(indices(&read), (1_000..1_050).collect(), "read from new");
     }
+}
+
+#[test]
+fn a_producer_moved_between_instances_by_a_load_balancer_keeps_its_id_and_sequences() {
+    let old = Broker::start("lb-old");
+    let new = Broker::start("lb-new");
+    // Two instances on two addresses, on the same ports, behind one
+    // balancer that clients know them by.
+    let ports = (
+        harness::free_port(),
+        harness::free_broker_port_base(&[0, 1000]),
+    );
+    let member = |id: &str, host: &str| {
+        let mut setup = fleet_member(&old, &new, id);
+        setup.host = host.to_owned();
+        setup.advertised_host = Some("127.0.0.1".to_owned());
+        setup.ports = Some(ports);
+        Proxy::start(setup)
+    };
+    let a = member("sy-a", "127.0.0.2");
+    let b = member("sy-b", "127.0.0.3");
+    all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    let virtual_ports = [ports.1 + 111, ports.1 + 1111];
+    let lb = harness::balancer::Balancer::start(
+        "127.0.0.1",
+        &[ports.0, virtual_ports[0], virtual_ports[1]],
+        &["127.0.0.2", "127.0.0.3"],
+    );
+    create_topic(&a.bootstrap(), "t", 3);
+    a.flip("t", "new"); // its batches now need producer ids of new
+
+    // An idempotent producer writes through the balancer, which moves it
+    // from one instance to the other six times, cutting its connections
+    // with batches in flight.
+    const N: u64 = 6_000;
+    let served = |p: &Proxy| p.metric("switchyard_client_connections_total");
+    let (served_a, served_b) = (served(&a), served(&b));
+    let through_lb = format!("127.0.0.1:{}", ports.0);
+    let writer = paced_writer(through_lb, "t", 0..N);
+    for i in 1..=6 {
+        std::thread::sleep(Duration::from_millis(400));
+        lb.send_to(i % 2);
+        lb.cut();
+    }
+    assert_eq!(writer.join().unwrap(), (N, 0), "every record acknowledged");
+    for (proxy, before) in [(&a, served_a), (&b, served_b)] {
+        assert!(
+            served(proxy) >= before + 3.0,
+            "the producer came through both instances"
+        );
+    }
+
+    // On new: every record once, and each partition written under one
+    // producer id with unbroken sequences, whichever instance forwarded
+    // each batch.
+    let on_new = cluster_records(&new.addr(), "t", 3);
+    assert_eq!(indices(&on_new), (0..N).collect(), "every record");
+    assert_eq!(on_new.len() as u64, N, "no record twice");
+    for partition in 0..3 {
+        let stored = harness::raw::stored_records(&new.addr(), "t", partition);
+        let ids: std::collections::BTreeSet<i64> = stored.iter().map(|r| r.1).collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "partition {partition}: one producer id, not {ids:?}"
+        );
+        let sequences: Vec<i32> = stored.iter().map(|r| r.2).collect();
+        let want: Vec<i32> = (0..stored.len() as i32).collect();
+        assert_eq!(sequences, want, "partition {partition}: sequences unbroken");
+    }
+    drop(lb);
 }

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::ids::ClusterIdx;
 use crate::wire::WireError;
 
@@ -122,9 +124,36 @@ pub struct Segment {
     pub generation: u64,
 }
 
+impl Segment {
+    /// The segment's key where instances share it:
+    /// `CLUSTER/TOPIC/GENERATION/PID/EPOCH`, and `/PARTITION` for where a
+    /// partition's sequences start.
+    pub fn key(&self, cluster: &str, partition: Option<i32>) -> String {
+        let key = format!(
+            "{cluster}/{}/{}/{}/{}",
+            self.topic, self.generation, self.client_pid, self.client_epoch
+        );
+        match partition {
+            Some(p) => format!("{key}/{p}"),
+            None => key,
+        }
+    }
+}
+
+/// What one instance claims for a segment in a store that instances
+/// share: the producer id it obtained, or where a partition's sequences
+/// start. The first claim in the store stands for every instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Claim {
+    Id { id: i64, epoch: i16 },
+    Base { base: i32 },
+}
+
 /// The producer ids the proxy obtained, and where each partition's
 /// sequences start, per segment. Shared by all sessions: a retry may come
-/// back on another connection.
+/// back on another connection. A segment is dropped once a later flip of
+/// its topic has a segment here: the flip ended its run.
 #[derive(Default)]
 pub struct ProducerIds {
     ids: Mutex<HashMap<Segment, (i64, i16)>>,
@@ -133,34 +162,54 @@ pub struct ProducerIds {
 
 impl ProducerIds {
     pub fn id(&self, segment: &Segment) -> Option<(i64, i16)> {
-        self.ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(segment)
-            .copied()
+        lock(&self.ids).get(segment).copied()
     }
 
     /// Records the id obtained for `segment`; when two sessions raced, the
     /// first one's id stands and is returned.
     pub fn set_id(&self, segment: Segment, id: (i64, i16)) -> (i64, i16) {
-        *self
-            .ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(segment)
-            .or_insert(id)
+        let mut ids = lock(&self.ids);
+        if !ids.contains_key(&segment) {
+            ids.retain(|s, _| !s.ended_by(&segment));
+        }
+        *ids.entry(segment).or_insert(id)
     }
 
-    /// Where `partition`'s sequences start in `segment`: the first sequence
-    /// seen there, which is the oldest one not yet acknowledged elsewhere.
-    pub fn sequence_base(&self, segment: &Segment, partition: i32, seen: i32) -> i32 {
-        *self
-            .bases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((segment.clone(), partition))
-            .or_insert(seen)
+    /// Where `partition`'s sequences start in `segment`, once known.
+    pub fn base(&self, segment: &Segment, partition: i32) -> Option<i32> {
+        lock(&self.bases)
+            .get(&(segment.clone(), partition))
+            .copied()
     }
+
+    /// Records where `partition`'s sequences start in `segment`: the first
+    /// sequence seen there, which is the oldest one not yet acknowledged
+    /// elsewhere. The first one recorded stands and is returned.
+    pub fn set_base(&self, segment: &Segment, partition: i32, seen: i32) -> i32 {
+        let mut bases = lock(&self.bases);
+        let key = (segment.clone(), partition);
+        if !bases.contains_key(&key) {
+            bases.retain(|(s, _), _| !s.ended_by(segment));
+        }
+        *bases.entry(key).or_insert(seen)
+    }
+
+    /// Segments held, and partition bases held: what the table costs.
+    pub fn len(&self) -> (usize, usize) {
+        (lock(&self.ids).len(), lock(&self.bases).len())
+    }
+}
+
+impl Segment {
+    /// Whether `later` shows this segment's run over: the same topic,
+    /// flipped since (to whichever cluster).
+    fn ended_by(&self, later: &Segment) -> bool {
+        self.topic == later.topic && self.generation < later.generation
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -277,8 +326,38 @@ mod tests {
         assert_eq!(ids.id(&seg), None);
         assert_eq!(ids.set_id(seg.clone(), (42, 0)), (42, 0));
         assert_eq!(ids.set_id(seg.clone(), (43, 0)), (42, 0), "first id stands");
-        assert_eq!(ids.sequence_base(&seg, 0, 500), 500);
-        assert_eq!(ids.sequence_base(&seg, 0, 510), 500);
-        assert_eq!(ids.sequence_base(&seg, 1, 9), 9);
+        assert_eq!(ids.set_base(&seg, 0, 500), 500);
+        assert_eq!(ids.set_base(&seg, 0, 510), 500);
+        assert_eq!(ids.base(&seg, 0), Some(500));
+        assert_eq!(ids.set_base(&seg, 1, 9), 9);
+        assert_eq!(seg.key("new", None), "new/t/1/7/0");
+        assert_eq!(seg.key("new", Some(3)), "new/t/1/7/0/3");
+    }
+
+    #[test]
+    fn a_later_flip_of_the_topic_ends_its_segments() {
+        let ids = ProducerIds::default();
+        let seg = |topic: &str, generation| Segment {
+            client_pid: 7,
+            client_epoch: 0,
+            cluster: ClusterIdx(1),
+            topic: topic.into(),
+            generation,
+        };
+        ids.set_id(seg("t", 1), (42, 0));
+        ids.set_base(&seg("t", 1), 0, 5);
+        ids.set_id(seg("u", 1), (43, 0));
+        assert_eq!(ids.len(), (2, 1));
+        // Flipped back: the producer's next batch opens a new segment.
+        ids.set_id(seg("t", 2), (44, 0));
+        ids.set_base(&seg("t", 2), 0, 9);
+        assert_eq!(ids.id(&seg("t", 1)), None, "ended by the flip");
+        assert_eq!(ids.base(&seg("t", 1), 0), None);
+        assert_eq!(ids.id(&seg("u", 1)), Some((43, 0)), "another topic's stays");
+        assert_eq!(ids.len(), (2, 1));
+        let claim: Claim = serde_json::from_str(r#"{"base":3}"#).unwrap();
+        assert_eq!(claim, Claim::Base { base: 3 });
+        let claim: Claim = serde_json::from_str(r#"{"id":44,"epoch":0}"#).unwrap();
+        assert_eq!(claim, Claim::Id { id: 44, epoch: 0 });
     }
 }

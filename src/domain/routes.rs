@@ -133,6 +133,15 @@ impl RouteTable {
         self.generations.get(topic).copied().unwrap_or(0)
     }
 
+    /// This table with `topic` counted as flipped `flips` times (as the
+    /// state's record of flips says, so that every instance sharing the
+    /// state counts alike).
+    pub fn with_generation(&self, topic: &str, flips: u64) -> RouteTable {
+        let mut table = self.clone();
+        table.generations.insert(topic.to_owned(), flips);
+        table
+    }
+
     /// This table with `topic` routed to `route` at runtime.
     pub fn with_runtime_route(&self, topic: &str, route: Route) -> RouteTable {
         let mut table = self.clone();

@@ -111,6 +111,7 @@ impl Fleet {
                     }
                     self.topic.caught_up();
                     self.changed.send_modify(|n| *n += 1);
+                    self.topic.prune_claims().await;
                 }
                 Err(e) => {
                     if was_ok {

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::offsets::UpstreamOffset;
+use crate::domain::producer_ids::Claim;
 
 /// Where a topic's traffic goes, by cluster name (as the config names them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +175,18 @@ pub trait StateStore: Send + Sync {
     /// move (its lease in a shared store may have expired).
     fn closed(&self) -> bool {
         false
+    }
+    /// What the instances sharing this store claimed for `key` (a
+    /// producer's segment, see [`Claim`]); always `None` for a store one
+    /// instance uses.
+    fn claimed(&self, _key: &str) -> Option<Claim> {
+        None
+    }
+    /// Claims `claim` for `key`; the claim that stands (the first in the
+    /// store), once this instance has read up to its own. A store one
+    /// instance uses keeps nothing: the claim stands.
+    fn claim<'a>(&'a self, _key: &'a str, claim: Claim) -> StoreFuture<'a, Claim> {
+        Box::pin(async move { Ok(claim) })
     }
 }
 

@@ -6,7 +6,8 @@
 use bytes::BytesMut;
 
 use crate::domain::ids::ClusterIdx;
-use crate::domain::producer_ids::{self, Segment};
+use crate::domain::producer_ids::{self, Claim, Segment};
+use crate::ops::state::StateError;
 use crate::runtime::proxy::Proxy;
 use crate::upstream::UpstreamError;
 use crate::wire::requests::ProduceView;
@@ -18,6 +19,8 @@ pub enum ProduceError {
     Wire(#[from] WireError),
     #[error("producer id for cluster: {0}")]
     Upstream(#[from] UpstreamError),
+    #[error("producer id shared with the other instances: {0}")]
+    Shared(#[from] StateError),
 }
 
 /// The frame to send to `cluster`: `None` when it can go as it came (every
@@ -82,24 +85,39 @@ pub async fn for_cluster(
     if found.is_empty() {
         return Ok(None);
     }
+    let cluster_name = proxy.cluster(cluster).name();
     let mut ids = Vec::with_capacity(found.len());
     for rewrite in &found {
         let id = match proxy.producer_ids().id(&rewrite.segment) {
             Some(held) => held,
             None => {
-                let fresh = proxy.cluster(cluster).init_producer_id().await?;
-                proxy.producer_ids().set_id(rewrite.segment.clone(), fresh)
+                let id = shared_id(proxy, &rewrite.segment, cluster_name).await?;
+                proxy.producer_ids().set_id(rewrite.segment.clone(), id)
             }
         };
-        ids.push(id);
+        let base = match proxy
+            .producer_ids()
+            .base(&rewrite.segment, rewrite.partition)
+        {
+            Some(held) => held,
+            None => {
+                let key = rewrite.segment.key(cluster_name, Some(rewrite.partition));
+                let seen = Claim::Base {
+                    base: rewrite.base_sequence,
+                };
+                let base = match shared_claim(proxy, &key, seen).await? {
+                    Claim::Base { base } => base,
+                    Claim::Id { .. } => rewrite.base_sequence,
+                };
+                proxy
+                    .producer_ids()
+                    .set_base(&rewrite.segment, rewrite.partition, base)
+            }
+        };
+        ids.push((id, base));
     }
     let mut copy = BytesMut::from(frame);
-    for (rewrite, (id, epoch)) in found.into_iter().zip(ids) {
-        let base = proxy.producer_ids().sequence_base(
-            &rewrite.segment,
-            rewrite.partition,
-            rewrite.base_sequence,
-        );
+    for (rewrite, ((id, epoch), base)) in found.into_iter().zip(ids) {
         producer_ids::rewrite(
             &mut copy[rewrite.range],
             id,
@@ -108,6 +126,36 @@ pub async fn for_cluster(
         );
     }
     Ok(Some(copy))
+}
+
+/// The id `segment` goes by on `cluster`: the one instances sharing the
+/// state claimed already, else a fresh one from the cluster, claimed
+/// (where another instance claimed first, its id stands).
+async fn shared_id(
+    proxy: &Proxy,
+    segment: &Segment,
+    cluster: &str,
+) -> Result<(i64, i16), ProduceError> {
+    let key = segment.key(cluster, None);
+    if let Some(Claim::Id { id, epoch }) = proxy.store().claimed(&key) {
+        return Ok((id, epoch));
+    }
+    let (id, epoch) = proxy.cluster(segment.cluster).init_producer_id().await?;
+    Ok(
+        match shared_claim(proxy, &key, Claim::Id { id, epoch }).await? {
+            Claim::Id { id, epoch } => (id, epoch),
+            Claim::Base { .. } => (id, epoch),
+        },
+    )
+}
+
+/// What stands for `key` among the instances sharing the state: what was
+/// claimed already, else `claim` once claimed.
+async fn shared_claim(proxy: &Proxy, key: &str, claim: Claim) -> Result<Claim, ProduceError> {
+    if let Some(held) = proxy.store().claimed(key) {
+        return Ok(held);
+    }
+    Ok(proxy.store().claim(key, claim).await?)
 }
 
 /// One batch that gets its destination cluster's producer id.

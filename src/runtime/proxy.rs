@@ -182,7 +182,10 @@ impl Proxy {
                     entry.produce, entry.fetch
                 ),
             })?;
-            routes = routes.with_runtime_route(topic, route);
+            let flips = state.flips.iter().filter(|f| &f.topic == topic).count();
+            routes = routes
+                .with_runtime_route(topic, route)
+                .with_generation(topic, flips.max(1) as u64);
         }
         let source = config.proxy.state_file.display().to_string();
         for flip in &state.flips {

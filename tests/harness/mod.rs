@@ -6,6 +6,7 @@
 //! nothing here skips.
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod clients;
 pub mod netns;
 pub mod raw;
@@ -336,6 +337,11 @@ pub struct ProxySetup<'a> {
     pub secured: bool,
     /// The address the proxy listens on and advertises.
     pub host: String,
+    /// The address it advertises instead (a load balancer's).
+    pub advertised_host: Option<String>,
+    /// Its bootstrap port and virtual broker port base, instead of free
+    /// ones (instances behind one load balancer share them).
+    pub ports: Option<(u16, u16)>,
     /// Runs the proxy inside this network namespace.
     pub netns: Option<String>,
     /// Extra environment for the proxy process.
@@ -353,10 +359,24 @@ impl<'a> ProxySetup<'a> {
             upstreams: Vec::new(),
             secured: false,
             host: "127.0.0.1".to_owned(),
+            advertised_host: None,
+            ports: None,
             netns: None,
             env: Vec::new(),
         }
     }
+}
+
+/// A virtual broker port base under which the virtual brokers of clusters
+/// with node id bases `bases` all have free ports right now.
+pub fn free_broker_port_base(bases: &[i32]) -> u16 {
+    wait_for("free virtual broker ports", Duration::from_secs(10), || {
+        let base = 20_000 + (free_port() % 20_000);
+        bases
+            .iter()
+            .all(|b| port_is_free(base + (*b + TANSU_NODE_ID) as u16))
+            .then_some(base)
+    })
 }
 
 /// Two clusters, "old" and "new" (brokers named after `tag`), and a proxy
@@ -407,19 +427,12 @@ impl Proxy {
             .map(|c| c.2)
             .chain(setup.upstreams.iter().map(|u| u.2))
             .collect();
-        let port = free_port();
         let metrics_port = free_port();
-        // A port base whose virtual broker ports are all free right now.
-        let broker_port_base =
-            wait_for("free virtual broker ports", Duration::from_secs(10), || {
-                let base = 20_000 + (free_port() % 20_000);
-                bases
-                    .iter()
-                    .all(|b| port_is_free(base + (*b + TANSU_NODE_ID) as u16))
-                    .then_some(base)
-            });
+        let (port, broker_port_base) = setup
+            .ports
+            .unwrap_or_else(|| (free_port(), free_broker_port_base(&bases)));
         let mut toml = format!(
-            "[proxy]\nlisten = \"{host}:{port}\"\nadvertised_host = \"{host}\"\n\
+            "[proxy]\nlisten = \"{host}:{port}\"\nadvertised_host = \"{advertised}\"\n\
              broker_port_base = {broker_port_base}\ncluster_id = \"switchyard-test\"\n\
              admin_socket = \"{}\"\nstate_file = \"{}\"\nmetrics_listen = \"{host}:{metrics_port}\"\n\
              metadata_refresh_ms = 1000\n{}\n",
@@ -427,6 +440,7 @@ impl Proxy {
             scratch.path("state.json").display(),
             setup.proxy_extra,
             host = setup.host,
+            advertised = setup.advertised_host.as_deref().unwrap_or(&setup.host),
         );
         let addresses = setup
             .clusters

@@ -206,3 +206,56 @@ fn encode_batch(
     RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode batch");
     buf.freeze()
 }
+
+/// Every record of `partition` of `topic` on the broker at `addr`, read
+/// with Fetch as the broker stores them: (offset, producer id, sequence).
+pub fn stored_records(addr: &str, topic: &str, partition: i32) -> Vec<(i64, i64, i32)> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    let mut client = RawClient::connect(addr).expect("connect to the broker");
+    let mut out: Vec<(i64, i64, i32)> = Vec::new();
+    loop {
+        let at = out.last().map_or(0, |r| r.0 + 1);
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(at)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let response: FetchResponse = client.call(ApiKey::Fetch, 4, &request);
+        let records = response
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .and_then(|p| p.records.clone())
+            .filter(|r| !r.is_empty());
+        let Some(mut records) = records else {
+            return out;
+        };
+        let before = out.len();
+        // One batch a call; a batch cut short at the end of the answer is
+        // read again next time.
+        while !records.is_empty() {
+            let Ok(set) = RecordBatchDecoder::decode(&mut records) else {
+                break;
+            };
+            out.extend(
+                set.records
+                    .iter()
+                    .filter(|r| r.offset >= at)
+                    .map(|r| (r.offset, r.producer_id, r.sequence)),
+            );
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}

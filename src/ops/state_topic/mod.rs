@@ -19,12 +19,15 @@ use std::time::{Duration, Instant};
 use self::records::{Entry, Event, Fold, Lease, Proposal, Run};
 use crate::config::{Config, ConfigError, KafkaStateConfig};
 use crate::domain::offsets::UpstreamOffset;
+use crate::domain::producer_ids::Claim;
 use crate::ops::state::{InstanceStatus, State, StateError, StateStore, StoreFuture};
 use crate::upstream::{Cluster, UpstreamConn, UpstreamError};
 
 /// How long an instance waits for another one's import of a state file
 /// to finish.
 const IMPORT_WAIT: Duration = Duration::from_secs(30);
+/// How long a producer segment's claim may take to be read back.
+const CLAIM_WAIT: Duration = Duration::from_secs(10);
 
 pub struct StateTopic {
     cluster: Cluster,
@@ -41,6 +44,8 @@ pub struct StateTopic {
     fold: std::sync::Mutex<Fold>,
     /// The offset after the last record applied.
     position: std::sync::Mutex<UpstreamOffset>,
+    /// The same, for those waiting to have read a record of their own.
+    applied: tokio::sync::watch::Sender<UpstreamOffset>,
     /// Every instance's latest lease, and when it was read here.
     leases: std::sync::Mutex<BTreeMap<String, (Lease, Instant)>>,
     lease_interval: Duration,
@@ -74,6 +79,7 @@ impl StateTopic {
             writer: Leader::default(),
             fold: std::sync::Mutex::new(Fold::default()),
             position: std::sync::Mutex::new(UpstreamOffset(0)),
+            applied: tokio::sync::watch::channel(UpstreamOffset(0)).0,
             leases: std::sync::Mutex::new(BTreeMap::new()),
             lease_interval: state.lease_interval,
             lease_expiry: state.lease_expiry,
@@ -138,7 +144,26 @@ impl StateTopic {
     /// Appends `value` as JSON under `key`.
     pub async fn write(&self, key: &str, value: &impl serde::Serialize) -> Result<(), StateError> {
         let json = serde_json::to_vec(value).map_err(|e| self.error(e))?;
-        self.append(key, &json).await.map(|_| ())
+        self.append(key, Some(&json)).await.map(|_| ())
+    }
+
+    /// Writes tombstones for this instance's claims that a flip ended, so
+    /// that compaction removes them.
+    pub async fn prune_claims(&self) {
+        let own = records::claim_key(&self.instance, "");
+        let ended: Vec<String> = {
+            let mut fold = lock(&self.fold);
+            let (mine, others) = std::mem::take(&mut fold.ended)
+                .into_iter()
+                .partition(|k: &String| k.starts_with(&own));
+            drop(others); // each instance prunes its own
+            mine
+        };
+        for key in ended {
+            if let Err(e) = self.append(&key, None).await {
+                tracing::debug!(key, error = %e, "cannot prune an ended producer claim");
+            }
+        }
     }
 
     /// Reads every record after the last one taken, and what each changed
@@ -164,6 +189,7 @@ impl StateTopic {
                 events.push(self.take(entry));
             }
             *lock(&self.position) = next;
+            self.applied.send_replace(next);
         }
     }
 
@@ -238,11 +264,11 @@ impl StateTopic {
 
     /// Appends one record; on a failure the leader is looked up afresh
     /// next time.
-    async fn append(&self, key: &str, value: &[u8]) -> Result<UpstreamOffset, StateError> {
+    async fn append(&self, key: &str, value: Option<&[u8]>) -> Result<UpstreamOffset, StateError> {
         let conn = self.leader(&self.writer).await.map_err(|e| self.error(e))?;
         let appended = self
             .cluster
-            .append(&conn, &self.topic, (key.as_bytes(), Some(value)))
+            .append(&conn, &self.topic, (key.as_bytes(), value))
             .await;
         if appended.is_err() {
             *self.writer.lock().await = None;
@@ -308,6 +334,7 @@ impl StateTopic {
             at = next;
         }
         *lock(&self.position) = at;
+        self.applied.send_replace(at);
         Ok(entries)
     }
 
@@ -320,7 +347,7 @@ impl StateTopic {
     /// Copies the state file into the (empty) topic, unless another
     /// instance claimed the import first; then the state the topic holds.
     async fn import(&self, state: State) -> Result<Vec<Entry>, StateError> {
-        self.append(records::IMPORT, self.instance.as_bytes())
+        self.append(records::IMPORT, Some(self.instance.as_bytes()))
             .await?;
         let entries = self.read_all().await?;
         let first_claim = entries.iter().find_map(|e| match e {
@@ -333,9 +360,9 @@ impl StateTopic {
         let changes = records::import(&state, &self.instance)
             .ok_or_else(|| self.error("the state file's routes do not follow from its flips"))?;
         for (key, value) in &changes {
-            self.append(key, value).await?;
+            self.append(key, Some(value)).await?;
         }
-        self.append(records::IMPORTED, b"").await?;
+        self.append(records::IMPORTED, Some(b"")).await?;
         tracing::info!(
             file = %self.file.display(),
             topic = self.topic,
@@ -402,7 +429,7 @@ impl StateTopic {
         let changes = records::changes(&known, next, &self.instance)
             .ok_or_else(|| self.error("a change that is not a flip or a group move"))?;
         for (key, value) in &changes {
-            self.append(key, value).await?;
+            self.append(key, Some(value)).await?;
         }
         lock(&self.fold).state = next.clone();
         Ok(())
@@ -435,6 +462,29 @@ impl StateStore for StateTopic {
             tracing::info!("lease renewed and the state topic read: Produce is accepted again");
         }
         lapsed
+    }
+
+    fn claimed(&self, key: &str) -> Option<Claim> {
+        lock(&self.fold).claims.get(key).map(|c| c.claim)
+    }
+
+    fn claim<'a>(&'a self, key: &'a str, claim: Claim) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let json = serde_json::to_vec(&claim).map_err(|e| self.error(e))?;
+            let record = records::claim_key(&self.instance, key);
+            let at = self.append(&record, Some(&json)).await?;
+            // The first claim in the log stands: read up to this one.
+            let mut applied = self.applied.subscribe();
+            let read = tokio::time::timeout(CLAIM_WAIT, applied.wait_for(|end| *end > at)).await;
+            if !matches!(read, Ok(Ok(_))) {
+                return Err(self.error(format!(
+                    "the claim for producer segment {key} was not read back within {CLAIM_WAIT:?}"
+                )));
+            }
+            self.claimed(key).ok_or_else(|| {
+                self.error(format!("the claim for producer segment {key} was pruned"))
+            })
+        })
     }
 
     fn instances(&self) -> Vec<InstanceStatus> {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::producer_ids::Claim;
 use crate::ops::state::{FlipRecord, GroupMoveRecord, State};
 
 /// An instance's membership lease, renewed every lease interval under the
@@ -97,6 +98,13 @@ pub fn abort_key(id: &str, instance: &str) -> String {
     format!("run/{id}/abort/{instance}")
 }
 
+/// The key of `instance`'s claim for a producer's segment `segment` (see
+/// [`crate::domain::producer_ids::Segment::key`]): one key per claimant,
+/// so compaction keeps the first claim.
+pub fn claim_key(instance: &str, segment: &str) -> String {
+    format!("producer/{instance}/{segment}")
+}
+
 /// The key of `instance`'s lease.
 pub fn lease_key(instance: &str) -> String {
     format!("lease/{instance}")
@@ -122,6 +130,13 @@ pub enum Entry {
     Fenced(StepDone),
     Switched(StepDone),
     Abort(Abort),
+    /// A claim for a producer's segment (`key`: the segment's), by the
+    /// record `record`.
+    Claim {
+        key: String,
+        record: String,
+        claim: Claim,
+    },
     /// A key this version does not know (a newer instance wrote it), or a
     /// record of the fleet the state does not hold (leases).
     Other,
@@ -159,6 +174,15 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Entry, BadRecord> {
             instance: String::from_utf8_lossy(value?).into_owned(),
         },
         (IMPORTED, _) => Entry::Imported,
+        ("producer", _) => match value.as_ref() {
+            // A claim pruned once its topic was flipped again.
+            Err(_) => Entry::Other,
+            Ok(v) => Entry::Claim {
+                key: key.splitn(3, '/').nth(2).unwrap_or_default().to_owned(),
+                record: key.clone(),
+                claim: serde_json::from_slice(v).map_err(|e| bad(e.to_string()))?,
+            },
+        },
         _ => Entry::Other,
     })
 }
@@ -226,11 +250,24 @@ pub enum Event {
     None,
 }
 
+/// The claim that stands for one producer segment, and every record that
+/// claimed it (pruned together).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub claim: Claim,
+    pub records: Vec<String>,
+}
+
 /// The state and the fleet flips, folded from the log in order.
 #[derive(Debug, Clone, Default)]
 pub struct Fold {
     pub state: State,
     pub runs: BTreeMap<String, Run>,
+    /// Producer segments' claims, by segment key: the first stands.
+    pub claims: BTreeMap<String, Claimed>,
+    /// Records of claims whose run a flip ended: to be pruned (each
+    /// instance prunes its own).
+    pub ended: Vec<String>,
 }
 
 impl Fold {
@@ -242,7 +279,9 @@ impl Fold {
                 None => {
                     // A change this instance saved is read back once more.
                     if !self.state.flips.contains(&flip) {
+                        let topic = flip.topic.clone();
                         apply_flip(&mut self.state, flip);
+                        self.end_claims(&topic);
                     }
                     Event::None
                 }
@@ -270,6 +309,17 @@ impl Fold {
             Entry::Fenced(step) => self.progress(step, |run| &mut run.fenced),
             Entry::Switched(step) => self.progress(step, |run| &mut run.switched),
             Entry::Lease(lease) => Event::Lease(lease),
+            Entry::Claim { key, record, claim } => {
+                self.claims
+                    .entry(key)
+                    .or_insert(Claimed {
+                        claim,
+                        records: Vec::new(),
+                    })
+                    .records
+                    .push(record);
+                Event::None
+            }
             Entry::Import { .. } | Entry::Imported | Entry::Other => Event::None,
         }
     }
@@ -302,13 +352,37 @@ impl Fold {
             run.decision = Some(decision.clone());
         }
         match &decision {
-            Decision::Commit(Change::Flip(flip)) => apply_flip(&mut self.state, flip.clone()),
+            Decision::Commit(Change::Flip(flip)) => {
+                apply_flip(&mut self.state, flip.clone());
+                self.end_claims(&flip.topic);
+            }
             Decision::Commit(Change::GroupMove(moved)) => {
                 apply_group_move(&mut self.state, moved.clone())
             }
             Decision::Abort(_) => {}
         }
         Event::Decided(id, decision)
+    }
+
+    /// Drops the claims of `topic`'s segments from before its latest flip
+    /// (a segment's key is `CLUSTER/TOPIC/GENERATION/…`): that flip ended
+    /// their run.
+    fn end_claims(&mut self, topic: &str) {
+        let flips = self.state.flips.iter().filter(|f| f.topic == topic).count() as u64;
+        let ended = |key: &str| {
+            let mut parts = key.split('/').skip(1);
+            parts.next() == Some(topic)
+                && parts
+                    .next()
+                    .and_then(|g| g.parse::<u64>().ok())
+                    .is_some_and(|g| g < flips)
+        };
+        let keys: Vec<String> = self.claims.keys().filter(|k| ended(k)).cloned().collect();
+        for key in keys {
+            if let Some(claimed) = self.claims.remove(&key) {
+                self.ended.extend(claimed.records);
+            }
+        }
     }
 
     /// Fleet flips proposed and not decided yet.
@@ -582,6 +656,43 @@ mod tests {
         ));
         assert_eq!(fold.state.groups["billing"], "new");
         assert_eq!(fold.undecided().count(), 0);
+    }
+
+    #[test]
+    fn the_first_claim_for_a_producer_segment_stands_until_its_topic_flips_again() {
+        let mut fold = Fold::default();
+        let claim = |by: &str, id: i64| {
+            let value = serde_json::to_vec(&Claim::Id { id, epoch: 0 }).unwrap();
+            let key = claim_key(by, "new/orders/1/7/0");
+            decode(key.as_bytes(), Some(&value)).unwrap()
+        };
+        fold.take(claim("sy-b", 42));
+        fold.take(claim("sy-a", 43));
+        let held = &fold.claims["new/orders/1/7/0"];
+        assert_eq!(
+            held.claim,
+            Claim::Id { id: 42, epoch: 0 },
+            "the first stands"
+        );
+        assert_eq!(held.records.len(), 2);
+        // A pruned claim reads as nothing.
+        assert_eq!(
+            decode(claim_key("sy-a", "new/orders/0/7/0").as_bytes(), None).unwrap(),
+            Entry::Other
+        );
+        // The topic's first flip is generation 1: its claims stand.
+        fold.take(Entry::Flip(flip("orders", "new", 1)));
+        assert_eq!(fold.claims.len(), 1);
+        // Flipped back: generation 1 has ended; both records are pruned.
+        fold.take(Entry::Flip(flip("orders", "old", 2)));
+        assert!(fold.claims.is_empty());
+        assert_eq!(
+            fold.ended,
+            [
+                "producer/sy-b/new/orders/1/7/0",
+                "producer/sy-a/new/orders/1/7/0"
+            ]
+        );
     }
 
     #[test]
