@@ -500,8 +500,11 @@ fn print_flip(result: &Value) {
     print_instances(result);
 }
 
-/// Each instance's part in a fleet flip or group move.
+/// A fleet flip's or group move's id, and each instance's part.
 fn print_instances(result: &Value) {
+    if let Some(run) = result["run"].as_str() {
+        println!("  fleet run {run}");
+    }
     for i in result["instances"].as_array().into_iter().flatten() {
         let ms = |v: &Value| {
             v.as_f64()

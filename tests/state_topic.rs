@@ -296,8 +296,12 @@ fn a_flip_on_one_instance_moves_the_writers_of_another() {
     assert!(out.contains("instance sy-a: fenced"), "{out}");
     assert!(out.contains("instance sy-b: fenced"), "{out}");
     assert!(!out.contains("not confirmed"), "{out}");
+    assert!(out.contains("fleet run sy-a-"), "the flip's id: {out}");
     let (delivered, failed) = writer.join().unwrap();
     assert_eq!((delivered, failed), (N, 0), "every record acknowledged");
+    // Asked again, on the other instance: nothing to do.
+    let again = b.flip("shared", "new");
+    assert!(again.contains("already routes there"), "{again}");
 
     // Both instances route the topic to new; writes through either land
     // there.

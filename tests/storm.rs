@@ -77,10 +77,24 @@ fn live_group(
     bootstrap: String,
     target: Arc<AtomicUsize>,
     read: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<Result<Vec<Read>, String>> {
+) -> std::thread::JoinHandle<(Vec<Read>, Option<String>)> {
     std::thread::spawn(move || {
-        let member = harness::clients::group_member(&bootstrap, GROUP, TOPIC, "error");
         let mut got = Vec::new();
+        let error = read_live(&bootstrap, &target, &read, &mut got).err();
+        (got, error)
+    })
+}
+
+/// The loop of one live group member; what it read is in `got` whatever
+/// stopped it.
+fn read_live(
+    bootstrap: &str,
+    target: &AtomicUsize,
+    read: &AtomicUsize,
+    got: &mut Vec<Read>,
+) -> Result<(), String> {
+    {
+        let member = harness::clients::group_member(bootstrap, GROUP, TOPIC, "error");
         let mut last_commit = Instant::now();
         let mut settle: Option<Instant> = None;
         let mut deadline: Option<Instant> = None;
@@ -110,7 +124,7 @@ fn live_group(
                 None if read.load(Ordering::SeqCst) >= target => {
                     settle = Some(Instant::now() + Duration::from_secs(2))
                 }
-                Some(t) if Instant::now() > t => return Ok(got),
+                Some(t) if Instant::now() > t => return Ok(()),
                 _ if Instant::now() > deadline => {
                     let read = read.load(Ordering::SeqCst);
                     return Err(format!("{read} of {target} records after 240 s"));
@@ -118,7 +132,7 @@ fn live_group(
                 _ => {}
             }
         }
-    })
+    }
 }
 
 /// An idempotent librdkafka producer: records `base`, `base` + 1, … until
@@ -273,6 +287,9 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 /// delivery latencies.
 struct Stormed {
     acked: Vec<Ack>,
+    /// What the live group read, checked by the caller after the log
+    /// itself (so that a failure says which of the two is wrong).
+    live: Vec<Read>,
     from_librdkafka: usize,
     latencies: Vec<Duration>,
     flip_times: Vec<Duration>,
@@ -325,22 +342,66 @@ fn run_storm(writers: &[&Proxy], readers: &[&Proxy], initiators: &[&Proxy], n: u
 
     // The live group, never restarted, read the same log as it grew.
     let mut live = Vec::new();
+    let mut errors = Vec::new();
     for member in group {
-        live.extend(
-            member
-                .join()
-                .expect("live group")
-                .expect("no consumer error"),
+        let (got, error) = member.join().expect("live group");
+        live.extend(got);
+        errors.extend(error);
+    }
+    if !errors.is_empty() {
+        // Where the records it lacks were acknowledged, and whether a
+        // fresh read through each instance finds them.
+        let seen: BTreeSet<u64> = live.iter().map(|r| r.2).collect();
+        let lacking: Vec<&Ack> = acked.iter().filter(|a| !seen.contains(&a.0)).collect();
+        let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in &live {
+            let h = highest.entry(r.0).or_insert(-1);
+            *h = (*h).max(r.1);
+        }
+        let fresh: Vec<String> = readers
+            .iter()
+            .map(|r| {
+                let log = stitched_log_within(r, acked.len());
+                let found = lacking
+                    .iter()
+                    .filter(|a| log.iter().any(|l| l.2 == a.0))
+                    .count();
+                format!(
+                    "{}: {} read, {found} of the lacking",
+                    r.bootstrap(),
+                    log.len()
+                )
+            })
+            .collect();
+        panic!(
+            "the live group: {errors:?}; lacking (index, partition, offset), first 10: {:?}; \
+             highest offset read per partition: {highest:?}; read afresh: {fresh:?}",
+            &lacking[..lacking.len().min(10)]
         );
     }
-    assert_exact_log("the live group", &live, &acked);
     latencies.sort_unstable();
     Stormed {
         acked,
+        live,
         from_librdkafka,
         latencies,
         flip_times,
     }
+}
+
+/// What a fresh read through `proxy` finds within a minute, up to
+/// `records` (fewer when some are missing).
+fn stitched_log_within(proxy: &Proxy, records: usize) -> Vec<Read> {
+    let reader = reader_from_beginning(&proxy.bootstrap(), TOPIC, PARTITIONS);
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log.len() < records && Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+            let key = std::str::from_utf8(m.key().unwrap_or_default()).unwrap_or_default();
+            log.push((m.partition(), m.offset(), key.parse().unwrap_or(u64::MAX)));
+        }
+    }
+    log
 }
 
 /// The whole stitched log, read afresh through `proxy`.
@@ -359,6 +420,7 @@ fn a_flip_storm_under_load_keeps_one_exact_log() {
     create_topic(&proxy.bootstrap(), TOPIC, PARTITIONS);
     let Stormed {
         acked,
+        live,
         from_librdkafka,
         latencies,
         mut flip_times,
@@ -368,6 +430,7 @@ fn a_flip_storm_under_load_keeps_one_exact_log() {
         &stitched_log(&proxy, acked.len()),
         &acked,
     );
+    assert_exact_log("the live group", &live, &acked);
 
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(proxy.state_file()).unwrap()).unwrap();
@@ -415,6 +478,7 @@ fn a_fleet_flip_storm_across_three_instances_keeps_one_exact_log() {
     create_topic(&a.bootstrap(), TOPIC, PARTITIONS);
     let Stormed {
         acked,
+        live,
         from_librdkafka,
         mut flip_times,
         ..
@@ -430,6 +494,7 @@ fn a_fleet_flip_storm_across_three_instances_keeps_one_exact_log() {
             "one log through every instance"
         );
     }
+    assert_exact_log("the live group", &live, &acked);
     for proxy in &fleet {
         let flipped = proxy.json("status")["flips"].as_array().map_or(0, Vec::len);
         assert_eq!(flipped, n, "every instance took every flip");

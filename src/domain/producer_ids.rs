@@ -10,7 +10,7 @@
 //! in place: producer id, epoch, base sequence, CRC-32C. Nothing else of the
 //! request is touched.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Mutex;
 
@@ -126,28 +126,39 @@ pub struct Segment {
 
 impl Segment {
     /// The segment's key where instances share it:
-    /// `CLUSTER/TOPIC/GENERATION/PID/EPOCH`, and `/PARTITION` for where a
-    /// partition's sequences start.
-    pub fn key(&self, cluster: &str, partition: Option<i32>) -> String {
-        let key = format!(
+    /// `CLUSTER/TOPIC/GENERATION/PID/EPOCH`.
+    pub fn key(&self, cluster: &str) -> String {
+        format!(
             "{cluster}/{}/{}/{}/{}",
             self.topic, self.generation, self.client_pid, self.client_epoch
-        );
-        match partition {
-            Some(p) => format!("{key}/{p}"),
-            None => key,
-        }
+        )
     }
 }
 
-/// What one instance claims for a segment in a store that instances
-/// share: the producer id it obtained, or where a partition's sequences
-/// start. The first claim in the store stands for every instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Claim {
-    Id { id: i64, epoch: i16 },
-    Base { base: i32 },
+/// What instances sharing a store claim for a segment: the producer id
+/// one obtained, and where each partition's sequences start. The first
+/// claim of each (the id, each partition's base) in the store stands for
+/// every instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The producer id and epoch obtained for the segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<(i64, i16)>,
+    /// The first sequence seen, by partition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bases: BTreeMap<i32, i32>,
+}
+
+impl Claim {
+    /// Takes what `later` claims that this claim does not hold yet.
+    pub fn merge(&mut self, later: &Claim) {
+        if self.id.is_none() {
+            self.id = later.id;
+        }
+        for (partition, base) in &later.bases {
+            self.bases.entry(*partition).or_insert(*base);
+        }
+    }
 }
 
 /// The producer ids the proxy obtained, and where each partition's
@@ -157,7 +168,8 @@ pub enum Claim {
 #[derive(Default)]
 pub struct ProducerIds {
     ids: Mutex<HashMap<Segment, (i64, i16)>>,
-    bases: Mutex<HashMap<(Segment, i32), i32>>,
+    /// By segment, then by partition.
+    bases: Mutex<HashMap<Segment, BTreeMap<i32, i32>>>,
 }
 
 impl ProducerIds {
@@ -178,7 +190,8 @@ impl ProducerIds {
     /// Where `partition`'s sequences start in `segment`, once known.
     pub fn base(&self, segment: &Segment, partition: i32) -> Option<i32> {
         lock(&self.bases)
-            .get(&(segment.clone(), partition))
+            .get(segment)
+            .and_then(|b| b.get(&partition))
             .copied()
     }
 
@@ -187,16 +200,20 @@ impl ProducerIds {
     /// elsewhere. The first one recorded stands and is returned.
     pub fn set_base(&self, segment: &Segment, partition: i32, seen: i32) -> i32 {
         let mut bases = lock(&self.bases);
-        let key = (segment.clone(), partition);
-        if !bases.contains_key(&key) {
-            bases.retain(|(s, _), _| !s.ended_by(segment));
+        if !bases.contains_key(segment) {
+            bases.retain(|s, _| !s.ended_by(segment));
         }
-        *bases.entry(key).or_insert(seen)
+        *bases
+            .entry(segment.clone())
+            .or_default()
+            .entry(partition)
+            .or_insert(seen)
     }
 
     /// Segments held, and partition bases held: what the table costs.
     pub fn len(&self) -> (usize, usize) {
-        (lock(&self.ids).len(), lock(&self.bases).len())
+        let bases = lock(&self.bases).values().map(BTreeMap::len).sum();
+        (lock(&self.ids).len(), bases)
     }
 }
 
@@ -330,8 +347,7 @@ mod tests {
         assert_eq!(ids.set_base(&seg, 0, 510), 500);
         assert_eq!(ids.base(&seg, 0), Some(500));
         assert_eq!(ids.set_base(&seg, 1, 9), 9);
-        assert_eq!(seg.key("new", None), "new/t/1/7/0");
-        assert_eq!(seg.key("new", Some(3)), "new/t/1/7/0/3");
+        assert_eq!(seg.key("new"), "new/t/1/7/0");
     }
 
     #[test]
@@ -355,9 +371,14 @@ mod tests {
         assert_eq!(ids.base(&seg("t", 1), 0), None);
         assert_eq!(ids.id(&seg("u", 1)), Some((43, 0)), "another topic's stays");
         assert_eq!(ids.len(), (2, 1));
-        let claim: Claim = serde_json::from_str(r#"{"base":3}"#).unwrap();
-        assert_eq!(claim, Claim::Base { base: 3 });
-        let claim: Claim = serde_json::from_str(r#"{"id":44,"epoch":0}"#).unwrap();
-        assert_eq!(claim, Claim::Id { id: 44, epoch: 0 });
+        let mut first: Claim = serde_json::from_str(r#"{"bases":{"0":3}}"#).unwrap();
+        let later: Claim = serde_json::from_str(r#"{"id":[44,0],"bases":{"0":9,"1":5}}"#).unwrap();
+        first.merge(&later);
+        assert_eq!(first.id, Some((44, 0)));
+        assert_eq!(
+            first.bases,
+            BTreeMap::from([(0, 3), (1, 5)]),
+            "each first stands"
+        );
     }
 }

@@ -111,7 +111,7 @@ impl Fleet {
                     }
                     self.topic.caught_up();
                     self.changed.send_modify(|n| *n += 1);
-                    self.topic.prune_claims().await;
+                    self.topic.prune_claims();
                 }
                 Err(e) => {
                     if was_ok {
@@ -369,11 +369,12 @@ impl Fleet {
             }
             Ok(Change::Flip(plan.record(stitch.clone(), steps::now_ms())))
         };
-        let (steps, instances) = self
+        let done = self
             .run(subject, plan.moves_produce(), clock, checked, work)
             .await?;
-        report.steps.extend(steps);
-        report.instances = instances;
+        report.steps.extend(done.steps);
+        report.instances = done.instances;
+        report.run = Some(done.id);
         report.stitch = stitch;
         Ok(report)
     }
@@ -402,9 +403,10 @@ impl Fleet {
             Ok(Change::GroupMove(record))
         };
         let subject = Subject::Group(group.to_owned());
-        let (steps, instances) = self.run(subject, true, clock, Some("copy"), work).await?;
-        report.steps.extend(steps);
-        report.instances = instances;
+        let done = self.run(subject, true, clock, Some("copy"), work).await?;
+        report.steps.extend(done.steps);
+        report.instances = done.instances;
+        report.run = Some(done.id);
         report.offsets = offsets;
         Ok(report)
     }
@@ -413,7 +415,7 @@ impl Fleet {
     /// fences (`fences`: false for a fetch-only flip) and confirms, `work`
     /// (timed as step `work_step`) gives the change, which is recorded
     /// (the commit), then every instance switches. Returns the steps'
-    /// timings and each instance's part; any failure before the commit
+    /// timings, each instance's part and the run's id; any failure before the commit
     /// aborts the run on every instance.
     async fn run<E: MoveError + std::fmt::Display>(
         &self,
@@ -422,7 +424,7 @@ impl Fleet {
         mut clock: StepClock,
         work_step: Option<&str>,
         work: impl AsyncFnOnce() -> Result<Change, E>,
-    ) -> Result<(Vec<StepTiming>, Vec<InstanceSteps>), E> {
+    ) -> Result<Done, E> {
         let name = subject.name().to_owned();
         let name = name.as_str();
         let mut steps = Vec::new();
@@ -511,8 +513,19 @@ impl Fleet {
             instances = participants.len(),
             "fleet run done"
         );
-        Ok((steps, instances))
+        Ok(Done {
+            id,
+            steps,
+            instances,
+        })
     }
+}
+
+/// A fleet run done: its id, its steps' timings, each instance's part.
+struct Done {
+    id: String,
+    steps: Vec<StepTiming>,
+    instances: Vec<InstanceSteps>,
 }
 
 /// What a fleet run of `subject` is called in the log.

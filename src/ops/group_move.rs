@@ -36,6 +36,9 @@ pub struct GroupMoveReport {
     /// each took to hold the group and to switch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<InstanceSteps>,
+    /// The fleet run's id, as the state topic's records name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +195,7 @@ pub(crate) fn begin<'p>(
         steps: Vec::new(),
         offsets: 0,
         instances: Vec::new(),
+        run: None,
     };
     Ok((running, from, report))
 }

@@ -3,6 +3,8 @@
 //! [`crate::domain::producer_ids`]). Everything else about a Produce is the fast
 //! path: forwarded untouched.
 
+use std::collections::BTreeMap;
+
 use bytes::BytesMut;
 
 use crate::domain::ids::ClusterIdx;
@@ -21,6 +23,8 @@ pub enum ProduceError {
     Upstream(#[from] UpstreamError),
     #[error("producer id shared with the other instances: {0}")]
     Shared(#[from] StateError),
+    #[error("producer ids for '{0}' dropped by a flip of it meanwhile")]
+    Dropped(String),
 }
 
 /// The frame to send to `cluster`: `None` when it can go as it came (every
@@ -85,39 +89,44 @@ pub async fn for_cluster(
     if found.is_empty() {
         return Ok(None);
     }
-    let cluster_name = proxy.cluster(cluster).name();
-    let mut ids = Vec::with_capacity(found.len());
-    for rewrite in &found {
-        let id = match proxy.producer_ids().id(&rewrite.segment) {
-            Some(held) => held,
-            None => {
-                let id = shared_id(proxy, &rewrite.segment, cluster_name).await?;
-                proxy.producer_ids().set_id(rewrite.segment.clone(), id)
+    // Every segment's id, and every partition's base, known here or
+    // claimed (one claim per segment, for all it lacks).
+    let ids = proxy.producer_ids();
+    for (i, rewrite) in found.iter().enumerate() {
+        let segment = &rewrite.segment;
+        if found[..i].iter().any(|r| r.segment == *segment) {
+            continue; // done with its first batch
+        }
+        let mut lacking: BTreeMap<i32, i32> = BTreeMap::new();
+        for r in found[i..].iter().filter(|r| r.segment == *segment) {
+            if ids.base(segment, r.partition).is_none() {
+                lacking.entry(r.partition).or_insert(r.base_sequence);
             }
-        };
-        let base = match proxy
-            .producer_ids()
-            .base(&rewrite.segment, rewrite.partition)
-        {
-            Some(held) => held,
-            None => {
-                let key = rewrite.segment.key(cluster_name, Some(rewrite.partition));
-                let seen = Claim::Base {
-                    base: rewrite.base_sequence,
-                };
-                let base = match shared_claim(proxy, &key, seen).await? {
-                    Claim::Base { base } => base,
-                    Claim::Id { .. } => rewrite.base_sequence,
-                };
-                proxy
-                    .producer_ids()
-                    .set_base(&rewrite.segment, rewrite.partition, base)
+        }
+        let held = ids.id(segment);
+        if held.is_some() && lacking.is_empty() {
+            continue;
+        }
+        let claim = shared(proxy, segment, held.is_none(), lacking.clone()).await?;
+        if held.is_none() {
+            if let Some(id) = claim.id {
+                ids.set_id(segment.clone(), id);
             }
-        };
-        ids.push((id, base));
+        }
+        for (partition, seen) in lacking {
+            let base = claim.bases.get(&partition).copied().unwrap_or(seen);
+            ids.set_base(segment, partition, base);
+        }
     }
     let mut copy = BytesMut::from(frame);
-    for (rewrite, ((id, epoch), base)) in found.into_iter().zip(ids) {
+    for rewrite in found {
+        let (Some((id, epoch)), Some(base)) = (
+            ids.id(&rewrite.segment),
+            ids.base(&rewrite.segment, rewrite.partition),
+        ) else {
+            // Only a flip of the topic, since, drops what was just set.
+            return Err(ProduceError::Dropped(rewrite.segment.topic));
+        };
         producer_ids::rewrite(
             &mut copy[rewrite.range],
             id,
@@ -128,34 +137,41 @@ pub async fn for_cluster(
     Ok(Some(copy))
 }
 
-/// The id `segment` goes by on `cluster`: the one instances sharing the
-/// state claimed already, else a fresh one from the cluster, claimed
-/// (where another instance claimed first, its id stands).
-async fn shared_id(
+/// What stands for `segment` among the instances sharing the state, with
+/// an id (when `id`) and the bases of `lacking` partitions (first
+/// sequences seen here): what was claimed already, else what this
+/// instance claims (a fresh id from the cluster), merged with whatever
+/// another instance claimed first.
+async fn shared(
     proxy: &Proxy,
     segment: &Segment,
-    cluster: &str,
-) -> Result<(i64, i16), ProduceError> {
-    let key = segment.key(cluster, None);
-    if let Some(Claim::Id { id, epoch }) = proxy.store().claimed(&key) {
-        return Ok((id, epoch));
+    id: bool,
+    lacking: BTreeMap<i32, i32>,
+) -> Result<Claim, ProduceError> {
+    let key = segment.key(proxy.cluster(segment.cluster).name());
+    let known = proxy.store().claimed(&key).unwrap_or_default();
+    let need_id = id && known.id.is_none();
+    let bases: BTreeMap<i32, i32> = lacking
+        .into_iter()
+        .filter(|(p, _)| !known.bases.contains_key(p))
+        .collect();
+    if !need_id && bases.is_empty() {
+        return Ok(known);
     }
-    let (id, epoch) = proxy.cluster(segment.cluster).init_producer_id().await?;
-    Ok(
-        match shared_claim(proxy, &key, Claim::Id { id, epoch }).await? {
-            Claim::Id { id, epoch } => (id, epoch),
-            Claim::Base { .. } => (id, epoch),
-        },
-    )
-}
-
-/// What stands for `key` among the instances sharing the state: what was
-/// claimed already, else `claim` once claimed.
-async fn shared_claim(proxy: &Proxy, key: &str, claim: Claim) -> Result<Claim, ProduceError> {
-    if let Some(held) = proxy.store().claimed(key) {
-        return Ok(held);
-    }
-    Ok(proxy.store().claim(key, claim).await?)
+    let fresh = match need_id {
+        true => Some(proxy.cluster(segment.cluster).init_producer_id().await?),
+        false => None,
+    };
+    let mine = Claim { id: fresh, bases };
+    let mut standing = proxy.store().claim(&key, mine).await.inspect_err(|e| {
+        tracing::warn!(
+            segment = key,
+            error = %e,
+            "cannot share a producer id with the other instances; the connection closes and the client retries"
+        )
+    })?;
+    standing.merge(&known);
+    Ok(standing)
 }
 
 /// One batch that gets its destination cluster's producer id.

@@ -700,7 +700,18 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- proxy log ---\n{}", self.log());
+            let whole = self.whole_log();
+            let warnings: Vec<&str> = whole
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            let shown = &warnings[warnings.len().saturating_sub(40)..];
+            eprintln!(
+                "--- proxy warnings ({} in all) ---\n{}\n--- proxy log ---\n{}",
+                warnings.len(),
+                shown.join("\n"),
+                self.log()
+            );
         }
     }
 }

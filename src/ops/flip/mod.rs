@@ -36,6 +36,9 @@ pub struct FlipReport {
     /// each took to fence and to switch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<InstanceSteps>,
+    /// The fleet run's id, as the state topic's records name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// Resolves a cluster name for a flip.
@@ -140,6 +143,7 @@ pub(crate) fn begin<'p>(
         to: plan.to_entry.clone(),
         changed: plan.changed(),
         steps: Vec::new(),
+        run: None,
         stitch: Vec::new(),
         instances: Vec::new(),
     };

@@ -11,7 +11,7 @@
 
 pub mod records;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +58,10 @@ pub struct StateTopic {
     renewals: std::sync::Mutex<(BTreeMap<u64, Instant>, u64, Option<u64>)>,
     /// Produce was last refused here because the lease may have lapsed.
     refusing: std::sync::atomic::AtomicBool,
+    /// Names this instance's claims apart: when it started, and a count.
+    claims: (u64, std::sync::atomic::AtomicU64),
+    /// Claims under way, by segment: one at a time each.
+    claiming: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A connection to the state topic's leader, once opened.
@@ -86,6 +90,11 @@ impl StateTopic {
             renewed: std::sync::Mutex::new(Instant::now()),
             renewals: std::sync::Mutex::new((BTreeMap::new(), 0, None)),
             refusing: std::sync::atomic::AtomicBool::new(false),
+            claims: (
+                crate::ops::steps::now_ms(),
+                std::sync::atomic::AtomicU64::new(0),
+            ),
+            claiming: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -148,22 +157,29 @@ impl StateTopic {
     }
 
     /// Writes tombstones for this instance's claims that a flip ended, so
-    /// that compaction removes them.
-    pub async fn prune_claims(&self) {
-        let own = records::claim_key(&self.instance, "");
-        let ended: Vec<String> = {
+    /// that compaction removes them; in the background, so that reading
+    /// the topic goes on meanwhile.
+    pub fn prune_claims(self: &Arc<Self>) {
+        let own = format!("producer/{}/", self.instance);
+        let mine: Vec<String> = {
             let mut fold = lock(&self.fold);
-            let (mine, others) = std::mem::take(&mut fold.ended)
-                .into_iter()
-                .partition(|k: &String| k.starts_with(&own));
-            drop(others); // each instance prunes its own
-            mine
-        };
-        for key in ended {
-            if let Err(e) = self.append(&key, None).await {
-                tracing::debug!(key, error = %e, "cannot prune an ended producer claim");
+            if fold.ended.is_empty() {
+                return;
             }
-        }
+            // Each instance prunes its own.
+            std::mem::take(&mut fold.ended)
+                .into_iter()
+                .filter(|k| k.starts_with(&own))
+                .collect()
+        };
+        let topic = self.clone();
+        tokio::spawn(async move {
+            for key in mine {
+                if let Err(e) = topic.append(&key, None).await {
+                    tracing::debug!(key, error = %e, "cannot prune an ended producer claim");
+                }
+            }
+        });
     }
 
     /// Reads every record after the last one taken, and what each changed
@@ -440,6 +456,40 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl StateTopic {
+    /// Claims what `claim` holds that nobody claimed yet for segment
+    /// `key`, and returns what stands once this instance has read its own
+    /// claim back.
+    async fn claim_once(&self, key: &str, mut claim: Claim) -> Result<Claim, StateError> {
+        {
+            let known = self.claimed(key).unwrap_or_default();
+            if known.id.is_some() {
+                claim.id = None;
+            }
+            claim.bases.retain(|p, _| !known.bases.contains_key(p));
+            if claim.id.is_none() && claim.bases.is_empty() {
+                return Ok(known);
+            }
+            let json = serde_json::to_vec(&claim).map_err(|e| self.error(e))?;
+            let (started, count) = &self.claims;
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let record = records::claim_key(&self.instance, key, &format!("{started}-{n}"));
+            let at = self.append(&record, Some(&json)).await?;
+            // The first claim in the log stands: read up to this one.
+            let mut applied = self.applied.subscribe();
+            let read = tokio::time::timeout(CLAIM_WAIT, applied.wait_for(|end| *end > at)).await;
+            if !matches!(read, Ok(Ok(_))) {
+                return Err(self.error(format!(
+                    "the claim for producer segment {key} was not read back within {CLAIM_WAIT:?}"
+                )));
+            }
+            self.claimed(key).ok_or_else(|| {
+                self.error(format!("the claim for producer segment {key} was pruned"))
+            })
+        }
+    }
+}
+
 impl StateStore for StateTopic {
     fn load(&self) -> StoreFuture<'_, State> {
         Box::pin(self.load_state())
@@ -465,25 +515,25 @@ impl StateStore for StateTopic {
     }
 
     fn claimed(&self, key: &str) -> Option<Claim> {
-        lock(&self.fold).claims.get(key).map(|c| c.claim)
+        lock(&self.fold).claims.get(key).map(|c| c.claim.clone())
     }
 
     fn claim<'a>(&'a self, key: &'a str, claim: Claim) -> StoreFuture<'a, Claim> {
         Box::pin(async move {
-            let json = serde_json::to_vec(&claim).map_err(|e| self.error(e))?;
-            let record = records::claim_key(&self.instance, key);
-            let at = self.append(&record, Some(&json)).await?;
-            // The first claim in the log stands: read up to this one.
-            let mut applied = self.applied.subscribe();
-            let read = tokio::time::timeout(CLAIM_WAIT, applied.wait_for(|end| *end > at)).await;
-            if !matches!(read, Ok(Ok(_))) {
-                return Err(self.error(format!(
-                    "the claim for producer segment {key} was not read back within {CLAIM_WAIT:?}"
-                )));
+            // One claim of a segment at a time here, in the order asked:
+            // a later one takes what the earlier one found.
+            let gate = lock(&self.claiming)
+                .entry(key.to_owned())
+                .or_default()
+                .clone();
+            let turn = gate.lock().await;
+            let claimed = self.claim_once(key, claim).await;
+            drop(turn);
+            let mut claiming = lock(&self.claiming);
+            if claiming.get(key).is_some_and(|g| Arc::strong_count(g) <= 2) {
+                claiming.remove(key);
             }
-            self.claimed(key).ok_or_else(|| {
-                self.error(format!("the claim for producer segment {key} was pruned"))
-            })
+            claimed
         })
     }
 

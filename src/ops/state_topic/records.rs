@@ -98,11 +98,11 @@ pub fn abort_key(id: &str, instance: &str) -> String {
     format!("run/{id}/abort/{instance}")
 }
 
-/// The key of `instance`'s claim for a producer's segment `segment` (see
-/// [`crate::domain::producer_ids::Segment::key`]): one key per claimant,
-/// so compaction keeps the first claim.
-pub fn claim_key(instance: &str, segment: &str) -> String {
-    format!("producer/{instance}/{segment}")
+/// The key of `instance`'s claim number `n` for a producer's segment
+/// `segment` (see [`crate::domain::producer_ids::Segment::key`]): a key of
+/// its own for every claim, so compaction keeps the first.
+pub fn claim_key(instance: &str, segment: &str, n: &str) -> String {
+    format!("producer/{instance}/{segment}/{n}")
 }
 
 /// The key of `instance`'s lease.
@@ -178,7 +178,12 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Entry, BadRecord> {
             // A claim pruned once its topic was flipped again.
             Err(_) => Entry::Other,
             Ok(v) => Entry::Claim {
-                key: key.splitn(3, '/').nth(2).unwrap_or_default().to_owned(),
+                key: key
+                    .splitn(3, '/')
+                    .nth(2)
+                    .and_then(|rest| rest.rsplit_once('/'))
+                    .map_or("", |(segment, _)| segment)
+                    .to_owned(),
                 record: key.clone(),
                 claim: serde_json::from_slice(v).map_err(|e| bad(e.to_string()))?,
             },
@@ -250,8 +255,8 @@ pub enum Event {
     None,
 }
 
-/// The claim that stands for one producer segment, and every record that
-/// claimed it (pruned together).
+/// What stands for one producer segment (each part as first claimed), and
+/// every record that claimed any of it (pruned together).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
     pub claim: Claim,
@@ -310,14 +315,12 @@ impl Fold {
             Entry::Switched(step) => self.progress(step, |run| &mut run.switched),
             Entry::Lease(lease) => Event::Lease(lease),
             Entry::Claim { key, record, claim } => {
-                self.claims
-                    .entry(key)
-                    .or_insert(Claimed {
-                        claim,
-                        records: Vec::new(),
-                    })
-                    .records
-                    .push(record);
+                let held = self.claims.entry(key).or_insert(Claimed {
+                    claim: Claim::default(),
+                    records: Vec::new(),
+                });
+                held.claim.merge(&claim);
+                held.records.push(record);
                 Event::None
             }
             Entry::Import { .. } | Entry::Imported | Entry::Other => Event::None,
@@ -661,23 +664,23 @@ mod tests {
     #[test]
     fn the_first_claim_for_a_producer_segment_stands_until_its_topic_flips_again() {
         let mut fold = Fold::default();
-        let claim = |by: &str, id: i64| {
-            let value = serde_json::to_vec(&Claim::Id { id, epoch: 0 }).unwrap();
-            let key = claim_key(by, "new/orders/1/7/0");
-            decode(key.as_bytes(), Some(&value)).unwrap()
+        let claim = |by: &str, n: &str, json: &str| {
+            let key = claim_key(by, "new/orders/1/7/0", n);
+            decode(key.as_bytes(), Some(json.as_bytes())).unwrap()
         };
-        fold.take(claim("sy-b", 42));
-        fold.take(claim("sy-a", 43));
+        fold.take(claim("sy-b", "1", r#"{"id":[42,0],"bases":{"0":5}}"#));
+        fold.take(claim("sy-a", "1", r#"{"id":[43,0],"bases":{"0":8,"1":2}}"#));
         let held = &fold.claims["new/orders/1/7/0"];
+        assert_eq!(held.claim.id, Some((42, 0)), "the first id stands");
         assert_eq!(
-            held.claim,
-            Claim::Id { id: 42, epoch: 0 },
-            "the first stands"
+            held.claim.bases,
+            BTreeMap::from([(0, 5), (1, 2)]),
+            "each partition's first base stands"
         );
         assert_eq!(held.records.len(), 2);
         // A pruned claim reads as nothing.
         assert_eq!(
-            decode(claim_key("sy-a", "new/orders/0/7/0").as_bytes(), None).unwrap(),
+            decode(claim_key("sy-a", "new/orders/0/7/0", "1").as_bytes(), None).unwrap(),
             Entry::Other
         );
         // The topic's first flip is generation 1: its claims stand.
@@ -689,8 +692,8 @@ mod tests {
         assert_eq!(
             fold.ended,
             [
-                "producer/sy-b/new/orders/1/7/0",
-                "producer/sy-a/new/orders/1/7/0"
+                "producer/sy-b/new/orders/1/7/0/1",
+                "producer/sy-a/new/orders/1/7/0/1"
             ]
         );
     }
