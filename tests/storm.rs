@@ -373,9 +373,34 @@ fn run_storm(writers: &[&Proxy], readers: &[&Proxy], initiators: &[&Proxy], n: u
                 )
             })
             .collect();
+        // Each flip's stitch point of the first lacking record's
+        // partition, as each instance holds it.
+        let partition = lacking.first().map_or(0, |a| a.1);
+        let stitches: Vec<String> = readers
+            .iter()
+            .map(|r| {
+                let flips = r.json("status")["flips"].clone();
+                let points: Vec<String> = flips
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        let point = f["stitch"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|s| s["partition"] == partition)
+                            .map_or("-".to_owned(), |s| format!("{}/{}", s["l_old"], s["l_new"]));
+                        format!("{}@{}", f["to"]["produce"].as_str().unwrap_or("?"), point)
+                    })
+                    .collect();
+                points.join(" ")
+            })
+            .collect();
         panic!(
             "the live group: {errors:?}; lacking (index, partition, offset), first 10: {:?}; \
-             highest offset read per partition: {highest:?}; read afresh: {fresh:?}",
+             highest offset read per partition: {highest:?}; read afresh: {fresh:?}; \
+             partition {partition}'s stitch points (to@l_old/l_new) per reader: {stitches:?}",
             &lacking[..lacking.len().min(10)]
         );
     }
