@@ -211,6 +211,7 @@ impl ProducerIds {
     }
 
     /// Segments held, and partition bases held: what the table costs.
+    #[cfg(test)]
     pub fn len(&self) -> (usize, usize) {
         let bases = lock(&self.bases).values().map(BTreeMap::len).sum();
         (lock(&self.ids).len(), bases)

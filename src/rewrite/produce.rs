@@ -89,41 +89,43 @@ pub async fn for_cluster(
     if found.is_empty() {
         return Ok(None);
     }
-    // Every segment's id, and every partition's base, known here or
-    // claimed (one claim per segment, for all it lacks).
+    // Each batch's id and base as this instance holds them; a segment
+    // that lacks any gets them claimed at once (one claim per segment).
     let ids = proxy.producer_ids();
-    for (i, rewrite) in found.iter().enumerate() {
-        let segment = &rewrite.segment;
-        if found[..i].iter().any(|r| r.segment == *segment) {
-            continue; // done with its first batch
-        }
-        let mut lacking: BTreeMap<i32, i32> = BTreeMap::new();
-        for r in found[i..].iter().filter(|r| r.segment == *segment) {
-            if ids.base(segment, r.partition).is_none() {
-                lacking.entry(r.partition).or_insert(r.base_sequence);
+    let held = |r: &Rewrite| Some((ids.id(&r.segment)?, ids.base(&r.segment, r.partition)?));
+    let mut known: Vec<_> = found.iter().map(held).collect();
+    if known.iter().any(Option::is_none) {
+        for (i, rewrite) in found.iter().enumerate() {
+            let segment = &rewrite.segment;
+            let claimed_before = found[..i]
+                .iter()
+                .zip(&known[..i])
+                .any(|(r, k)| k.is_none() && r.segment == *segment);
+            if known[i].is_some() || claimed_before {
+                continue; // held, or claimed with an earlier batch
             }
-        }
-        let held = ids.id(segment);
-        if held.is_some() && lacking.is_empty() {
-            continue;
-        }
-        let claim = shared(proxy, segment, held.is_none(), lacking.clone()).await?;
-        if held.is_none() {
-            if let Some(id) = claim.id {
+            let mut lacking: BTreeMap<i32, i32> = BTreeMap::new();
+            for (r, k) in found[i..].iter().zip(&known[i..]) {
+                if r.segment == *segment && k.is_none() && ids.base(segment, r.partition).is_none()
+                {
+                    lacking.entry(r.partition).or_insert(r.base_sequence);
+                }
+            }
+            let has_id = ids.id(segment).is_some();
+            let claim = shared(proxy, segment, !has_id, lacking.clone()).await?;
+            if let (false, Some(id)) = (has_id, claim.id) {
                 ids.set_id(segment.clone(), id);
             }
+            for (partition, seen) in lacking {
+                let base = claim.bases.get(&partition).copied().unwrap_or(seen);
+                ids.set_base(segment, partition, base);
+            }
         }
-        for (partition, seen) in lacking {
-            let base = claim.bases.get(&partition).copied().unwrap_or(seen);
-            ids.set_base(segment, partition, base);
-        }
+        known = found.iter().map(held).collect();
     }
     let mut copy = BytesMut::from(frame);
-    for rewrite in found {
-        let (Some((id, epoch)), Some(base)) = (
-            ids.id(&rewrite.segment),
-            ids.base(&rewrite.segment, rewrite.partition),
-        ) else {
+    for (rewrite, known) in found.into_iter().zip(known) {
+        let Some(((id, epoch), base)) = known else {
             // Only a flip of the topic, since, drops what was just set.
             return Err(ProduceError::Dropped(rewrite.segment.topic));
         };
@@ -163,14 +165,13 @@ async fn shared(
         false => None,
     };
     let mine = Claim { id: fresh, bases };
-    let mut standing = proxy.store().claim(&key, mine).await.inspect_err(|e| {
+    let standing = proxy.store().claim(&key, mine).await.inspect_err(|e| {
         tracing::warn!(
             segment = key,
             error = %e,
             "cannot share a producer id with the other instances; the connection closes and the client retries"
         )
     })?;
-    standing.merge(&known);
     Ok(standing)
 }
 

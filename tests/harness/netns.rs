@@ -75,29 +75,18 @@ impl Netns {
     /// Blocks every packet from the namespace to `addr`: its connections
     /// there fail and new ones are refused.
     pub fn cut(&self, addr: &str) {
-        ip(&[
-            "netns",
-            "exec",
-            &self.name,
-            "ip",
-            "route",
-            "add",
-            "prohibit",
-            &format!("{addr}/32"),
-        ]);
+        self.prohibit("add", addr);
     }
 
     /// Undoes [`Netns::cut`].
     pub fn mend(&self, addr: &str) {
+        self.prohibit("del", addr);
+    }
+
+    fn prohibit(&self, op: &str, addr: &str) {
+        let route = format!("{addr}/32");
         ip(&[
-            "netns",
-            "exec",
-            &self.name,
-            "ip",
-            "route",
-            "del",
-            "prohibit",
-            &format!("{addr}/32"),
+            "netns", "exec", &self.name, "ip", "route", op, "prohibit", &route,
         ]);
     }
 }
