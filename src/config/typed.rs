@@ -32,6 +32,9 @@ pub struct ProxyConfig {
     /// from it; bounds the memory one client can pin.
     pub max_in_flight: usize,
     pub metadata_refresh: Duration,
+    /// How often group progress and old-cluster writes are refreshed for
+    /// the metrics.
+    pub progress_refresh: Duration,
     /// A client that sends nothing for this long is disconnected.
     pub client_idle_timeout: Duration,
     /// A request frame, once begun, must arrive whole within this.

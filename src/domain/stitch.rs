@@ -170,6 +170,26 @@ impl Segments {
     pub fn segments(&self) -> &[Segment] {
         &self.0
     }
+
+    /// Where each cluster's part of the log ended, for every cluster but
+    /// the one the newest segment is on (its last segment's end, in its
+    /// own offsets): records beyond it were written without the proxy.
+    pub fn old_ends(&self) -> Vec<(ClusterIdx, UpstreamOffset)> {
+        let Some(newest) = self.0.last() else {
+            return Vec::new();
+        };
+        let mut ends: Vec<(ClusterIdx, UpstreamOffset)> = Vec::new();
+        for pair in self.0.windows(2) {
+            let (segment, next) = (pair[0], pair[1]);
+            if segment.cluster == newest.cluster {
+                continue;
+            }
+            let end = UpstreamOffset(next.start.0 - segment.delta);
+            ends.retain(|(c, _)| *c != segment.cluster);
+            ends.push((segment.cluster, end));
+        }
+        ends
+    }
 }
 
 /// Every stitched partition, by topic and partition.
@@ -184,6 +204,15 @@ impl Stitches {
 
     pub fn has_topic(&self, topic: &str) -> bool {
         self.0.contains_key(topic)
+    }
+
+    /// Every stitched partition's segments, by topic and partition.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i32, &Segments)> {
+        self.0.iter().flat_map(|(topic, partitions)| {
+            partitions
+                .iter()
+                .map(move |(p, segments)| (topic.as_str(), *p, segments))
+        })
     }
 
     /// Records a Produce move of `topic` from cluster `from` to `to` at
@@ -250,6 +279,19 @@ mod tests {
         assert_eq!(seg.last().0, NEW);
         assert_eq!(seg.first().0, OLD);
         assert!(s.get("t", 1).is_none());
+    }
+
+    #[test]
+    fn old_ends_are_where_each_other_cluster_stopped() {
+        let mut s = Stitches::default();
+        s.record_move("t", OLD, NEW, 10, [(0, u(100), u(0))]); // v 100.. = new 0..
+        assert_eq!(s.get("t", 0).unwrap().old_ends(), [(OLD, u(100))]);
+        s.record_move("t", NEW, OLD, 20, [(0, u(50), u(100))]); // v 150.. = old 100..
+        assert_eq!(s.get("t", 0).unwrap().old_ends(), [(NEW, u(50))]);
+        s.record_move("t", OLD, NEW, 30, [(0, u(130), u(50))]); // v 180.. = new 50..
+        assert_eq!(s.get("t", 0).unwrap().old_ends(), [(OLD, u(130))]);
+        let listed: Vec<(&str, i32)> = s.iter().map(|(t, p, _)| (t, p)).collect();
+        assert_eq!(listed, [("t", 0)]);
     }
 
     #[test]

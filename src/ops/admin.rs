@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{detach, group_move};
+use super::{detach, group_move, steps};
 use crate::ops::fleet::Fleet;
 use crate::ops::flip::{self, Side};
 use crate::ops::state::RouteEntry;
@@ -188,18 +188,24 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
                     side,
                     mirrored,
                 };
-                Answer::outcome(match fleet {
+                let result = match fleet {
                     Some(fleet) => fleet.flip(proxy, &asked).await,
                     None => flip::flip(proxy, &asked).await,
-                })
+                };
+                steps::count_outcome("topic", &result, |r| r.changed);
+                Answer::outcome(result)
             }
             Err(e) => Answer::refused(e),
         },
         AdminRequest::FlipGroup { group, to } => match flip::cluster_named(proxy, &to) {
-            Ok(to) => Answer::outcome(match fleet {
-                Some(fleet) => fleet.move_group(proxy, &group, to).await,
-                None => group_move::move_group(proxy, &group, to).await,
-            }),
+            Ok(to) => {
+                let result = match fleet {
+                    Some(fleet) => fleet.move_group(proxy, &group, to).await,
+                    None => group_move::move_group(proxy, &group, to).await,
+                };
+                steps::count_outcome("group", &result, |r| r.changed);
+                Answer::outcome(result)
+            }
             Err(e) => Answer::refused(e),
         },
         AdminRequest::Detach { group, cluster } => match flip::cluster_named(proxy, &cluster) {
@@ -252,7 +258,8 @@ fn routes(proxy: &Proxy) -> Value {
     })
 }
 
-async fn status(proxy: &Proxy) -> Value {
+/// What `switchyard status --json` prints, and `/status.json` serves.
+pub async fn status(proxy: &Proxy) -> Value {
     let clusters: Vec<Value> = proxy
         .clusters()
         .iter()

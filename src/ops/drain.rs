@@ -1,13 +1,28 @@
 //! How far each consumer group still is from the newest stretch of each
 //! stitched topic: the records it has left on the cluster Produce moved
 //! away from. Shown by `switchyard status`, so an operator sees groups
-//! cross without waiting for anything.
+//! cross without waiting for anything; and, refreshed in the background
+//! for the metrics, with the records written to an old cluster behind the
+//! proxy's back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::domain::offsets::{Offset, VirtualOffset};
+use crate::metrics as m;
 use crate::runtime::proxy::Proxy;
 use crate::upstream::UpstreamError;
+
+/// Group progress and old-cluster writes are refreshed for the metrics
+/// every `proxy.progress_refresh_ms` (default 30 s). Each refresh asks every cluster for its groups and their
+/// committed offsets (ListGroups, OffsetFetch per group) and, per stitched
+/// topic, each old cluster for its log ends (ListOffsets, then Fetch
+/// probes of one record's worth). The first waits this long for the
+/// clusters' views to load.
+const FIRST_REFRESH: Duration = Duration::from_secs(2);
 
 /// One group's progress on one stitched topic.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -60,4 +75,72 @@ pub async fn drains(proxy: &Proxy) -> Result<Vec<Drain>, UpstreamError> {
     }
     out.sort_by(|a, b| (&a.group, &a.topic).cmp(&(&b.group, &b.topic)));
     Ok(out)
+}
+
+/// Records written to each stitched topic's old clusters beyond where the
+/// proxy stitched: writers that bypass the proxy. By topic.
+pub async fn old_cluster_writes(proxy: &Proxy) -> Result<BTreeMap<String, i64>, UpstreamError> {
+    let routes = proxy.routes();
+    // (topic, cluster) → each partition's end there.
+    let mut ends: BTreeMap<(String, usize), Vec<(i32, i64)>> = BTreeMap::new();
+    for (topic, partition, segments) in routes.stitches().iter() {
+        for (cluster, end) in segments.old_ends() {
+            ends.entry((topic.to_owned(), cluster.0))
+                .or_default()
+                .push((partition, end.0));
+        }
+    }
+    let mut writes: BTreeMap<String, i64> = BTreeMap::new();
+    for ((topic, cluster), stitched) in ends {
+        let now = proxy.clusters()[cluster].log_ends(&topic).await?;
+        let beyond: i64 = stitched
+            .iter()
+            .filter_map(|(p, end)| now.get(p).map(|n| (n.0 - end).max(0)))
+            .sum();
+        *writes.entry(topic).or_default() += beyond;
+    }
+    Ok(writes)
+}
+
+/// Sets the gauges of every stitched partition's Δ, every group's records
+/// left on old stretches, and old-cluster writes, every
+/// `proxy.progress_refresh_ms`.
+pub async fn refresh_loop(proxy: Arc<Proxy>) {
+    let every = proxy.config().proxy.progress_refresh;
+    let mut failing = false;
+    tokio::time::sleep(FIRST_REFRESH.min(every)).await;
+    loop {
+        for (topic, partition, segments) in proxy.routes().stitches().iter() {
+            let delta = segments.segments().last().map_or(0, |s| s.delta);
+            metrics::gauge!(m::STITCH_DELTA, "topic" => topic.to_owned(), "partition" => partition.to_string())
+                .set(delta as f64);
+        }
+        let refreshed = async {
+            for d in drains(&proxy).await? {
+                metrics::gauge!(m::GROUP_OLD_RECORDS, "group" => d.group, "topic" => d.topic)
+                    .set(d.left as f64);
+            }
+            for (topic, n) in old_cluster_writes(&proxy).await? {
+                if n > 0 {
+                    tracing::warn!(topic, records = n, "records were written to an old cluster of a flipped topic without going through the proxy");
+                }
+                metrics::gauge!(m::OLD_CLUSTER_WRITES, "topic" => topic).set(n as f64);
+            }
+            Ok::<_, UpstreamError>(())
+        };
+        match refreshed.await {
+            Ok(()) => {
+                metrics::counter!(m::PROGRESS_REFRESHES, "outcome" => "ok").increment(1);
+                failing = false;
+            }
+            Err(e) => {
+                metrics::counter!(m::PROGRESS_REFRESHES, "outcome" => "error").increment(1);
+                if !failing {
+                    tracing::warn!(error = %e, "cannot refresh group progress; retrying every {every:?}");
+                }
+                failing = true;
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
 }

@@ -355,7 +355,7 @@ impl Fleet {
         if !report.changed {
             return Ok(report);
         }
-        let mut clock = StepClock::start(Instant::now());
+        let mut clock = StepClock::start("topic", topic, Instant::now());
         flip::prepare(proxy, &plan).await?;
         clock.mark(&mut report.steps, "prepare", Instant::now());
         let subject = Subject::Topic(topic.to_owned());
@@ -369,10 +369,11 @@ impl Fleet {
             }
             Ok(Change::Flip(plan.record(stitch.clone(), steps::now_ms())))
         };
+        let steps = std::mem::take(&mut report.steps);
         let done = self
-            .run(subject, plan.moves_produce(), clock, checked, work)
+            .run(subject, plan.moves_produce(), (clock, steps), checked, work)
             .await?;
-        report.steps.extend(done.steps);
+        report.steps = done.steps;
         report.instances = done.instances;
         report.run = Some(done.id);
         report.stitch = stitch;
@@ -392,9 +393,10 @@ impl Fleet {
         if !report.changed {
             return Ok(report);
         }
-        let mut clock = StepClock::start(Instant::now());
+        let mut clock = StepClock::start("group", group, Instant::now());
         group_move::prepare(proxy, group, to).await?;
         clock.mark(&mut report.steps, "prepare", Instant::now());
+        let steps = std::mem::take(&mut report.steps);
         let mut offsets = 0;
         let work = async || {
             offsets = group_move::copy(proxy, group, from, to).await?;
@@ -403,8 +405,10 @@ impl Fleet {
             Ok(Change::GroupMove(record))
         };
         let subject = Subject::Group(group.to_owned());
-        let done = self.run(subject, true, clock, Some("copy"), work).await?;
-        report.steps.extend(done.steps);
+        let done = self
+            .run(subject, true, (clock, steps), Some("copy"), work)
+            .await?;
+        report.steps = done.steps;
         report.instances = done.instances;
         report.run = Some(done.id);
         report.offsets = offsets;
@@ -414,20 +418,20 @@ impl Fleet {
     /// The steps every fleet run shares: propose, every participant
     /// fences (`fences`: false for a fetch-only flip) and confirms, `work`
     /// (timed as step `work_step`) gives the change, which is recorded
-    /// (the commit), then every instance switches. Returns the steps'
-    /// timings, each instance's part and the run's id; any failure before the commit
-    /// aborts the run on every instance.
+    /// (the commit, with the steps so far), then every instance switches.
+    /// `clock` and its steps so far come from the caller's own steps.
+    /// Returns every step's timing, each instance's part and the run's id;
+    /// any failure before the commit aborts the run on every instance.
     async fn run<E: MoveError + std::fmt::Display>(
         &self,
         subject: Subject,
         fences: bool,
-        mut clock: StepClock,
+        (mut clock, mut steps): (StepClock, Vec<StepTiming>),
         work_step: Option<&str>,
         work: impl AsyncFnOnce() -> Result<Change, E>,
     ) -> Result<Done, E> {
         let name = subject.name().to_owned();
         let name = name.as_str();
-        let mut steps = Vec::new();
 
         // 1. propose; 2. every participant fences and confirms.
         let me = self.topic.instance().to_owned();
@@ -480,7 +484,7 @@ impl Fleet {
             clock.mark(&mut steps, step, Instant::now());
         }
         hold("check").await;
-        let (key, change) = change.committing(&id);
+        let (key, change) = change.with_steps(&steps).committing(&id);
         if let Err(e) = self.topic.write(&key, &change).await {
             return Err(self.abort(&id, name, E::not_recorded(name, e)).await);
         }

@@ -100,6 +100,21 @@ pub enum GroupMoveError {
 pub(crate) const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
 
 impl MoveError for GroupMoveError {
+    fn outcome(&self) -> (&'static str, &'static str) {
+        use GroupMoveError::*;
+        match self {
+            BadGroup(_) => ("refused", "bad_group"),
+            AlreadyRunning(_) => ("refused", "already_running"),
+            TargetInUse { .. } => ("refused", "target_in_use"),
+            TopicMissing { .. } => ("refused", "topic_missing"),
+            InflightTimeout { .. } => ("aborted", "in_flight"),
+            CopyMismatch { .. } => ("aborted", "copy_mismatch"),
+            Upstream { .. } => ("aborted", "upstream"),
+            State { .. } => ("aborted", "state"),
+            FleetAborted { .. } => ("aborted", "fleet"),
+        }
+    }
+
     fn already_running(group: &str) -> Self {
         GroupMoveError::AlreadyRunning(group.to_owned())
     }
@@ -139,7 +154,7 @@ pub async fn move_group(
     if !report.changed {
         return Ok(report);
     }
-    let mut clock = StepClock::start(Instant::now());
+    let mut clock = StepClock::start("group", group, Instant::now());
     prepare(proxy, group, to).await?;
     clock.mark(&mut report.steps, "prepare", Instant::now());
 
@@ -271,6 +286,7 @@ impl GroupMoveReport {
             at_ms: steps::now_ms(),
             offsets: self.offsets,
             run: None,
+            steps: self.steps.clone(),
         }
     }
 }
@@ -351,6 +367,7 @@ mod tests {
             at_ms: 7,
             offsets: 2,
             run: None,
+            steps: Vec::new(),
         };
         let next = next_state(&State::default(), record.clone());
         assert_eq!(next.groups["billing"], "new");

@@ -42,7 +42,21 @@ pub struct FlipRecord {
     /// topic); absent for a flip of one instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// How long each step up to the record took (prepare, fence, check);
+    /// the record and switch steps come after it is written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepTiming>,
 }
+
+/// How long one step of a flip or group move took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub ms: f64,
+}
+
+/// A duration is never NaN, so equality is total.
+impl Eq for StepTiming {}
 
 /// One completed move of a consumer group's coordinator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +72,9 @@ pub struct GroupMoveRecord {
     /// topic); absent for a move of one instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// How long each step up to the record took (prepare, hold, copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepTiming>,
 }
 
 impl FlipRecord {
@@ -257,6 +274,29 @@ mod tests {
         assert_eq!(serde_json::to_string(&record).unwrap(), line);
         let points: Vec<_> = record.stitch_points().collect();
         assert_eq!(points, [(0, UpstreamOffset(100), UpstreamOffset(20))]);
+    }
+
+    #[test]
+    fn a_flip_record_keeps_its_steps_and_older_records_have_none() {
+        let old = r#"{"topic":"t","from":{"produce":"old","fetch":"old"},"to":{"produce":"new","fetch":"new"},"at_ms":7,"stitch":[]}"#;
+        let mut record: FlipRecord = serde_json::from_str(old).unwrap();
+        assert!(record.steps.is_empty());
+        record.steps = vec![
+            StepTiming {
+                step: "fence".into(),
+                ms: 1.5,
+            },
+            StepTiming {
+                step: "check".into(),
+                ms: 502.0,
+            },
+        ];
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(
+            line.ends_with(r#""steps":[{"step":"fence","ms":1.5},{"step":"check","ms":502.0}]}"#),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<FlipRecord>(&line).unwrap(), record);
     }
 
     #[test]

@@ -10,15 +10,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::MutexGuard;
 
 use crate::domain::gates::{FenceGuard, Gates, Unfenced};
+use crate::metrics as m;
 use crate::ops::state::{State, StateError};
 use crate::runtime::proxy::Proxy;
 
-/// How long one step of a flip took.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepTiming {
-    pub step: String,
-    pub ms: f64,
-}
+pub use crate::ops::state::StepTiming;
 
 /// One instance's part in a fleet flip or group move, in milliseconds
 /// from when it read the proposal; `None` for a step it did not confirm in
@@ -31,23 +27,62 @@ pub struct InstanceSteps {
 }
 
 /// Times the steps of a flip or a group move, each from the end of the
-/// one before. The caller says when each step ended, so the clock is read
-/// by the steps, never inside a decision.
-pub struct StepClock(Instant);
+/// one before, and says so: one log line and one histogram sample per
+/// step. The caller says when each step ended, so the clock is read by the
+/// steps, never inside a decision.
+pub struct StepClock {
+    last: Instant,
+    /// "topic" or "group".
+    kind: &'static str,
+    /// The topic or group moving.
+    name: String,
+}
 
 impl StepClock {
-    pub fn start(now: Instant) -> StepClock {
-        StepClock(now)
+    pub fn start(kind: &'static str, name: &str, now: Instant) -> StepClock {
+        StepClock {
+            last: now,
+            kind,
+            name: name.to_owned(),
+        }
     }
 
-    /// Records step `name` as ending at `now`.
-    pub fn mark(&mut self, steps: &mut Vec<StepTiming>, name: &str, now: Instant) {
+    /// Records step `step` as ending at `now`.
+    pub fn mark(&mut self, steps: &mut Vec<StepTiming>, step: &str, now: Instant) {
+        let took = now.saturating_duration_since(self.last);
+        let ms = took.as_secs_f64() * 1000.0;
+        let (kind, name) = (self.kind, self.name.as_str());
+        tracing::info!(
+            kind,
+            name,
+            step,
+            ms,
+            "{kind} {name}: {step} done in {ms:.1} ms"
+        );
+        metrics::histogram!(m::FLIP_STEP_DURATION, "kind" => kind, "step" => step.to_owned())
+            .record(took.as_secs_f64());
         steps.push(StepTiming {
-            step: name.to_owned(),
-            ms: now.saturating_duration_since(self.0).as_secs_f64() * 1000.0,
+            step: step.to_owned(),
+            ms,
         });
-        self.0 = now;
+        self.last = now;
     }
+}
+
+/// Counts a flip's or group move's (`kind`) outcome: done, unchanged
+/// (already there), refused or aborted with its reason.
+pub fn count_outcome<T, E: MoveError>(
+    kind: &'static str,
+    result: &Result<T, E>,
+    changed: impl FnOnce(&T) -> bool,
+) {
+    let (outcome, reason) = match result {
+        Ok(report) if changed(report) => ("done", ""),
+        Ok(_) => ("unchanged", ""),
+        Err(e) => e.outcome(),
+    };
+    metrics::counter!(m::FLIPS, "kind" => kind, "outcome" => outcome, "reason" => reason)
+        .increment(1);
 }
 
 /// The wall clock, as records keep it: milliseconds since the Unix epoch.
@@ -59,6 +94,9 @@ pub fn now_ms() -> u64 {
 
 /// A move's error, in which the shared steps say what stopped them.
 pub trait MoveError {
+    /// Its outcome and reason, as metric labels: ("refused", why) for a
+    /// move that never started, ("aborted", why) for one called off.
+    fn outcome(&self) -> (&'static str, &'static str);
     /// Another move of `key` holds the fence.
     fn already_running(key: &str) -> Self;
     /// `count` requests of `key` to cluster `cluster` were still
@@ -115,7 +153,7 @@ mod tests {
     #[test]
     fn each_step_is_timed_from_the_end_of_the_one_before() {
         let start = Instant::now();
-        let mut clock = StepClock::start(start);
+        let mut clock = StepClock::start("topic", "orders", start);
         let mut steps = Vec::new();
         clock.mark(&mut steps, "prepare", start + Duration::from_millis(30));
         clock.mark(&mut steps, "fence", start + Duration::from_millis(45));
@@ -131,6 +169,9 @@ mod tests {
     }
 
     impl MoveError for Failure {
+        fn outcome(&self) -> (&'static str, &'static str) {
+            ("aborted", "test")
+        }
         fn already_running(key: &str) -> Self {
             Failure::Running(key.to_owned())
         }

@@ -1,12 +1,14 @@
 //! The running proxy: its shared state ([`proxy::Proxy`]), its listening
 //! sockets and connection caps ([`listeners`]), and start-up, the accept
-//! loops and background refresh ([`server`]).
+//! loops and background refresh ([`server`]), and what it shows on HTTP
+//! ([`http`]).
 //!
 //! The proxy opens a virtual broker's listener whenever a cluster's view
 //! names a new broker, and the accept loop there runs sessions, which use
 //! the proxy: so the server hands the proxy its accept loop at start-up
 //! ([`proxy::AcceptLoop`]) instead of the proxy importing the server.
 
+pub mod http;
 pub mod listeners;
 pub mod proxy;
 pub mod server;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use super::http::{self, Observed};
 use super::listeners::bind;
 use super::proxy::{ListenerKind, Proxy};
 use crate::config::{Config, StateConfig};
@@ -64,6 +65,7 @@ async fn refresh_loop(proxy: Arc<Proxy>, cluster: Arc<Cluster>) {
     loop {
         match cluster.fetch_metadata(None, false).await {
             Ok(_) => {
+                cluster.meters().reachable(true);
                 proxy.sync_listeners();
                 if was_up != Some(true) {
                     let brokers = cluster.with_view(|v| v.brokers.len());
@@ -73,6 +75,7 @@ async fn refresh_loop(proxy: Arc<Proxy>, cluster: Arc<Cluster>) {
                 tokio::time::sleep(every).await;
             }
             Err(e) => {
+                cluster.meters().reachable(false);
                 if was_up != Some(false) {
                     tracing::warn!(
                         cluster = cluster.name(),
@@ -113,7 +116,7 @@ async fn membership_loop(proxy: Arc<Proxy>, topic: Arc<StateTopic>, every: Durat
 
 /// Runs a proxy until it is told to stop (SIGINT or SIGTERM).
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let metrics_handle = metrics::install();
+    let observed = Observed::new(metrics::install(&config.proxy.instance_id));
     let bootstrap = bind(config.proxy.listen).with_context(|| {
         format!(
             "cannot listen on proxy.listen = {}; is another process using the port?",
@@ -124,7 +127,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let listener = bind(addr).with_context(|| {
             format!("cannot listen on proxy.metrics_listen = {addr}; is the port free?")
         })?;
-        tokio::spawn(metrics::serve(listener, metrics_handle));
+        tokio::spawn(http::serve(listener, observed.clone()));
     }
     let (store, shared): (Arc<dyn StateStore>, _) = match &config.state {
         StateConfig::File => (
@@ -164,11 +167,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for cluster in proxy.clusters() {
         tokio::spawn(refresh_loop(proxy.clone(), cluster.clone()));
     }
+    tokio::spawn(crate::ops::drain::refresh_loop(proxy.clone()));
     tokio::spawn(accept_loop(
         proxy.clone(),
         bootstrap,
         ListenerKind::Bootstrap,
     ));
+    observed.serving(proxy.clone());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

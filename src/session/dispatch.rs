@@ -25,7 +25,9 @@ fn refusal(
     if !request.expects_answer() {
         return Err(SessionEnd::Unroutable);
     }
-    let answer = request.refusal(header, ResponseError::NotLeaderOrFollower)?;
+    let code = ResponseError::NotLeaderOrFollower;
+    m::client_error(header.api_key, code.code());
+    let answer = request.refusal(header, code)?;
     Ok(Some(Pending::Ready(answer)))
 }
 
@@ -107,6 +109,7 @@ impl Session {
             return None;
         }
         let deadline = tokio::time::Instant::now() + FENCE_HOLD;
+        let mut held = false;
         loop {
             match self
                 .proxy
@@ -115,9 +118,14 @@ impl Session {
             {
                 Admission::Admitted(guard) => return Some(guard),
                 Admission::Held(mut fence) => {
+                    if !held {
+                        metrics::counter!(m::FENCE_HELD).increment(1);
+                        held = true;
+                    }
                     // Finishing in time means the fence dropped: ask again.
                     let waited = tokio::time::timeout_at(deadline, fence.changed()).await;
                     if waited.is_err() {
+                        metrics::counter!(m::FENCE_REFUSED).increment(1);
                         return None;
                     }
                 }
@@ -139,7 +147,9 @@ impl Session {
         if let Some(produce) = view.produce() {
             if let Some(id) = produce.transactional_id.as_deref() {
                 if self.spans_clusters(id, topics) {
-                    let answer = view.refusal(header, ResponseError::InvalidTxnState)?;
+                    let code = ResponseError::InvalidTxnState;
+                    m::client_error(header.api_key, code.code());
+                    let answer = view.refusal(header, code)?;
                     return Ok(Some(Pending::Ready(answer)));
                 }
             }
@@ -305,7 +315,9 @@ impl Session {
         let (version, correlation_id) = (header.api_version, header.correlation_id);
         let mut answers = Vec::with_capacity(replies.len() + 1);
         if !refused.0.is_empty() {
-            let code = |_: &str| ResponseError::NotLeaderOrFollower.code();
+            let refusal = ResponseError::NotLeaderOrFollower.code();
+            m::client_error(header.api_key, refusal);
+            let code = |_: &str| refusal;
             answers.push(Frame(family.refusal(
                 version,
                 correlation_id,

@@ -104,8 +104,9 @@ pub async fn serve(
         ListenerKind::Bootstrap => "bootstrap",
         ListenerKind::Broker(_) => "broker",
     };
-    metrics::counter!(m::CLIENT_CONNECTIONS_TOTAL, "listener" => listener_label).increment(1);
-    metrics::gauge!(m::CLIENT_CONNECTIONS).increment(1.0);
+    metrics::counter!(m::CLIENT_CONNECTIONS_ACCEPTED, "listener" => listener_label).increment(1);
+    let open = metrics::gauge!(m::CLIENT_CONNECTIONS, "listener" => listener_label);
+    open.increment(1.0);
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel(proxy.config().proxy.max_in_flight);
     let mut session = Session {
@@ -135,18 +136,30 @@ pub async fn serve(
                 metrics::counter!(m::CLIENT_PROTOCOL_ERRORS, "reason" => reason).increment(1);
                 tracing::info!(%peer, error = %e, "closing client connection");
             }
-            None => {
-                if matches!(e, SessionEnd::Upstream(_) | SessionEnd::NoRoute(_)) {
-                    metrics::counter!(m::UPSTREAM_ERRORS).increment(1);
+            None => match &e {
+                SessionEnd::Upstream(upstream) => {
+                    let broker = upstream.addr();
+                    let cluster = session.cluster_at(broker).unwrap_or("?");
+                    tracing::info!(%peer, cluster, broker, error = %e, "closing client connection: its upstream failed");
                 }
-                tracing::debug!(%peer, error = %e, "closing client connection");
-            }
+                SessionEnd::NoRoute(_) => {
+                    tracing::info!(%peer, error = %e, "closing client connection: no upstream to route to");
+                }
+                _ => tracing::debug!(%peer, error = %e, "closing client connection"),
+            },
         }
     }
-    metrics::gauge!(m::CLIENT_CONNECTIONS).decrement(1.0);
+    open.decrement(1.0);
 }
 
 impl Session {
+    /// The name of the cluster whose broker is at `addr`, if this session
+    /// spoke to it.
+    fn cluster_at(&self, addr: &str) -> Option<&str> {
+        let (cluster, _) = self.targets.values().find(|(_, a)| a == addr)?;
+        Some(self.proxy.cluster(*cluster).name())
+    }
+
     async fn read_requests(
         &mut self,
         mut read: ClientRead,
@@ -180,12 +193,7 @@ impl Session {
                     continue;
                 }
             }
-            let path = if request.spec.class == RouteClass::Local {
-                "local"
-            } else {
-                "forward"
-            };
-            metrics::counter!(m::REQUESTS, "path" => path).increment(1);
+            m::ApiMeters::client().request(request.header.api_key);
             let pending = match request.spec.class {
                 RouteClass::Local => Some(self.local(&request)?),
                 RouteClass::Partitioned(side) => self.forward_partitioned(side, &request).await?,

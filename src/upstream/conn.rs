@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::error::UpstreamError;
 use super::security::{UpstreamSecurity, UpstreamWrite};
+use crate::metrics::ClusterMeters;
 use crate::wire::codec;
 use crate::wire::{read_frame, Frame};
 
@@ -26,6 +27,8 @@ pub type Reply = oneshot::Receiver<Result<Frame, UpstreamError>>;
 struct Waiter {
     correlation_id: i32,
     reply: oneshot::Sender<Result<Frame, UpstreamError>>,
+    api: i16,
+    sent: Instant,
 }
 
 pub struct UpstreamConn {
@@ -34,35 +37,41 @@ pub struct UpstreamConn {
     waiters: mpsc::UnboundedSender<Waiter>,
     closed: Arc<AtomicBool>,
     next_correlation_id: AtomicI32,
+    meters: Arc<ClusterMeters>,
 }
 
 impl Drop for UpstreamConn {
     fn drop(&mut self) {
-        metrics::gauge!(crate::metrics::UPSTREAM_CONNECTIONS).decrement(1.0);
+        self.meters.connections.decrement(1.0);
     }
 }
 
 impl UpstreamConn {
     /// Connects to `addr` ("host:port"), then sets up TLS and SASL as the
     /// cluster's `security` says, before anything else is sent;
-    /// `max_frame` bounds each response.
+    /// `max_frame` bounds each response; what it carries is counted in
+    /// `meters`, its cluster's.
     pub async fn connect(
         addr: &str,
         timeout: Duration,
         max_frame: usize,
         security: &UpstreamSecurity,
+        meters: Arc<ClusterMeters>,
     ) -> Result<Arc<UpstreamConn>, UpstreamError> {
         let connect_error = |reason: String| UpstreamError::Connect {
             addr: addr.to_owned(),
             reason,
         };
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
-            .map_err(|e| connect_error(e.to_string()))?;
-        stream.set_nodelay(true).ok();
-        let stream = security.secure(stream, addr, timeout, max_frame).await?;
-        metrics::gauge!(crate::metrics::UPSTREAM_CONNECTIONS).increment(1.0);
+        let connected = async {
+            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+                .await
+                .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
+                .map_err(|e| connect_error(e.to_string()))?;
+            stream.set_nodelay(true).ok();
+            security.secure(stream, addr, timeout, max_frame).await
+        };
+        let stream = connected.await.inspect_err(|_| meters.error("connect"))?;
+        meters.connections.increment(1.0);
         let (mut read, write) = super::security::split(stream);
         let (waiters, mut waiting) = mpsc::unbounded_channel::<Waiter>();
         let closed = Arc::new(AtomicBool::new(false));
@@ -72,6 +81,7 @@ impl UpstreamConn {
             waiters,
             closed: closed.clone(),
             next_correlation_id: AtomicI32::new(1),
+            meters: meters.clone(),
         });
         let addr = addr.to_owned();
         tokio::spawn(async move {
@@ -84,6 +94,8 @@ impl UpstreamConn {
                 let Some(waiter) = waiting.recv().await else {
                     break "no request is waiting".to_owned();
                 };
+                meters.received.increment(frame.0.len() as u64);
+                meters.api.answered(waiter.api, waiter.sent.elapsed());
                 if frame.response_correlation_id() != Some(waiter.correlation_id) {
                     let reason = format!(
                         "response correlation id {:?} does not match request {}",
@@ -101,6 +113,9 @@ impl UpstreamConn {
             closed.store(true, Ordering::Release);
             tracing::debug!(%addr, %reason, "upstream connection ended");
             waiting.close();
+            if !waiting.is_empty() {
+                meters.error("lost");
+            }
             while let Ok(waiter) = waiting.try_recv() {
                 let _ = waiter.reply.send(Err(UpstreamError::Lost {
                     addr: addr.clone(),
@@ -137,6 +152,12 @@ impl UpstreamConn {
         if self.is_closed() {
             return Err(self.lost("already closed"));
         }
+        // The api key follows the size prefix.
+        let api = frame
+            .get(Frame::PREFIX..Frame::PREFIX + 2)
+            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        self.meters.api.request(api);
+        self.meters.sent.increment(frame.len() as u64);
         let mut writer = self.writer.lock().await;
         // The waiter is queued before the bytes leave, under the same lock,
         // so waiters stand in exactly the order their requests were written.
@@ -146,6 +167,8 @@ impl UpstreamConn {
                 .send(Waiter {
                     correlation_id,
                     reply: tx,
+                    api,
+                    sent: Instant::now(),
                 })
                 .map_err(|_| self.lost("reader stopped"))?;
             Some(rx)
@@ -179,10 +202,11 @@ impl UpstreamConn {
             .expect("a response is expected");
         let frame = match tokio::time::timeout(timeout, reply).await {
             Err(_) => {
+                self.meters.error("timeout");
                 return Err(UpstreamError::Timeout {
                     addr: self.addr.clone(),
                     timeout,
-                })
+                });
             }
             Ok(Err(_)) => return Err(self.lost("reader stopped")),
             Ok(Ok(result)) => result?,

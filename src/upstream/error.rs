@@ -17,6 +17,18 @@ pub enum UpstreamError {
     Protocol { addr: String, reason: String },
 }
 
+impl UpstreamError {
+    /// The broker address the error is about.
+    pub fn addr(&self) -> &str {
+        match self {
+            UpstreamError::Connect { addr, .. }
+            | UpstreamError::Lost { addr, .. }
+            | UpstreamError::Timeout { addr, .. }
+            | UpstreamError::Protocol { addr, .. } => addr,
+        }
+    }
+}
+
 impl From<(String, CodecError)> for UpstreamError {
     fn from((addr, e): (String, CodecError)) -> Self {
         UpstreamError::Protocol {

@@ -114,6 +114,25 @@ impl FlipError {
 }
 
 impl MoveError for FlipError {
+    fn outcome(&self) -> (&'static str, &'static str) {
+        use FlipError::*;
+        match self {
+            BadTopic(_) => ("refused", "bad_topic"),
+            UnknownCluster { .. } => ("refused", "unknown_cluster"),
+            StitchedFetch(_) => ("refused", "stitched_fetch"),
+            AlreadyRunning(_) => ("refused", "already_running"),
+            TopicMissing { .. } => ("refused", "topic_missing"),
+            PartitionMismatch { .. } => ("refused", "partition_mismatch"),
+            InflightTimeout { .. } => ("aborted", "in_flight"),
+            WriterBehindProxy { .. } => ("aborted", "writer_behind_proxy"),
+            OpenTransaction { .. } => ("aborted", "open_transaction"),
+            MirrorBehind { .. } => ("aborted", "mirror_behind"),
+            Upstream { .. } => ("aborted", "upstream"),
+            State { .. } => ("aborted", "state"),
+            FleetAborted { .. } => ("aborted", "fleet"),
+        }
+    }
+
     fn already_running(topic: &str) -> Self {
         FlipError::AlreadyRunning(topic.to_owned())
     }

@@ -75,7 +75,7 @@ pub async fn flip(proxy: &Arc<Proxy>, asked: &FlipAsked) -> Result<FlipReport, F
     if !report.changed {
         return Ok(report);
     }
-    let mut clock = StepClock::start(Instant::now());
+    let mut clock = StepClock::start("topic", topic, Instant::now());
 
     // 0. prepare: the topic exists on the target with the same partitions.
     prepare(proxy, &plan).await?;
@@ -100,7 +100,8 @@ pub async fn flip(proxy: &Arc<Proxy>, asked: &FlipAsked) -> Result<FlipReport, F
     };
 
     // 3. record, durably, before anything switches.
-    let record = plan.record(report.stitch.clone(), steps::now_ms());
+    let mut record = plan.record(report.stitch.clone(), steps::now_ms());
+    record.steps = report.steps.clone();
     let next = |state: &_| plan::next_state(state, &record);
     let state = steps::record::<FlipError>(proxy, topic, next).await?;
     clock.mark(&mut report.steps, "record", Instant::now());

@@ -259,6 +259,7 @@ impl FlipPlan {
             at_ms,
             stitch,
             run: None,
+            steps: Vec::new(),
         }
     }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::producer_ids::Claim;
-use crate::ops::state::{FlipRecord, GroupMoveRecord, State};
+use crate::ops::state::{FlipRecord, GroupMoveRecord, State, StepTiming};
 
 /// An instance's membership lease, renewed every lease interval under the
 /// key `lease/INSTANCE`.
@@ -207,6 +207,15 @@ pub enum Change {
 }
 
 impl Change {
+    /// The steps the change was made in, kept with its record.
+    pub fn with_steps(mut self, steps: &[StepTiming]) -> Change {
+        match &mut self {
+            Change::Flip(flip) => flip.steps = steps.to_vec(),
+            Change::GroupMove(moved) => moved.steps = steps.to_vec(),
+        }
+        self
+    }
+
     /// This change as the commit of run `id`: its key and record.
     pub fn committing(mut self, id: &str) -> (String, Change) {
         let key = match &mut self {
@@ -474,6 +483,7 @@ mod tests {
                 l_new: UpstreamOffset(0),
             }],
             run: None,
+            steps: Vec::new(),
         }
     }
 
@@ -504,6 +514,7 @@ mod tests {
             at_ms: 4,
             offsets: 3,
             run: None,
+            steps: Vec::new(),
         });
         let records = import(&state, "sy-1").unwrap();
         let keys: Vec<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
@@ -648,6 +659,7 @@ mod tests {
             at_ms: 2,
             offsets: 4,
             run: None,
+            steps: Vec::new(),
         };
         let (key, change) = Change::GroupMove(moved).committing("g1");
         assert_eq!(key, "group-move/billing/g1");

@@ -46,6 +46,7 @@ use crate::config::{ClusterConfig, ProxyConfig};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::ids::UpstreamNodeId;
 use crate::domain::log_end::{EndSearch, Probe};
+use crate::metrics::ClusterMeters;
 
 /// Where an upstream broker listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,8 @@ pub struct Cluster {
     connect_timeout: Duration,
     request_timeout: Duration,
     max_frame: usize,
+    /// What this cluster's connections carry, counted.
+    meters: Arc<ClusterMeters>,
 }
 
 /// Newest Metadata version the proxy asks upstream for.
@@ -106,6 +109,7 @@ impl Cluster {
     ) -> Result<Cluster, crate::config::ConfigError> {
         Ok(Cluster {
             security: UpstreamSecurity::from_config(&config)?,
+            meters: Arc::new(ClusterMeters::new(&config.name)),
             idx,
             config,
             view: RwLock::new(ClusterView::default()),
@@ -119,7 +123,18 @@ impl Cluster {
     /// A new connection to one of this cluster's brokers, with the
     /// cluster's TLS and SASL done.
     pub async fn connect(&self, addr: &str) -> Result<Arc<UpstreamConn>, UpstreamError> {
-        UpstreamConn::connect(addr, self.connect_timeout, self.max_frame, &self.security).await
+        UpstreamConn::connect(
+            addr,
+            self.connect_timeout,
+            self.max_frame,
+            &self.security,
+            self.meters.clone(),
+        )
+        .await
+    }
+
+    pub fn meters(&self) -> &ClusterMeters {
+        &self.meters
     }
 
     pub fn name(&self) -> &str {
