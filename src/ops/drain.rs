@@ -108,6 +108,9 @@ pub async fn old_cluster_writes(proxy: &Proxy) -> Result<BTreeMap<String, i64>, 
 pub async fn refresh_loop(proxy: Arc<Proxy>) {
     let every = proxy.config().proxy.progress_refresh;
     let mut failing = false;
+    // Old-cluster writes last warned of, by topic: warned again only when
+    // they grow.
+    let mut warned: BTreeMap<String, i64> = BTreeMap::new();
     tokio::time::sleep(FIRST_REFRESH.min(every)).await;
     loop {
         for (topic, partition, segments) in proxy.routes().stitches().iter() {
@@ -121,10 +124,11 @@ pub async fn refresh_loop(proxy: Arc<Proxy>) {
                     .set(d.left as f64);
             }
             for (topic, n) in old_cluster_writes(&proxy).await? {
-                if n > 0 {
+                metrics::gauge!(m::OLD_CLUSTER_WRITES, "topic" => topic.clone()).set(n as f64);
+                if n > warned.get(&topic).copied().unwrap_or(0) {
                     tracing::warn!(topic, records = n, "records were written to an old cluster of a flipped topic without going through the proxy");
+                    warned.insert(topic, n);
                 }
-                metrics::gauge!(m::OLD_CLUSTER_WRITES, "topic" => topic).set(n as f64);
             }
             Ok::<_, UpstreamError>(())
         };

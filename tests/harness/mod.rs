@@ -546,15 +546,30 @@ impl Proxy {
             .expect("VmRSS in /proc status")
     }
 
-    /// The sum of a Prometheus metric over all its label sets (0 if absent).
-    pub fn metric(&self, name: &str) -> f64 {
+    /// `GET path` on the metrics listener: the status code and the body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
         let mut s =
             TcpStream::connect((self.host.as_str(), self.metrics_port)).expect("metrics port");
         use std::io::Write;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-            .expect("metrics request");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .expect("HTTP request");
         let mut text = String::new();
-        s.read_to_string(&mut text).expect("metrics response");
+        s.read_to_string(&mut text).expect("HTTP response");
+        let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("HTTP status code");
+        (status, body.to_owned())
+    }
+
+    /// The sum of a Prometheus metric over all its label sets (0 if absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.http_get("/metrics");
         text.lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
