@@ -33,8 +33,9 @@ wait_port() {
 
 old_port=$(free_port); new_port=$(free_port); proxy_port=$(free_port)
 # Virtual brokers listen on broker_port_base + node id (tansu brokers are
-# node 111, so 111 for 'old' and 1111 for 'new').
-base=$(( 20000 + RANDOM % 20000 ))
+# node 111, so 111 for 'old' and 1111 for 'new'). Each cluster's 1000 ports
+# stay below the ephemeral ports (32768 up) the proxy's own port came from.
+base=$(( 20000 + RANDOM % 9000 ))
 
 echo "1. starting two upstream clusters (tansu): old on $old_port, new on $new_port"
 for c in old:$old_port new:$new_port; do

@@ -1,14 +1,18 @@
-//! The `switchyard` command line.
+//! The `switchyard` command line: `run` and `check` read the config; the
+//! admin commands only find the admin socket and talk to the running proxy
+//! (a typed client of `ops::admin`).
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+mod logging;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
-use serde_json::Value;
-use switchyard::config::Config;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use switchyard::config::{Config, ConfigError, LogFormat, Problem, NODE_ID_SPAN};
 use switchyard::ops::admin::{AdminRequest, Answer};
 use switchyard::ops::flip::Side;
 
@@ -23,33 +27,68 @@ struct Cli {
     command: Command,
 }
 
+/// The config file, for the commands that read all of it.
+#[derive(Args)]
+struct ConfigArg {
+    /// Path to the proxy's config file (proxy.toml). Relative paths in it
+    /// (state_file, admin_socket) are taken from its directory.
+    #[arg(short, long, value_name = "PATH", default_value = "proxy.toml")]
+    config: PathBuf,
+}
+
+/// How an admin command reaches the running proxy.
+#[derive(Args)]
+struct AdminArgs {
+    /// Path to the proxy's config file. Only its [proxy] admin_socket is
+    /// read; the rest is not checked, so a half-edited file never blocks a
+    /// command. Not read at all with --socket or SWITCHYARD_SOCKET.
+    #[arg(short, long, value_name = "PATH", default_value = "proxy.toml")]
+    config: PathBuf,
+    /// The running proxy's admin socket; wins over the config file.
+    #[arg(long, value_name = "PATH", env = "SWITCHYARD_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Give up waiting for the proxy's answer after this many seconds
+    /// (exit code 3); a flip or move already started still completes in the
+    /// proxy. Default: 30 for routes and status, 120 for flip and detach.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    timeout: Option<Duration>,
+    /// Print the proxy's answer as it sent it, one JSON object
+    /// ({"ok":…,"result":…} or {"ok":false,"error":…}), for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
     Run {
-        /// Path to proxy.toml.
-        #[arg(short, long, default_value = "proxy.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How to write the log to stderr: text (coloured only on a
+        /// terminal) or json (one object a line). Wins over [proxy]
+        /// log_format.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format: Option<LogFormatArg>,
     },
-    /// Check a config file and print what it sets up, without running.
+    /// Check a config file as `run` would, listing every problem (exit code
+    /// 2 if there is any), and print what it sets up.
     Check {
-        #[arg(short, long, default_value = "proxy.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print one JSON object: {"ok":…,"problems":[{"key":…,"message":…}],…}
+        /// and, when ok, a summary of the setup.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the live route table of a running proxy.
     Routes {
-        #[arg(short, long, default_value = "proxy.toml")]
-        config: PathBuf,
-        /// Print the proxy's JSON answer instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Show clusters, virtual brokers and past flips of a running proxy.
     Status {
-        #[arg(short, long, default_value = "proxy.toml")]
-        config: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Move a topic's traffic (or, with --group, a consumer group's
     /// coordinator and committed offsets) to another cluster, now.
@@ -58,10 +97,10 @@ enum Command {
         #[arg(required_unless_present = "group")]
         topic: Option<String>,
         /// Move this consumer group instead of a topic.
-        #[arg(long, conflicts_with_all = ["topic", "produce_only", "fetch_only"])]
+        #[arg(long, value_name = "GROUP", conflicts_with_all = ["topic", "produce_only", "fetch_only"])]
         group: Option<String>,
         /// The cluster to move it to.
-        #[arg(long)]
+        #[arg(long, value_name = "CLUSTER")]
         to: String,
         /// Move only Produce (consumers keep reading the old cluster).
         #[arg(long, conflicts_with = "fetch_only")]
@@ -73,10 +112,8 @@ enum Command {
         /// to catch up and stitch after it.
         #[arg(long, conflicts_with = "fetch_only")]
         mirrored: bool,
-        #[arg(short, long, default_value = "proxy.toml")]
-        config: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Write a consumer group's committed offsets into one cluster's own
     /// offset space, so its clients can leave the proxy for that cluster.
@@ -84,17 +121,21 @@ enum Command {
         /// The exact group id. Its members must be stopped.
         group: String,
         /// The cluster the group's clients will talk to directly.
-        #[arg(long)]
+        #[arg(long, value_name = "CLUSTER")]
         cluster: String,
-        #[arg(short, long, default_value = "proxy.toml")]
-        config: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Manage the users clients authenticate as.
     User {
         #[command(subcommand)]
         action: UserCommand,
+    },
+    /// Print a shell completion script, e.g.
+    /// `switchyard completions bash > /etc/bash_completion.d/switchyard`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -115,24 +156,51 @@ enum UserCommand {
     },
 }
 
-/// Exit codes: the command was refused or aborted by the proxy.
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> LogFormat {
+        match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+/// Exit codes: the command was refused or aborted by the proxy, or `run`
+/// could not start (a port in use, say).
 const EXIT_REFUSED: u8 = 1;
-/// The config could not be used.
+/// The config could not be used, or the admin socket could not be found
+/// from it.
 const EXIT_CONFIG: u8 = 2;
-/// The proxy's admin socket did not answer.
+/// The proxy's admin socket did not answer (in time).
 const EXIT_UNREACHABLE: u8 = 3;
 
+/// How long the admin commands that only read wait by default.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a flip, group move or detach is waited for by default: their
+/// steps are bounded in the proxy (a mirrored flip waits up to a minute for
+/// MirrorMaker), and a fleet flip adds the instances' confirmations.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    let path = match &cli.command {
-        // The only command that needs no config.
+    // `run` sets its log up once it knows the format; the rest log text.
+    if !matches!(cli.command, Command::Run { .. }) {
+        logging::init(LogFormat::Text);
+    }
+    match cli.command {
+        Command::Run { config, log_format } => run(&config.config, log_format.map(Into::into)),
+        Command::Check { config, json } => check(&config.config, json),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "switchyard", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::User {
             action:
                 UserCommand::Add {
@@ -140,46 +208,29 @@ fn main() -> ExitCode {
                     mechanism,
                     iterations,
                 },
-        } => return user_add(name, mechanism, *iterations),
-        Command::Run { config }
-        | Command::Check { config }
-        | Command::Routes { config, .. }
-        | Command::Status { config, .. }
-        | Command::Flip { config, .. }
-        | Command::Detach { config, .. } => config,
-    };
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+        } => user_add(&name, &mechanism, iterations),
+        Command::Routes { admin } => {
+            admin_command(&admin, AdminRequest::Routes, READ_TIMEOUT, print_routes)
         }
-    };
-    match cli.command {
-        Command::User { .. } => unreachable!("returned before the config was loaded"),
-        Command::Routes { json, .. } => {
-            admin_command(&config, AdminRequest::Routes, json, print_routes)
-        }
-        Command::Status { json, .. } => {
-            admin_command(&config, AdminRequest::Status, json, print_status)
+        Command::Status { admin } => {
+            admin_command(&admin, AdminRequest::Status, READ_TIMEOUT, print_status)
         }
         Command::Detach {
             group,
             cluster,
-            json,
-            ..
+            admin,
         } => {
             let request = AdminRequest::Detach { group, cluster };
-            admin_command(&config, request, json, print_detach)
+            admin_command(&admin, request, CHANGE_TIMEOUT, print_detach)
         }
         Command::Flip {
             group: Some(group),
             to,
-            json,
+            admin,
             ..
         } => {
             let request = AdminRequest::FlipGroup { group, to };
-            admin_command(&config, request, json, print_group_move)
+            admin_command(&admin, request, CHANGE_TIMEOUT, print_group_move)
         }
         Command::Flip {
             topic,
@@ -187,7 +238,7 @@ fn main() -> ExitCode {
             produce_only,
             fetch_only,
             mirrored,
-            json,
+            admin,
             ..
         } => {
             let side = if produce_only {
@@ -207,42 +258,195 @@ fn main() -> ExitCode {
                 side,
                 mirrored,
             };
-            admin_command(&config, request, json, print_flip)
+            admin_command(&admin, request, CHANGE_TIMEOUT, print_flip)
         }
-        Command::Check { .. } => {
-            println!(
-                "config ok: bootstrap {}, {} clusters ({}), default route '{}', {} topic rules",
-                config.proxy.listen,
-                config.clusters.len(),
-                config
-                    .clusters
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                config.cluster(config.routes.default).name,
-                config.routes.topics.len()
-            );
-            println!("{}", security_summary(&config));
-            ExitCode::SUCCESS
+    }
+}
+
+/// `switchyard run`: config problems exit 2 (each listed), a failure to
+/// start 1.
+fn run(path: &Path, flag: Option<LogFormat>) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            let format = flag.unwrap_or_default();
+            logging::init(format);
+            report_problems(format, path, &e);
+            return ExitCode::from(EXIT_CONFIG);
         }
-        Command::Run { .. } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
+    };
+    let format = flag.unwrap_or(config.proxy.log_format);
+    logging::init(format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            logging::fatal(format, &format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(EXIT_REFUSED);
+        }
+    };
+    match runtime.block_on(switchyard::runtime::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            logging::fatal(format, &format!("{e:#}"));
+            ExitCode::from(EXIT_REFUSED)
+        }
+    }
+}
+
+/// The config file checked as `run` needs it: validated, the files and
+/// variables it names read ([`Config::load`]), and then the TLS and SASL
+/// set-up of both sides built once, which finds what reading each file
+/// alone cannot (a key that does not fit its certificate, say).
+fn load(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    let mut problems = Vec::new();
+    if let Err(e) = switchyard::auth::ClientSecurity::from_config(&config) {
+        problems.extend(e.problems());
+    }
+    for cluster in &config.clusters {
+        if let Err(e) = switchyard::upstream::security::UpstreamSecurity::from_config(cluster) {
+            problems.extend(e.problems());
+        }
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Problems(problems))
+    }
+}
+
+/// Every problem of a config that cannot be used, one a line (or one log
+/// event each), and what to do next.
+fn report_problems(format: LogFormat, path: &Path, e: &ConfigError) {
+    let problems = e.problems();
+    for p in &problems {
+        match format {
+            LogFormat::Json => tracing::error!(key = %p.key, "{}", p.message),
+            LogFormat::Text => eprintln!("error: {p}"),
+        }
+    }
+    let summary = format!(
+        "{} cannot be used: {} problem{} (`switchyard check -c {}` lists them)",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        path.display()
+    );
+    match format {
+        LogFormat::Json => tracing::error!("{summary}"),
+        LogFormat::Text => eprintln!("{summary}"),
+    }
+}
+
+/// `switchyard check`: what `run` would refuse, all of it.
+fn check(path: &Path, json: bool) -> ExitCode {
+    let result = load(path);
+    if json {
+        let mut out = json!({
+            "ok": result.is_ok(),
+            "config": path.display().to_string(),
+            "problems": result.as_ref().err().map_or_else(Vec::new, ConfigError::problems),
+        });
+        if let (Ok(config), Some(map)) = (&result, out.as_object_mut()) {
+            if let Value::Object(summary) = summary_json(config) {
+                map.extend(summary);
+            }
+        }
+        println!("{out}");
+    } else {
+        match &result {
+            Ok(config) => println!("{}", summary_text(config)),
+            Err(e) => {
+                let problems: Vec<Problem> = e.problems();
+                for p in &problems {
+                    eprintln!("error: {p}");
                 }
-            };
-            match runtime.block_on(switchyard::runtime::server::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
+                eprintln!(
+                    "{}: {} problem{}; `switchyard run` would refuse this config",
+                    path.display(),
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" }
+                );
             }
         }
     }
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(EXIT_CONFIG),
+    }
+}
+
+/// Node ids and ports a cluster's virtual brokers get, first and last.
+fn virtual_range(config: &Config, base: i32) -> ((i64, i64), (i64, i64)) {
+    let ids = (
+        i64::from(base),
+        i64::from(base) + i64::from(NODE_ID_SPAN) - 1,
+    );
+    let port_base = i64::from(config.proxy.broker_port_base);
+    (ids, (port_base + ids.0, port_base + ids.1))
+}
+
+fn summary_text(config: &Config) -> String {
+    let p = &config.proxy;
+    let mut lines = vec![format!(
+        "config ok: bootstrap {}, {} clusters ({}), default route '{}', {} topic rules",
+        p.listen,
+        config.clusters.len(),
+        config
+            .clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.cluster(config.routes.default).name,
+        config.routes.topics.len()
+    )];
+    for c in &config.clusters {
+        let ((first, last), (lo, hi)) = virtual_range(config, c.node_id_base);
+        lines.push(format!(
+            "cluster {}: virtual node ids {first}..={last} on ports {lo}..={hi}",
+            c.name
+        ));
+    }
+    lines.push(format!(
+        "admin socket {}, state file {}",
+        p.admin_socket.display(),
+        p.state_file.display()
+    ));
+    lines.push(security_summary(config));
+    lines.join("\n")
+}
+
+fn summary_json(config: &Config) -> Value {
+    let p = &config.proxy;
+    let clusters: Vec<Value> = config
+        .clusters
+        .iter()
+        .map(|c| {
+            let (ids, ports) = virtual_range(config, c.node_id_base);
+            json!({
+                "name": c.name,
+                "bootstrap": c.bootstrap,
+                "node_id_base": c.node_id_base,
+                "virtual_node_ids": [ids.0, ids.1],
+                "virtual_ports": [ports.0, ports.1],
+                "tls": c.tls.is_some(),
+                "sasl": c.sasl.as_ref().map(|s| s.mechanism.name()),
+            })
+        })
+        .collect();
+    json!({
+        "listen": p.listen.to_string(),
+        "metrics_listen": p.metrics_listen.map(|m| m.to_string()),
+        "admin_socket": p.admin_socket.display().to_string(),
+        "state_file": p.state_file.display().to_string(),
+        "clusters": clusters,
+        "default_route": config.cluster(config.routes.default).name,
+        "topic_rules": config.routes.topics.len(),
+        "client_tls": p.tls.is_some(),
+        "client_sasl": p.sasl.as_ref().map(|s| s.mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>()),
+        "users": config.users.len(),
+    })
 }
 
 /// What `check` says about TLS and SASL, on both sides; names and
@@ -314,33 +518,147 @@ fn user_add(name: &str, mechanism: &str, iterations: u32) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `--timeout`: seconds, fractions allowed, more than zero.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let s: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(s > 0.0 && s.is_finite()) {
+        return Err("must be more than 0 seconds".to_owned());
+    }
+    Duration::try_from_secs_f64(s).map_err(|e| e.to_string())
+}
+
+/// Where the admin socket is: `--socket` or SWITCHYARD_SOCKET, else the
+/// config file's `[proxy] admin_socket` (read loosely), else the default.
+/// Also says where the path came from, for the errors.
+fn find_socket(args: &AdminArgs) -> Result<(PathBuf, String), String> {
+    if let Some(socket) = args.socket.as_ref().filter(|s| !s.as_os_str().is_empty()) {
+        return Ok((socket.clone(), "--socket or SWITCHYARD_SOCKET".to_owned()));
+    }
+    match switchyard::config::admin_socket_of(&args.config) {
+        Ok(socket) => Ok((
+            socket,
+            format!("proxy.admin_socket of {}", args.config.display()),
+        )),
+        Err(e) => Err(format!(
+            "cannot find the proxy's admin socket: {e}; pass it with --socket PATH (or \
+             SWITCHYARD_SOCKET=PATH), e.g. --socket {}",
+            switchyard::config::default_admin_socket().display()
+        )),
+    }
+}
+
+/// Why the admin socket gave no answer.
+enum Unanswered {
+    TimedOut,
+    Io(std::io::Error),
+    /// The answer is not the admin socket's JSON.
+    Garbled(String),
+}
+
+impl From<std::io::Error> for Unanswered {
+    fn from(e: std::io::Error) -> Unanswered {
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Unanswered::TimedOut,
+            _ => Unanswered::Io(e),
+        }
+    }
+}
+
+/// One request and its answer line, all within `timeout`.
+fn ask(path: &Path, request: &AdminRequest, timeout: Duration) -> Result<Value, Unanswered> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect(path, timeout)?;
+    let left = |deadline: Instant| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(Unanswered::TimedOut)
+        } else {
+            Ok(left)
+        }
+    };
+    let mut line = serde_json::to_vec(request).map_err(|e| Unanswered::Garbled(e.to_string()))?;
+    line.push(b'\n');
+    stream.set_write_timeout(Some(left(deadline)?))?;
+    stream.write_all(&line)?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    while !answer.contains(&b'\n') {
+        stream.set_read_timeout(Some(left(deadline)?))?;
+        match stream.read(&mut chunk) {
+            Ok(0) if answer.is_empty() => {
+                return Err(Unanswered::Garbled(
+                    "the proxy closed the connection without answering".to_owned(),
+                ))
+            }
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let end = answer
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(answer.len());
+    serde_json::from_slice(&answer[..end]).map_err(|e| Unanswered::Garbled(e.to_string()))
+}
+
+/// Connecting to a Unix socket blocks while its listener's backlog is full
+/// (a wedged proxy); std has no connect timeout for them, so a thread
+/// connects and this waits for it at most `timeout`.
+fn connect(path: &Path, timeout: Duration) -> Result<UnixStream, Unanswered> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(UnixStream::connect(target));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Unanswered::TimedOut),
+    }
+}
+
 /// Sends one request to the running proxy's admin socket and prints the
-/// answer: raw JSON with `--json`, else through `print`.
-fn admin_command(config: &Config, request: AdminRequest, raw: bool, print: fn(&Value)) -> ExitCode {
-    let path = &config.proxy.admin_socket;
-    let answer = (|| -> std::io::Result<(Value, Answer)> {
-        let mut stream = UnixStream::connect(path)?;
-        let mut line = serde_json::to_vec(&request).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        stream.write_all(&line)?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line)?;
-        let value: Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
-        let answer = serde_json::from_value(value.clone()).map_err(std::io::Error::other)?;
-        Ok((value, answer))
-    })();
-    let answer = match answer {
+/// answer: raw JSON with `--json`, else through `print`. `timeout`: how
+/// long to wait when `--timeout` is not given.
+fn admin_command(
+    args: &AdminArgs,
+    request: AdminRequest,
+    timeout: Duration,
+    print: fn(&Value),
+) -> ExitCode {
+    let timeout = args.timeout.unwrap_or(timeout);
+    let (path, source) = match find_socket(args) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let changes = !matches!(request, AdminRequest::Routes | AdminRequest::Status);
+    let value = match ask(&path, &request, timeout) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!(
+                "error: {}",
+                unanswered(&e, &path, &source, timeout, changes)
+            );
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
+    };
+    let answer: Answer = match serde_json::from_value(value.clone()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!(
-                "error: no answer from the proxy's admin socket {} ({e}); is `switchyard run` running with this config?",
+                "error: the admin socket {} answered {value}, which is not an admin answer ({e})",
                 path.display()
             );
             return ExitCode::from(EXIT_UNREACHABLE);
         }
     };
-    let (value, answer) = answer;
-    if raw {
+    if args.json {
         println!("{value}");
     } else if answer.ok {
         print(answer.result.as_ref().unwrap_or(&Value::Null));
@@ -354,6 +672,52 @@ fn admin_command(config: &Config, request: AdminRequest, raw: bool, print: fn(&V
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_REFUSED)
+    }
+}
+
+/// What to tell the operator when the socket gave no answer: what was
+/// tried, why it failed, and what to do.
+fn unanswered(
+    e: &Unanswered,
+    path: &Path,
+    source: &str,
+    timeout: Duration,
+    changes: bool,
+) -> String {
+    let at = format!(
+        "the proxy's admin socket {} (from {source})",
+        path.display()
+    );
+    match e {
+        Unanswered::TimedOut => {
+            let still = if changes {
+                "; the proxy may still complete the command: see `switchyard status` and \
+                 `switchyard routes`"
+            } else {
+                ""
+            };
+            format!(
+                "no answer from {at} within {} s (--timeout){still}",
+                timeout.as_secs_f64()
+            )
+        }
+        Unanswered::Io(io) => {
+            let hint = match io.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "no such socket: is `switchyard run` running, with this config? Pass its \
+                     socket with --socket PATH"
+                }
+                std::io::ErrorKind::ConnectionRefused => {
+                    "nothing listens there (a socket file left by a proxy that stopped)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "the socket is for the proxy's user and group only; run as one of them"
+                }
+                _ => "is `switchyard run` running, with this config?",
+            };
+            format!("cannot talk to {at}: {io}; {hint}")
+        }
+        Unanswered::Garbled(why) => format!("no usable answer from {at}: {why}"),
     }
 }
 
@@ -551,4 +915,41 @@ fn print_group_move(result: &Value) {
         result["offsets"].as_u64().unwrap_or(0),
     );
     print_instances(result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is_for() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let command = Cli::command();
+        command.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&command, "switchyard", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(seconds("0").is_err());
+        assert!(seconds("-3").is_err());
+        assert!(seconds("soon").is_err());
+    }
 }

@@ -1,49 +1,54 @@
 //! `[clusters.NAME]`: bootstrap addresses, virtual node-id ranges, and each
 //! cluster's `tls` and `sasl` tables.
 
-use std::collections::BTreeMap;
-
-use super::error::{invalid, ConfigError};
+use super::error::{invalid, ConfigError, Problems};
 use super::raw::RawCluster;
 use super::typed::ClusterConfig;
 use super::{sasl, tls};
 
-/// The clusters in name order, the order [`ClusterIdx`] counts in.
+/// The clusters in name order, the order [`ClusterIdx`] counts in; `None`
+/// for one with problems (recorded). Node-id ranges are checked across
+/// clusters later, with the ports they lead to (`numbering.rs`).
 ///
 /// [`ClusterIdx`]: crate::domain::ids::ClusterIdx
 pub(super) fn validate(
-    raw: BTreeMap<String, RawCluster>,
-) -> Result<Vec<ClusterConfig>, ConfigError> {
+    raw: Vec<(String, Option<RawCluster>)>,
+    problems: &mut Problems,
+) -> Vec<(String, Option<ClusterConfig>)> {
     if raw.is_empty() {
-        return Err(invalid(
+        problems.push(
             "clusters",
             "no upstream cluster configured; add a [clusters.NAME] table",
-        ));
+        );
     }
-    let mut clusters = Vec::with_capacity(raw.len());
-    for (name, c) in raw {
-        let cluster = cluster(name, c, &clusters)?;
-        clusters.push(cluster);
-    }
-    Ok(clusters)
+    raw.into_iter()
+        .map(|(name, c)| {
+            let cluster = c.and_then(|c| cluster(name.clone(), c, problems));
+            (name, cluster)
+        })
+        .collect()
 }
 
-/// One cluster, checked against those before it in name order.
-fn cluster(
-    name: String,
-    raw: RawCluster,
-    earlier: &[ClusterConfig],
-) -> Result<ClusterConfig, ConfigError> {
-    check_bootstrap(&name, &raw.bootstrap)?;
-    check_node_id_base(&name, raw.node_id_base, earlier)?;
-    let tls = raw.tls.map(|t| tls::upstream(&name, t)).transpose()?;
-    let sasl = raw.sasl.map(|s| sasl::upstream(&name, s)).transpose()?;
-    Ok(ClusterConfig {
+/// One cluster; every key's problem is recorded.
+fn cluster(name: String, raw: RawCluster, problems: &mut Problems) -> Option<ClusterConfig> {
+    let bootstrap = problems.take(check_bootstrap(&name, &raw.bootstrap));
+    let base = problems.take(check_node_id_base(&name, raw.node_id_base));
+    let tls = raw
+        .tls
+        .map(|t| problems.take(tls::upstream(&name, t)))
+        .map_or(Some(None), |t| t.map(Some));
+    let sasl = raw
+        .sasl
+        .map(|s| problems.take(sasl::upstream(&name, s)))
+        .map_or(Some(None), |s| s.map(Some));
+    bootstrap?;
+    base?;
+    Some(ClusterConfig {
         name,
         bootstrap: raw.bootstrap,
         node_id_base: raw.node_id_base,
-        tls,
-        sasl,
+        tls: tls?,
+        sasl: sasl?,
     })
 }
 
@@ -66,25 +71,13 @@ fn check_bootstrap(name: &str, bootstrap: &[String]) -> Result<(), ConfigError> 
     Ok(())
 }
 
-/// Not negative, and not another cluster's: each cluster's brokers get
-/// virtual node ids from their own range.
-fn check_node_id_base(
-    name: &str,
-    node_id_base: i32,
-    earlier: &[ClusterConfig],
-) -> Result<(), ConfigError> {
-    let key = format!("clusters.{name}.node_id_base");
+/// Not negative: virtual node ids are the base plus the upstream id, and
+/// negative ids mean "no broker" to clients.
+fn check_node_id_base(name: &str, node_id_base: i32) -> Result<(), ConfigError> {
     if node_id_base < 0 {
-        return Err(invalid(key, "must not be negative"));
-    }
-    if let Some(other) = earlier.iter().find(|o| o.node_id_base == node_id_base) {
         return Err(invalid(
-            key,
-            format!(
-                "{} is also the node_id_base of cluster '{}'; give each cluster its own \
-                 range so their brokers get distinct virtual node ids",
-                node_id_base, other.name
-            ),
+            format!("clusters.{name}.node_id_base"),
+            "must not be negative",
         ));
     }
     Ok(())
@@ -104,8 +97,19 @@ mod tests {
     }
 
     #[test]
-    fn clashing_node_id_bases_are_refused() {
-        let e = err_of(&GOOD.replace("node_id_base = 1000 ", "node_id_base = 0 "));
-        assert!(e.starts_with("clusters.old.node_id_base: 0 is also"), "{e}");
+    fn every_cluster_reports_its_problems() {
+        let e = err_of(
+            &GOOD
+                .replace("127.0.0.1:29092", "nohost")
+                .replace("127.0.0.1:19092", "old-host")
+                .replace("node_id_base = 10000", "node_id_base = -1"),
+        );
+        for expected in [
+            "clusters.new.bootstrap: 'nohost'",
+            "clusters.old.bootstrap: 'old-host'",
+            "clusters.old.node_id_base: must not be negative",
+        ] {
+            assert!(e.contains(expected), "{expected} in {e}");
+        }
     }
 }

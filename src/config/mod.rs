@@ -2,17 +2,25 @@
 //!
 //! Everything the rest of the proxy reads about its setup comes from here, so
 //! every mistake an operator can make in the file is caught once, at start-up,
-//! with an error that names the key and says what would be right.
+//! with an error that names the key and says what would be right. Every
+//! mistake found is listed, not only the first: `switchyard check` shows them
+//! all at once.
 //!
 //! `raw.rs` is the file's shape, `typed.rs` what the proxy reads; one
 //! validator per section (`proxy.rs`, `clusters.rs`, `routes.rs`, `users.rs`,
-//! with `tls.rs` and `sasl.rs` for the tables inside them) turns one into the
-//! other.
+//! `state.rs`, with `tls.rs` and `sasl.rs` for the tables inside them) turns
+//! one into the other; `numbering.rs` checks node ids and ports across
+//! sections, `files.rs` the files and variables the config names, and
+//! `paths.rs` knows the default paths and finds the admin socket for the
+//! admin commands.
 
 mod clusters;
 mod error;
+mod files;
 #[cfg(test)]
 mod fixtures;
+mod numbering;
+mod paths;
 mod proxy;
 mod raw;
 mod routes;
@@ -22,17 +30,22 @@ mod tls;
 mod typed;
 mod users;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::domain::ids::ClusterIdx;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Problem};
+pub use numbering::NODE_ID_SPAN;
+pub use paths::{
+    admin_socket_of, beside_config, default_admin_socket, prepare_socket_dir, SocketLookupError,
+};
 pub use typed::{
-    ClientSaslConfig, ClientTlsConfig, ClusterConfig, GroupRouteConfig, PasswordSource,
+    ClientSaslConfig, ClientTlsConfig, ClusterConfig, GroupRouteConfig, LogFormat, PasswordSource,
     ProxyConfig, RoutesConfig, TopicRouteConfig, UpstreamSaslConfig, UpstreamTlsConfig, UserConfig,
 };
 pub use typed::{KafkaStateConfig, StateConfig};
 
+use error::Problems;
 use raw::RawConfig;
 
 /// The validated configuration of one proxy instance.
@@ -48,14 +61,25 @@ pub struct Config {
     pub state: StateConfig,
 }
 
+/// Each section as far as it validated: `None` where it has problems.
+struct Sections {
+    proxy: Option<ProxyConfig>,
+    clusters: Vec<(String, Option<ClusterConfig>)>,
+    routes: Option<RoutesConfig>,
+    users: Option<Vec<UserConfig>>,
+    state: Option<StateConfig>,
+}
+
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, and checks that the files and
+    /// environment variables it names can be read. A relative `state_file`
+    /// or `admin_socket` is taken from the config file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|e| match e {
+        Config::from_text(&text, Some(path)).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
@@ -64,35 +88,98 @@ impl Config {
         })
     }
 
-    /// Parses and validates config text.
+    /// Parses and validates config text. Paths stay as written, and the
+    /// files and variables they name are not looked at.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::from("<text>"),
-            message: e.to_string(),
-        })?;
-        Config::validate(raw)
+        Config::from_text(text, None)
     }
 
-    /// The sections in turn. Only the first mistake is reported, so this order
-    /// is the order an operator meets them in: `[proxy]`'s client TLS, SASL
-    /// and pre-auth limit come after the routes, next to the users that
-    /// depend on them.
-    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
-        let proxy = proxy::check(raw.proxy)?;
-        let clusters = clusters::validate(raw.clusters)?;
-        let routes = routes::validate(raw.routes, &clusters)?;
-        let proxy = proxy.with_client_security()?;
-        let users = users::validate(raw.users, proxy.sasl.as_ref())?;
-        let state = state::validate(raw.state, &clusters)?;
-        Ok(Config {
+    /// `file`: where the text was read from, if anywhere.
+    fn from_text(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut problems = Problems::default();
+        let raw = RawConfig::read(text, &mut problems)?;
+        let mut sections = Config::validate(raw, &mut problems);
+        if let Some(file) = file {
+            if let Some(proxy) = &mut sections.proxy {
+                proxy.state_file = beside_config(file, &proxy.state_file);
+                proxy.admin_socket = beside_config(file, &proxy.admin_socket);
+            }
+            let clusters = sections.clusters.iter().filter_map(|(_, c)| c.as_ref());
+            let client_tls = sections.proxy.as_ref().and_then(|p| p.tls.as_ref());
+            files::check(client_tls, clusters, &mut problems);
+        }
+        sections.into_config(problems)
+    }
+
+    /// The sections in the order an operator reads the list of problems:
+    /// `[proxy]`'s addresses and limits, the clusters, their node ids and
+    /// ports, the routes, then `[proxy]`'s client TLS and SASL next to the
+    /// users that depend on them, then `[state]`.
+    fn validate(raw: RawConfig, problems: &mut Problems) -> Sections {
+        let proxy = raw.proxy.and_then(|p| proxy::check(p, problems));
+        let bases: Vec<(String, i32)> = raw
+            .clusters
+            .iter()
+            .filter_map(|(name, c)| Some((name.clone(), c.as_ref()?.node_id_base)))
+            .filter(|(_, base)| *base >= 0)
+            .collect();
+        let clusters = clusters::validate(raw.clusters, problems);
+        if let Some(p) = &proxy {
+            let listeners = numbering::Listeners {
+                broker_port_base: p.broker_port_base(),
+                listen: p.listen,
+                metrics_listen: p.metrics_listen,
+            };
+            let bases: Vec<(&str, i32)> = bases.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+            numbering::check(&listeners, &bases, problems);
+        }
+        let names: Vec<&str> = clusters.iter().map(|(n, _)| n.as_str()).collect();
+        let routes = raw
+            .routes
+            .and_then(|r| routes::validate(r, &names, problems));
+        let (proxy, sasl) = match proxy.map(|p| p.with_client_security(problems)) {
+            Some((proxy, sasl)) => (Some(proxy), sasl),
+            None => (None, None),
+        };
+        let users = sasl.and_then(|s| users::validate(raw.users, s.as_ref(), problems));
+        let state = problems.take(state::validate(raw.state, &names));
+        Sections {
             proxy,
             clusters,
             routes,
             users,
             state,
-        })
+        }
     }
+}
 
+impl Sections {
+    /// The config, when nothing has a problem.
+    fn into_config(self, problems: Problems) -> Result<Config, ConfigError> {
+        let clusters: Option<Vec<ClusterConfig>> =
+            self.clusters.into_iter().map(|(_, c)| c).collect();
+        match (self.proxy, clusters, self.routes, self.users, self.state) {
+            (Some(proxy), Some(clusters), Some(routes), Some(users), Some(state))
+                if problems.is_empty() =>
+            {
+                Ok(Config {
+                    proxy,
+                    clusters,
+                    routes,
+                    users,
+                    state,
+                })
+            }
+            _ if problems.is_empty() => Err(ConfigError::Problems(vec![Problem {
+                key: "config".to_owned(),
+                message: "a section is incomplete".to_owned(),
+            }])),
+            _ => Err(ConfigError::Problems(problems.into_vec())),
+        }
+    }
+}
+
+impl Config {
     /// The index of the cluster named `name`, if the config has one.
     pub fn cluster_idx(&self, name: &str) -> Option<ClusterIdx> {
         self.clusters

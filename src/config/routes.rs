@@ -5,58 +5,63 @@
 use crate::domain::ids::ClusterIdx;
 use crate::domain::pattern::Pattern;
 
-use super::error::{invalid, ConfigError};
+use super::error::{invalid, ConfigError, Problems};
 use super::raw::{RawGroupRoute, RawRoutes, RawTopicRoute};
-use super::typed::{ClusterConfig, GroupRouteConfig, RoutesConfig, TopicRouteConfig};
+use super::typed::{GroupRouteConfig, RoutesConfig, TopicRouteConfig};
 
+/// `clusters`: every configured cluster's name, in name order (including
+/// those with problems of their own, so that a rule naming one is not
+/// reported as well). Every rule's problems are recorded.
 pub(super) fn validate(
     raw: RawRoutes,
-    clusters: &[ClusterConfig],
-) -> Result<RoutesConfig, ConfigError> {
-    let default = lookup(clusters, "routes.default".into(), &raw.default)?;
-    let topics = raw
+    clusters: &[&str],
+    problems: &mut Problems,
+) -> Option<RoutesConfig> {
+    let default = problems.take(lookup(clusters, "routes.default".into(), &raw.default));
+    let topics: Vec<Option<TopicRouteConfig>> = raw
         .topic
         .into_iter()
         .enumerate()
-        .map(|(i, t)| topic_rule(clusters, default, i, t))
-        .collect::<Result<Vec<_>, _>>()?;
-    let groups = coordinator_rules(clusters, "group", raw.group)?;
-    let transactions = coordinator_rules(clusters, "transaction", raw.transaction)?;
-    Ok(RoutesConfig {
-        default,
-        topics,
-        groups,
-        transactions,
+        .map(|(i, t)| problems.take(topic_rule(clusters, default, i, t)))
+        .collect();
+    let groups = coordinator_rules(clusters, "group", raw.group, problems);
+    let transactions = coordinator_rules(clusters, "transaction", raw.transaction, problems);
+    Some(RoutesConfig {
+        default: default?,
+        topics: topics.into_iter().collect::<Option<_>>()?,
+        groups: groups?,
+        transactions: transactions?,
     })
 }
 
 /// The index of the cluster a rule names; `key` is the rule's key, for the
 /// error.
 pub(super) fn lookup(
-    clusters: &[ClusterConfig],
+    clusters: &[&str],
     key: String,
     name: &str,
 ) -> Result<ClusterIdx, ConfigError> {
     clusters
         .iter()
-        .position(|c| c.name == name)
+        .position(|c| *c == name)
         .map(ClusterIdx)
         .ok_or_else(|| {
-            let known: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
             invalid(
                 key,
                 format!(
                     "names cluster '{name}', which is not configured (known: {})",
-                    known.join(", ")
+                    clusters.join(", ")
                 ),
             )
         })
 }
 
-/// `[[routes.topic]]` number `i`; a side it leaves out goes to `default`.
+/// `[[routes.topic]]` number `i`; a side it leaves out goes to `default`
+/// (`None` when the default itself is wrong: then only the sides it names
+/// are checked).
 fn topic_rule(
-    clusters: &[ClusterConfig],
-    default: ClusterIdx,
+    clusters: &[&str],
+    default: Option<ClusterIdx>,
     i: usize,
     t: RawTopicRoute,
 ) -> Result<TopicRouteConfig, ConfigError> {
@@ -73,30 +78,55 @@ fn topic_rule(
     }
     let side = |field: &str, name: &Option<String>| match name {
         Some(name) => lookup(clusters, key(field), name),
-        None => Ok(default),
+        // The default's own problem is already recorded.
+        None => default.ok_or_else(|| ConfigError::Problems(Vec::new())),
     };
-    Ok(TopicRouteConfig {
-        pattern,
-        produce: side("produce", &t.produce)?,
-        fetch: side("fetch", &t.fetch)?,
-    })
+    let produce = side("produce", &t.produce);
+    let fetch = side("fetch", &t.fetch);
+    match (produce, fetch) {
+        (Ok(produce), Ok(fetch)) => Ok(TopicRouteConfig {
+            pattern,
+            produce,
+            fetch,
+        }),
+        (produce, fetch) => {
+            let problems = [produce.err(), fetch.err()]
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e.problems())
+                .collect();
+            Err(ConfigError::Problems(problems))
+        }
+    }
 }
 
 /// Group and transactional-id rules: a pattern and a cluster each.
 fn coordinator_rules(
-    clusters: &[ClusterConfig],
+    clusters: &[&str],
     table: &str,
     raw: Vec<RawGroupRoute>,
-) -> Result<Vec<GroupRouteConfig>, ConfigError> {
-    raw.into_iter()
+    problems: &mut Problems,
+) -> Option<Vec<GroupRouteConfig>> {
+    let rules: Vec<Option<GroupRouteConfig>> = raw
+        .into_iter()
         .enumerate()
         .map(|(i, g)| {
-            let pattern = Pattern::new(&g.pattern)
-                .map_err(|e| invalid(format!("routes.{table}[{i}].pattern"), e))?;
-            let cluster = lookup(clusters, format!("routes.{table}[{i}].cluster"), &g.cluster)?;
-            Ok(GroupRouteConfig { pattern, cluster })
+            let pattern = problems.take(
+                Pattern::new(&g.pattern)
+                    .map_err(|e| invalid(format!("routes.{table}[{i}].pattern"), e)),
+            );
+            let cluster = problems.take(lookup(
+                clusters,
+                format!("routes.{table}[{i}].cluster"),
+                &g.cluster,
+            ));
+            Some(GroupRouteConfig {
+                pattern: pattern?,
+                cluster: cluster?,
+            })
         })
-        .collect()
+        .collect();
+    rules.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -111,6 +141,21 @@ mod tests {
             e,
             "routes.topic[0].produce: names cluster 'neww', which is not configured (known: new, old)"
         );
+    }
+
+    #[test]
+    fn every_rule_with_an_unknown_cluster_is_listed() {
+        let e = err_of(&format!(
+            "{GOOD}\n[[routes.topic]]\npattern = \"a\"\nproduce = \"mars\"\nfetch = \"venus\"\n\
+             [[routes.transaction]]\npattern = \"t\"\ncluster = \"pluto\"\n"
+        ));
+        for expected in [
+            "routes.topic[1].produce: names cluster 'mars'",
+            "routes.topic[1].fetch: names cluster 'venus'",
+            "routes.transaction[0].cluster: names cluster 'pluto'",
+        ] {
+            assert!(e.contains(expected), "{expected} in {e}");
+        }
     }
 
     #[test]

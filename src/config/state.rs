@@ -7,11 +7,12 @@ use std::time::Duration;
 use super::error::{invalid, ConfigError};
 use super::raw::RawState;
 use super::routes::lookup;
-use super::typed::{ClusterConfig, KafkaStateConfig, StateConfig};
+use super::typed::{KafkaStateConfig, StateConfig};
 
+/// `clusters`: every configured cluster's name, in name order.
 pub(super) fn validate(
     raw: Option<RawState>,
-    clusters: &[ClusterConfig],
+    clusters: &[&str],
 ) -> Result<StateConfig, ConfigError> {
     let Some(raw) = raw else {
         return Ok(StateConfig::File);

@@ -24,6 +24,9 @@ pub struct ProxyConfig {
     pub admin_socket: PathBuf,
     pub state_file: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
+    /// `log_format`: how `run` writes its log when `--log-format` is not
+    /// given.
+    pub log_format: LogFormat,
     /// Largest request frame a client may send, in bytes.
     pub max_frame_bytes: usize,
     /// Largest response frame accepted from an upstream broker, in bytes.
@@ -53,6 +56,17 @@ pub struct ProxyConfig {
     pub tls: Option<ClientTlsConfig>,
     /// `[proxy.sasl]`: clients must authenticate.
     pub sasl: Option<ClientSaslConfig>,
+}
+
+/// How the proxy writes its log to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line an event, coloured only on a terminal.
+    #[default]
+    Text,
+    /// For log pipelines: one JSON object a line.
+    Json,
 }
 
 /// `[state]`: where the runtime state (routes, flips, group moves) lives.

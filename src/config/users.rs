@@ -5,70 +5,82 @@
 use crate::auth::credentials::Credential;
 use crate::domain::pattern::Pattern;
 
-use super::error::{invalid, ConfigError};
+use super::error::{invalid, ConfigError, Problems};
 use super::raw::RawUser;
 use super::typed::{ClientSaslConfig, UserConfig};
 
-/// Users and `[proxy.sasl]` go together: either without the other is refused.
+/// Users and `[proxy.sasl]` go together: either without the other is
+/// refused. `raw`: `None` for a user whose shape is wrong (recorded); every
+/// user's problems are recorded.
 pub(super) fn validate(
-    raw: Vec<RawUser>,
+    raw: Vec<Option<RawUser>>,
     sasl: Option<&ClientSaslConfig>,
-) -> Result<Vec<UserConfig>, ConfigError> {
+    problems: &mut Problems,
+) -> Option<Vec<UserConfig>> {
     let Some(sasl) = sasl else {
         if raw.is_empty() {
-            return Ok(Vec::new());
+            return Some(Vec::new());
         }
-        return Err(invalid(
+        problems.push(
             "users",
             "users are configured but [proxy.sasl] is not, so clients would not be asked to \
              authenticate; add [proxy.sasl] with mechanisms = [...]",
-        ));
+        );
+        return None;
     };
     if raw.is_empty() {
-        return Err(invalid(
+        problems.push(
             "proxy.sasl",
             "SASL is on but no [[users]] are configured; add one with `switchyard user add NAME`",
-        ));
+        );
+        return None;
     }
-    let mut users: Vec<UserConfig> = Vec::with_capacity(raw.len());
-    for (i, u) in raw.into_iter().enumerate() {
-        let user = user(i, u, sasl, &users)?;
+    let mut names: Vec<&str> = Vec::with_capacity(raw.len());
+    let mut users = Vec::with_capacity(raw.len());
+    for (i, u) in raw.iter().enumerate() {
+        let user = u
+            .as_ref()
+            .and_then(|u| problems.take(user(i, u, sasl, &names)));
+        if let Some(u) = u {
+            names.push(&u.name);
+        }
         users.push(user);
     }
-    Ok(users)
+    users.into_iter().collect()
 }
 
-/// `[[users]]` number `i`, checked against the users before it.
+/// `[[users]]` number `i`, checked against the names of the users before it.
 fn user(
     i: usize,
-    u: RawUser,
+    u: &RawUser,
     sasl: &ClientSaslConfig,
-    earlier: &[UserConfig],
+    earlier: &[&str],
 ) -> Result<UserConfig, ConfigError> {
     let key = |field: &str| format!("users[{i}].{field}");
     if u.name.is_empty() {
         return Err(invalid(key("name"), "must not be empty"));
     }
-    if earlier.iter().any(|o| o.name == u.name) {
+    if earlier.contains(&u.name.as_str()) {
         return Err(invalid(
             key("name"),
             format!("user '{}' is listed twice", u.name),
         ));
     }
-    let credential = credential(&key("credentials"), &u, sasl)?;
-    let patterns = |field: &str, list: Option<Vec<String>>| {
-        list.map(|l| {
-            l.iter()
-                .map(|p| Pattern::new(p).map_err(|e| invalid(key(field), e)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
+    let credential = credential(&key("credentials"), u, sasl)?;
+    let patterns = |field: &str, list: &Option<Vec<String>>| {
+        list.as_ref()
+            .map(|l| {
+                l.iter()
+                    .map(|p| Pattern::new(p).map_err(|e| invalid(key(field), e)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
     };
     Ok(UserConfig {
-        name: u.name,
+        name: u.name.clone(),
         credential,
-        topics: patterns("topics", u.topics)?,
-        groups: patterns("groups", u.groups)?,
+        topics: patterns("topics", &u.topics)?,
+        groups: patterns("groups", &u.groups)?,
     })
 }
 

@@ -101,12 +101,31 @@ pub struct RouteLine {
     pub source: String,
 }
 
-/// Binds the admin socket (mode 0660), replacing a stale socket file.
+/// Binds the admin socket (mode 0660), replacing a stale socket file but
+/// never a live one: a second proxy started with the same config must not
+/// take the socket of the one serving (its flips would go to the wrong
+/// process).
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
-            std::fs::remove_file(path)?;
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!(
+                            "another proxy is listening on {}; stop it first, or give this one \
+                             its own proxy.admin_socket",
+                            path.display()
+                        ),
+                    ))
+                }
+                // Nobody listens: a socket file left by a proxy that died.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)?;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let listener = UnixListener::bind(path)?;

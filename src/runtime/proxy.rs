@@ -307,7 +307,7 @@ impl Proxy {
 
     /// Every virtual broker, from the current views of all clusters. Where
     /// two upstream brokers would share a virtual id, the first cluster in
-    /// name order keeps it (and the clash is logged when listeners sync).
+    /// name order keeps it and the clash is logged (once per id).
     pub fn virtual_brokers(&self) -> Vec<VirtualBroker> {
         let mut out: BTreeMap<VirtualNodeId, VirtualBroker> = BTreeMap::new();
         for cluster in &self.clusters {
@@ -329,13 +329,34 @@ impl Proxy {
                     );
                     continue;
                 };
-                out.entry(id).or_insert(VirtualBroker {
-                    id,
-                    cluster: cluster.idx,
-                    upstream,
-                    port,
-                    rack,
-                });
+                match out.entry(id) {
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(VirtualBroker {
+                            id,
+                            cluster: cluster.idx,
+                            upstream,
+                            port,
+                            rack,
+                        });
+                    }
+                    // Said once per virtual id: this runs on every Metadata.
+                    std::collections::btree_map::Entry::Occupied(kept) => {
+                        static WARNED: Mutex<std::collections::BTreeSet<i32>> =
+                            Mutex::new(std::collections::BTreeSet::new());
+                        let kept = kept.get();
+                        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+                        if warned.insert(id.0) {
+                            tracing::warn!(
+                                virtual_node = id.0,
+                                kept_cluster = self.cluster(kept.cluster).name(),
+                                kept_node = kept.upstream.0,
+                                dropped_cluster = cluster.name(),
+                                dropped_node = upstream.0,
+                                "brokers of two clusters map to one virtual node id; the second is left out of the virtual cluster (space the clusters' node_id_base values further apart than their largest broker id)"
+                            );
+                        }
+                    }
+                }
             }
         }
         out.into_values().collect()

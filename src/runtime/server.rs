@@ -143,9 +143,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // never routes by stale state.
     let state = store.load().await?;
     let admin_path = config.proxy.admin_socket.clone();
+    crate::config::prepare_socket_dir(&admin_path).with_context(|| {
+        format!(
+            "cannot prepare the directory of proxy.admin_socket = {}",
+            admin_path.display()
+        )
+    })?;
     let admin = admin::bind(&admin_path).with_context(|| {
         format!(
-            "cannot listen on proxy.admin_socket = {}; is another proxy using it?",
+            "cannot listen on proxy.admin_socket = {}",
             admin_path.display()
         )
     })?;

@@ -368,10 +368,14 @@ impl<'a> ProxySetup<'a> {
 }
 
 /// A virtual broker port base under which the virtual brokers of clusters
-/// with node id bases `bases` all have free ports right now.
+/// with node id bases `bases` all have free ports right now. It stays so
+/// low that every cluster's whole port range (1000 ports from its base, up
+/// to base 2000) is below the ephemeral ports (32768 up) that
+/// [`free_port`] hands out for the bootstrap and metrics listeners, which
+/// `switchyard` refuses inside a virtual broker range.
 pub fn free_broker_port_base(bases: &[i32]) -> u16 {
     wait_for("free virtual broker ports", Duration::from_secs(10), || {
-        let base = 20_000 + (free_port() % 20_000);
+        let base = 20_000 + (free_port() % 9_000);
         bases
             .iter()
             .all(|b| port_is_free(base + (*b + TANSU_NODE_ID) as u16))
