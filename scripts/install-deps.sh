@@ -11,6 +11,7 @@
 #   - OpenSSL headers and pkg-config (Debian packages), which librdkafka
 #     needs for the tests' SASL_SSL and SCRAM clients (rdkafka's ssl feature)
 #   - iproute2 (Debian), whose `ip netns` one test runs an instance under
+#   - systemd (Debian), whose `systemd-analyze verify` checks the unit file
 # Everything goes under $SWITCHYARD_TOOLS (default ~/.cache/switchyard/tools).
 # Prints the paths the test harness reads, as shell exports.
 set -euo pipefail
@@ -31,6 +32,11 @@ apt_install() {
 if ! command -v ip >/dev/null; then
   echo "installing iproute2 (apt), for the network-namespace test..." >&2
   apt_install iproute2
+fi
+
+if ! command -v systemd-analyze >/dev/null; then
+  echo "installing systemd (apt), whose systemd-analyze checks the service unit..." >&2
+  apt_install systemd
 fi
 
 if ! pkg-config --exists openssl 2>/dev/null; then
