@@ -37,10 +37,16 @@ fn the_dockerfile_copies_what_the_repository_has_and_runs_unprivileged() {
     let text = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).expect("Dockerfile");
     let froms = text.lines().filter(|l| l.starts_with("FROM ")).count();
     assert_eq!(froms, 2, "a build stage and a runtime stage");
-    for line in text.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
         let words: Vec<&str> = line.split_whitespace().collect();
         for source in &words[1..words.len() - 1] {
-            assert!(Path::new(ROOT).join(source).exists(), "COPY {source}: no such path");
+            assert!(
+                Path::new(ROOT).join(source).exists(),
+                "COPY {source}: no such path"
+            );
         }
     }
     assert!(text.contains("cargo build --release --locked --bin switchyard"));

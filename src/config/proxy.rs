@@ -134,6 +134,7 @@ impl CheckedProxy {
             upstream_connect_timeout: Duration::from_millis(p.upstream_connect_timeout_ms),
             upstream_request_timeout: Duration::from_millis(p.upstream_request_timeout_ms),
             max_preauth_frame_bytes: p.max_preauth_frame_bytes,
+            shutdown_grace: Duration::from_millis(p.shutdown_grace_ms),
             tls,
             sasl: sasl.clone().flatten(),
         };

@@ -267,6 +267,8 @@ pub(super) struct RawProxy {
     pub(super) upstream_request_timeout_ms: u64,
     #[serde(default = "default_usize::<MAX_PREAUTH_FRAME_BYTES>")]
     pub(super) max_preauth_frame_bytes: usize,
+    #[serde(default = "default_ms::<30_000>")]
+    pub(super) shutdown_grace_ms: u64,
     pub(super) tls: Option<RawProxyTls>,
     pub(super) sasl: Option<RawProxySasl>,
 }

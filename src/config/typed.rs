@@ -52,6 +52,9 @@ pub struct ProxyConfig {
     pub upstream_request_timeout: Duration,
     /// Largest frame a client may send before it has authenticated.
     pub max_preauth_frame_bytes: usize,
+    /// How long a drain (SIGTERM, SIGINT) waits for the requests in flight
+    /// to be answered before it closes what is left.
+    pub shutdown_grace: Duration,
     /// `[proxy.tls]`: clients connect with TLS.
     pub tls: Option<ClientTlsConfig>,
     /// `[proxy.sasl]`: clients must authenticate.

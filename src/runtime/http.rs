@@ -41,12 +41,15 @@ impl Observed {
     }
 
     /// Why the proxy is not ready, if it is not: the first of state not
-    /// loaded or no longer caught up, a cluster whose view never loaded,
-    /// listeners not open.
+    /// loaded, a drain begun, the state no longer caught up, a cluster
+    /// whose view never loaded, listeners not open.
     fn unready(&self) -> Option<String> {
         let Some(proxy) = self.proxy.get() else {
             return Some("the state is still loading".into());
         };
+        if proxy.shutdown().is_draining() {
+            return Some("draining: this instance is stopping".into());
+        }
         if proxy.store().closed() {
             return Some(
                 "this instance's lease in the state topic lapsed; it is catching up".into(),

@@ -1,7 +1,7 @@
 //! The running proxy: its shared state ([`proxy::Proxy`]), its listening
-//! sockets and connection caps ([`listeners`]), and start-up, the accept
-//! loops and background refresh ([`server`]), and what it shows on HTTP
-//! ([`http`]).
+//! sockets and connection caps ([`listeners`]), start-up, the accept
+//! loops and background refresh ([`server`]), what it shows on HTTP
+//! ([`http`]), and the drain on SIGTERM or SIGINT ([`shutdown`]).
 //!
 //! The proxy opens a virtual broker's listener whenever a cluster's view
 //! names a new broker, and the accept loop there runs sessions, which use
@@ -12,3 +12,4 @@ pub mod http;
 pub mod listeners;
 pub mod proxy;
 pub mod server;
+pub mod shutdown;

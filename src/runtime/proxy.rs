@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::task::JoinHandle;
 
 use super::listeners::{self, ConnectionLimits};
+use super::shutdown::Shutdown;
 use crate::config::Config;
 use crate::domain::gates::{Gates, Running};
 use crate::domain::ids::ClusterIdx;
@@ -103,6 +104,7 @@ pub struct Proxy {
     accept_loop: AcceptLoop,
     /// Ports that failed to bind, so each failure is reported once.
     bind_failures: Mutex<HashSet<u16>>,
+    shutdown: Arc<Shutdown>,
 }
 
 impl Proxy {
@@ -156,6 +158,12 @@ impl Proxy {
     /// TLS and SASL towards clients.
     pub fn security(&self) -> &crate::auth::ClientSecurity {
         &self.security
+    }
+
+    /// The drain every accept loop and session watches, and what it
+    /// counts.
+    pub fn shutdown(&self) -> &Arc<Shutdown> {
+        &self.shutdown
     }
 
     /// Every upstream cluster, in name order ([`ClusterIdx`] indexes it).
@@ -228,6 +236,7 @@ impl Proxy {
             listeners: Mutex::new(HashMap::new()),
             accept_loop,
             bind_failures: Mutex::new(HashSet::new()),
+            shutdown: Arc::default(),
         }))
     }
 
@@ -400,7 +409,11 @@ impl Proxy {
 
     /// Opens a listener for each of `brokers` that lacks one. Binding is
     /// synchronous, so a broker is listening before any answer names it.
+    /// A draining proxy opens none.
     pub fn listen_for(self: &Arc<Self>, brokers: &[VirtualBroker]) {
+        if self.shutdown.is_draining() {
+            return;
+        }
         let mut open = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         for broker in brokers {
             if open.contains_key(&broker.id) {

@@ -1,15 +1,18 @@
 //! The accept loops and background tasks of a running proxy: the bootstrap
-//! listener, virtual broker listeners, per-cluster refresh, metrics.
+//! listener, virtual broker listeners, per-cluster refresh, metrics; and
+//! the drain when SIGTERM or SIGINT comes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::http::{self, Observed};
 use super::listeners::bind;
 use super::proxy::{ListenerKind, Proxy};
+use super::shutdown::{DrainEnd, DrainReport};
 use crate::config::{Config, StateConfig};
 use crate::metrics;
 use crate::ops::admin;
@@ -19,11 +22,16 @@ use crate::ops::state_topic::StateTopic;
 use crate::session;
 use crate::upstream::Cluster;
 
-/// Accepts clients forever; each one gets its own session task, as long
-/// as the connection caps allow.
+/// Accepts clients until the proxy drains (the listener closes then); each
+/// one gets its own session task, as long as the connection caps allow.
 pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: ListenerKind) {
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            () = proxy.shutdown().signalled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let Some(slot) = proxy.connections().admit(peer.ip()) else {
                     ::metrics::counter!(metrics::CLIENT_CONNECTIONS_REFUSED).increment(1);
@@ -32,9 +40,16 @@ pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: Listene
                 };
                 stream.set_nodelay(true).ok();
                 let proxy = proxy.clone();
+                let open = proxy.shutdown().open_connection();
                 tokio::spawn(async move {
-                    match proxy.security().accept(stream).await {
-                        Ok(stream) => session::serve(proxy, stream, peer, kind).await,
+                    let accepted = tokio::select! {
+                        biased;
+                        // Nothing asked yet: nothing to finish.
+                        () = proxy.shutdown().signalled() => return,
+                        accepted = proxy.security().accept(stream) => accepted,
+                    };
+                    match accepted {
+                        Ok(stream) => session::serve(proxy, stream, peer, kind, &open).await,
                         Err(crate::auth::AuthError::ClosedBeforeTls) => {
                             tracing::debug!(%peer, "client closed before the TLS handshake");
                         }
@@ -43,6 +58,7 @@ pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: Listene
                             tracing::info!(%peer, error = %e, "closing client connection");
                         }
                     }
+                    drop(open);
                     drop(slot);
                 });
             }
@@ -114,7 +130,8 @@ async fn membership_loop(proxy: Arc<Proxy>, topic: Arc<StateTopic>, every: Durat
     }
 }
 
-/// Runs a proxy until it is told to stop (SIGINT or SIGTERM).
+/// Runs a proxy until it is told to stop (SIGINT or SIGTERM), then drains
+/// it (see [`drain`]).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let observed = Observed::new(metrics::install(&config.proxy.instance_id));
     let bootstrap = bind(config.proxy.listen).with_context(|| {
@@ -181,12 +198,56 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     observed.serving(proxy.clone());
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut stop = StopSignals::new()?;
+    stop.next().await;
+    let report = drain(&proxy, &mut stop).await;
+    if report.cut_short() {
+        tracing::warn!("{}", report.line());
+    } else {
+        tracing::info!("{}", report.line());
     }
-    tracing::info!("switchyard stopping");
     let _ = std::fs::remove_file(&admin_path);
     Ok(())
+}
+
+/// SIGTERM and SIGINT, each time either comes.
+struct StopSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// Stops accepting and reading, and waits until every client connection
+/// has had the answers it awaits and closed; the grace period, or another
+/// signal, ends the wait sooner. The connections still open close when
+/// the process exits.
+async fn drain(proxy: &Proxy, stop: &mut StopSignals) -> DrainReport {
+    let started = Instant::now();
+    let grace = proxy.config().proxy.shutdown_grace;
+    let open = proxy.shutdown().begin();
+    tracing::info!(
+        "draining: stopped accepting, {open} client connections open, grace {}s",
+        grace.as_secs_f64()
+    );
+    let end = tokio::select! {
+        () = proxy.shutdown().all_closed() => DrainEnd::Done,
+        () = tokio::time::sleep(grace) => DrainEnd::GraceExpired(grace),
+        () = stop.next() => DrainEnd::SecondSignal,
+    };
+    proxy.shutdown().report(started.elapsed(), end)
 }

@@ -4,6 +4,8 @@
 //! locally, or forward upstream); a write task sends the answers back
 //! strictly in request order, as Kafka requires. The channel between them
 //! is bounded, so a client that stops reading stops being read from.
+//! When the proxy drains, the read side stops between two frames and the
+//! write side sends what is owed before the connection closes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -28,6 +30,7 @@ use crate::plan::partitioned::{partition_error_response, PartitionedRequest};
 use crate::plan::{self, Plan, Seek, Snapshot, SplitPlan};
 use crate::rewrite;
 use crate::runtime::proxy::{ListenerKind, Proxy};
+use crate::runtime::shutdown::{OpenConnection, Shutdown};
 use crate::upstream::cluster::groups::{GROUP_KEY, TRANSACTION_KEY};
 use crate::upstream::conn::Reply;
 use crate::upstream::{UpstreamConn, UpstreamError};
@@ -52,26 +55,84 @@ use request::Request;
 /// NOT_LEADER_OR_FOLLOWER (which every client retries).
 const FENCE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a drained connection waits for its client to close after the
+/// proxy has closed its side.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What the read side saw next.
+enum Incoming {
+    Frame(Frame),
+    /// The client closed its side: it is done sending.
+    Closed,
+    /// The proxy is draining: no more requests are read.
+    Draining,
+}
+
 /// The next request frame. A client may stay silent up to the idle timeout,
 /// but a frame once begun must arrive whole within the frame timeout, so a
 /// client sending a byte a minute cannot hold a connection (and its
-/// buffer) for long.
+/// buffer) for long. A drain stops the read between two frames, never
+/// inside one.
 async fn next_frame(
     read: &mut ClientRead,
     config: &crate::config::ProxyConfig,
     max_frame: usize,
-) -> Result<Option<Frame>, SessionEnd> {
+    shutdown: &Shutdown,
+) -> Result<Incoming, SessionEnd> {
     let mut probe = [0u8; 1];
-    match tokio::time::timeout(config.client_idle_timeout, read.peek(&mut probe)).await {
+    let waited = tokio::select! {
+        biased;
+        () = shutdown.signalled() => return Ok(Incoming::Draining),
+        waited = tokio::time::timeout(config.client_idle_timeout, read.peek(&mut probe)) => waited,
+    };
+    match waited {
         Err(_) => return Err(SessionEnd::Idle(config.client_idle_timeout)),
         Ok(Err(e)) => return Err(FrameError::Io(e).into()),
-        Ok(Ok(0)) => return Ok(None),
+        Ok(Ok(0)) => return Ok(Incoming::Closed),
         Ok(Ok(_)) => {}
     }
     tokio::time::timeout(config.client_frame_timeout, read_frame(read, max_frame))
         .await
         .map_err(|_| SessionEnd::SlowFrame(config.client_frame_timeout))?
+        .map(|frame| frame.map_or(Incoming::Closed, Incoming::Frame))
         .map_err(SessionEnd::from)
+}
+
+/// The read side's end of the answer channel: every request queued for an
+/// answer is counted, for the drain's report.
+struct Answers<'a> {
+    tx: mpsc::Sender<(Pending, Asked)>,
+    connection: &'a OpenConnection,
+}
+
+impl Answers<'_> {
+    /// Queues the answer of the next request, asked as `asked`; `false`
+    /// once the write side has ended (it reports why).
+    async fn push(&self, pending: Pending, asked: Asked) -> bool {
+        self.connection.accepted();
+        self.tx.send((pending, asked)).await.is_ok()
+    }
+}
+
+/// What a request was and when it was read, for the time its answer
+/// took.
+#[derive(Clone, Copy)]
+struct Asked {
+    api: i16,
+    at: std::time::Instant,
+}
+
+impl Asked {
+    fn now(frame: &Frame) -> Asked {
+        let api = frame
+            .body()
+            .get(..2)
+            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        Asked {
+            api,
+            at: std::time::Instant::now(),
+        }
+    }
 }
 
 struct Session {
@@ -93,12 +154,15 @@ struct Session {
     refusals: Refusals,
 }
 
-/// Serves one client until it disconnects or breaks the protocol.
+/// Serves one client until it disconnects or breaks the protocol, or the
+/// proxy drains: then the requests already read are answered, and the
+/// connection closed.
 pub async fn serve(
     proxy: Arc<Proxy>,
     stream: ClientStream,
     peer: SocketAddr,
     listener: ListenerKind,
+    connection: &OpenConnection,
 ) {
     let listener_label = match listener {
         ListenerKind::Bootstrap => "bootstrap",
@@ -107,7 +171,7 @@ pub async fn serve(
     metrics::counter!(m::CLIENT_CONNECTIONS_ACCEPTED, "listener" => listener_label).increment(1);
     let open = metrics::gauge!(m::CLIENT_CONNECTIONS, "listener" => listener_label);
     open.increment(1.0);
-    let (read, write) = stream.into_split();
+    let (mut read, mut write) = stream.into_split();
     let (tx, rx) = mpsc::channel(proxy.config().proxy.max_in_flight);
     let mut session = Session {
         auth: ClientAuth::new(proxy.security(), peer),
@@ -119,19 +183,24 @@ pub async fn serve(
         coordinators: HashMap::new(),
         refusals: Refusals::default(),
     };
-    let reading = session.read_requests(read, tx);
-    let writing = write_responses(write, rx);
-    tokio::pin!(writing);
-    let outcome = tokio::select! {
-        read = reading => match read {
-            // The client is done sending: let the answers it awaits go out.
-            Ok(()) => (&mut writing).await,
-            Err(e) => Err(e),
-        },
-        written = &mut writing => written,
+    let outcome = {
+        let reading = session.read_requests(&mut read, Answers { tx, connection });
+        let writing = write_responses(&mut write, rx, connection);
+        tokio::pin!(writing);
+        tokio::select! {
+            read = reading => match read {
+                // The client is done sending, or the proxy draining: let
+                // the answers it awaits go out.
+                Ok(stopped) => (&mut writing).await.map(|()| stopped),
+                Err(e) => Err(e),
+            },
+            written = &mut writing => written.map(|()| Stopped::ClientDone),
+        }
     };
-    if let Err(e) = outcome {
-        match e.client_fault() {
+    match outcome {
+        Ok(Stopped::ClientDone) => {}
+        Ok(Stopped::Draining) => linger(read, write).await,
+        Err(e) => match e.client_fault() {
             Some(reason) => {
                 metrics::counter!(m::CLIENT_PROTOCOL_ERRORS, "reason" => reason).increment(1);
                 tracing::info!(%peer, error = %e, "closing client connection");
@@ -147,9 +216,33 @@ pub async fn serve(
                 }
                 _ => tracing::debug!(%peer, error = %e, "closing client connection"),
             },
-        }
+        },
     }
     open.decrement(1.0);
+}
+
+/// Why the read side stopped, short of an error.
+enum Stopped {
+    /// The client closed its side, or the write side ended.
+    ClientDone,
+    /// The proxy is draining.
+    Draining,
+}
+
+/// Closes a drained connection so that its last answers reach the client:
+/// the proxy's side first, so the client reads every answer and then the
+/// end of the stream; then whatever the client still sends is read and
+/// dropped until it closes too, for at most [`LINGER`]. Closing with bytes
+/// left unread would reset the connection instead, and a reset can discard
+/// answers not yet delivered.
+async fn linger(mut read: ClientRead, mut write: ClientWrite) {
+    let closed = async {
+        write.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while read.read(&mut sink).await? != 0 {}
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(LINGER, closed).await;
 }
 
 impl Session {
@@ -162,24 +255,31 @@ impl Session {
 
     async fn read_requests(
         &mut self,
-        mut read: ClientRead,
-        tx: mpsc::Sender<Pending>,
-    ) -> Result<(), SessionEnd> {
+        read: &mut ClientRead,
+        answers: Answers<'_>,
+    ) -> Result<Stopped, SessionEnd> {
         let proxy = self.proxy.clone();
-        let config = &proxy.config().proxy;
-        while let Some(frame) = next_frame(&mut read, config, self.auth.max_frame(config)).await? {
+        let (config, shutdown) = (&proxy.config().proxy, proxy.shutdown());
+        loop {
+            let max_frame = self.auth.max_frame(config);
+            let frame = match next_frame(read, config, max_frame, shutdown).await? {
+                Incoming::Frame(frame) => frame,
+                Incoming::Closed => return Ok(Stopped::ClientDone),
+                Incoming::Draining => return Ok(Stopped::Draining),
+            };
+            let asked = Asked::now(&frame);
             match self.auth.screen(&frame).await? {
                 Gate::Pass => {}
                 Gate::Answer(answer) => {
-                    if tx.send(Pending::Ready(answer)).await.is_err() {
-                        return Ok(());
+                    if !answers.push(Pending::Ready(answer), asked).await {
+                        return Ok(Stopped::ClientDone);
                     }
                     continue;
                 }
                 Gate::Close(answer) => {
                     // The answer goes out, then the connection closes.
-                    let _ = tx.send(Pending::Ready(answer)).await;
-                    return Ok(());
+                    answers.push(Pending::Ready(answer), asked).await;
+                    return Ok(Stopped::ClientDone);
                 }
             }
             let request = Request::read(frame)?;
@@ -187,8 +287,8 @@ impl Session {
                 let (api, header) = (request.spec.key, &request.header);
                 let parsed = request.partitioned.as_ref();
                 if let Some(refusal) = acl::check(user, api, header, request.body(), parsed)? {
-                    if tx.send(Pending::Ready(refusal)).await.is_err() {
-                        return Ok(());
+                    if !answers.push(Pending::Ready(refusal), asked).await {
+                        return Ok(Stopped::ClientDone);
                     }
                     continue;
                 }
@@ -207,12 +307,10 @@ impl Session {
             };
             // acks=0: the client expects no answer at all.
             let Some(pending) = pending else { continue };
-            if tx.send(pending).await.is_err() {
-                // The write task has ended; it reports why.
-                return Ok(());
+            if !answers.push(pending, asked).await {
+                return Ok(Stopped::ClientDone);
             }
         }
-        Ok(())
     }
 }
 
@@ -238,10 +336,11 @@ fn lost_task() -> UpstreamError {
 }
 
 async fn write_responses(
-    mut write: ClientWrite,
-    mut rx: mpsc::Receiver<Pending>,
+    write: &mut ClientWrite,
+    mut rx: mpsc::Receiver<(Pending, Asked)>,
+    connection: &OpenConnection,
 ) -> Result<(), SessionEnd> {
-    while let Some(pending) = rx.recv().await {
+    while let Some((pending, asked)) = rx.recv().await {
         let bytes = match pending {
             Pending::Ready(bytes) => bytes,
             Pending::Local(task) => task
@@ -255,6 +354,8 @@ async fn write_responses(
         write.write_all(&bytes).await.map_err(SessionEnd::Write)?;
         // TLS holds what it encrypts until flushed.
         write.flush().await.map_err(SessionEnd::Write)?;
+        connection.answered();
+        m::ApiMeters::client().answered(asked.api, asked.at.elapsed());
     }
     Ok(())
 }

@@ -663,6 +663,30 @@ impl Proxy {
         self.scratch.path("state.json")
     }
 
+    /// Sends SIGTERM, as a service manager stopping the proxy does.
+    pub fn terminate(&self) {
+        let pid = i32::try_from(self.pid()).expect("pid fits an i32");
+        // SAFETY: kill(2) takes a pid and a signal number and touches no
+        // memory of ours.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill -TERM {pid}");
+    }
+
+    /// Waits up to `timeout` for the proxy to exit by itself: its exit
+    /// status, or `None` when it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the proxy") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops the proxy (SIGKILL) and starts it again with the same config.
     pub fn restart(&mut self) {
         self.kill();

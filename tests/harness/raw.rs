@@ -59,9 +59,38 @@ impl RawClient {
         self.stream.write_all(bytes)
     }
 
+    /// A second handle on the same connection, so that one thread can
+    /// send while another reads.
+    pub fn try_clone(&self) -> std::io::Result<RawClient> {
+        Ok(RawClient {
+            stream: self.stream.try_clone()?,
+            next_correlation_id: self.next_correlation_id,
+        })
+    }
+
     pub fn read_frame(&mut self) -> std::io::Result<Frame> {
+        self.next_frame()?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            )
+        })
+    }
+
+    /// The next frame, or `None` when the peer closed the connection
+    /// between two frames; a connection that ends inside a frame, or is
+    /// reset, is an error.
+    pub fn next_frame(&mut self) -> std::io::Result<Option<Frame>> {
         let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size)?;
+        loop {
+            match self.stream.read(&mut size[..1]) {
+                Ok(0) => return Ok(None),
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.stream.read_exact(&mut size[1..])?;
         let len = i32::from_be_bytes(size);
         if !(0..=64 * 1024 * 1024).contains(&len) {
             return Err(std::io::Error::other(format!("bad response size {len}")));
@@ -69,7 +98,7 @@ impl RawClient {
         let mut buf = vec![0u8; 4 + len as usize];
         buf[..4].copy_from_slice(&size);
         self.stream.read_exact(&mut buf[4..])?;
-        Ok(Frame(Bytes::from(buf)))
+        Ok(Some(Frame(Bytes::from(buf))))
     }
 
     /// Sends a request and decodes its answer.
