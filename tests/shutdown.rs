@@ -354,7 +354,7 @@ fn held_fetch(proxy: &Proxy, topic: &str) -> RawClient {
                 .with_partition(0)
                 .with_fetch_offset(0)
                 .with_partition_max_bytes(1 << 20)])]);
-    let before = proxy.metric("switchyard_requests_total");
+    let before = proxy.metric("switchyard_client_requests_total");
     let addr = format!("127.0.0.1:{}", proxy.virtual_port(TANSU_NODE_ID));
     let mut client = RawClient::connect(&addr).expect("connect to the virtual broker");
     let frame = codec::request_frame(ApiKey::Fetch, 4, 1, &request).unwrap();
@@ -362,7 +362,7 @@ fn held_fetch(proxy: &Proxy, topic: &str) -> RawClient {
     wait_for(
         "the proxy to read the Fetch",
         Duration::from_secs(10),
-        || (proxy.metric("switchyard_requests_total") > before).then_some(()),
+        || (proxy.metric("switchyard_client_requests_total") > before).then_some(()),
     );
     client
 }

@@ -703,7 +703,7 @@ fn a_producer_moved_between_instances_by_a_load_balancer_keeps_its_id_and_sequen
     // from one instance to the other six times, cutting its connections
     // with batches in flight.
     const N: u64 = 6_000;
-    let served = |p: &Proxy| p.metric("switchyard_client_connections_total");
+    let served = |p: &Proxy| p.metric("switchyard_client_connections_accepted_total");
     let (served_a, served_b) = (served(&a), served(&b));
     let through_lb = format!("127.0.0.1:{}", ports.0);
     let writer = paced_writer(through_lb, "t", 0..N);
