@@ -6,7 +6,7 @@
 #
 # The proxy must be right on both tansu builds the harness knows: every
 # test runs against tansu 0.6.0, and the tests of the stitched log, flips,
-# producer ids, consumer groups, the state topic, the drain and the flip
+# producer ids, consumer groups, the state topic, the drain, the metrics and the flip
 # storm run again against the later build (SWITCHYARD_BROKER=main).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ SWITCHYARD_BROKER=0.6.0 cargo test -- --test-threads=2
 # is left to the 0.6.0 run: against the later build it has been seen to
 # lose records its producer was told were written (README, limits).
 SWITCHYARD_BROKER=main cargo test --test stitched --test flips --test producer_ids \
-    --test consumer_group --test state_topic --test shutdown -- --test-threads=1
+    --test consumer_group --test state_topic --test shutdown --test observability -- --test-threads=1
 SWITCHYARD_BROKER=main cargo test --test storm a_flip_storm_under_load -- --test-threads=1
 SWITCHYARD_BIN="${CARGO_TARGET_DIR:-target}/debug/switchyard" bash scripts/demo.sh
 bash scripts/fuzz.sh
