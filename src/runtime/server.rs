@@ -210,10 +210,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT, each time either comes.
+/// SIGTERM and SIGINT, each time either comes. SIGHUP, which would end
+/// the process, is caught and said to change nothing: re-reading the
+/// config while running is not built yet.
 struct StopSignals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl StopSignals {
@@ -221,13 +224,20 @@ impl StopSignals {
         Ok(StopSignals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
     async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => tracing::warn!(
+                    "SIGHUP: re-reading the config while running is not supported yet; \
+                     still running with the config it started with (restart to apply a change)"
+                ),
+            }
         }
     }
 }

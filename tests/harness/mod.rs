@@ -665,11 +665,16 @@ impl Proxy {
 
     /// Sends SIGTERM, as a service manager stopping the proxy does.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends signal `signal` to the proxy process.
+    pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.pid()).expect("pid fits an i32");
         // SAFETY: kill(2) takes a pid and a signal number and touches no
         // memory of ours.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(sent, 0, "kill -TERM {pid}");
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill -{signal} {pid}");
     }
 
     /// Waits up to `timeout` for the proxy to exit by itself: its exit
