@@ -112,6 +112,11 @@ enum Command {
         /// to catch up and stitch after it.
         #[arg(long, conflicts_with = "fetch_only")]
         mirrored: bool,
+        /// Print what the flip would do now (the topic it would create,
+        /// the stitch points it would record) and do nothing: no fence,
+        /// no change.
+        #[arg(long, conflicts_with = "group")]
+        dry_run: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -238,6 +243,7 @@ fn main() -> ExitCode {
             produce_only,
             fetch_only,
             mirrored,
+            dry_run,
             admin,
             ..
         } => {
@@ -257,8 +263,10 @@ fn main() -> ExitCode {
                 to,
                 side,
                 mirrored,
+                dry_run,
             };
-            admin_command(&admin, request, CHANGE_TIMEOUT, print_flip)
+            let print = if dry_run { print_preview } else { print_flip };
+            admin_command(&admin, request, CHANGE_TIMEOUT, print)
         }
     }
 }
@@ -845,6 +853,50 @@ fn steps_of(result: &Value) -> (String, f64) {
         .collect();
     let total = steps.filter_map(|s| s["ms"].as_f64()).sum();
     (listed.join(", "), total)
+}
+
+/// What `flip --dry-run` found.
+fn print_preview(result: &Value) {
+    let topic = text(&result["topic"]);
+    if result["changed"].as_bool() != Some(true) {
+        println!("'{topic}' already routes there; a flip would do nothing");
+        return;
+    }
+    println!(
+        "a flip of '{topic}' now would move produce {} -> {}, fetch {} -> {} ({} partitions); nothing was changed",
+        text(&result["from"]["produce"]),
+        text(&result["to"]["produce"]),
+        text(&result["from"]["fetch"]),
+        text(&result["to"]["fetch"]),
+        result["partitions"],
+    );
+    if let Some(create) = result["create"].as_object() {
+        let configs: Vec<String> = create["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| format!("{}={}", text(&c[0]), c[1].as_str().unwrap_or("(default)")))
+            .collect();
+        println!(
+            "  it would create the topic on cluster '{}' with {} partitions{}",
+            text(&create["cluster"]),
+            create["partitions"],
+            if configs.is_empty() {
+                String::new()
+            } else {
+                format!(" and configs {}", configs.join(", "))
+            }
+        );
+    }
+    if result["mirrored"].as_bool() == Some(true) {
+        println!("  the stitch would wait for MirrorMaker 2's copy to catch up");
+    }
+    for p in result["stitch"].as_array().into_iter().flatten() {
+        println!(
+            "  partition {}: stitch at old {} / new {} (as the logs stand now; records written before the fence add to it)",
+            p["partition"], p["l_old"], p["l_new"]
+        );
+    }
 }
 
 fn print_flip(result: &Value) {

@@ -91,27 +91,120 @@ fn each_topic_lands_in_the_cluster_its_route_names() {
         (&new, "a2"),
         (&old, "b1"),
     ] {
-        let m: kafka_protocol::messages::MetadataResponse =
-            harness::raw::RawClient::connect(&cluster.addr())
-                .unwrap()
-                .call(
-                    kafka_protocol::messages::ApiKey::Metadata,
-                    4,
-                    &kafka_protocol::messages::MetadataRequest::default()
-                        .with_allow_auto_topic_creation(false)
-                        .with_topics(Some(vec![
-                        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                            .with_name(Some(kafka_protocol::messages::TopicName(
-                                kafka_protocol::protocol::StrBytes::from_string(topic.to_owned()),
-                            ))),
-                    ])),
-                );
-        assert_eq!(
-            m.topics[0].error_code, 3,
+        assert!(
+            topic_absent(&cluster.addr(), topic),
             "{topic} was not created on {}",
             cluster.name
         );
     }
+}
+
+/// Whether the broker at `addr` answers UNKNOWN_TOPIC_OR_PARTITION for
+/// `topic`, asked not to create it.
+fn topic_absent(addr: &str, topic: &str) -> bool {
+    let m: kafka_protocol::messages::MetadataResponse =
+        harness::raw::RawClient::connect(addr).unwrap().call(
+            kafka_protocol::messages::ApiKey::Metadata,
+            4,
+            &kafka_protocol::messages::MetadataRequest::default()
+                .with_allow_auto_topic_creation(false)
+                .with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(kafka_protocol::messages::TopicName(
+                            kafka_protocol::protocol::StrBytes::from_string(topic.to_owned()),
+                        ))),
+                ])),
+        );
+    m.topics[0].error_code == 3
+}
+
+/// `flip --dry-run --json`'s answer for `topic`, or the CLI's output when
+/// it refused.
+fn dry_run(proxy: &Proxy, topic: &str) -> Result<Value, String> {
+    let out = proxy.cli(&["flip", topic, "--to", "new", "--dry-run", "--json"]);
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON answer");
+    match answer["ok"].as_bool() {
+        Some(true) if out.status.success() => Ok(answer["result"].clone()),
+        _ => Err(answer["error"].as_str().unwrap_or("?").to_owned()),
+    }
+}
+
+#[test]
+fn a_dry_run_says_what_a_flip_would_do_and_changes_nothing() {
+    let (old, new, proxy) = harness::two_clusters("dry");
+    create_topic(&old.addr(), "both", 3);
+    create_topic(&new.addr(), "both", 3);
+    create_topic(&old.addr(), "only-old", 2);
+    create_topic(&old.addr(), "uneven", 3);
+    create_topic(&new.addr(), "uneven", 2);
+    let p = producer(&proxy.bootstrap(), &[]);
+    produce_range(&p, "both", 0..60, |_| {});
+    let mut per_partition: BTreeMap<i32, i64> = BTreeMap::new();
+    for d in p.context().delivered.lock().unwrap().iter() {
+        *per_partition.entry(d.partition).or_default() += 1;
+    }
+
+    // The stitch points are the logs' ends as they stand.
+    let preview = dry_run(&proxy, "both").expect("a dry run of 'both'");
+    assert_eq!(preview["changed"], true);
+    assert_eq!(preview["partitions"], 3);
+    assert!(preview.get("create").is_none(), "{preview}");
+    let stitch: BTreeMap<i64, (i64, i64)> = preview["stitch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let n = |k: &str| p[k].as_i64().unwrap();
+            (n("partition"), (n("l_old"), n("l_new")))
+        })
+        .collect();
+    let expected: BTreeMap<i64, (i64, i64)> = (0..3)
+        .map(|p| (p, (per_partition.get(&(p as i32)).copied().unwrap_or(0), 0)))
+        .collect();
+    assert_eq!(stitch, expected);
+    let text = proxy.cli(&["flip", "both", "--to", "new", "--dry-run"]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("nothing was changed"), "{text}");
+
+    // A topic the target lacks would be created; the dry run does not.
+    let preview = dry_run(&proxy, "only-old").expect("a dry run of 'only-old'");
+    // (A broker that creates topics when asked about them makes the
+    // preview find it there: then there is nothing to create.)
+    let absent = topic_absent(&new.addr(), "only-old");
+    assert_eq!(preview.get("create").is_some(), absent, "{preview}");
+    if absent {
+        assert_eq!(preview["create"]["cluster"], "new", "{preview}");
+        assert_eq!(preview["create"]["partitions"], 2, "{preview}");
+    }
+
+    // What the flip would refuse, the dry run refuses.
+    let refused = dry_run(&proxy, "uneven").unwrap_err();
+    assert!(
+        refused.contains("has 3 partitions on cluster 'old' but 2"),
+        "{refused}"
+    );
+
+    // Nothing moved; the real flip then records the previewed points.
+    assert!(proxy.runtime_routes().is_empty());
+    assert_eq!(
+        proxy.json("status")["flips"].as_array().map(Vec::len),
+        Some(0)
+    );
+    let out = proxy.cli(&["flip", "both", "--to", "new", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"]["stitch"], preview_stitch(&expected));
+}
+
+/// Stitch points as the JSON of a report lists them.
+fn preview_stitch(points: &BTreeMap<i64, (i64, i64)>) -> Value {
+    Value::Array(
+        points
+            .iter()
+            .map(|(p, (l_old, l_new))| {
+                serde_json::json!({"partition": p, "l_old": l_old, "l_new": l_new})
+            })
+            .collect(),
+    )
 }
 
 /// Records `start..start+count` from a librdkafka producer through `bootstrap`,

@@ -41,6 +41,9 @@ pub enum AdminRequest {
         /// MirrorMaker 2 copies the topic to the target: stitch after it.
         #[serde(default)]
         mirrored: bool,
+        /// Say what the flip would do, and do nothing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
     },
     /// Moves a consumer group's coordinator (and committed offsets).
     #[serde(rename = "flip-group")]
@@ -199,6 +202,7 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
             to,
             side,
             mirrored,
+            dry_run,
         } => match flip::cluster_named(proxy, &to) {
             Ok(to) => {
                 let asked = flip::FlipAsked {
@@ -207,6 +211,9 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
                     side,
                     mirrored,
                 };
+                if dry_run {
+                    return Answer::outcome(flip::dry_run(proxy, &asked).await);
+                }
                 let result = match fleet {
                     Some(fleet) => fleet.flip(proxy, &asked).await,
                     None => flip::flip(proxy, &asked).await,
@@ -340,6 +347,7 @@ mod tests {
             to: "new".into(),
             side: Side::ProduceOnly,
             mirrored: true,
+            dry_run: false,
         };
         let line =
             r#"{"cmd":"flip","topic":"orders","to":"new","side":"produce-only","mirrored":true}"#;
@@ -353,9 +361,14 @@ mod tests {
                 topic: "orders".into(),
                 to: "new".into(),
                 side: Side::Both,
-                mirrored: false
+                mirrored: false,
+                dry_run: false,
             }
         );
+        let dry: AdminRequest =
+            serde_json::from_str(r#"{"cmd":"flip","topic":"orders","to":"new","dry_run":true}"#)
+                .unwrap();
+        assert!(matches!(dry, AdminRequest::Flip { dry_run: true, .. }));
         let group = AdminRequest::FlipGroup {
             group: "billing".into(),
             to: "new".into(),

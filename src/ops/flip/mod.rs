@@ -115,6 +115,82 @@ pub async fn flip(proxy: &Arc<Proxy>, asked: &FlipAsked) -> Result<FlipReport, F
     Ok(report)
 }
 
+/// What a flip would do now, without doing any of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlipPreview {
+    pub topic: String,
+    pub from: RouteEntry,
+    pub to: RouteEntry,
+    /// False when the topic already routes where the flip asks.
+    pub changed: bool,
+    /// Partitions of the topic on the cluster it leaves.
+    pub partitions: usize,
+    /// Present when the target lacks the topic: the flip would create it
+    /// with these partitions and the source's topic configs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<TopicToCreate>,
+    /// The stitch points the flip would record if the logs stood where
+    /// they stand now (empty when Produce does not move). A flip fences
+    /// first, so it records these plus whatever is written meanwhile.
+    pub stitch: Vec<StitchPoint>,
+    /// The stitch would wait for MirrorMaker 2's copy.
+    pub mirrored: bool,
+}
+
+/// A topic a flip would create on its target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicToCreate {
+    pub cluster: String,
+    pub partitions: usize,
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+/// Everything a flip would check and record, read now: no fence, no
+/// topic created, nothing recorded or switched. Refuses as the flip
+/// would (a missing topic, partition counts that differ, …).
+pub async fn dry_run(proxy: &Arc<Proxy>, asked: &FlipAsked) -> Result<FlipPreview, FlipError> {
+    let topic = asked.topic.as_str();
+    // A dry run takes no turn: another flip of the topic may start.
+    let (running, plan, report) = begin(proxy, topic, asked.to, asked.side)?;
+    drop(running);
+    let mut preview = FlipPreview {
+        topic: report.topic,
+        from: report.from,
+        to: report.to,
+        changed: report.changed,
+        partitions: 0,
+        create: None,
+        stitch: Vec::new(),
+        mirrored: asked.mirrored,
+    };
+    if !preview.changed {
+        return Ok(preview);
+    }
+    let upstream = FlipError::upstream(topic);
+    let (source, target) = (proxy.cluster(plan.source), proxy.cluster(plan.to));
+    let (partitions, on_target) = partition_counts(proxy, &plan).await?;
+    preview.partitions = partitions;
+    match on_target {
+        Some(n) => plan.same_partitions(partitions, n)?,
+        None => {
+            preview.create = Some(TopicToCreate {
+                cluster: target.name().to_owned(),
+                partitions: preview.partitions,
+                configs: source.topic_configs(topic).await.map_err(&upstream)?,
+            })
+        }
+    }
+    if plan.moves_produce() {
+        let old_ends = source.log_ends(topic).await.map_err(&upstream)?;
+        let new_ends = match preview.create {
+            Some(_) => Ends::new(),
+            None => target.log_ends(topic).await.map_err(&upstream)?,
+        };
+        preview.stitch = plan::stitch_points(&old_ends, &new_ends);
+    }
+    Ok(preview)
+}
+
 /// What every flip starts with: a valid topic name, no other flip of it
 /// running (the guard says so until it drops), the plan from the routes
 /// as they are, and the report it will fill.
@@ -157,9 +233,8 @@ pub(crate) async fn prepare(proxy: &Proxy, plan: &FlipPlan) -> Result<(), FlipEr
     let topic = plan.topic.as_str();
     let upstream = FlipError::upstream(topic);
     let (source, target) = (proxy.cluster(plan.source), proxy.cluster(plan.to));
-    let source_count =
-        plan.source_partitions(source.partition_count(topic).await.map_err(&upstream)?)?;
-    let target_count = match target.partition_count(topic).await.map_err(&upstream)? {
+    let (source_count, on_target) = partition_counts(proxy, plan).await?;
+    let target_count = match on_target {
         Some(n) => n,
         None => {
             let configs = source.topic_configs(topic).await.map_err(&upstream)?;
@@ -184,6 +259,26 @@ pub(crate) async fn prepare(proxy: &Proxy, plan: &FlipPlan) -> Result<(), FlipEr
         }
     };
     plan.same_partitions(source_count, target_count)
+}
+
+/// The topic's partition count on the cluster it leaves (which must have
+/// it) and on the target, if the target has it.
+async fn partition_counts(
+    proxy: &Proxy,
+    plan: &FlipPlan,
+) -> Result<(usize, Option<usize>), FlipError> {
+    let upstream = FlipError::upstream(&plan.topic);
+    let (source, target) = (proxy.cluster(plan.source), proxy.cluster(plan.to));
+    let count = source
+        .partition_count(&plan.topic)
+        .await
+        .map_err(&upstream)?;
+    let source_count = plan.source_partitions(count)?;
+    let target_count = target
+        .partition_count(&plan.topic)
+        .await
+        .map_err(&upstream)?;
+    Ok((source_count, target_count))
 }
 
 /// Step 2, check, while fenced: no transaction open on the old log, and
