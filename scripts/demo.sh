@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(bash scripts/install-deps.sh)"
+eval "$(bash scripts/install-deps.sh --demo)"
+# The prebuilt broker when it could be had, else tansu 0.6.0 (built).
+broker="$SWITCHYARD_TANSU_MAIN"
+if [ ! -x "$broker" ]; then broker="$SWITCHYARD_TANSU"; fi
 if [ -z "${SWITCHYARD_BIN:-}" ]; then
   cargo build --release --bin switchyard
   SWITCHYARD_BIN="${CARGO_TARGET_DIR:-target}/release/switchyard"
@@ -40,7 +43,7 @@ base=$(( 20000 + RANDOM % 9000 ))
 echo "1. starting two upstream clusters (tansu): old on $old_port, new on $new_port"
 for c in old:$old_port new:$new_port; do
   name=${c%%:*}; port=${c##*:}
-  "$SWITCHYARD_TANSU" broker --listener-url "tcp://127.0.0.1:$port" \
+  "$broker" broker --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine "memory://$name/" >"$work/$name.log" 2>&1 &
   pids+=($!)
@@ -74,7 +77,7 @@ pids+=($!)
 wait_port "$proxy_port"
 wait_port $(( base + 111 ))
 wait_port $(( base + 1111 ))
-sed -e 's/\x1b\[[0-9;]*m//g' "$work/proxy.log" | grep -E "virtual broker listening" | sed 's/^/   proxy: /' || true
+grep -E "virtual broker listening" "$work/proxy.log" | sed 's/^/   proxy: /' || true
 
 echo "3. traffic through the proxy with kafka-python"
 "$SWITCHYARD_PYTHON" scripts/demo_traffic.py before "127.0.0.1:$proxy_port" "127.0.0.1:$old_port" orders 1000

