@@ -79,6 +79,10 @@ enum Command {
         /// and, when ok, a summary of the setup.
         #[arg(long)]
         json: bool,
+        /// Also log in to every cluster as the proxy would (TLS, SASL),
+        /// list its brokers and check the virtual node ids they would get.
+        #[arg(long)]
+        connect: bool,
     },
     /// Show the live route table of a running proxy.
     Routes {
@@ -200,7 +204,11 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Run { config, log_format } => run(&config.config, log_format.map(Into::into)),
-        Command::Check { config, json } => check(&config.config, json),
+        Command::Check {
+            config,
+            json,
+            connect,
+        } => check(&config.config, json, connect),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "switchyard", &mut std::io::stdout());
@@ -347,11 +355,26 @@ fn report_problems(format: LogFormat, path: &Path, e: &ConfigError) {
 }
 
 /// `switchyard check`: what `run` would refuse, all of it.
-fn check(path: &Path, json: bool) -> ExitCode {
+fn check(path: &Path, json: bool, connect: bool) -> ExitCode {
     let result = load(path);
+    // With --connect, each cluster as the proxy reaches it.
+    let reached = match (&result, connect) {
+        (Ok(config), true) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(switchyard::upstream::reach::reach_all(
+                config,
+                config.proxy.upstream_connect_timeout * 2,
+            )),
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => Vec::new(),
+    };
+    let reach_problems = reached.iter().any(|r| !r.problems.is_empty());
     if json {
         let mut out = json!({
-            "ok": result.is_ok(),
+            "ok": result.is_ok() && !reach_problems,
             "config": path.display().to_string(),
             "problems": result.as_ref().err().map_or_else(Vec::new, ConfigError::problems),
         });
@@ -359,11 +382,19 @@ fn check(path: &Path, json: bool) -> ExitCode {
             if let Value::Object(summary) = summary_json(config) {
                 map.extend(summary);
             }
+            if connect {
+                map.insert("connect".into(), json!(reached));
+            }
         }
         println!("{out}");
     } else {
         match &result {
-            Ok(config) => println!("{}", summary_text(config)),
+            Ok(config) => {
+                println!("{}", summary_text(config));
+                for r in &reached {
+                    print_reached(r);
+                }
+            }
             Err(e) => {
                 let problems: Vec<Problem> = e.problems();
                 for p in &problems {
@@ -379,8 +410,27 @@ fn check(path: &Path, json: bool) -> ExitCode {
         }
     }
     match result {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(EXIT_CONFIG),
+        Ok(_) if !reach_problems => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_CONFIG),
+    }
+}
+
+/// One cluster as `check --connect` reached it.
+fn print_reached(r: &switchyard::upstream::reach::Reached) {
+    if r.ok {
+        let brokers: Vec<String> = r
+            .brokers
+            .iter()
+            .map(|(id, virtual_id)| format!("{id} (virtual {virtual_id})"))
+            .collect();
+        println!(
+            "cluster {}: reached and logged in; brokers {}",
+            r.cluster,
+            brokers.join(", ")
+        );
+    }
+    for p in &r.problems {
+        eprintln!("error: {p}");
     }
 }
 

@@ -416,6 +416,36 @@ fn proxy_logs_in_to_an_authenticating_tansu_with_its_own_scram_credentials() {
     for text in [error.to_owned(), wrong.log()] {
         assert!(!text.contains("not-the-Secret") && !text.contains("upstream-Secret-1"));
     }
+
+    // `check --connect` logs in as the proxy does: every cluster reached
+    // with the right password, the login refused with the wrong one.
+    let out = proxy.cli(&["check", "--connect", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    let reached = report["connect"].as_array().unwrap();
+    assert_eq!(reached.len(), 2);
+    for r in reached {
+        assert_eq!(r["ok"], true, "{r}");
+        let base = if r["cluster"] == "old" { 0 } else { 1000 };
+        assert_eq!(
+            r["brokers"],
+            serde_json::json!([[harness::TANSU_NODE_ID, base + harness::TANSU_NODE_ID]]),
+            "{r}"
+        );
+    }
+    let out = wrong.cli(&["check", "--connect"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: clusters.new: ") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-Secret"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("cluster old: reached and logged in"),
+        "{stdout}"
+    );
 }
 
 #[test]

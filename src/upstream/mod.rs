@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod conn;
 pub mod error;
+pub mod reach;
 pub mod security;
 
 pub use cluster::{BrokerAddr, Cluster, ClusterView};
