@@ -12,7 +12,7 @@ use std::path::Path;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::error::Problems;
+use super::error::{Problem, Problems};
 use super::typed::{ClientTlsConfig, ClusterConfig, PasswordSource};
 
 pub(super) fn check<'a>(
@@ -80,28 +80,41 @@ fn private_key(path: &Path, key: &str, problems: &mut Problems) {
 
 /// The variable is set, or the file readable, and the password not empty.
 fn password(cluster: &str, source: &PasswordSource, problems: &mut Problems) {
-    let (field, value) = match source {
-        PasswordSource::Env(var) => (
-            "password_env",
-            std::env::var(var).map_err(|_| {
-                format!(
-                    "environment variable {var} is not set (or not UTF-8); export it in the \
-                     proxy's environment"
-                )
-            }),
-        ),
-        PasswordSource::File(path) => (
-            "password_file",
-            std::fs::read_to_string(path)
-                .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
-        ),
-    };
-    let key = format!("clusters.{cluster}.sasl.{field}");
-    match value {
-        Err(message) => problems.push(key, message),
-        Ok(password) if password.is_empty() => problems.push(key, "the password is empty"),
-        Ok(_) => {}
+    if let Err(p) = source.read(cluster) {
+        problems.push(p.key, p.message);
+    }
+}
+
+impl PasswordSource {
+    /// The password of cluster `cluster`'s SASL login, read from where
+    /// `[clusters.NAME.sasl]` says; not empty. Its error names the key.
+    pub fn read(&self, cluster: &str) -> Result<String, Problem> {
+        let (field, value) = match self {
+            PasswordSource::Env(var) => (
+                "password_env",
+                std::env::var(var).map_err(|_| {
+                    format!(
+                        "environment variable {var} is not set (or not UTF-8); export it in the \
+                         proxy's environment"
+                    )
+                }),
+            ),
+            PasswordSource::File(path) => (
+                "password_file",
+                std::fs::read_to_string(path)
+                    .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
+                    .map_err(|e| format!("cannot read {}: {e}", path.display())),
+            ),
+        };
+        let problem = |message| Problem {
+            key: format!("clusters.{cluster}.sasl.{field}"),
+            message,
+        };
+        match value {
+            Err(message) => Err(problem(message)),
+            Ok(password) if password.is_empty() => Err(problem("the password is empty".into())),
+            Ok(password) => Ok(password),
+        }
     }
 }
 

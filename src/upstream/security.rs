@@ -46,34 +46,10 @@ impl fmt::Debug for Secret {
 
 /// Reads the password from where `[clusters.NAME.sasl]` says it is.
 pub fn read_password(cluster: &str, source: &PasswordSource) -> Result<Secret, ConfigError> {
-    let (key, value) = match source {
-        PasswordSource::Env(var) => (
-            "password_env",
-            std::env::var(var).map_err(|_| {
-                format!(
-                    "environment variable {var} is not set (or not UTF-8); export it in the \
-                     proxy's environment"
-                )
-            }),
-        ),
-        PasswordSource::File(path) => (
-            "password_file",
-            std::fs::read_to_string(path)
-                .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
-        ),
-    };
-    let key = format!("clusters.{cluster}.sasl.{key}");
-    let password = value.map_err(|message| ConfigError::Invalid {
-        key: key.clone(),
-        message,
+    let password = source.read(cluster).map_err(|p| ConfigError::Invalid {
+        key: p.key,
+        message: p.message,
     })?;
-    if password.is_empty() {
-        return Err(ConfigError::Invalid {
-            key,
-            message: "the password is empty".into(),
-        });
-    }
     Ok(Secret(Zeroizing::new(password)))
 }
 
