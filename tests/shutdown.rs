@@ -81,30 +81,6 @@ fn librdkafka_writer(
     })
 }
 
-/// The kafka-python producer (idempotent), until `stop_file` exists; it
-/// fails the test if any record it sent is not acknowledged.
-fn kafka_python_writer(
-    bootstrap: String,
-    stop_file: std::path::PathBuf,
-) -> std::thread::JoinHandle<Vec<Ack>> {
-    std::thread::spawn(move || {
-        let out = harness::clients::python(
-            "kp_produce.py",
-            &[
-                "--bootstrap",
-                &bootstrap,
-                "--topic",
-                PYTHON_TOPIC,
-                "--count",
-                "10000000",
-                "--stop-file",
-                &stop_file.display().to_string(),
-            ],
-        );
-        harness::clients::parse_acks(&out)
-    })
-}
-
 /// Produce request `index` of the raw connection: one record, acks=1.
 fn raw_produce(index: u64) -> ProduceRequest {
     ProduceRequest::default()
@@ -246,7 +222,8 @@ fn sigterm_answers_every_request_read_then_exits_zero_and_loses_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
     let librdkafka = librdkafka_writer(bootstrap.clone(), stop.clone(), delivered.clone());
-    let kafka_python = kafka_python_writer(bootstrap.clone(), stop_file.clone());
+    let kafka_python =
+        harness::clients::kafka_python_until(bootstrap.clone(), PYTHON_TOPIC, 0, stop_file.clone());
     wait_for(
         "both producers to be writing",
         Duration::from_secs(60),

@@ -170,32 +170,6 @@ fn librdkafka_writer(
     })
 }
 
-/// The kafka-python producer (idempotent by default), until `stop_file`
-/// exists.
-fn kafka_python_writer(
-    bootstrap: String,
-    stop_file: std::path::PathBuf,
-) -> std::thread::JoinHandle<Vec<Ack>> {
-    std::thread::spawn(move || {
-        let out = harness::clients::python(
-            "kp_produce.py",
-            &[
-                "--bootstrap",
-                &bootstrap,
-                "--topic",
-                TOPIC,
-                "--start",
-                &PYTHON_BASE.to_string(),
-                "--count",
-                "10000000",
-                "--stop-file",
-                &stop_file.display().to_string(),
-            ],
-        );
-        harness::clients::parse_acks(&out)
-    })
-}
-
 /// Flips the topic `n` times, old → new → old …, each flip started on the
 /// next of `initiators` in turn; the wall time of each.
 fn storm(initiators: &[&Proxy], n: usize) -> Vec<Duration> {
@@ -320,7 +294,12 @@ fn run_storm(writers: &[&Proxy], readers: &[&Proxy], initiators: &[&Proxy], n: u
         .enumerate()
         .map(|(k, w)| librdkafka_writer(w.bootstrap(), k as u64 * PRODUCER_SPAN, stop.clone()))
         .collect();
-    let kafka_python = kafka_python_writer(writers[0].bootstrap(), stop_file.clone());
+    let kafka_python = harness::clients::kafka_python_until(
+        writers[0].bootstrap(),
+        TOPIC,
+        PYTHON_BASE,
+        stop_file.clone(),
+    );
 
     let flip_times = storm(initiators, n);
     std::thread::sleep(BETWEEN_FLIPS);

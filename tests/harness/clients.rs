@@ -319,6 +319,36 @@ fn parse_consumed(out: &str) -> Vec<Consumed> {
         .collect()
 }
 
+/// A kafka-python producer (idempotent by default) writing records
+/// `start..` of `topic` in its own thread until `stop_file` exists; the
+/// thread returns (index, partition, offset) of every acknowledged record,
+/// and fails the test if any record it sent is not acknowledged.
+pub fn kafka_python_until(
+    bootstrap: String,
+    topic: &'static str,
+    start: u64,
+    stop_file: std::path::PathBuf,
+) -> std::thread::JoinHandle<Vec<(u64, i32, i64)>> {
+    std::thread::spawn(move || {
+        let out = python(
+            "kp_produce.py",
+            &[
+                "--bootstrap",
+                &bootstrap,
+                "--topic",
+                topic,
+                "--start",
+                &start.to_string(),
+                "--count",
+                "10000000",
+                "--stop-file",
+                &stop_file.display().to_string(),
+            ],
+        );
+        parse_acks(&out)
+    })
+}
+
 /// Produces records `start..start+count` with kafka-python; returns
 /// (index, partition, offset) of every acknowledged record.
 pub fn kafka_python_produce(
