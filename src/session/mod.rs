@@ -124,12 +124,8 @@ struct Asked {
 
 impl Asked {
     fn now(frame: &Frame) -> Asked {
-        let api = frame
-            .body()
-            .get(..2)
-            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
         Asked {
-            api,
+            api: Frame::request_api_key(&frame.0),
             at: std::time::Instant::now(),
         }
     }

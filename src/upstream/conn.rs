@@ -152,10 +152,7 @@ impl UpstreamConn {
         if self.is_closed() {
             return Err(self.lost("already closed"));
         }
-        // The api key follows the size prefix.
-        let api = frame
-            .get(Frame::PREFIX..Frame::PREFIX + 2)
-            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        let api = Frame::request_api_key(frame);
         self.meters.api.request(api);
         self.meters.sent.increment(frame.len() as u64);
         let mut writer = self.writer.lock().await;

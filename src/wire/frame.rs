@@ -16,6 +16,14 @@ impl Frame {
         &self.0[Self::PREFIX..]
     }
 
+    /// The api key of a request frame (its first field), -1 when the
+    /// frame is too short to hold one.
+    pub fn request_api_key(frame: &[u8]) -> i16 {
+        frame
+            .get(Self::PREFIX..Self::PREFIX + 2)
+            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]))
+    }
+
     /// The correlation id of a response frame (its first field).
     pub fn response_correlation_id(&self) -> Option<i32> {
         let b = self.body().get(..4)?;
