@@ -117,6 +117,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("SWITCHYARD_TEST_KEEP").is_some() {
+            // Logs and configs of a failed test, kept to be read.
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
