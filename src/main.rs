@@ -117,9 +117,9 @@ enum Command {
         #[arg(long, conflicts_with = "fetch_only")]
         mirrored: bool,
         /// Print what the flip would do now (the topic it would create,
-        /// the stitch points it would record) and do nothing: no fence,
-        /// no change.
-        #[arg(long, conflicts_with = "group")]
+        /// the stitch points it would record; for a group, the offsets it
+        /// would copy) and do nothing: no fence, no change.
+        #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
         admin: AdminArgs,
@@ -132,6 +132,15 @@ enum Command {
         /// The cluster the group's clients will talk to directly.
         #[arg(long, value_name = "CLUSTER")]
         cluster: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a running proxy read its config file again and apply what
+    /// can change without dropping a client (users and their allow-lists,
+    /// certificates, cluster TLS and SASL settings, topic route rules, new
+    /// clusters); a change that cannot apply live is refused with the
+    /// reason, and nothing changes. SIGHUP does the same.
+    Reload {
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -228,6 +237,9 @@ fn main() -> ExitCode {
         Command::Status { admin } => {
             admin_command(&admin, AdminRequest::Status, READ_TIMEOUT, print_status)
         }
+        Command::Reload { admin } => {
+            admin_command(&admin, AdminRequest::Reload, READ_TIMEOUT, print_reload)
+        }
         Command::Detach {
             group,
             cluster,
@@ -239,11 +251,17 @@ fn main() -> ExitCode {
         Command::Flip {
             group: Some(group),
             to,
+            dry_run,
             admin,
             ..
         } => {
-            let request = AdminRequest::FlipGroup { group, to };
-            admin_command(&admin, request, CHANGE_TIMEOUT, print_group_move)
+            let request = AdminRequest::FlipGroup { group, to, dry_run };
+            let print = if dry_run {
+                print_group_preview
+            } else {
+                print_group_move
+            };
+            admin_command(&admin, request, CHANGE_TIMEOUT, print)
         }
         Command::Flip {
             topic,
@@ -906,6 +924,29 @@ fn steps_of(result: &Value) -> (String, f64) {
 }
 
 /// What `flip --dry-run` found.
+fn print_group_preview(result: &Value) {
+    let group = text(&result["group"]);
+    if result["changed"].as_bool() != Some(true) {
+        println!("group '{group}' is already coordinated there; a move would do nothing");
+        return;
+    }
+    let offsets = result["offsets"].as_array().map_or(&[][..], Vec::as_slice);
+    println!(
+        "a move of group '{group}' now would copy {} committed offsets from '{}' to '{}' and route the group there; nothing was changed",
+        offsets.len(),
+        text(&result["from"]),
+        text(&result["to"]),
+    );
+    for o in offsets {
+        println!(
+            "  {}-{}: committed {} (as it stands now; commits before the hold add to it)",
+            text(&o["topic"]),
+            o["partition"],
+            o["offset"]
+        );
+    }
+}
+
 fn print_preview(result: &Value) {
     let topic = text(&result["topic"]);
     if result["changed"].as_bool() != Some(true) {
@@ -982,6 +1023,26 @@ fn print_instances(result: &Value) {
             ms(&i["fence_ms"]),
             ms(&i["switch_ms"])
         );
+    }
+}
+
+fn print_reload(result: &Value) {
+    let changed: Vec<&str> = result["changed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if changed.is_empty() {
+        println!("config reloaded: no key changed; certificates and password files read again");
+    } else {
+        println!(
+            "config reloaded: {} changed; certificates and password files read again",
+            changed.join(", ")
+        );
+    }
+    for cluster in result["added_clusters"].as_array().into_iter().flatten() {
+        println!("  cluster '{}' added", text(cluster));
     }
 }
 

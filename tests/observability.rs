@@ -73,6 +73,8 @@ fn metrics_health_ready_and_status_show_a_migration() {
     });
 
     create_topic(&proxy.bootstrap(), TOPIC, 1);
+    // Again: the cluster answers TOPIC_ALREADY_EXISTS (36), counted.
+    create_topic(&proxy.bootstrap(), TOPIC, 1);
     create_topic(&new.addr(), TOPIC, 1);
     let p = producer(&proxy.bootstrap(), &[("linger.ms", "0")]);
     produce_range(&p, TOPIC, 0..100, |_| {});
@@ -163,6 +165,7 @@ fn metrics_health_ready_and_status_show_a_migration() {
         "switchyard_client_requests_total{api=\"Produce\"}",
         "switchyard_upstream_requests_total{cluster=\"new\",api=\"Produce\"}",
         "switchyard_upstream_errors_total{cluster=\"new\",kind=\"connect\"}",
+        "switchyard_upstream_error_codes_total{cluster=\"old\",api=\"CreateTopics\",code=\"36\"} 1\n",
         "switchyard_flip_step_duration_seconds_count{kind=\"topic\",step=\"fence\"} 1",
     ] {
         assert!(text.contains(line), "no {line} in {text}");
