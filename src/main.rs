@@ -93,6 +93,14 @@ enum Command {
     Status {
         #[command(flatten)]
         admin: AdminArgs,
+        /// Redraw the status in place every --interval seconds, until
+        /// interrupted (Ctrl-C); a proxy that does not answer is shown as
+        /// such and asked again.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = seconds, requires = "watch")]
+        interval: Duration,
     },
     /// Move a topic's traffic (or, with --group, a consumer group's
     /// coordinator and committed offsets) to another cluster, now.
@@ -234,7 +242,12 @@ fn main() -> ExitCode {
         Command::Routes { admin } => {
             admin_command(&admin, AdminRequest::Routes, READ_TIMEOUT, print_routes)
         }
-        Command::Status { admin } => {
+        Command::Status {
+            admin,
+            watch: true,
+            interval,
+        } => watch_status(&admin, interval),
+        Command::Status { admin, .. } => {
             admin_command(&admin, AdminRequest::Status, READ_TIMEOUT, print_status)
         }
         Command::Reload { admin } => {
@@ -820,6 +833,49 @@ fn print_routes(result: &Value) {
             text(&g["source"])
         );
     }
+}
+
+/// `status --watch`: the status redrawn in place every `every`, with the
+/// time of the last redraw, until the process is interrupted.
+fn watch_status(args: &AdminArgs, every: Duration) -> ExitCode {
+    let (path, source) = match find_socket(args) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let timeout = args.timeout.unwrap_or(READ_TIMEOUT);
+    loop {
+        // Cursor home, screen cleared: each view replaces the last.
+        print!("\x1b[H\x1b[2J");
+        match ask(&path, &AdminRequest::Status, timeout) {
+            Ok(value) => match serde_json::from_value::<Answer>(value) {
+                Ok(answer) if answer.ok => {
+                    print_status(answer.result.as_ref().unwrap_or(&Value::Null))
+                }
+                Ok(answer) => println!("error: {}", answer.error.unwrap_or_default()),
+                Err(e) => println!("error: the admin socket's answer is not an admin answer ({e})"),
+            },
+            Err(e) => println!("error: {}", unanswered(&e, &path, &source, timeout, false)),
+        }
+        println!(
+            "\nstatus at {} UTC, every {}s; Ctrl-C to stop",
+            time_of_day(),
+            every.as_secs_f64()
+        );
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(every);
+    }
+}
+
+/// The time of day now, UTC, as HH:MM:SS.
+fn time_of_day() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 fn print_status(result: &Value) {
