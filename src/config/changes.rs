@@ -14,7 +14,7 @@ use super::error::Problem;
 /// The changes a re-read file makes.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Keys whose change applies live, in file order.
+    /// Keys whose change applies live, in key order.
     pub live: Vec<String>,
     /// Keys whose change cannot apply while running, each with why.
     pub refused: Vec<Problem>,
@@ -143,11 +143,11 @@ produce = "third"
         assert_eq!(
             changes.live,
             [
-                "proxy.tls.cert",
                 "clusters.old.sasl",
+                "clusters.third",
+                "proxy.tls.cert",
                 "routes.topic",
-                "users",
-                "clusters.third"
+                "users"
             ]
         );
     }
@@ -164,13 +164,13 @@ produce = "third"
         assert_eq!(
             keys,
             [
+                "clusters.old.node_id_base",
                 "proxy.listen",
                 "proxy.tls",
-                "clusters.old.node_id_base",
                 "routes.group"
             ]
         );
-        assert!(changes.refused[0].message.contains("restart"));
+        assert!(changes.refused[1].message.contains("restart"));
         assert!(changes.refused[3].message.contains("flip --group"));
         assert!(changes.live.is_empty());
         let without_old = table("[proxy]\nlisten = \"127.0.0.1:9092\"");

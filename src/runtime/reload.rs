@@ -26,7 +26,7 @@ use crate::upstream::{Cluster, UpstreamSecurity};
 /// What a reload changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reloaded {
-    /// The keys whose change was applied, in file order.
+    /// The keys whose change was applied, in key order.
     pub changed: Vec<String>,
     /// Clusters the reload added.
     pub added_clusters: Vec<String>,
