@@ -12,6 +12,7 @@
 #     needs for the tests' SASL_SSL and SCRAM clients (rdkafka's ssl feature)
 #   - iproute2 (Debian), whose `ip netns` one test runs an instance under
 #   - systemd (Debian), whose `systemd-analyze verify` checks the unit file
+#   - tmux (Debian), the terminal `status --watch` is tested in
 # Everything goes under $SWITCHYARD_TOOLS (default ~/.cache/switchyard/tools).
 # Prints the paths the test harness reads, as shell exports.
 #
@@ -38,6 +39,11 @@ apt_install() {
 if [ -n "$everything" ] && ! command -v ip >/dev/null; then
   echo "installing iproute2 (apt), for the network-namespace test..." >&2
   apt_install iproute2
+fi
+
+if [ -n "$everything" ] && ! command -v tmux >/dev/null; then
+  echo "installing tmux (apt), the terminal a test runs status --watch in..." >&2
+  apt_install tmux
 fi
 
 if [ -n "$everything" ] && ! command -v systemd-analyze >/dev/null; then

@@ -93,6 +93,14 @@ enum Command {
     Status {
         #[command(flatten)]
         admin: AdminArgs,
+        /// Redraw the status in place every --interval seconds, until
+        /// interrupted (Ctrl-C); a proxy that does not answer is shown as
+        /// such and asked again.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = seconds, requires = "watch")]
+        interval: Duration,
     },
     /// Move a topic's traffic (or, with --group, a consumer group's
     /// coordinator and committed offsets) to another cluster, now.
@@ -117,9 +125,9 @@ enum Command {
         #[arg(long, conflicts_with = "fetch_only")]
         mirrored: bool,
         /// Print what the flip would do now (the topic it would create,
-        /// the stitch points it would record) and do nothing: no fence,
-        /// no change.
-        #[arg(long, conflicts_with = "group")]
+        /// the stitch points it would record; for a group, the offsets it
+        /// would copy) and do nothing: no fence, no change.
+        #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
         admin: AdminArgs,
@@ -132,6 +140,15 @@ enum Command {
         /// The cluster the group's clients will talk to directly.
         #[arg(long, value_name = "CLUSTER")]
         cluster: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a running proxy read its config file again and apply what
+    /// can change without dropping a client (users and their allow-lists,
+    /// certificates, cluster TLS and SASL settings, topic route rules, new
+    /// clusters); a change that cannot apply live is refused with the
+    /// reason, and nothing changes. SIGHUP does the same.
+    Reload {
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -225,8 +242,16 @@ fn main() -> ExitCode {
         Command::Routes { admin } => {
             admin_command(&admin, AdminRequest::Routes, READ_TIMEOUT, print_routes)
         }
-        Command::Status { admin } => {
+        Command::Status {
+            admin,
+            watch: true,
+            interval,
+        } => watch_status(&admin, interval),
+        Command::Status { admin, .. } => {
             admin_command(&admin, AdminRequest::Status, READ_TIMEOUT, print_status)
+        }
+        Command::Reload { admin } => {
+            admin_command(&admin, AdminRequest::Reload, READ_TIMEOUT, print_reload)
         }
         Command::Detach {
             group,
@@ -239,11 +264,17 @@ fn main() -> ExitCode {
         Command::Flip {
             group: Some(group),
             to,
+            dry_run,
             admin,
             ..
         } => {
-            let request = AdminRequest::FlipGroup { group, to };
-            admin_command(&admin, request, CHANGE_TIMEOUT, print_group_move)
+            let request = AdminRequest::FlipGroup { group, to, dry_run };
+            let print = if dry_run {
+                print_group_preview
+            } else {
+                print_group_move
+            };
+            admin_command(&admin, request, CHANGE_TIMEOUT, print)
         }
         Command::Flip {
             topic,
@@ -804,6 +835,49 @@ fn print_routes(result: &Value) {
     }
 }
 
+/// `status --watch`: the status redrawn in place every `every`, with the
+/// time of the last redraw, until the process is interrupted.
+fn watch_status(args: &AdminArgs, every: Duration) -> ExitCode {
+    let (path, source) = match find_socket(args) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let timeout = args.timeout.unwrap_or(READ_TIMEOUT);
+    loop {
+        // Cursor home, screen cleared: each view replaces the last.
+        print!("\x1b[H\x1b[2J");
+        match ask(&path, &AdminRequest::Status, timeout) {
+            Ok(value) => match serde_json::from_value::<Answer>(value) {
+                Ok(answer) if answer.ok => {
+                    print_status(answer.result.as_ref().unwrap_or(&Value::Null))
+                }
+                Ok(answer) => println!("error: {}", answer.error.unwrap_or_default()),
+                Err(e) => println!("error: the admin socket's answer is not an admin answer ({e})"),
+            },
+            Err(e) => println!("error: {}", unanswered(&e, &path, &source, timeout, false)),
+        }
+        println!(
+            "\nstatus at {} UTC, every {}s; Ctrl-C to stop",
+            time_of_day(),
+            every.as_secs_f64()
+        );
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(every);
+    }
+}
+
+/// The time of day now, UTC, as HH:MM:SS.
+fn time_of_day() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 fn print_status(result: &Value) {
     println!(
         "cluster id {} on {}",
@@ -906,6 +980,29 @@ fn steps_of(result: &Value) -> (String, f64) {
 }
 
 /// What `flip --dry-run` found.
+fn print_group_preview(result: &Value) {
+    let group = text(&result["group"]);
+    if result["changed"].as_bool() != Some(true) {
+        println!("group '{group}' is already coordinated there; a move would do nothing");
+        return;
+    }
+    let offsets = result["offsets"].as_array().map_or(&[][..], Vec::as_slice);
+    println!(
+        "a move of group '{group}' now would copy {} committed offsets from '{}' to '{}' and route the group there; nothing was changed",
+        offsets.len(),
+        text(&result["from"]),
+        text(&result["to"]),
+    );
+    for o in offsets {
+        println!(
+            "  {}-{}: committed {} (as it stands now; commits before the hold add to it)",
+            text(&o["topic"]),
+            o["partition"],
+            o["offset"]
+        );
+    }
+}
+
 fn print_preview(result: &Value) {
     let topic = text(&result["topic"]);
     if result["changed"].as_bool() != Some(true) {
@@ -982,6 +1079,26 @@ fn print_instances(result: &Value) {
             ms(&i["fence_ms"]),
             ms(&i["switch_ms"])
         );
+    }
+}
+
+fn print_reload(result: &Value) {
+    let changed: Vec<&str> = result["changed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if changed.is_empty() {
+        println!("config reloaded: no key changed; certificates and password files read again");
+    } else {
+        println!(
+            "config reloaded: {} changed; certificates and password files read again",
+            changed.join(", ")
+        );
+    }
+    for cluster in result["added_clusters"].as_array().into_iter().flatten() {
+        println!("  cluster '{}' added", text(cluster));
     }
 }
 

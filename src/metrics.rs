@@ -67,6 +67,8 @@ families! {
         "From a request written to an upstream broker to its answer read, by `cluster` and `api`.";
     UPSTREAM_ERRORS = "switchyard_upstream_errors_total", Counter, Count,
         "Upstream connections that failed or were lost, and requests that timed out, by `cluster` and `kind`.";
+    UPSTREAM_ERROR_CODES = "switchyard_upstream_error_codes_total", Counter, Count,
+        "Kafka error codes in upstream brokers' answers (the answer's own, and each topic's, partition's or group's in it), by `cluster`, `api` and `code`.";
     UPSTREAM_BYTES_SENT = "switchyard_upstream_sent_bytes_total", Counter, Bytes,
         "Bytes of requests sent to upstream brokers, by `cluster`.";
     UPSTREAM_BYTES_RECEIVED = "switchyard_upstream_received_bytes_total", Counter, Bytes,
@@ -237,6 +239,17 @@ impl ClusterMeters {
     pub fn error(&self, kind: &'static str) {
         metrics::counter!(UPSTREAM_ERRORS, "cluster" => self.cluster.clone(), "kind" => kind)
             .increment(1);
+    }
+
+    /// An upstream answer to a request of `api` carried error `code`.
+    pub fn error_code(&self, api: i16, code: i16) {
+        metrics::counter!(
+            UPSTREAM_ERROR_CODES,
+            "cluster" => self.cluster.clone(),
+            "api" => api_name(api),
+            "code" => code.to_string()
+        )
+        .increment(1);
     }
 
     pub fn reachable(&self, up: bool) {

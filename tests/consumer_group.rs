@@ -224,7 +224,63 @@ fn a_group_moves_to_another_cluster_with_its_offsets_while_its_member_runs() {
         "group 'payroll' has committed offsets for topic 'ledger', which cluster 'new' lacks \
          (or has fewer partitions of); flip or create the topic there first; routes unchanged"
     );
+    let refused =
+        proxy.admin(r#"{"cmd":"flip-group","group":"payroll","to":"new","dry_run":true}"#);
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("which cluster 'new' lacks")),
+        "the dry run refuses as the move would: {refused}"
+    );
     create_topic(&new.addr(), "ledger", 2);
+
+    // A dry run says which offsets the move would copy, and moves nothing.
+    let out = proxy.cli(&[
+        "flip",
+        "--group",
+        PAYROLL,
+        "--to",
+        "new",
+        "--dry-run",
+        "--json",
+    ]);
+    let preview: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let previewed: Vec<(i64, i64)> = preview["result"]["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["partition"].as_i64().unwrap(),
+                o["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        previewed,
+        on_old
+            .iter()
+            .enumerate()
+            .map(|(p, o)| (p as i64, *o))
+            .collect::<Vec<_>>(),
+        "{preview}"
+    );
+    assert_eq!(preview["result"]["from"], "old");
+    assert!(
+        committed(&new.addr(), PAYROLL, "ledger", 2)
+            .iter()
+            .all(|o| *o < 0),
+        "nothing copied"
+    );
+    let text = proxy.cli(&["flip", "--group", PAYROLL, "--to", "new", "--dry-run"]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("would copy 2 committed offsets from 'old' to 'new'")
+            && text.contains("nothing was changed"),
+        "{text}"
+    );
 
     // ...and moves, once it is there, while its member stays subscribed.
     let out = proxy.cli(&["flip", "--group", PAYROLL, "--to", "new", "--json"]);

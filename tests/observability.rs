@@ -4,6 +4,7 @@
 
 mod harness;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,8 @@ fn metrics_health_ready_and_status_show_a_migration() {
         (proxy.http_get("/ready").0 == 200).then_some(())
     });
 
+    create_topic(&proxy.bootstrap(), TOPIC, 1);
+    // Again: the cluster answers TOPIC_ALREADY_EXISTS (36), counted.
     create_topic(&proxy.bootstrap(), TOPIC, 1);
     create_topic(&new.addr(), TOPIC, 1);
     let p = producer(&proxy.bootstrap(), &[("linger.ms", "0")]);
@@ -163,10 +166,62 @@ fn metrics_health_ready_and_status_show_a_migration() {
         "switchyard_client_requests_total{api=\"Produce\"}",
         "switchyard_upstream_requests_total{cluster=\"new\",api=\"Produce\"}",
         "switchyard_upstream_errors_total{cluster=\"new\",kind=\"connect\"}",
+        "switchyard_upstream_error_codes_total{cluster=\"old\",api=\"CreateTopics\",code=\"36\"} 1\n",
         "switchyard_flip_step_duration_seconds_count{kind=\"topic\",step=\"fence\"} 1",
     ] {
         assert!(text.contains(line), "no {line} in {text}");
     }
+
+    // The Grafana dashboard asks only for what the proxy exports.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/switchyard.json"
+        ))
+        .expect("deploy/grafana/switchyard.json"),
+    )
+    .expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "switchyard");
+    assert!(dashboard["schemaVersion"].as_i64().is_some());
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut queried = BTreeSet::new();
+    for panel in panels {
+        assert!(
+            panel["type"].is_string() && panel["gridPos"]["w"].is_i64(),
+            "{panel}"
+        );
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{panel}");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("a query");
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("switchyard_"))
+            {
+                queried.insert(name.to_owned());
+            }
+        }
+    }
+    let exported: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    for name in &queried {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            exported.contains(family),
+            "the dashboard queries {name}, which /metrics lacks"
+        );
+    }
+    assert!(queried.len() >= 15, "{queried:?}");
 
     // /status.json is what `status --json` prints.
     let (code, body) = proxy.http_get("/status.json");
@@ -182,4 +237,72 @@ fn metrics_health_ready_and_status_show_a_migration() {
         assert_eq!(log.matches(&line).count(), 1, "{line} in {log}");
     }
     drop(member);
+}
+
+/// What a tmux pane shows now.
+fn pane(session: &str) -> String {
+    let out = std::process::Command::new("tmux")
+        .args(["capture-pane", "-p", "-t", session])
+        .output()
+        .expect("tmux (scripts/install-deps.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn status_watch_redraws_in_place_as_a_flip_happens() {
+    let (_old, _new, proxy) = harness::two_clusters("watch");
+    create_topic(&proxy.bootstrap(), TOPIC, 1);
+    let session = format!("switchyard-watch-{}", std::process::id());
+    let command = format!(
+        "{} status --watch --interval 0.5 -c {}",
+        env!("CARGO_BIN_EXE_switchyard"),
+        proxy.config_path.display()
+    );
+    let started = std::process::Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &command,
+        ])
+        .status()
+        .expect("tmux (scripts/install-deps.sh installs it)");
+    assert!(started.success(), "tmux new-session");
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .status();
+        }
+    }
+    let _kill = Kill(session.clone());
+
+    let first = wait_for("the first view", Duration::from_secs(20), || {
+        let shown = pane(&session);
+        shown.contains("flips so far: 0").then_some(shown)
+    });
+    assert!(first.contains("cluster old (reachable)"), "{first}");
+    proxy.flip(TOPIC, "new");
+    let after = wait_for("a redraw showing the flip", Duration::from_secs(20), || {
+        let shown = pane(&session);
+        shown.contains("flips so far: 1").then_some(shown)
+    });
+    assert!(
+        after.contains(&format!("{TOPIC}: produce old -> new, fetch old -> new")),
+        "{after}"
+    );
+    // Redrawn in place: one view on the screen, not one after another.
+    assert_eq!(
+        after.matches("cluster id switchyard-test").count(),
+        1,
+        "{after}"
+    );
+    assert!(!after.contains("flips so far: 0"), "{after}");
+    assert!(after.contains("UTC, every 0.5s; Ctrl-C to stop"), "{after}");
 }

@@ -13,6 +13,10 @@ fn the_systemd_unit_verifies_clean() {
     let unit = std::fs::read_to_string(Path::new(ROOT).join("deploy/systemd/switchyard.service"))
         .expect("the unit file");
     assert!(unit.contains("KillSignal=SIGTERM"), "stops by draining");
+    assert!(
+        unit.contains("ExecReload=/bin/kill -HUP $MAINPID"),
+        "reloads on SIGHUP"
+    );
     assert!(unit.contains("StateDirectory=switchyard"));
     assert!(unit.contains("RuntimeDirectory=switchyard"));
     let dir = std::env::temp_dir().join(format!("switchyard-unit-{}", std::process::id()));

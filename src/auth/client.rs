@@ -103,10 +103,14 @@ pub struct ClientAuth {
     sasl: Option<SaslServer>,
     user: Option<Arc<User>>,
     peer: SocketAddr,
+    /// The reload of the client security `user` was last looked up in.
+    generation: u64,
 }
 
 impl ClientAuth {
-    pub fn new(security: &ClientSecurity, peer: SocketAddr) -> ClientAuth {
+    /// A connection's authentication, against `security` as of reload
+    /// `generation`.
+    pub fn new(security: &ClientSecurity, generation: u64, peer: SocketAddr) -> ClientAuth {
         ClientAuth {
             sasl: security
                 .sasl
@@ -114,6 +118,37 @@ impl ClientAuth {
                 .map(|(users, mechanisms)| SaslServer::new(users.clone(), mechanisms.clone())),
             user: None,
             peer,
+            generation,
+        }
+    }
+
+    /// Whether the user was looked up in the client security of reload
+    /// `generation` (the common case: nothing to do).
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation == generation
+    }
+
+    /// Takes the authenticated user's allow-lists from reloaded
+    /// `security`; false when the reload removed the user, whose
+    /// connection then closes.
+    pub fn renew(&mut self, security: &ClientSecurity, generation: u64) -> bool {
+        self.generation = generation;
+        let Some(user) = &self.user else {
+            return true;
+        };
+        let renewed = security
+            .sasl
+            .as_ref()
+            .and_then(|(users, _)| users.get(&user.name));
+        match renewed {
+            Some(renewed) => {
+                self.user = Some(renewed);
+                true
+            }
+            None => {
+                tracing::info!(peer = %self.peer, user = %user.name, "user removed by a config reload; closing its connection");
+                false
+            }
         }
     }
 

@@ -14,6 +14,7 @@
 //! `paths.rs` knows the default paths and finds the admin socket for the
 //! admin commands.
 
+pub mod changes;
 mod clusters;
 mod error;
 mod files;
@@ -30,7 +31,7 @@ mod tls;
 mod typed;
 mod users;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::domain::ids::ClusterIdx;
 
@@ -59,6 +60,16 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// `[state]`: where routes, flips and group moves are kept.
     pub state: StateConfig,
+    /// The file it was loaded from (`None` for text parsed as it is).
+    pub file: Option<ConfigFile>,
+}
+
+/// The file a config was loaded from, and its text as TOML: what a
+/// reload compares the file, read again, with.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub table: toml::Table,
 }
 
 /// Each section as far as it validated: `None` where it has problems.
@@ -108,7 +119,13 @@ impl Config {
             let client_tls = sections.proxy.as_ref().and_then(|p| p.tls.as_ref());
             files::check(client_tls, clusters, &mut problems);
         }
-        sections.into_config(problems)
+        let mut config = sections.into_config(problems)?;
+        config.file = file.map(|path| ConfigFile {
+            path: path.to_owned(),
+            // It parsed as TOML a moment ago.
+            table: toml::from_str(text).unwrap_or_default(),
+        });
+        Ok(config)
     }
 
     /// The sections in the order an operator reads the list of problems:
@@ -168,6 +185,7 @@ impl Sections {
                     routes,
                     users,
                     state,
+                    file: None,
                 })
             }
             _ if problems.is_empty() => Err(ConfigError::Problems(vec![Problem {
@@ -191,6 +209,43 @@ impl Config {
     pub fn cluster(&self, idx: ClusterIdx) -> &ClusterConfig {
         &self.clusters[idx.0]
     }
+
+    /// This config with its clusters numbered as in `running`: those both
+    /// have keep their index, clusters new here come after them (in name
+    /// order). `None` when it lacks one of `running`'s clusters.
+    pub fn numbered_like(mut self, running: &Config) -> Option<Config> {
+        let mut order: Vec<usize> = running
+            .clusters
+            .iter()
+            .map(|c| self.cluster_idx(&c.name).map(|i| i.0))
+            .collect::<Option<_>>()?;
+        let added: Vec<usize> = (0..self.clusters.len())
+            .filter(|i| !order.contains(i))
+            .collect();
+        order.extend(added);
+        // Where each of this config's indexes goes.
+        let mut to = vec![0; order.len()];
+        for (at, from) in order.iter().enumerate() {
+            to[*from] = at;
+        }
+        let moved = |c: &mut ClusterIdx| c.0 = to[c.0];
+        let routes = &mut self.routes;
+        moved(&mut routes.default);
+        for rule in &mut routes.topics {
+            moved(&mut rule.produce);
+            moved(&mut rule.fetch);
+        }
+        for rule in routes.groups.iter_mut().chain(&mut routes.transactions) {
+            moved(&mut rule.cluster);
+        }
+        if let StateConfig::Kafka(k) = &mut self.state {
+            moved(&mut k.cluster);
+        }
+        let mut clusters: Vec<Option<ClusterConfig>> =
+            self.clusters.into_iter().map(Some).collect();
+        self.clusters = order.iter().filter_map(|i| clusters[*i].take()).collect();
+        Some(self)
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +266,33 @@ mod tests {
         assert_eq!(c.cluster(rule.produce).name, "new");
         assert_eq!(c.cluster(rule.fetch).name, "new");
         assert_eq!(c.proxy.max_frame_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_reloaded_config_keeps_the_running_cluster_numbers() {
+        let running = Config::parse(GOOD).unwrap();
+        let text = format!(
+            "{GOOD}\n[clusters.aaa]\nbootstrap = [\"127.0.0.1:9999\"]\nnode_id_base = 40000\n\n\
+             [[routes.topic]]\npattern = \"a.*\"\nproduce = \"aaa\"\nfetch = \"new\"\n"
+        );
+        let reread = Config::parse(&text).unwrap();
+        assert_eq!(reread.clusters[0].name, "aaa", "name order first");
+        let kept = reread.numbered_like(&running).unwrap();
+        let names: Vec<&str> = kept.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["new", "old", "aaa"]);
+        assert_eq!(kept.cluster(kept.routes.default).name, "old");
+        let rule = kept.routes.topics.last().unwrap();
+        assert_eq!(
+            (
+                kept.cluster(rule.produce).name.as_str(),
+                kept.cluster(rule.fetch).name.as_str()
+            ),
+            ("aaa", "new")
+        );
+        assert!(
+            running.numbered_like(&kept).is_none(),
+            "a cluster is missing"
+        );
     }
 
     #[test]

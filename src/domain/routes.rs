@@ -55,6 +55,24 @@ pub struct RouteTable {
     stitches: Stitches,
 }
 
+/// Topic rules as patterns: an exact name is more specific than any glob,
+/// so it wins; globs are tried in the order the file lists them.
+fn topic_rules(config: &RoutesConfig) -> Vec<(Pattern, Route)> {
+    let mut rules: Vec<(Pattern, Route)> = config
+        .topics
+        .iter()
+        .map(|t| {
+            let route = Route {
+                produce: t.produce,
+                fetch: t.fetch,
+            };
+            (t.pattern.clone(), route)
+        })
+        .collect();
+    rules.sort_by_key(|(p, _)| matches!(p, Pattern::Glob(_)));
+    rules
+}
+
 /// Group or transactional-id rules as patterns, in file order.
 fn coordinator_rules(rules: &[crate::config::GroupRouteConfig]) -> Vec<(Pattern, ClusterIdx)> {
     rules
@@ -65,30 +83,24 @@ fn coordinator_rules(rules: &[crate::config::GroupRouteConfig]) -> Vec<(Pattern,
 
 impl RouteTable {
     pub fn new(config: &RoutesConfig) -> RouteTable {
-        let mut rules: Vec<(Pattern, Route)> = config
-            .topics
-            .iter()
-            .map(|t| {
-                let pattern = t.pattern.clone();
-                let route = Route {
-                    produce: t.produce,
-                    fetch: t.fetch,
-                };
-                (pattern, route)
-            })
-            .collect();
-        // An exact name is more specific than any glob, so it wins; globs are
-        // tried in the order the file lists them.
-        rules.sort_by_key(|(p, _)| matches!(p, Pattern::Glob(_)));
         RouteTable {
             default: config.default,
-            rules,
+            rules: topic_rules(config),
             runtime: HashMap::new(),
             generations: HashMap::new(),
             runtime_groups: HashMap::new(),
             stitches: Stitches::default(),
             groups: coordinator_rules(&config.groups),
             transactions: coordinator_rules(&config.transactions),
+        }
+    }
+
+    /// This table with `config`'s topic rules in place of its own; runtime
+    /// routes, generations and stitches stay.
+    pub fn with_topic_rules(&self, config: &RoutesConfig) -> RouteTable {
+        RouteTable {
+            rules: topic_rules(config),
+            ..self.clone()
         }
     }
 

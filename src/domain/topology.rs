@@ -9,9 +9,11 @@ use crate::domain::ids::{ClusterIdx, UpstreamNodeId, VirtualNodeId};
 
 /// Maps between upstream and virtual node ids and the ports virtual brokers
 /// listen on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Topology {
-    bases: Vec<i32>,
+    /// Each cluster's `node_id_base`, by [`ClusterIdx`]; append-only, as
+    /// the clusters are.
+    bases: boxcar::Vec<i32>,
     broker_port_base: u16,
 }
 
@@ -21,6 +23,11 @@ impl Topology {
             bases: config.clusters.iter().map(|c| c.node_id_base).collect(),
             broker_port_base: config.proxy.broker_port_base,
         }
+    }
+
+    /// Numbers the brokers of a cluster added after the others.
+    pub fn add(&self, node_id_base: i32) {
+        self.bases.push(node_id_base);
     }
 
     /// The virtual id of an upstream node; negative ids (-1, "no leader")
@@ -61,7 +68,7 @@ mod tests {
 
     fn topology() -> Topology {
         Topology {
-            bases: vec![0, 1000],
+            bases: [0, 1000].into_iter().collect(),
             broker_port_base: 9100,
         }
     }

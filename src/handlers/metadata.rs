@@ -167,7 +167,7 @@ fn cached_topics(
 fn topic_name_by_id(proxy: &Proxy, id: &[u8; 16]) -> Option<String> {
     let id = uuid(*id);
     let cluster_id = &proxy.config().proxy.cluster_id;
-    proxy.clusters().iter().find_map(|c| {
+    proxy.clusters().find_map(|c| {
         c.with_view(|v| {
             v.topics
                 .keys()

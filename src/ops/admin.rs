@@ -22,6 +22,7 @@ use crate::ops::fleet::Fleet;
 use crate::ops::flip::{self, Side};
 use crate::ops::state::RouteEntry;
 use crate::runtime::proxy::Proxy;
+use crate::runtime::reload;
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 64 * 1024;
@@ -50,12 +51,17 @@ pub enum AdminRequest {
     FlipGroup {
         group: String,
         to: String,
+        /// Say what the move would do, and do nothing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
     },
     /// Writes a group's committed offsets into one cluster's own offsets.
     Detach {
         group: String,
         cluster: String,
     },
+    /// Reads the config file again and applies what can change live.
+    Reload,
 }
 
 /// The admin socket's answer to one request: its result, or why it failed.
@@ -223,7 +229,8 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
             }
             Err(e) => Answer::refused(e),
         },
-        AdminRequest::FlipGroup { group, to } => match flip::cluster_named(proxy, &to) {
+        AdminRequest::FlipGroup { group, to, dry_run } => match flip::cluster_named(proxy, &to) {
+            Ok(to) if dry_run => Answer::outcome(group_move::dry_run(proxy, &group, to).await),
             Ok(to) => {
                 let result = match fleet {
                     Some(fleet) => fleet.move_group(proxy, &group, to).await,
@@ -238,6 +245,7 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
             Ok(to) => Answer::outcome(detach::detach(proxy, &group, to).await),
             Err(e) => Answer::refused(e),
         },
+        AdminRequest::Reload => Answer::outcome(reload::reload(proxy).await),
     }
 }
 
@@ -288,7 +296,6 @@ fn routes(proxy: &Proxy) -> Value {
 pub async fn status(proxy: &Proxy) -> Value {
     let clusters: Vec<Value> = proxy
         .clusters()
-        .iter()
         .map(|c| {
             c.with_view(|v| {
                 let brokers: Vec<Value> = v
@@ -372,6 +379,7 @@ mod tests {
         let group = AdminRequest::FlipGroup {
             group: "billing".into(),
             to: "new".into(),
+            dry_run: false,
         };
         assert_eq!(
             serde_json::to_string(&group).unwrap(),

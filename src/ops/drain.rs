@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::domain::ids::ClusterIdx;
 use crate::domain::offsets::{Offset, VirtualOffset};
 use crate::metrics as m;
 use crate::runtime::proxy::Proxy;
@@ -92,7 +93,7 @@ pub async fn old_cluster_writes(proxy: &Proxy) -> Result<BTreeMap<String, i64>, 
     }
     let mut writes: BTreeMap<String, i64> = BTreeMap::new();
     for ((topic, cluster), stitched) in ends {
-        let now = proxy.clusters()[cluster].log_ends(&topic).await?;
+        let now = proxy.cluster(ClusterIdx(cluster)).log_ends(&topic).await?;
         let beyond: i64 = stitched
             .iter()
             .filter_map(|(p, end)| now.get(p).map(|n| (n.0 - end).max(0)))

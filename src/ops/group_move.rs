@@ -251,17 +251,7 @@ pub(crate) async fn copy(
     let upstream = upstream(group);
     let (source, target) = (proxy.cluster(from), proxy.cluster(to));
     let offsets: Vec<CommittedOffset> = source.group_offsets(group).await.map_err(&upstream)?;
-    // A coordinator keeps offsets only for partitions its cluster has.
-    for (topic, needed) in partitions_needed(&offsets) {
-        let has = target.partition_count(topic).await.map_err(&upstream)?;
-        if has.is_none_or(|n| n < needed) {
-            return Err(GroupMoveError::TopicMissing {
-                group: group.to_owned(),
-                topic: topic.to_owned(),
-                cluster: target.name().to_owned(),
-            });
-        }
-    }
+    target_keeps(proxy, group, &offsets, to).await?;
     target
         .commit_group_offsets(group, &offsets)
         .await
@@ -274,6 +264,88 @@ pub(crate) async fn copy(
         });
     }
     Ok(offsets.len())
+}
+
+/// A coordinator keeps offsets only for partitions its cluster has: the
+/// target must have every partition `offsets` names.
+async fn target_keeps(
+    proxy: &Proxy,
+    group: &str,
+    offsets: &[CommittedOffset],
+    to: ClusterIdx,
+) -> Result<(), GroupMoveError> {
+    let target = proxy.cluster(to);
+    for (topic, needed) in partitions_needed(offsets) {
+        let has = target
+            .partition_count(topic)
+            .await
+            .map_err(upstream(group))?;
+        if has.is_none_or(|n| n < needed) {
+            return Err(GroupMoveError::TopicMissing {
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+                cluster: target.name().to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a move would do now, without doing any of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupMovePreview {
+    pub group: String,
+    pub from: String,
+    pub to: String,
+    /// False when the group is already coordinated by the target.
+    pub changed: bool,
+    /// The committed offsets the move would copy, as they stand now (the
+    /// move holds the group first, so commits meanwhile add to them).
+    pub offsets: Vec<PreviewOffset>,
+}
+
+/// One committed offset a move would copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Everything a move of `group` to `to` would check and copy, read now:
+/// nothing held, copied, recorded or switched. Refuses as the move would
+/// (a live group of that name on the target, a topic it lacks).
+pub async fn dry_run(
+    proxy: &Arc<Proxy>,
+    group: &str,
+    to: ClusterIdx,
+) -> Result<GroupMovePreview, GroupMoveError> {
+    // A dry run takes no turn: a move of the group may start meanwhile.
+    let (running, from, report) = begin(proxy, group, to)?;
+    drop(running);
+    let mut preview = GroupMovePreview {
+        group: report.group,
+        from: report.from,
+        to: report.to,
+        changed: report.changed,
+        offsets: Vec::new(),
+    };
+    if !preview.changed {
+        return Ok(preview);
+    }
+    prepare(proxy, group, to).await?;
+    let source = proxy.cluster(from);
+    let offsets = source.group_offsets(group).await.map_err(upstream(group))?;
+    target_keeps(proxy, group, &offsets, to).await?;
+    preview.offsets = offsets
+        .into_iter()
+        .map(|o| PreviewOffset {
+            topic: o.topic,
+            partition: o.partition,
+            offset: o.offset.0,
+        })
+        .collect();
+    Ok(preview)
 }
 
 impl GroupMoveReport {

@@ -57,7 +57,6 @@ impl Observed {
         }
         let unloaded: Vec<&str> = proxy
             .clusters()
-            .iter()
             .filter(|c| c.with_view(|v| v.api_versions.is_none()))
             .map(|c| c.name())
             .collect();

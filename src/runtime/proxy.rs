@@ -5,12 +5,14 @@
 //! an upstream cluster changes, before any client is told about them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::task::JoinHandle;
 
 use super::listeners::{self, ConnectionLimits};
 use super::shutdown::Shutdown;
+use crate::auth::ClientSecurity;
 use crate::config::Config;
 use crate::domain::gates::{Gates, Running};
 use crate::domain::ids::ClusterIdx;
@@ -82,7 +84,8 @@ struct OpenListener {
 }
 
 pub struct Proxy {
-    config: Config,
+    /// The config as last (re)loaded.
+    config: RwLock<Arc<Config>>,
     topology: Topology,
     routes: RwLock<Arc<RouteTable>>,
     /// Runtime routes and flip history, as last saved to the store.
@@ -97,9 +100,14 @@ pub struct Proxy {
     group_moves: Running,
     producer_ids: ProducerIds,
     connections: Arc<ConnectionLimits>,
-    /// TLS and SASL towards clients.
-    security: crate::auth::ClientSecurity,
-    clusters: Vec<Arc<Cluster>>,
+    /// TLS and SASL towards clients, as last (re)loaded.
+    security: RwLock<Arc<ClientSecurity>>,
+    /// Counts the reloads of `security`, so that a session notices one
+    /// without taking its lock on every request.
+    security_generation: AtomicU64,
+    /// Append-only: a reload adds clusters, never removes one, and a
+    /// cluster's index never changes.
+    clusters: boxcar::Vec<Arc<Cluster>>,
     listeners: Mutex<HashMap<VirtualNodeId, OpenListener>>,
     accept_loop: AcceptLoop,
     /// Ports that failed to bind, so each failure is reported once.
@@ -108,8 +116,12 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The config as last (re)loaded.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn topology(&self) -> &Topology {
@@ -155,9 +167,17 @@ impl Proxy {
         &self.connections
     }
 
-    /// TLS and SASL towards clients.
-    pub fn security(&self) -> &crate::auth::ClientSecurity {
-        &self.security
+    /// TLS and SASL towards clients, as last (re)loaded.
+    pub fn security(&self) -> Arc<ClientSecurity> {
+        self.security
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many times the client security has been reloaded.
+    pub fn security_generation(&self) -> u64 {
+        self.security_generation.load(Ordering::Acquire)
     }
 
     /// The drain every accept loop and session watches, and what it
@@ -166,9 +186,15 @@ impl Proxy {
         &self.shutdown
     }
 
-    /// Every upstream cluster, in name order ([`ClusterIdx`] indexes it).
-    pub fn clusters(&self) -> &[Arc<Cluster>] {
-        &self.clusters
+    /// Every upstream cluster, in [`ClusterIdx`] order: the config's
+    /// name order, then the clusters reloads added.
+    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.clusters.iter().map(|(_, c)| c)
+    }
+
+    /// How many upstream clusters there are.
+    pub fn cluster_count(&self) -> usize {
+        self.clusters.count()
     }
 
     /// A proxy for `config`, with the runtime routes of `state` (as
@@ -180,7 +206,7 @@ impl Proxy {
         state: State,
         accept_loop: AcceptLoop,
     ) -> anyhow::Result<Arc<Proxy>> {
-        let security = crate::auth::ClientSecurity::from_config(&config)?;
+        let security = ClientSecurity::from_config(&config)?;
         let mut routes = RouteTable::new(&config.routes);
         for (topic, entry) in &state.routes {
             let route = route_of(&config, entry).ok_or_else(|| StateError::Parse {
@@ -210,12 +236,14 @@ impl Proxy {
                 })?;
             routes = routes.with_runtime_group(group, idx);
         }
-        let clusters = config
-            .clusters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| Cluster::new(ClusterIdx(i), c.clone(), &config.proxy).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
+        let clusters = boxcar::Vec::new();
+        for (i, c) in config.clusters.iter().enumerate() {
+            clusters.push(Arc::new(Cluster::new(
+                ClusterIdx(i),
+                c.clone(),
+                &config.proxy,
+            )?));
+        }
         Ok(Arc::new(Proxy {
             topology: Topology::new(&config),
             routes: RwLock::new(Arc::new(routes)),
@@ -230,14 +258,41 @@ impl Proxy {
                 config.proxy.max_connections,
                 config.proxy.max_connections_per_ip,
             ),
-            security,
+            security: RwLock::new(Arc::new(security)),
+            security_generation: AtomicU64::new(0),
             clusters,
-            config,
+            config: RwLock::new(Arc::new(config)),
             listeners: Mutex::new(HashMap::new()),
             accept_loop,
             bind_failures: Mutex::new(HashSet::new()),
             shutdown: Arc::default(),
         }))
+    }
+
+    /// Puts a reloaded config in place: its client security, the upstream
+    /// security of each cluster it keeps (`upstream`, in index order), the
+    /// clusters it adds (`added`, indexed after the others) and `routes`.
+    /// The caller holds the state lock, so no flip switches meanwhile.
+    pub fn apply_reload(
+        &self,
+        config: Config,
+        security: ClientSecurity,
+        upstream: Vec<crate::upstream::UpstreamSecurity>,
+        added: Vec<Arc<Cluster>>,
+        routes: RouteTable,
+    ) {
+        for (cluster, security) in self.clusters().zip(upstream) {
+            cluster.set_security(security);
+        }
+        for cluster in added {
+            self.topology.add(cluster.config.node_id_base);
+            let at = self.clusters.push(cluster);
+            debug_assert_eq!(at, self.clusters[at].idx.0);
+        }
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        *self.security.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(security);
+        self.security_generation.fetch_add(1, Ordering::AcqRel);
+        self.set_routes(routes);
     }
 
     /// The route table now; a flip swaps in a new one.
@@ -261,7 +316,8 @@ impl Proxy {
             return Ok(());
         }
         const SOURCE: &str = "the state topic";
-        let route = route_of(&self.config, &record.to).ok_or_else(|| StateError::Parse {
+        let config = self.config();
+        let route = route_of(&config, &record.to).ok_or_else(|| StateError::Parse {
             path: SOURCE.to_owned(),
             message: format!(
                 "flip of topic '{}' routes to cluster '{}' or '{}', which the config does not have",
@@ -269,7 +325,7 @@ impl Proxy {
             ),
         })?;
         let routes = self.routes().with_runtime_route(&record.topic, route);
-        self.set_routes(with_stitch_of(&self.config, routes, record, SOURCE)?);
+        self.set_routes(with_stitch_of(&config, routes, record, SOURCE)?);
         crate::ops::state_topic::records::apply_flip(&mut state, record.clone());
         Ok(())
     }
@@ -296,10 +352,7 @@ impl Proxy {
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<ClusterIdx> {
-        self.clusters
-            .iter()
-            .find(|c| c.name() == name)
-            .map(|c| c.idx)
+        self.clusters().find(|c| c.name() == name).map(|c| c.idx)
     }
 
     /// A route as the state file and admin socket spell it.
@@ -319,7 +372,7 @@ impl Proxy {
     /// name order keeps it and the clash is logged (once per id).
     pub fn virtual_brokers(&self) -> Vec<VirtualBroker> {
         let mut out: BTreeMap<VirtualNodeId, VirtualBroker> = BTreeMap::new();
-        for cluster in &self.clusters {
+        for cluster in self.clusters() {
             let brokers: Vec<_> = cluster.with_view(|v| {
                 v.brokers
                     .iter()
@@ -419,7 +472,7 @@ impl Proxy {
             if open.contains_key(&broker.id) {
                 continue;
             }
-            let addr = std::net::SocketAddr::new(self.config.proxy.listen.ip(), broker.port);
+            let addr = std::net::SocketAddr::new(self.config().proxy.listen.ip(), broker.port);
             match listeners::bind(addr) {
                 Ok(listener) => {
                     self.bind_failures

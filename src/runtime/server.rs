@@ -12,7 +12,9 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use super::http::{self, Observed};
 use super::listeners::bind;
 use super::proxy::{ListenerKind, Proxy};
+use super::reload;
 use super::shutdown::{DrainEnd, DrainReport};
+use super::views;
 use crate::config::{Config, StateConfig};
 use crate::metrics;
 use crate::ops::admin;
@@ -20,7 +22,6 @@ use crate::ops::fleet::Fleet;
 use crate::ops::state::{StateFile, StateStore};
 use crate::ops::state_topic::StateTopic;
 use crate::session;
-use crate::upstream::Cluster;
 
 /// Accepts clients until the proxy drains (the listener closes then); each
 /// one gets its own session task, as long as the connection caps allow.
@@ -46,7 +47,7 @@ pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: Listene
                         biased;
                         // Nothing asked yet: nothing to finish.
                         () = proxy.shutdown().signalled() => return,
-                        accepted = proxy.security().accept(stream) => accepted,
+                        accepted = async { proxy.security().accept(stream).await } => accepted,
                     };
                     match accepted {
                         Ok(stream) => session::serve(proxy, stream, peer, kind, &open).await,
@@ -66,41 +67,6 @@ pub async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, kind: Listene
                 // Out of file descriptors and the like: back off, keep going.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Keeps one cluster's view fresh. An unreachable cluster is reported by
-/// name and address when it goes down and when it comes back, and retried
-/// every couple of seconds meanwhile; the proxy never exits over it.
-async fn refresh_loop(proxy: Arc<Proxy>, cluster: Arc<Cluster>) {
-    let every = proxy.config().proxy.metadata_refresh;
-    let retry = every.min(Duration::from_secs(2));
-    let mut was_up: Option<bool> = None;
-    loop {
-        match cluster.fetch_metadata(None, false).await {
-            Ok(_) => {
-                cluster.meters().reachable(true);
-                proxy.sync_listeners();
-                if was_up != Some(true) {
-                    let brokers = cluster.with_view(|v| v.brokers.len());
-                    tracing::info!(cluster = cluster.name(), brokers, "cluster view refreshed");
-                }
-                was_up = Some(true);
-                tokio::time::sleep(every).await;
-            }
-            Err(e) => {
-                cluster.meters().reachable(false);
-                if was_up != Some(false) {
-                    tracing::warn!(
-                        cluster = cluster.name(),
-                        error = %e,
-                        "upstream cluster unreachable; retrying every {retry:?}"
-                    );
-                }
-                was_up = Some(false);
-                tokio::time::sleep(retry).await;
             }
         }
     }
@@ -184,11 +150,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(admin::serve(proxy.clone(), fleet, admin));
     tracing::info!(
         listen = %proxy.config().proxy.listen,
-        clusters = proxy.clusters().len(),
+        clusters = proxy.cluster_count(),
         "switchyard listening"
     );
     for cluster in proxy.clusters() {
-        tokio::spawn(refresh_loop(proxy.clone(), cluster.clone()));
+        tokio::spawn(views::refresh_loop(proxy.clone(), cluster.clone()));
     }
     tokio::spawn(crate::ops::drain::refresh_loop(proxy.clone()));
     tokio::spawn(accept_loop(
@@ -198,7 +164,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     observed.serving(proxy.clone());
 
-    let mut stop = StopSignals::new()?;
+    let mut stop = StopSignals::new(proxy.clone())?;
     stop.next().await;
     let report = drain(&proxy, &mut stop).await;
     if report.cut_short() {
@@ -210,21 +176,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT, each time either comes. SIGHUP, which would end
-/// the process, is caught and said to change nothing: re-reading the
-/// config while running is not built yet.
+/// SIGTERM and SIGINT, each time either comes. SIGHUP reloads the config
+/// (as `switchyard reload` does) and waits on.
 struct StopSignals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    proxy: Arc<Proxy>,
 }
 
 impl StopSignals {
-    fn new() -> std::io::Result<StopSignals> {
+    fn new(proxy: Arc<Proxy>) -> std::io::Result<StopSignals> {
         Ok(StopSignals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            proxy,
         })
     }
 
@@ -233,10 +200,12 @@ impl StopSignals {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
-                _ = self.hup.recv() => tracing::warn!(
-                    "SIGHUP: re-reading the config while running is not supported yet; \
-                     still running with the config it started with (restart to apply a change)"
-                ),
+                _ = self.hup.recv() => {
+                    // Success is logged by the reload itself.
+                    if let Err(e) = reload::reload(&self.proxy).await {
+                        tracing::warn!("SIGHUP: config reload {e}");
+                    }
+                }
             }
         }
     }

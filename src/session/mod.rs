@@ -170,7 +170,7 @@ pub async fn serve(
     let (mut read, mut write) = stream.into_split();
     let (tx, rx) = mpsc::channel(proxy.config().proxy.max_in_flight);
     let mut session = Session {
-        auth: ClientAuth::new(proxy.security(), peer),
+        auth: ClientAuth::new(&proxy.security(), proxy.security_generation(), peer),
         proxy,
         listener,
         own_broker: None,
@@ -279,6 +279,12 @@ impl Session {
                 }
             }
             let request = Request::read(frame)?;
+            let generation = self.proxy.security_generation();
+            if !self.auth.is_current(generation)
+                && !self.auth.renew(&self.proxy.security(), generation)
+            {
+                return Ok(Stopped::ClientDone);
+            }
             if let Some(user) = self.auth.user() {
                 let (api, header) = (request.spec.key, &request.header);
                 let parsed = request.partitioned.as_ref();

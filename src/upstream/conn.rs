@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use super::error::UpstreamError;
 use super::security::{UpstreamSecurity, UpstreamWrite};
 use crate::metrics::ClusterMeters;
-use crate::wire::codec;
+use crate::wire::{bounded, codec};
 use crate::wire::{read_frame, Frame};
 
 /// The answer to one request, delivered to whoever sent it.
@@ -28,6 +28,7 @@ struct Waiter {
     correlation_id: i32,
     reply: oneshot::Sender<Result<Frame, UpstreamError>>,
     api: i16,
+    version: i16,
     sent: Instant,
 }
 
@@ -96,6 +97,7 @@ impl UpstreamConn {
                 };
                 meters.received.increment(frame.0.len() as u64);
                 meters.api.answered(waiter.api, waiter.sent.elapsed());
+                count_error_codes(&meters, waiter.api, waiter.version, &frame);
                 if frame.response_correlation_id() != Some(waiter.correlation_id) {
                     let reason = format!(
                         "response correlation id {:?} does not match request {}",
@@ -152,7 +154,10 @@ impl UpstreamConn {
         if self.is_closed() {
             return Err(self.lost("already closed"));
         }
-        let api = Frame::request_api_key(frame);
+        let (api, version) = (
+            Frame::request_api_key(frame),
+            Frame::request_api_version(frame),
+        );
         self.meters.api.request(api);
         self.meters.sent.increment(frame.len() as u64);
         let mut writer = self.writer.lock().await;
@@ -165,6 +170,7 @@ impl UpstreamConn {
                     correlation_id,
                     reply: tx,
                     api,
+                    version,
                     sent: Instant::now(),
                 })
                 .map_err(|_| self.lost("reader stopped"))?;
@@ -211,4 +217,22 @@ impl UpstreamConn {
         codec::decode_response(api, version, &frame)
             .map_err(|e| UpstreamError::from((self.addr.clone(), e)))
     }
+}
+
+/// Counts the error codes an upstream answer carries (see
+/// [`crate::metrics::UPSTREAM_ERROR_CODES`]); an answer that does not walk
+/// is left to whoever decodes it to report.
+fn count_error_codes(meters: &ClusterMeters, api: i16, version: i16, frame: &Frame) {
+    let Ok(key) = ApiKey::try_from(api) else {
+        return;
+    };
+    let mut r = crate::wire::Reader::new(frame.body(), "response header");
+    if r.i32().is_err() {
+        return;
+    }
+    if key.response_header_version(version) >= 1 && r.skip_tagged_fields().is_err() {
+        return;
+    }
+    let body = &frame.0[Frame::PREFIX + r.position()..];
+    bounded::error_codes(key, version, body, &mut |code| meters.error_code(api, code));
 }

@@ -10,3 +10,4 @@ pub mod security;
 pub use cluster::{BrokerAddr, Cluster, ClusterView};
 pub use conn::UpstreamConn;
 pub use error::UpstreamError;
+pub use security::UpstreamSecurity;

@@ -37,13 +37,26 @@ pub fn check_response(api: ApiKey, version: i16, body: &[u8]) -> Result<(), Wire
         });
     };
     let mut r = Reader::new(body, layout.name);
-    walk_struct(&mut r, layout, version).map_err(|e| WireError {
+    walk_struct(&mut r, layout, version, &mut |_| {}).map_err(|e| WireError {
         what: e.what,
         detail: format!(
             "{} (refused before decoding; check that the upstream is a healthy Kafka broker)",
             e.detail
         ),
     })
+}
+
+/// Every non-zero `error_code` a response body for `api` at `version`
+/// carries (the top-level one and each topic's, partition's, group's...),
+/// each passed to `found`, in wire order. `false` when the proxy has no
+/// layout for `api` or the body does not walk (nothing is counted then
+/// beyond what was found).
+pub fn error_codes(api: ApiKey, version: i16, body: &[u8], found: &mut dyn FnMut(i16)) -> bool {
+    let Some(layout) = response_layout(api) else {
+        return false;
+    };
+    let mut r = Reader::new(body, layout.name);
+    walk_struct(&mut r, layout, version, found).is_ok()
 }
 
 fn in_field(name: &'static str) -> impl FnOnce(WireError) -> WireError {
@@ -53,7 +66,14 @@ fn in_field(name: &'static str) -> impl FnOnce(WireError) -> WireError {
     }
 }
 
-fn walk_struct(r: &mut Reader<'_>, layout: &Layout, version: i16) -> Result<(), WireError> {
+/// Walks one struct; each non-zero `error_code` field is passed to
+/// `found`.
+fn walk_struct(
+    r: &mut Reader<'_>,
+    layout: &Layout,
+    version: i16,
+    found: &mut dyn FnMut(i16),
+) -> Result<(), WireError> {
     let (low, high) = layout.versions;
     if !(low..=high).contains(&version) {
         return Err(r.error(format!(
@@ -62,9 +82,17 @@ fn walk_struct(r: &mut Reader<'_>, layout: &Layout, version: i16) -> Result<(), 
         )));
     }
     for field in layout.fields {
-        if let Some((_, kind)) = field.alts.iter().find(|(m, _)| holds(*m, version)) {
-            walk(r, kind, version).map_err(in_field(field.name))?;
+        let Some((_, kind)) = field.alts.iter().find(|(m, _)| holds(*m, version)) else {
+            continue;
+        };
+        if field.name == "error_code" && matches!(kind, Kind::Fixed(2)) {
+            match r.i16()? {
+                0 => {}
+                code => found(code),
+            }
+            continue;
         }
+        walk(r, kind, version, found).map_err(in_field(field.name))?;
     }
     if holds(layout.flexible, version) {
         let count = r.unsigned_varint()?;
@@ -76,7 +104,7 @@ fn walk_struct(r: &mut Reader<'_>, layout: &Layout, version: i16) -> Result<(), 
                 .iter()
                 .find(|t| t.tag == tag && holds(t.versions, version))
             {
-                Some(t) => walk(r, &t.kind, version).map_err(in_field("tagged field"))?,
+                Some(t) => walk(r, &t.kind, version, found).map_err(in_field("tagged field"))?,
                 // Unknown to the decoder at this version: it keeps the
                 // bytes whole (or refuses the tag) and reads nothing inside.
                 None => {
@@ -88,7 +116,12 @@ fn walk_struct(r: &mut Reader<'_>, layout: &Layout, version: i16) -> Result<(), 
     Ok(())
 }
 
-fn walk(r: &mut Reader<'_>, kind: &Kind, version: i16) -> Result<(), WireError> {
+fn walk(
+    r: &mut Reader<'_>,
+    kind: &Kind,
+    version: i16,
+    found: &mut dyn FnMut(i16),
+) -> Result<(), WireError> {
     match *kind {
         Kind::Fixed(n) => {
             r.bytes(n)?;
@@ -98,10 +131,10 @@ fn walk(r: &mut Reader<'_>, kind: &Kind, version: i16) -> Result<(), WireError> 
         Kind::Array { compact, of } => {
             let n = r.array_len(compact, min_size(of, version))?.unwrap_or(0);
             for _ in 0..n {
-                walk(r, of, version)?;
+                walk(r, of, version, found)?;
             }
         }
-        Kind::Struct(layout) => walk_struct(r, layout, version)?,
+        Kind::Struct(layout) => walk_struct(r, layout, version, found)?,
     }
     Ok(())
 }
@@ -164,7 +197,7 @@ mod tests {
     use crate::wire::Frame;
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::{Decodable, Encodable};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
     /// A frame around `body`: size, correlation id, header tagged fields.
     fn frame(api: ApiKey, version: i16, body: &[u8]) -> Frame {
@@ -268,6 +301,48 @@ mod tests {
     /// is refused by the walk with a clear error (were it not, the decoder
     /// would abort this test); a body with every field present passes and
     /// decodes to its last byte; the default answer still decodes.
+    #[test]
+    fn error_codes_are_found_at_every_level_of_an_answer() {
+        use kafka_protocol::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        let partition = |index, error_code| {
+            PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(error_code)
+        };
+        let answer = ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("a")))
+                .with_partition_responses(vec![partition(0, 6), partition(1, 0)]),
+            TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("b")))
+                .with_partition_responses(vec![partition(0, 46)]),
+        ]);
+        for version in [3, 9, 12] {
+            let mut body = BytesMut::new();
+            answer.encode(&mut body, version).unwrap();
+            let mut found = Vec::new();
+            assert!(error_codes(ApiKey::Produce, version, &body, &mut |c| found.push(c)));
+            assert_eq!(found, [6, 46], "v{version}");
+            // Cut short: what was read before the cut is all there is.
+            let mut found = Vec::new();
+            let walked = error_codes(
+                ApiKey::Produce,
+                version,
+                &body[..body.len() / 2],
+                &mut |c| found.push(c),
+            );
+            assert!(!walked && found.len() <= 2);
+        }
+        let answer = HeartbeatResponse::default().with_error_code(27);
+        let mut body = BytesMut::new();
+        answer.encode(&mut body, 4).unwrap();
+        let mut found = Vec::new();
+        assert!(error_codes(ApiKey::Heartbeat, 4, &body, &mut |c| found.push(c)));
+        assert_eq!(found, [27]);
+    }
+
     fn layout_holds<R: Decodable + Encodable + Default>(api: ApiKey) {
         let layout = response_layout(api).expect("a layout");
         let (low, high) = layout.versions;

@@ -24,6 +24,13 @@ impl Frame {
             .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]))
     }
 
+    /// The api version a request frame names (-1 when it is too short).
+    pub fn request_api_version(frame: &[u8]) -> i16 {
+        frame
+            .get(Self::PREFIX + 2..Self::PREFIX + 4)
+            .map_or(-1, |v| i16::from_be_bytes([v[0], v[1]]))
+    }
+
     /// The correlation id of a response frame (its first field).
     pub fn response_correlation_id(&self) -> Option<i32> {
         let b = self.body().get(..4)?;

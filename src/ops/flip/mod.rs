@@ -49,7 +49,6 @@ pub fn cluster_named(proxy: &Proxy, name: &str) -> Result<ClusterIdx, FlipError>
             name: name.to_owned(),
             known: proxy
                 .clusters()
-                .iter()
                 .map(|c| c.name().to_owned())
                 .collect::<Vec<_>>()
                 .join(", "),

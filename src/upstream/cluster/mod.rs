@@ -85,8 +85,9 @@ pub struct Cluster {
     pub config: ClusterConfig,
     view: RwLock<ClusterView>,
     control: tokio::sync::Mutex<Option<Arc<UpstreamConn>>>,
-    /// TLS and SASL for every connection to this cluster.
-    security: UpstreamSecurity,
+    /// TLS and SASL for every new connection to this cluster; a reload
+    /// puts in another (the connections open keep theirs).
+    security: RwLock<Arc<UpstreamSecurity>>,
     connect_timeout: Duration,
     request_timeout: Duration,
     max_frame: usize,
@@ -108,7 +109,7 @@ impl Cluster {
         proxy: &ProxyConfig,
     ) -> Result<Cluster, crate::config::ConfigError> {
         Ok(Cluster {
-            security: UpstreamSecurity::from_config(&config)?,
+            security: RwLock::new(Arc::new(UpstreamSecurity::from_config(&config)?)),
             meters: Arc::new(ClusterMeters::new(&config.name)),
             idx,
             config,
@@ -123,14 +124,24 @@ impl Cluster {
     /// A new connection to one of this cluster's brokers, with the
     /// cluster's TLS and SASL done.
     pub async fn connect(&self, addr: &str) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        let security = self
+            .security
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         UpstreamConn::connect(
             addr,
             self.connect_timeout,
             self.max_frame,
-            &self.security,
+            &security,
             self.meters.clone(),
         )
         .await
+    }
+
+    /// TLS and SASL for the connections opened from now on.
+    pub fn set_security(&self, security: UpstreamSecurity) {
+        *self.security.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(security);
     }
 
     pub fn meters(&self) -> &ClusterMeters {
