@@ -27,7 +27,7 @@ SWITCHYARD_BROKER=0.6.0 cargo test -- --test-threads=2 \
     --skip a_fleet_flip_storm_across_three_instances_keeps_one_exact_log
 # One at a time against the later build.
 SWITCHYARD_BROKER=main cargo test --test stitched --test flips --test producer_ids \
-    --test consumer_group --test state_topic --test shutdown --test observability -- --test-threads=1
+    --test consumer_group --test state_topic --test shutdown --test observability --test reload -- --test-threads=1
 SWITCHYARD_BROKER=main cargo test --test storm a_flip_storm_under_load -- --test-threads=1
 SWITCHYARD_BIN="${CARGO_TARGET_DIR:-target}/debug/switchyard" bash scripts/demo.sh
 bash scripts/fuzz.sh
