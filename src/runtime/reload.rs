@@ -44,16 +44,6 @@ pub enum ReloadError {
     Refused(Vec<Problem>),
 }
 
-impl ReloadError {
-    /// Every problem the refusal names.
-    pub fn problems(&self) -> &[Problem] {
-        match self {
-            ReloadError::NoFile => &[],
-            ReloadError::Invalid(p) | ReloadError::Refused(p) => p,
-        }
-    }
-}
-
 fn list(problems: &[Problem]) -> String {
     let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
     lines.join("\n")

@@ -226,13 +226,10 @@ fn count_error_codes(meters: &ClusterMeters, api: i16, version: i16, frame: &Fra
     let Ok(key) = ApiKey::try_from(api) else {
         return;
     };
-    let mut r = crate::wire::Reader::new(frame.body(), "response header");
-    if r.i32().is_err() {
+    let Ok(start) = codec::body_start(key, version, frame) else {
         return;
-    }
-    if key.response_header_version(version) >= 1 && r.skip_tagged_fields().is_err() {
-        return;
-    }
-    let body = &frame.0[Frame::PREFIX + r.position()..];
-    bounded::error_codes(key, version, body, &mut |code| meters.error_code(api, code));
+    };
+    bounded::error_codes(key, version, &frame.0[start..], &mut |code| {
+        meters.error_code(api, code)
+    });
 }

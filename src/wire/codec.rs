@@ -99,14 +99,20 @@ pub fn request_frame<R: Encodable>(
 /// [`bounded::check_response`]: the only way to an upstream body meant for
 /// a `kafka-protocol` decoder, so no count in it outgrows the frame.
 pub fn response_body(api: ApiKey, version: i16, frame: &Frame) -> Result<Bytes, CodecError> {
+    let body = frame.0.slice(body_start(api, version, frame)?..);
+    bounded::check_response(api, version, &body)?;
+    Ok(body)
+}
+
+/// Where a response frame's body starts, past its header (correlation id,
+/// and tagged fields in flexible versions).
+pub fn body_start(api: ApiKey, version: i16, frame: &Frame) -> Result<usize, WireError> {
     let mut r = Reader::new(frame.body(), "response header");
     r.i32()?;
     if api.response_header_version(version) >= 1 {
         r.skip_tagged_fields()?;
     }
-    let body = frame.0.slice(Frame::PREFIX + r.position()..);
-    bounded::check_response(api, version, &body)?;
-    Ok(body)
+    Ok(Frame::PREFIX + r.position())
 }
 
 /// Decodes the body of an upstream response frame.
