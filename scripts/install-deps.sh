@@ -13,6 +13,8 @@
 #   - iproute2 (Debian), whose `ip netns` one test runs an instance under
 #   - systemd (Debian), whose `systemd-analyze verify` checks the unit file
 #   - tmux (Debian), the terminal `status --watch` is tested in
+#   - chromium and chromium-driver (Debian), the headless browser the
+#     console page is tested in, driven over WebDriver
 # Everything goes under $SWITCHYARD_TOOLS (default ~/.cache/switchyard/tools).
 # Prints the paths the test harness reads, as shell exports.
 #
@@ -44,6 +46,11 @@ fi
 if [ -n "$everything" ] && ! command -v tmux >/dev/null; then
   echo "installing tmux (apt), the terminal a test runs status --watch in..." >&2
   apt_install tmux
+fi
+
+if [ -n "$everything" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+  echo "installing chromium and chromium-driver (apt), for the console page's test..." >&2
+  apt_install chromium chromium-driver
 fi
 
 if [ -n "$everything" ] && ! command -v systemd-analyze >/dev/null; then

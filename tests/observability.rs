@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness::clients::{
-    create_topic, group_member, poll_records, produce_range, producer, queue_record,
-    wait_for_reports,
+    create_topic, group_behind, produce_range, producer, queue_record, wait_for_reports,
 };
 use harness::{wait_for, Broker, Proxy, ProxySetup, Scratch};
-use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::Producer;
 use serde_json::Value;
 
@@ -67,7 +65,7 @@ fn metrics_health_ready_and_status_show_a_migration() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("cluster(s) new"), "{body}");
     assert_eq!(proxy.http_get("/metricsX").0, 404);
-    assert_eq!(proxy.http_get("/").0, 404);
+    assert_eq!(proxy.http_get("/nothing-here").0, 404);
     new.restart();
     wait_for("/ready", Duration::from_secs(30), || {
         (proxy.http_get("/ready").0 == 200).then_some(())
@@ -77,13 +75,7 @@ fn metrics_health_ready_and_status_show_a_migration() {
     // Again: the cluster answers TOPIC_ALREADY_EXISTS (36), counted.
     create_topic(&proxy.bootstrap(), TOPIC, 1);
     create_topic(&new.addr(), TOPIC, 1);
-    let p = producer(&proxy.bootstrap(), &[("linger.ms", "0")]);
-    produce_range(&p, TOPIC, 0..100, |_| {});
-    // The group reads and commits the first 100; 100 more wait for it.
-    let member = group_member(&proxy.bootstrap(), "billing", TOPIC, "earliest");
-    assert_eq!(poll_records(&member, 100).len(), 100);
-    member.commit_consumer_state(CommitMode::Sync).unwrap();
-    produce_range(&p, TOPIC, 100..200, |_| {});
+    let member = group_behind(&proxy.bootstrap(), "billing", TOPIC);
 
     // A producer keeps writing while the topic flips: the fence holds it.
     let flipping = Arc::new(AtomicBool::new(true));

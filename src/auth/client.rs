@@ -66,6 +66,14 @@ impl ClientSecurity {
         self.sasl.is_some()
     }
 
+    /// The user `name` when `password` is theirs (one PBKDF2: run it off
+    /// the async threads); `None` without SASL users or when it is not.
+    pub fn login(&self, name: &str, password: &str) -> Option<Arc<User>> {
+        let (users, _) = self.sasl.as_ref()?;
+        let user = users.get(name)?;
+        user.credential.verify_password(password).then_some(user)
+    }
+
     /// The connection as the session will use it: after the TLS handshake
     /// when TLS is on (bounded, so a silent client cannot hold a slot).
     pub async fn accept(&self, stream: TcpStream) -> Result<ClientStream, AuthError> {

@@ -135,6 +135,7 @@ impl CheckedProxy {
             upstream_request_timeout: Duration::from_millis(p.upstream_request_timeout_ms),
             max_preauth_frame_bytes: p.max_preauth_frame_bytes,
             shutdown_grace: Duration::from_millis(p.shutdown_grace_ms),
+            console_actions: p.console.actions,
             tls,
             sasl: sasl.clone().flatten(),
         };

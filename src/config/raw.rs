@@ -271,6 +271,17 @@ pub(super) struct RawProxy {
     pub(super) shutdown_grace_ms: u64,
     pub(super) tls: Option<RawProxyTls>,
     pub(super) sasl: Option<RawProxySasl>,
+    #[serde(default)]
+    pub(super) console: RawConsole,
+}
+
+/// `[proxy.console]`: the page on `metrics_listen`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsole {
+    /// Flips and group moves from the page; off unless set.
+    #[serde(default)]
+    pub(super) actions: bool,
 }
 
 /// Kafka's own socket.request.max.bytes.

@@ -55,6 +55,9 @@ pub struct ProxyConfig {
     /// How long a drain (SIGTERM, SIGINT) waits for the requests in flight
     /// to be answered before it closes what is left.
     pub shutdown_grace: Duration,
+    /// `[proxy.console] actions`: flips and group moves may be started
+    /// from the console page.
+    pub console_actions: bool,
     /// `[proxy.tls]`: clients connect with TLS.
     pub tls: Option<ClientTlsConfig>,
     /// `[proxy.sasl]`: clients must authenticate.

@@ -37,6 +37,18 @@ impl RouteSide {
 
 /// Topic → route: runtime routes (from flips) first, then the configured
 /// rules, then the default.
+/// What decides a topic's route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteSource {
+    /// A flip: a runtime route, kept in the state.
+    Runtime,
+    /// A `[[routes.topic]]` rule.
+    Config,
+    /// No rule names it: `routes.default`.
+    Default,
+}
+
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     default: ClusterIdx,
@@ -208,17 +220,25 @@ impl RouteTable {
     }
 
     pub fn route(&self, topic: &str) -> Route {
+        self.route_and_source(topic).0
+    }
+
+    /// Where `topic` routes, and what says so: a runtime route (a flip),
+    /// a config rule, or the default cluster.
+    pub fn route_and_source(&self, topic: &str) -> (Route, RouteSource) {
         if let Some(route) = self.runtime.get(topic) {
-            return *route;
+            return (*route, RouteSource::Runtime);
         }
-        self.rules
-            .iter()
-            .find(|(p, _)| p.matches(topic))
-            .map(|(_, r)| *r)
-            .unwrap_or(Route {
-                produce: self.default,
-                fetch: self.default,
-            })
+        match self.rules.iter().find(|(p, _)| p.matches(topic)) {
+            Some((_, r)) => (*r, RouteSource::Config),
+            None => (
+                Route {
+                    produce: self.default,
+                    fetch: self.default,
+                },
+                RouteSource::Default,
+            ),
+        }
     }
 
     /// The cluster whose partition leaders a client is shown for `topic`.

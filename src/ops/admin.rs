@@ -18,8 +18,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::{detach, group_move, steps};
+use crate::domain::ids::ClusterIdx;
 use crate::ops::fleet::Fleet;
 use crate::ops::flip::{self, Side};
+use crate::ops::journal::FailedMove;
 use crate::ops::state::RouteEntry;
 use crate::runtime::proxy::Proxy;
 use crate::runtime::reload;
@@ -192,14 +194,16 @@ async fn connection(proxy: Arc<Proxy>, fleet: Option<Arc<Fleet>>, stream: UnixSt
 
 /// Answers one request line; never panics, whatever the line holds.
 pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8]) -> Answer {
-    let request: AdminRequest = match serde_json::from_slice(line) {
-        Ok(r) => r,
-        Err(e) => {
-            return Answer::refused(format!(
-                "malformed request ({e}); expected one JSON object per line, e.g. {{\"cmd\":\"routes\"}}"
-            ))
-        }
-    };
+    match serde_json::from_slice(line) {
+        Ok(request) => run(proxy, fleet, request).await,
+        Err(e) => Answer::refused(format!(
+            "malformed request ({e}); expected one JSON object per line, e.g. {{\"cmd\":\"routes\"}}"
+        )),
+    }
+}
+
+/// Carries out one request: the admin socket's, or the console's.
+pub async fn run(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, request: AdminRequest) -> Answer {
     match request {
         AdminRequest::Routes => Answer::done(routes(proxy)),
         AdminRequest::Status => Answer::done(status(proxy).await),
@@ -224,8 +228,7 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
                     Some(fleet) => fleet.flip(proxy, &asked).await,
                     None => flip::flip(proxy, &asked).await,
                 };
-                steps::count_outcome("topic", &result, |r| r.changed);
-                Answer::outcome(result)
+                settle(proxy, "topic", &asked.topic, to, result, |r| r.changed)
             }
             Err(e) => Answer::refused(e),
         },
@@ -236,8 +239,7 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
                     Some(fleet) => fleet.move_group(proxy, &group, to).await,
                     None => group_move::move_group(proxy, &group, to).await,
                 };
-                steps::count_outcome("group", &result, |r| r.changed);
-                Answer::outcome(result)
+                settle(proxy, "group", &group, to, result, |r| r.changed)
             }
             Err(e) => Answer::refused(e),
         },
@@ -247,6 +249,30 @@ pub async fn answer(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, line: &[u8])
         },
         AdminRequest::Reload => Answer::outcome(reload::reload(proxy).await),
     }
+}
+
+/// A move's answer, once its outcome is counted and, when it failed,
+/// kept in the journal for the console.
+fn settle<T: Serialize, E: steps::MoveError + std::fmt::Display>(
+    proxy: &Proxy,
+    kind: &'static str,
+    name: &str,
+    to: ClusterIdx,
+    result: Result<T, E>,
+    changed: impl FnOnce(&T) -> bool,
+) -> Answer {
+    steps::count_outcome(kind, &result, changed);
+    if let Err(e) = &result {
+        proxy.journal().failed(FailedMove {
+            kind,
+            name: name.to_owned(),
+            to: proxy.cluster(to).name().to_owned(),
+            at_ms: steps::now_ms(),
+            outcome: e.outcome().0,
+            reason: e.to_string(),
+        });
+    }
+    Answer::outcome(result)
 }
 
 fn routes(proxy: &Proxy) -> Value {

@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::domain::ids::ClusterIdx;
 use crate::domain::offsets::{Offset, VirtualOffset};
 use crate::metrics as m;
+pub use crate::ops::journal::Drain;
+use crate::ops::journal::Reading;
+use crate::ops::steps::now_ms;
 use crate::runtime::proxy::Proxy;
 use crate::upstream::UpstreamError;
 
@@ -24,17 +25,6 @@ use crate::upstream::UpstreamError;
 /// probes of one record's worth). The first waits this long for the
 /// clusters' views to load.
 const FIRST_REFRESH: Duration = Duration::from_secs(2);
-
-/// One group's progress on one stitched topic.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Drain {
-    pub group: String,
-    pub topic: String,
-    /// Records between the group's committed offsets and where the newest
-    /// segment begins, summed over partitions; 0 once it has crossed.
-    pub left: i64,
-    pub crossed: bool,
-}
 
 /// The progress of every group that has committed offsets for a stitched
 /// topic, by group then topic.
@@ -120,26 +110,34 @@ pub async fn refresh_loop(proxy: Arc<Proxy>) {
                 .set(delta as f64);
         }
         let refreshed = async {
-            for d in drains(&proxy).await? {
-                metrics::gauge!(m::GROUP_OLD_RECORDS, "group" => d.group, "topic" => d.topic)
+            let drains = drains(&proxy).await?;
+            for d in &drains {
+                metrics::gauge!(m::GROUP_OLD_RECORDS, "group" => d.group.clone(), "topic" => d.topic.clone())
                     .set(d.left as f64);
             }
-            for (topic, n) in old_cluster_writes(&proxy).await? {
+            let old_writes = old_cluster_writes(&proxy).await?;
+            for (topic, &n) in &old_writes {
                 metrics::gauge!(m::OLD_CLUSTER_WRITES, "topic" => topic.clone()).set(n as f64);
-                if n > warned.get(&topic).copied().unwrap_or(0) {
+                if n > warned.get(topic).copied().unwrap_or(0) {
                     tracing::warn!(topic, records = n, "records were written to an old cluster of a flipped topic without going through the proxy");
-                    warned.insert(topic, n);
+                    warned.insert(topic.clone(), n);
                 }
             }
-            Ok::<_, UpstreamError>(())
+            Ok::<_, UpstreamError>(Reading {
+                at_ms: now_ms(),
+                drains,
+                old_writes,
+            })
         };
         match refreshed.await {
-            Ok(()) => {
+            Ok(reading) => {
+                proxy.journal().reading(reading);
                 metrics::counter!(m::PROGRESS_REFRESHES, "outcome" => "ok").increment(1);
                 failing = false;
             }
             Err(e) => {
                 metrics::counter!(m::PROGRESS_REFRESHES, "outcome" => "error").increment(1);
+                proxy.journal().refresh_failed(e.to_string());
                 if !failing {
                     tracing::warn!(error = %e, "cannot refresh group progress; retrying every {every:?}");
                 }

@@ -5,11 +5,13 @@
 //! table and the gates.
 
 pub mod admin;
+pub mod console;
 pub mod detach;
 pub mod drain;
 pub mod fleet;
 pub mod flip;
 pub mod group_move;
+pub mod journal;
 pub mod state;
 pub mod state_topic;
 pub mod steps;

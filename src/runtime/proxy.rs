@@ -20,6 +20,7 @@ use crate::domain::ids::{UpstreamNodeId, VirtualNodeId};
 use crate::domain::producer_ids::ProducerIds;
 use crate::domain::routes::{Route, RouteTable};
 use crate::domain::topology::Topology;
+use crate::ops::journal::Journal;
 use crate::ops::state::{FlipRecord, GroupMoveRecord, RouteEntry, State, StateError, StateStore};
 use crate::plan::ClusterViews;
 use crate::upstream::Cluster;
@@ -113,6 +114,8 @@ pub struct Proxy {
     /// Ports that failed to bind, so each failure is reported once.
     bind_failures: Mutex<HashSet<u16>>,
     shutdown: Arc<Shutdown>,
+    /// Failed moves and progress readings, for the console.
+    journal: Journal,
 }
 
 impl Proxy {
@@ -178,6 +181,11 @@ impl Proxy {
     /// How many times the client security has been reloaded.
     pub fn security_generation(&self) -> u64 {
         self.security_generation.load(Ordering::Acquire)
+    }
+
+    /// Failed moves and progress readings, for the console.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// The drain every accept loop and session watches, and what it
@@ -266,6 +274,7 @@ impl Proxy {
             accept_loop,
             bind_failures: Mutex::new(HashSet::new()),
             shutdown: Arc::default(),
+            journal: Journal::default(),
         }))
     }
 

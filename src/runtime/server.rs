@@ -147,7 +147,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(fleet.clone().follow(proxy.clone()));
         fleet
     });
-    tokio::spawn(admin::serve(proxy.clone(), fleet, admin));
+    tokio::spawn(admin::serve(proxy.clone(), fleet.clone(), admin));
     tracing::info!(
         listen = %proxy.config().proxy.listen,
         clusters = proxy.cluster_count(),
@@ -162,7 +162,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bootstrap,
         ListenerKind::Bootstrap,
     ));
-    observed.serving(proxy.clone());
+    observed.serving(proxy.clone(), fleet);
 
     let mut stop = StopSignals::new(proxy.clone())?;
     stop.next().await;

@@ -483,6 +483,21 @@ pub fn group_member(bootstrap: &str, group: &str, topic: &str, reset: &str) -> B
     c
 }
 
+/// A member of `group` that has read and committed records 0..100 of
+/// one-partition `topic`, with 100..200 written after them: 100 records
+/// behind.
+pub fn group_behind(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let p = producer(bootstrap, &[("linger.ms", "0")]);
+    produce_range(&p, topic, 0..100, |_| {});
+    let member = group_member(bootstrap, group, topic, "earliest");
+    assert_eq!(poll_records(&member, 100).len(), 100);
+    member
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    produce_range(&p, topic, 100..200, |_| {});
+    member
+}
+
 /// Polls `consumer` until `count` records came, then a second longer to
 /// catch any extra; every record as (partition, offset, index). Any error
 /// reaching the consumer (an offset reset included, with

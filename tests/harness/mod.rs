@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod balancer;
+pub mod browser;
 pub mod clients;
 pub mod netns;
 pub mod raw;
@@ -557,14 +558,30 @@ impl Proxy {
 
     /// `GET path` on the metrics listener: the status code and the body.
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = self.http("GET", path, &[], "");
+        (status, body)
+    }
+
+    /// One request to the metrics listener: the status code, the head and
+    /// the body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
         let mut s =
             TcpStream::connect((self.host.as_str(), self.metrics_port)).expect("metrics port");
         use std::io::Write;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-        )
-        .expect("HTTP request");
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            request += &format!("{k}: {v}\r\n");
+        }
+        write!(s, "{request}\r\n{body}").expect("HTTP request");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("HTTP response");
         let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
@@ -573,7 +590,7 @@ impl Proxy {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .expect("HTTP status code");
-        (status, body.to_owned())
+        (status, head.to_owned(), body.to_owned())
     }
 
     /// The sum of a Prometheus metric over all its label sets (0 if absent).
