@@ -6,8 +6,8 @@
 #
 # The proxy must be right on both tansu builds the harness knows: every
 # test runs against tansu 0.6.0, and the tests of the stitched log, flips,
-# producer ids, consumer groups, the state topic, the drain, the metrics and the flip
-# storm run again against the later build (SWITCHYARD_BROKER=main). The
+# producer ids, consumer groups, the state topic, the drain, the metrics, the
+# console and the flip storm run again against the later build (SWITCHYARD_BROKER=main). The
 # three-instance storm runs in scripts/flip-storm.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,8 @@ SWITCHYARD_BROKER=0.6.0 cargo test -- --test-threads=2 \
     --skip a_fleet_flip_storm_across_three_instances_keeps_one_exact_log
 # One at a time against the later build.
 SWITCHYARD_BROKER=main cargo test --test stitched --test flips --test producer_ids \
-    --test consumer_group --test state_topic --test shutdown --test observability --test reload -- --test-threads=1
+    --test consumer_group --test state_topic --test shutdown --test observability --test console \
+    --test reload -- --test-threads=1
 SWITCHYARD_BROKER=main cargo test --test storm a_flip_storm_under_load -- --test-threads=1
 SWITCHYARD_BIN="${CARGO_TARGET_DIR:-target}/debug/switchyard" bash scripts/demo.sh
 bash scripts/fuzz.sh

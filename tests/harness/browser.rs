@@ -154,6 +154,16 @@ impl Browser {
         )
     }
 
+    /// Runs `script` in the page, which calls its last argument (after
+    /// `args`) with what it gives back: for what the page must wait on.
+    pub fn eval_async(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            &self.session_path("/execute/async"),
+            &json!({"script": script, "args": args}),
+        )
+    }
+
     /// Evaluates `script` until it returns something other than null or
     /// false, and gives that.
     pub fn wait_until(&self, what: &str, timeout: Duration, script: &str) -> Value {

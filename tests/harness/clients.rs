@@ -37,14 +37,29 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
 
 /// [`create_topic`] with extra client settings (TLS, SASL).
 pub fn create_topic_with(bootstrap: &str, topic: &str, partitions: i32, extra: &[(&str, &str)]) {
+    create_topics_with(bootstrap, &[topic], partitions, extra);
+}
+
+/// Creates `topics` in one CreateTopics request; one that exists already
+/// is left as it is.
+pub fn create_topics_with(
+    bootstrap: &str,
+    topics: &[&str],
+    partitions: i32,
+    extra: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, extra)
         .create()
         .expect("admin client");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
     let results = runtime
         .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(60))),
         ))
         .expect("CreateTopics through the proxy");
     for r in results {
