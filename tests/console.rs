@@ -267,5 +267,29 @@ fn with_actions_on_a_signed_in_user_flips_from_the_page_and_nobody_else_can() {
         (route_row(&browser, TOPIC) == json!(["new", "new", "stitched", "runtime"])).then_some(())
     });
     browser.screenshot(&artifact("flipped-from-the-page.png"));
-    assert!(proxy.log().contains("console action"), "{}", proxy.log());
+
+    // And back, from the same page.
+    browser.click(r#"tr.route[data-topic="orders"] button.action.flip[data-to="old"]"#);
+    browser.wait_until(
+        "the flip back's dry run",
+        WAIT,
+        "const s = document.querySelector('#confirm-summary');
+         return s && s.textContent.includes('produce new → old');",
+    );
+    browser.click("#confirm-go");
+    let back = browser.wait_until(
+        "the flip back's result",
+        WAIT,
+        &format!(
+            "const r = document.querySelector('#action-result');
+             const t = r ? r.textContent.trim() : '';
+             return t.length > 0 && t !== {result} && t;"
+        ),
+    );
+    assert!(back.as_str().unwrap().starts_with("done: "), "{back}");
+    assert_eq!(
+        proxy.runtime_routes(),
+        [(TOPIC.to_owned(), "old".to_owned(), "old".to_owned())]
+    );
+    assert_eq!(proxy.log().matches("console action").count(), 2);
 }
