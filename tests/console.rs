@@ -79,10 +79,7 @@ fn the_page_shows_a_flip_its_steps_and_a_group_crossing_and_offers_no_actions() 
     wait_for("the flipped route", WAIT, || {
         (route_row(&browser, TOPIC) == json!(["new", "new", "stitched", "runtime"])).then_some(())
     });
-    // Five records reach 'old' behind the proxy's back, once the group's
-    // Fetch that waited on 'old' across the flip (500 ms at most) is
-    // answered.
-    std::thread::sleep(Duration::from_secs(1));
+    // Five records reach 'old' behind the proxy's back.
     let direct = producer(&old.addr(), &[]);
     produce_range(&direct, TOPIC, 5000..5005, |_| {});
     let steps = browser.wait_until(

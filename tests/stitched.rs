@@ -384,6 +384,37 @@ fn a_kafkajs_producer_across_a_flip_is_read_back_exactly() {
 }
 
 #[test]
+fn a_fetch_waiting_on_the_old_cluster_across_a_flip_gets_nothing_written_there_after_it() {
+    let (old, _new, proxy) = harness::two_clusters("wait");
+    create_topic(&proxy.bootstrap(), TOPIC, 1);
+    let p = producer(&proxy.bootstrap(), &[("linger.ms", "0")]);
+    produce_range(&p, TOPIC, 0..100, |_| {});
+    // Caught up on 'old', its next Fetch waits there for up to 10 s.
+    let reader: BaseConsumer = client_config(
+        &proxy.bootstrap(),
+        &[("group.id", "unused"), ("fetch.wait.max.ms", "10000")],
+    )
+    .create()
+    .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(TOPIC, 0, Offset::Beginning)
+        .unwrap();
+    reader.assign(&tpl).unwrap();
+    assert_eq!(
+        indices(&poll_records(&reader, 100)),
+        (0..100).collect::<Vec<_>>()
+    );
+    flip(&proxy, &["--to", "new"]);
+    // Written behind the proxy while that Fetch still waits: beyond the
+    // stitch point, so in no reader's log.
+    produce_range(&producer(&old.addr(), &[]), TOPIC, 5000..5005, |_| {});
+    produce_range(&p, TOPIC, 100..110, |_| {});
+    let rest = poll_records(&reader, 10);
+    assert_eq!(indices(&rest), (100..110).collect::<Vec<_>>());
+    assert_contiguous(&rest, &BTreeMap::from([(0, 100)]));
+}
+
+#[test]
 fn a_consumer_resetting_to_earliest_after_a_flip_reads_from_offset_zero() {
     let (_old, _new, proxy) = harness::two_clusters("re");
     create_topic(&proxy.bootstrap(), TOPIC, 1);

@@ -171,6 +171,20 @@ impl Segments {
         &self.0
     }
 
+    /// `planned` (a shift into a segment on `cluster`, or none for the log
+    /// before any move) as these segments have it now: a request planned
+    /// before a move and answered after it is cut where its segment now
+    /// ends. The newest segment on `cluster` with the same delta is the
+    /// one it read (the log before any move is the first segment, delta
+    /// 0); `None` when no segment matches.
+    pub fn now(&self, cluster: ClusterIdx, planned: Shift) -> Option<Shift> {
+        let i = self
+            .0
+            .iter()
+            .rposition(|s| s.cluster == cluster && s.delta == planned.delta)?;
+        Some(self.shift_of(i).1)
+    }
+
     /// Where each cluster's part of the log ended, for every cluster but
     /// the one the newest segment is on (its last segment's end, in its
     /// own offsets): records beyond it were written without the proxy.
@@ -279,6 +293,25 @@ mod tests {
         assert_eq!(seg.last().0, NEW);
         assert_eq!(seg.first().0, OLD);
         assert!(s.get("t", 1).is_none());
+    }
+
+    #[test]
+    fn a_shift_planned_before_a_move_is_cut_where_its_segment_now_ends() {
+        let mut s = Stitches::default();
+        s.record_move("t", OLD, NEW, 1_000, [(0, u(500), u(20))]);
+        let seg = s.get("t", 0).unwrap();
+        // Read from 'old' before the move: now it ends at 500.
+        let before = seg.now(OLD, Shift::NONE).unwrap();
+        assert_eq!(before, seg.first().1);
+        assert_eq!(before.end, Some(u(500)));
+        // The newest stretch, planned before a move back to 'old'.
+        let newest = seg.last().1;
+        assert_eq!(newest.end, None);
+        s.record_move("t", NEW, OLD, 2_000, [(0, u(30), u(500))]);
+        let seg = s.get("t", 0).unwrap();
+        assert_eq!(seg.now(NEW, newest).unwrap().end, Some(u(30)));
+        // No segment on that cluster with that delta.
+        assert_eq!(seg.now(NEW, Shift::NONE), None);
     }
 
     #[test]

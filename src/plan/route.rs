@@ -48,6 +48,21 @@ pub struct SplitPlan {
     pub shifts: Vec<Vec<Shift>>,
 }
 
+impl SplitPlan {
+    /// The cluster each partition goes to, in request order (`None` for
+    /// one refused).
+    pub fn clusters(&self) -> Vec<Vec<Option<ClusterIdx>>> {
+        self.assignment
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .map(|d| d.and_then(|d| self.destinations.get(d)).map(|(c, _)| *c))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// What picks the segment a stitched partition is served from.
 #[derive(Debug, Clone, Copy)]
 pub enum Seek<'a> {

@@ -13,6 +13,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Decodable;
 
+use crate::domain::ids::ClusterIdx;
+use crate::domain::routes::RouteTable;
 use crate::domain::stitch::Shift;
 use crate::plan::partitioned::{PartitionAnswer, PartitionedApi, TopicAnswer};
 use crate::plan::route::Assignment;
@@ -110,6 +112,26 @@ pub struct Merge<'a> {
     pub correlation_id: i32,
     pub order: &'a TopicPartitions,
     pub shifts: &'a [Vec<Shift>],
+}
+
+/// Each partition's planned shift as the route table `routes` has it now
+/// (see [`crate::domain::stitch::Segments::now`]): for a Fetch planned on
+/// an older table, cut where its stretch now ends. `clusters`: where each
+/// partition went, in the shape of `shifts`.
+pub fn shifts_now(
+    routes: &RouteTable,
+    order: &TopicPartitions,
+    clusters: &[Vec<Option<ClusterIdx>>],
+    shifts: &mut [Vec<Shift>],
+) {
+    for (((topic, indices), clusters), shifts) in order.0.iter().zip(clusters).zip(shifts) {
+        for ((&index, cluster), shift) in indices.iter().zip(clusters).zip(shifts.iter_mut()) {
+            let now = cluster.and_then(|c| routes.stitches().get(topic, index)?.now(c, *shift));
+            if let Some(now) = now {
+                *shift = now;
+            }
+        }
+    }
 }
 
 pub(crate) fn merge_as<R: PartitionedApi>(

@@ -89,6 +89,9 @@ pub struct Proxy {
     config: RwLock<Arc<Config>>,
     topology: Topology,
     routes: RwLock<Arc<RouteTable>>,
+    /// Counts the route tables put in place, so that an answer planned on
+    /// one table notices a newer one without taking the lock.
+    routes_epoch: AtomicU64,
     /// Runtime routes and flip history, as last saved to the store.
     state: tokio::sync::Mutex<State>,
     /// Where the state is saved (the state file, for one instance).
@@ -255,6 +258,7 @@ impl Proxy {
         Ok(Arc::new(Proxy {
             topology: Topology::new(&config),
             routes: RwLock::new(Arc::new(routes)),
+            routes_epoch: AtomicU64::new(0),
             state: tokio::sync::Mutex::new(state),
             store,
             gates: Arc::default(),
@@ -314,6 +318,14 @@ impl Proxy {
 
     pub fn set_routes(&self, table: RouteTable) {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        self.routes_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many route tables have been put in place: read before planning
+    /// a request, and again when its answer comes, it says whether the
+    /// table changed meanwhile.
+    pub fn routes_epoch(&self) -> u64 {
+        self.routes_epoch.load(Ordering::Acquire)
     }
 
     /// Switches to a flip decided through the state topic (by any instance

@@ -176,6 +176,9 @@ impl Session {
             }
         }
         let own = self.own_broker();
+        // Read before the table is: a table put in place after it is
+        // noticed when the answer comes.
+        let epoch = self.proxy.routes_epoch();
         let mut plan = self.plan(own, side, topics, view.seek());
         if plan.refuses_any() {
             // A topic the proxy has not seen yet (created a moment ago, or
@@ -211,7 +214,7 @@ impl Session {
             }
             Plan::Refuse => return refusal(view, header),
             Plan::Split(split) => {
-                let pending = self.forward_split(request, view, &split).await?;
+                let pending = self.forward_split(request, view, &split, epoch).await?;
                 return Ok(pending.map(|task| Pending::Merged(task, guard)));
             }
         };
@@ -222,6 +225,15 @@ impl Session {
         let reply = self
             .send_part(view, header, part, upstream, cluster)
             .await?;
+        if view.api() == ApiKey::Fetch {
+            let recheck = Recheck {
+                epoch,
+                cluster,
+                version: header.api_version,
+                correlation_id: header.correlation_id,
+            };
+            return Ok(reply.map(|reply| Pending::Fetched(reply, recheck)));
+        }
         Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
     }
 
@@ -274,6 +286,7 @@ impl Session {
         request: &Request,
         view: &PartitionedRequest,
         split: &SplitPlan,
+        epoch: u64,
     ) -> Result<Option<JoinHandle<Result<Bytes, SessionEnd>>>, SessionEnd> {
         let (header, family) = (&request.header, view.family());
         let whole =
@@ -325,10 +338,15 @@ impl Session {
                 &code,
             )?));
         }
-        let (order, shifts) = (view.topics().clone(), split.shifts.clone());
+        let (order, mut shifts) = (view.topics().clone(), split.shifts.clone());
+        // A Fetch waits for records: the table may change meanwhile.
+        let fetch = (view.api() == ApiKey::Fetch).then(|| (self.proxy.clone(), split.clusters()));
         Ok(Some(tokio::spawn(async move {
             for reply in replies {
                 answers.push(reply.await.map_err(|_| lost_task())??);
+            }
+            if let Some((proxy, clusters)) = fetch.filter(|(p, _)| p.routes_epoch() != epoch) {
+                plan::split::shifts_now(&proxy.routes(), &order, &clusters, &mut shifts);
             }
             let merge = plan::split::Merge {
                 version,

@@ -26,7 +26,7 @@ use crate::domain::routes::RouteSide;
 use crate::handlers::{self, forward};
 use crate::metrics as m;
 use crate::plan::classify::{RouteClass, Target};
-use crate::plan::partitioned::{partition_error_response, PartitionedRequest};
+use crate::plan::partitioned::{self, partition_error_response, PartitionedRequest};
 use crate::plan::{self, Plan, Seek, Snapshot, SplitPlan};
 use crate::rewrite;
 use crate::runtime::proxy::{ListenerKind, Proxy};
@@ -48,7 +48,7 @@ mod pending;
 mod request;
 
 use end::SessionEnd;
-use pending::Pending;
+use pending::{Pending, Recheck};
 use request::Request;
 
 /// How long a Produce for a fenced topic is held before the client is told
@@ -179,9 +179,10 @@ pub async fn serve(
         coordinators: HashMap::new(),
         refusals: Refusals::default(),
     };
+    let routes_source = session.proxy.clone();
     let outcome = {
         let reading = session.read_requests(&mut read, Answers { tx, connection });
-        let writing = write_responses(&mut write, rx, connection);
+        let writing = write_responses(&mut write, rx, connection, routes_source);
         tokio::pin!(writing);
         tokio::select! {
             read = reading => match read {
@@ -341,6 +342,7 @@ async fn write_responses(
     write: &mut ClientWrite,
     mut rx: mpsc::Receiver<(Pending, Asked)>,
     connection: &OpenConnection,
+    proxy: Arc<Proxy>,
 ) -> Result<(), SessionEnd> {
     while let Some((pending, asked)) = rx.recv().await {
         let bytes = match pending {
@@ -349,6 +351,22 @@ async fn write_responses(
                 .await
                 .map_err(|e| SessionEnd::Handler(e.to_string()))??,
             Pending::Upstream(reply, _inflight) => reply.await.map_err(|_| lost_task())??.0,
+            Pending::Fetched(reply, recheck) => {
+                let frame = reply.await.map_err(|_| lost_task())??;
+                if proxy.routes_epoch() == recheck.epoch {
+                    frame.0
+                } else {
+                    let Recheck {
+                        cluster,
+                        version,
+                        correlation_id,
+                        ..
+                    } = recheck;
+                    let routes = proxy.routes();
+                    partitioned::restitched(&routes, cluster, version, correlation_id, &frame)?
+                        .unwrap_or(frame.0)
+                }
+            }
             Pending::Merged(task, _inflight) => task
                 .await
                 .map_err(|e| SessionEnd::Handler(e.to_string()))??,

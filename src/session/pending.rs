@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::end::SessionEnd;
 use crate::domain::gates::InflightGuard;
+use crate::domain::ids::ClusterIdx;
 use crate::upstream::conn::Reply;
 use crate::wire::codec::CodecError;
 
@@ -25,4 +26,18 @@ pub(super) enum Pending {
     Upstream(Reply, Option<InflightGuard>),
     /// The merged answer of a request split across brokers.
     Merged(JoinHandle<Result<Bytes, SessionEnd>>, Option<InflightGuard>),
+    /// A Fetch's answer from one broker, nothing shifted: passed on as it
+    /// comes, unless the route table changed while it waited.
+    Fetched(Reply, Recheck),
+}
+
+/// What a Fetch answer planned on one route table needs to be checked
+/// against the next (see [`crate::plan::partitioned::restitched`]).
+pub(super) struct Recheck {
+    /// The route tables put in place when it was planned.
+    pub epoch: u64,
+    /// The cluster that answers it.
+    pub cluster: ClusterIdx,
+    pub version: i16,
+    pub correlation_id: i32,
 }

@@ -7,10 +7,12 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 
-use super::{lists, topic_answer, Body, PartitionAnswer, PartitionedApi, Positions};
+use super::{lists, topic_answer, Body, PartitionAnswer, PartitionedApi, Positions, TopicAnswer};
+use crate::domain::ids::ClusterIdx;
+use crate::domain::routes::RouteTable;
 use crate::domain::stitch::{self, OffsetField, Shift};
 use crate::plan::split::topic_array;
-use crate::wire::codec::{response_body, CodecError};
+use crate::wire::codec::{response_body, response_frame, CodecError};
 use crate::wire::requests;
 use crate::wire::{Frame, Reader, RequestHeader, WireError};
 
@@ -111,4 +113,38 @@ impl PartitionAnswer for PartitionData {
         self.current_leader = Default::default();
         self.preferred_read_replica = (-1).into();
     }
+}
+
+/// A Fetch answer from a broker of `cluster`, planned with no offset to
+/// shift, as the route table has it now: a partition whose Produce moved
+/// while the Fetch waited is cut where its first stretch now ends, so
+/// that records written there since (behind the proxy) never reach the
+/// client at offsets of the new stretch. `None` when no partition
+/// changed.
+pub fn restitched(
+    routes: &RouteTable,
+    cluster: ClusterIdx,
+    version: i16,
+    correlation_id: i32,
+    frame: &Frame,
+) -> Result<Option<Bytes>, CodecError> {
+    let mut answer = FetchRequest::decode_answer(version, frame)?;
+    let mut changed = false;
+    for topic in &mut answer.responses {
+        let name = topic.name().to_owned();
+        for partition in topic.partitions() {
+            let now = routes
+                .stitches()
+                .get(&name, partition.partition_index)
+                .and_then(|s| s.now(cluster, Shift::NONE));
+            if let Some(shift) = now {
+                partition.shift(shift);
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    response_frame(FetchRequest::API, version, correlation_id, &answer).map(Some)
 }

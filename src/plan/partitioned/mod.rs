@@ -26,6 +26,7 @@ mod offset_for_leader_epoch;
 mod produce;
 
 pub use family::{partition_error_response, Family, PartitionedRequest};
+pub use fetch::restitched;
 
 /// One partitioned API, implemented on its request type.
 pub trait PartitionedApi: Decodable + Encodable + Clone {
