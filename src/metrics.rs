@@ -221,7 +221,16 @@ pub struct ClusterMeters {
     pub received: Counter,
     pub connections: metrics::Gauge,
     cluster: String,
+    /// Set when an answer's error code says a partition's leadership
+    /// moved; the cluster's cached metadata is then forgotten.
+    moved: std::sync::atomic::AtomicBool,
 }
+
+/// Error codes that say the metadata a client holds is out of date:
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE,
+/// NOT_LEADER_OR_FOLLOWER, NOT_CONTROLLER, FENCED_LEADER_EPOCH,
+/// UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_ID.
+const LEADERSHIP_MOVED: [i16; 7] = [3, 5, 6, 41, 74, 75, 100];
 
 impl ClusterMeters {
     pub fn new(cluster: &str) -> ClusterMeters {
@@ -232,7 +241,13 @@ impl ClusterMeters {
             received: metrics::counter!(UPSTREAM_BYTES_RECEIVED, "cluster" => label()),
             connections: metrics::gauge!(UPSTREAM_CONNECTIONS, "cluster" => label()),
             cluster: label(),
+            moved: Default::default(),
         }
+    }
+
+    /// Whether an answer said leadership moved since this was last asked.
+    pub fn leadership_moved(&self) -> bool {
+        self.moved.swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// An upstream failure of `kind`: connect, lost, timeout, protocol.
@@ -243,6 +258,9 @@ impl ClusterMeters {
 
     /// An upstream answer to a request of `api` carried error `code`.
     pub fn error_code(&self, api: i16, code: i16) {
+        if LEADERSHIP_MOVED.contains(&code) {
+            self.moved.store(true, std::sync::atomic::Ordering::Release);
+        }
         metrics::counter!(
             UPSTREAM_ERROR_CODES,
             "cluster" => self.cluster.clone(),

@@ -201,3 +201,53 @@ fn api_versions_advertises_only_routable_apis_and_answers_too_new_versions() {
     assert_eq!(v0.error_code, 35);
     assert!(!v0.api_keys.is_empty());
 }
+
+/// Metadata queries the proxy has sent to upstream clusters so far.
+fn upstream_metadata_queries(proxy: &Proxy) -> f64 {
+    let (_, text) = proxy.http_get("/metrics");
+    text.lines()
+        .filter(|l| l.starts_with("switchyard_upstream_requests_total{"))
+        .filter(|l| l.contains("api=\"Metadata\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_metadata_storm_costs_the_upstream_cluster_a_handful_of_queries() {
+    let (_old, _new, proxy) = harness::two_clusters("storm-md");
+    create_topic(&proxy.bootstrap(), "orders", 3);
+    const CLIENTS: usize = 200;
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("orders"))))]));
+    // Every client connected first; then all ask at once, twice.
+    let mut clients: Vec<RawClient> = (0..CLIENTS)
+        .map(|_| RawClient::connect(&proxy.bootstrap()).expect("connect"))
+        .collect();
+    let before = upstream_metadata_queries(&proxy);
+    for round in 0..2 {
+        let barrier = std::sync::Barrier::new(CLIENTS);
+        std::thread::scope(|s| {
+            for c in clients.iter_mut() {
+                let (barrier, request) = (&barrier, &request);
+                s.spawn(move || {
+                    barrier.wait();
+                    let answer: MetadataResponse = c.call(ApiKey::Metadata, 1, request);
+                    assert_eq!(answer.topics.len(), 1, "round {round}");
+                    let topic = &answer.topics[0];
+                    assert_eq!(topic.error_code, 0, "round {round}");
+                    assert_eq!(topic.partitions.len(), 3, "round {round}");
+                });
+            }
+        });
+    }
+    let queries = upstream_metadata_queries(&proxy) - before;
+    // 400 client requests; the batched queries, and the views' own
+    // refresh (every second per cluster in these tests), reach upstream.
+    assert!(
+        queries <= 8.0,
+        "{queries} upstream Metadata queries for {} client requests",
+        2 * CLIENTS
+    );
+    assert!(queries >= 1.0);
+}

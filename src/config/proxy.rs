@@ -126,6 +126,7 @@ impl CheckedProxy {
             max_upstream_frame_bytes: p.max_upstream_frame_bytes,
             max_in_flight: p.max_in_flight,
             metadata_refresh: Duration::from_millis(p.metadata_refresh_ms),
+            metadata_cache: Duration::from_millis(p.metadata_cache_ms),
             progress_refresh: Duration::from_millis(p.progress_refresh_ms),
             client_idle_timeout: Duration::from_millis(p.client_idle_timeout_ms),
             client_frame_timeout: Duration::from_millis(p.client_frame_timeout_ms),

@@ -251,6 +251,8 @@ pub(super) struct RawProxy {
     pub(super) max_in_flight: usize,
     #[serde(default = "default_ms::<10_000>")]
     pub(super) metadata_refresh_ms: u64,
+    #[serde(default = "default_ms::<1_000>")]
+    pub(super) metadata_cache_ms: u64,
     #[serde(default = "default_ms::<30_000>")]
     pub(super) progress_refresh_ms: u64,
     #[serde(default = "default_ms::<CLIENT_IDLE_TIMEOUT_MS>")]

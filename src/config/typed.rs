@@ -35,6 +35,9 @@ pub struct ProxyConfig {
     /// from it; bounds the memory one client can pin.
     pub max_in_flight: usize,
     pub metadata_refresh: Duration,
+    /// How long a topic's upstream metadata may answer clients again (0:
+    /// every client request is asked upstream, batched).
+    pub metadata_cache: Duration,
     /// How often group progress and old-cluster writes are refreshed for
     /// the metrics.
     pub progress_refresh: Duration,

@@ -1,7 +1,9 @@
 //! Metadata and DescribeCluster: the virtual cluster as clients see it.
 //!
 //! Each topic's partitions come from the cluster its route names, asked
-//! live (falling back to the last known view when that cluster is down),
+//! live or from a cache of bounded age, with concurrent requests batched
+//! (see [`crate::upstream::cluster::metadata`]; falling back to the last
+//! known view when that cluster is down),
 //! with every node id turned virtual and every address the proxy's own.
 
 use std::collections::BTreeMap;
@@ -86,10 +88,7 @@ pub async fn metadata(
         let cluster = proxy.cluster(idx).clone();
         let auto_create = request.allow_auto_topic_creation;
         queries.spawn(async move {
-            let answer = cluster
-                .fetch_metadata(names.as_deref(), auto_create)
-                .await
-                .map(|r| r.topics);
+            let answer = cluster.client_metadata(names.as_deref(), auto_create).await;
             (idx, names, answer)
         });
     }

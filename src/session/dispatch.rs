@@ -372,6 +372,10 @@ impl Session {
             names.iter().map(|n| routes.metadata_cluster(n)).collect();
         clusters.sort();
         clusters.dedup();
+        // The topics change: no client is answered from what was cached.
+        for &c in &clusters {
+            self.proxy.cluster(c).forget_metadata();
+        }
         let listener_cluster = self
             .own_broker()
             .map_or_else(|| routes.default_cluster(), |(c, _)| c);

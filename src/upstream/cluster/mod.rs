@@ -9,12 +9,13 @@
 
 pub mod groups;
 pub mod log;
+pub mod metadata;
 pub mod offsets;
 pub mod topics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -93,6 +94,8 @@ pub struct Cluster {
     max_frame: usize,
     /// What this cluster's connections carry, counted.
     meters: Arc<ClusterMeters>,
+    /// Client Metadata requests, batched and cached.
+    queries: metadata::MetadataQueries,
 }
 
 /// Newest Metadata version the proxy asks upstream for.
@@ -111,6 +114,7 @@ impl Cluster {
         Ok(Cluster {
             security: RwLock::new(Arc::new(UpstreamSecurity::from_config(&config)?)),
             meters: Arc::new(ClusterMeters::new(&config.name)),
+            queries: metadata::MetadataQueries::new(proxy.metadata_cache),
             idx,
             config,
             view: RwLock::new(ClusterView::default()),
@@ -287,6 +291,53 @@ impl Cluster {
         if control.as_ref().is_some_and(|c| c.is_closed()) {
             *control = None;
         }
+    }
+
+    /// Metadata for a client's request (`None` = every topic): from the
+    /// cache, or from the next batched query (see [`metadata`]).
+    pub async fn client_metadata(
+        self: &Arc<Self>,
+        names: Option<&[String]>,
+        allow_auto_topic_creation: bool,
+    ) -> Result<Vec<MetadataResponseTopic>, UpstreamError> {
+        if self.meters.leadership_moved() {
+            self.queries.forget();
+        }
+        if let Some(hit) = names.and_then(|n| self.queries.cached(n, Instant::now())) {
+            return Ok(hit);
+        }
+        let (batch, start) = self.queries.join(names, allow_auto_topic_creation);
+        if start {
+            // Its own task: a client that goes away leaves the others'
+            // batches running.
+            let cluster = self.clone();
+            tokio::spawn(async move { cluster.run_batches(allow_auto_topic_creation).await });
+        }
+        let answer = batch.outcome().await?;
+        Ok(metadata::answer_for(&answer, names))
+    }
+
+    /// Runs the waiting batches of one kind, one query at a time, until
+    /// none waits.
+    async fn run_batches(&self, allow_auto_topic_creation: bool) {
+        while let Some(batch) = self.queries.next(allow_auto_topic_creation) {
+            let names = batch.names();
+            let began = Instant::now();
+            let outcome = self
+                .fetch_metadata(names.as_deref(), allow_auto_topic_creation)
+                .await
+                .map(Arc::new);
+            if let Ok(answer) = &outcome {
+                self.queries.remember(began, names.is_none(), answer);
+            }
+            batch.finish(outcome);
+        }
+    }
+
+    /// Forgets the cached topics: they may have changed (a topic created,
+    /// deleted or grown through the proxy).
+    pub fn forget_metadata(&self) {
+        self.queries.forget();
     }
 
     /// Asks the cluster for live metadata (`None` = every topic) and folds
