@@ -148,3 +148,81 @@ pub fn restitched(
     }
     response_frame(FetchRequest::API, version, correlation_id, &answer).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RoutesConfig;
+    use crate::domain::stitch::UpstreamOffset;
+    use crate::wire::codec::decode_response;
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    const OLD: ClusterIdx = ClusterIdx(0);
+    const NEW: ClusterIdx = ClusterIdx(1);
+
+    /// A stand-in batch: base offset, length, then `len` bytes of body.
+    fn batch(base: i64, len: usize) -> Vec<u8> {
+        let mut b = base.to_be_bytes().to_vec();
+        b.extend_from_slice(&(len as i32).to_be_bytes());
+        b.extend(std::iter::repeat_n(0xab, len));
+        b
+    }
+
+    /// 'old' answers partitions 0 and 1 of "events" from 98, its high
+    /// watermark 105 on both: two records of its own before 100, then
+    /// records written there later.
+    fn answer() -> Frame {
+        let records = Bytes::from([batch(98, 20), batch(100, 20), batch(103, 20)].concat());
+        let partition = |index| {
+            PartitionData::default()
+                .with_partition_index(index)
+                .with_high_watermark(105)
+                .with_last_stable_offset(105)
+                .with_log_start_offset(0)
+                .with_records(Some(records.clone()))
+        };
+        let topic = FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("events")))
+            .with_partitions(vec![partition(0), partition(1)]);
+        let response = FetchResponse::default().with_responses(vec![topic]);
+        Frame(response_frame(ApiKey::Fetch, 12, 7, &response).unwrap())
+    }
+
+    fn routes() -> RouteTable {
+        RouteTable::new(&RoutesConfig {
+            default: OLD,
+            topics: Vec::new(),
+            groups: Vec::new(),
+            transactions: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn an_answer_planned_before_a_move_is_cut_where_the_old_stretch_ends() {
+        let frame = answer();
+        // Nothing stitched: the answer passes as it came.
+        assert_eq!(restitched(&routes(), OLD, 12, 7, &frame).unwrap(), None);
+        // Partition 0 moved to 'new' at 100 while the Fetch waited.
+        let moved = routes().with_stitch(
+            "events",
+            OLD,
+            NEW,
+            1,
+            [(0, UpstreamOffset(100), UpstreamOffset(0))],
+        );
+        let bytes = restitched(&moved, OLD, 12, 7, &frame).unwrap().unwrap();
+        let got: FetchResponse = decode_response(ApiKey::Fetch, 12, &Frame(bytes)).unwrap();
+        let (cut, kept) = (
+            &got.responses[0].partitions[0],
+            &got.responses[0].partitions[1],
+        );
+        assert_eq!(cut.high_watermark, 100);
+        assert_eq!(cut.last_stable_offset, 100);
+        assert_eq!(cut.records.as_deref(), Some(&batch(98, 20)[..]));
+        assert_eq!(kept.high_watermark, 105, "partition 1 did not move");
+        assert_eq!(kept.records.as_ref().map(|r| r.len()), Some(96));
+        // An answer from another cluster than the moved stretch's: as it came.
+        assert_eq!(restitched(&moved, NEW, 12, 7, &frame).unwrap(), None);
+    }
+}
