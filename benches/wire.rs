@@ -7,6 +7,10 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use switchyard::config::{RoutesConfig, TopicRouteConfig};
+use switchyard::domain::ids::ClusterIdx;
+use switchyard::domain::pattern::Pattern;
+use switchyard::domain::routes::{Route, RouteTable};
 use switchyard::wire::requests::{MetadataRequestView, ProduceView};
 use switchyard::wire::{codec, read_frame, Frame, RequestHeader};
 
@@ -92,11 +96,56 @@ fn read_frame_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// A migration's route table at scale: 20,000 exact-name rules, 100
+/// globs (`team-N.*`), 2,000 topics flipped at runtime (each flip copies
+/// the runtime routes: 20,000 built one by one would take the bench long).
+fn route_table() -> RouteTable {
+    let (old, new) = (ClusterIdx(0), ClusterIdx(1));
+    let rule = |pattern: &str| TopicRouteConfig {
+        pattern: Pattern::new(pattern).unwrap(),
+        produce: new,
+        fetch: new,
+    };
+    let topics = (0..20_000)
+        .map(|i| rule(&format!("exact-{i}")))
+        .chain((0..100).map(|i| rule(&format!("team-{i}.*"))))
+        .collect();
+    let mut table = RouteTable::new(&RoutesConfig {
+        default: old,
+        topics,
+        groups: Vec::new(),
+        transactions: Vec::new(),
+    });
+    for i in 0..2_000 {
+        let route = Route {
+            produce: new,
+            fetch: new,
+        };
+        table = table.with_runtime_route(&format!("flipped-{i}"), route);
+    }
+    table
+}
+
+fn route_lookup(c: &mut Criterion) {
+    let table = route_table();
+    let mut group = c.benchmark_group("route_lookup_20000_rules");
+    for (name, topic) in [
+        ("runtime_route", "flipped-1234"),
+        ("exact_rule", "exact-19999"),
+        ("last_glob", "team-99.orders"),
+        ("default", "unrouted"),
+    ] {
+        group.bench_function(name, |b| b.iter(|| table.route(black_box(topic))));
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     header_parse,
     produce_view_bench,
     metadata_view,
-    read_frame_bench
+    read_frame_bench,
+    route_lookup
 );
 criterion_main!(benches);

@@ -35,8 +35,6 @@ impl RouteSide {
     }
 }
 
-/// Topic → route: runtime routes (from flips) first, then the configured
-/// rules, then the default.
 /// What decides a topic's route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,10 +47,13 @@ pub enum RouteSource {
     Default,
 }
 
+/// Topic → route: runtime routes (from flips) first, then the configured
+/// rules, then the default.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     default: ClusterIdx,
-    rules: Vec<(Pattern, Route)>,
+    /// Shared: a flip copies the table, not its rules.
+    rules: std::sync::Arc<TopicRules>,
     runtime: HashMap<String, Route>,
     /// How many times each topic has been flipped since start-up, counting
     /// the runtime routes restored from the state file once each.
@@ -67,22 +68,79 @@ pub struct RouteTable {
     stitches: Stitches,
 }
 
-/// Topic rules as patterns: an exact name is more specific than any glob,
-/// so it wins; globs are tried in the order the file lists them.
-fn topic_rules(config: &RoutesConfig) -> Vec<(Pattern, Route)> {
-    let mut rules: Vec<(Pattern, Route)> = config
-        .topics
-        .iter()
-        .map(|t| {
-            let route = Route {
-                produce: t.produce,
-                fetch: t.fetch,
-            };
-            (t.pattern.clone(), route)
-        })
-        .collect();
-    rules.sort_by_key(|(p, _)| matches!(p, Pattern::Glob(_)));
-    rules
+/// Topic rules: an exact name is more specific than any glob, so it wins;
+/// globs are tried in the order the file lists them. Exact names are
+/// looked up by name, so that 20,000 of them cost a lookup what one does.
+#[derive(Debug)]
+struct TopicRules {
+    /// Every rule, exact names first, then globs in file order.
+    list: Vec<(Pattern, Route)>,
+    /// Exact names, the first rule of each name.
+    exact: HashMap<String, Route>,
+    /// Where the globs begin in `list`.
+    globs: usize,
+    /// All the globs at once, in `list`'s order: one pass finds the first
+    /// that matches, or that none does (the default route).
+    any_glob: Option<globset::GlobSet>,
+}
+
+impl TopicRules {
+    fn new(config: &RoutesConfig) -> TopicRules {
+        let mut list: Vec<(Pattern, Route)> = config
+            .topics
+            .iter()
+            .map(|t| {
+                let route = Route {
+                    produce: t.produce,
+                    fetch: t.fetch,
+                };
+                (t.pattern.clone(), route)
+            })
+            .collect();
+        list.sort_by_key(|(p, _)| matches!(p, Pattern::Glob(_)));
+        let mut exact = HashMap::new();
+        for (pattern, route) in &list {
+            if let Pattern::Exact(name) = pattern {
+                exact.entry(name.clone()).or_insert(*route);
+            }
+        }
+        let globs = list
+            .iter()
+            .position(|(p, _)| matches!(p, Pattern::Glob(_)))
+            .unwrap_or(list.len());
+        let mut set = globset::GlobSetBuilder::new();
+        for (pattern, _) in &list[globs..] {
+            if let Pattern::Glob(g) = pattern {
+                set.add(g.glob().clone());
+            }
+        }
+        TopicRules {
+            any_glob: set.build().ok(),
+            list,
+            exact,
+            globs,
+        }
+    }
+
+    fn route(&self, topic: &str) -> Option<Route> {
+        if let Some(route) = self.exact.get(topic) {
+            return Some(*route);
+        }
+        let globs = &self.list[self.globs..];
+        match &self.any_glob {
+            // The set's globs are in `globs`' order: the first it names
+            // is the first in the file.
+            Some(set) => set
+                .matches(topic)
+                .first()
+                .and_then(|i| globs.get(*i))
+                .map(|(_, r)| *r),
+            None => globs
+                .iter()
+                .find(|(p, _)| p.matches(topic))
+                .map(|(_, r)| *r),
+        }
+    }
 }
 
 /// Group or transactional-id rules as patterns, in file order.
@@ -97,7 +155,7 @@ impl RouteTable {
     pub fn new(config: &RoutesConfig) -> RouteTable {
         RouteTable {
             default: config.default,
-            rules: topic_rules(config),
+            rules: std::sync::Arc::new(TopicRules::new(config)),
             runtime: HashMap::new(),
             generations: HashMap::new(),
             runtime_groups: HashMap::new(),
@@ -111,7 +169,7 @@ impl RouteTable {
     /// routes, generations and stitches stay.
     pub fn with_topic_rules(&self, config: &RoutesConfig) -> RouteTable {
         RouteTable {
-            rules: topic_rules(config),
+            rules: std::sync::Arc::new(TopicRules::new(config)),
             ..self.clone()
         }
     }
@@ -212,7 +270,7 @@ impl RouteTable {
 
     /// Configured rules, exact names first.
     pub fn rules(&self) -> impl Iterator<Item = (&Pattern, Route)> {
-        self.rules.iter().map(|(p, r)| (p, *r))
+        self.rules.list.iter().map(|(p, r)| (p, *r))
     }
 
     pub fn default_cluster(&self) -> ClusterIdx {
@@ -229,8 +287,8 @@ impl RouteTable {
         if let Some(route) = self.runtime.get(topic) {
             return (*route, RouteSource::Runtime);
         }
-        match self.rules.iter().find(|(p, _)| p.matches(topic)) {
-            Some((_, r)) => (*r, RouteSource::Config),
+        match self.rules.route(topic) {
+            Some(r) => (r, RouteSource::Config),
             None => (
                 Route {
                     produce: self.default,
@@ -330,6 +388,40 @@ mod tests {
         let eu = t.route("payments.eu");
         assert_eq!((eu.produce, eu.fetch), (ClusterIdx(0), ClusterIdx(1)));
         assert_eq!(t.metadata_cluster("payments.eu"), ClusterIdx(0));
+    }
+
+    #[test]
+    fn the_first_glob_in_the_file_wins_among_many() {
+        let rule = |pattern: &str, produce| TopicRouteConfig {
+            pattern: Pattern::new(pattern).unwrap(),
+            produce: ClusterIdx(produce),
+            fetch: ClusterIdx(produce),
+        };
+        let mut topics: Vec<TopicRouteConfig> =
+            (0..50).map(|i| rule(&format!("team-{i}.*"), 1)).collect();
+        topics.push(rule("team-7.*", 0));
+        topics.push(rule("*.audit", 2));
+        topics.push(rule("team-7.audit", 0));
+        let t = RouteTable::new(&RoutesConfig {
+            default: ClusterIdx(0),
+            topics,
+            groups: Vec::new(),
+            transactions: Vec::new(),
+        });
+        assert_eq!(t.route("team-7.orders").produce, ClusterIdx(1));
+        assert_eq!(t.route("team-8.audit").produce, ClusterIdx(1));
+        assert_eq!(t.route("other.audit").produce, ClusterIdx(2));
+        assert_eq!(t.route("team-7.audit").produce, ClusterIdx(0), "exact");
+        assert_eq!(
+            t.route_and_source("nothing"),
+            (
+                Route {
+                    produce: ClusterIdx(0),
+                    fetch: ClusterIdx(0)
+                },
+                RouteSource::Default
+            )
+        );
     }
 
     #[test]
