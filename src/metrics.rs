@@ -226,11 +226,19 @@ pub struct ClusterMeters {
     moved: std::sync::atomic::AtomicBool,
 }
 
-/// Error codes that say the metadata a client holds is out of date:
-/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE,
-/// NOT_LEADER_OR_FOLLOWER, NOT_CONTROLLER, FENCED_LEADER_EPOCH,
-/// UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_ID.
-const LEADERSHIP_MOVED: [i16; 7] = [3, 5, 6, 41, 74, 75, 100];
+/// Error codes that say the metadata a client holds is out of date.
+const LEADERSHIP_MOVED: [i16; 7] = {
+    use kafka_protocol::ResponseError as E;
+    [
+        E::UnknownTopicOrPartition.code(),
+        E::LeaderNotAvailable.code(),
+        E::NotLeaderOrFollower.code(),
+        E::NotController.code(),
+        E::FencedLeaderEpoch.code(),
+        E::UnknownLeaderEpoch.code(),
+        E::UnknownTopicId.code(),
+    ]
+};
 
 impl ClusterMeters {
     pub fn new(cluster: &str) -> ClusterMeters {
