@@ -5,8 +5,8 @@
 # the demo, then every fuzz target for a bounded time.
 #
 # The proxy must be right on both tansu builds the harness knows: every
-# test runs against tansu 0.6.0, and the tests of the stitched log, flips,
-# producer ids, consumer groups, the state topic, the drain, the metrics, the
+# test runs against tansu 0.6.0, and the tests of the stitched log, flips
+# (of one topic and of many), producer ids, consumer groups, the state topic, the drain, the metrics, the
 # console and the flip storm run again against the later build (SWITCHYARD_BROKER=main). The
 # three-instance storm runs in scripts/flip-storm.sh.
 set -euo pipefail
@@ -26,7 +26,7 @@ export SWITCHYARD_TANSU SWITCHYARD_TANSU_MAIN SWITCHYARD_PYTHON SWITCHYARD_NODE_
 SWITCHYARD_BROKER=0.6.0 cargo test -- --test-threads=2 \
     --skip a_fleet_flip_storm_across_three_instances_keeps_one_exact_log
 # One at a time against the later build.
-SWITCHYARD_BROKER=main cargo test --test stitched --test flips --test producer_ids \
+SWITCHYARD_BROKER=main cargo test --test stitched --test flips --test flip_topics --test producer_ids \
     --test consumer_group --test state_topic --test shutdown --test observability --test console \
     --test reload -- --test-threads=1
 SWITCHYARD_BROKER=main cargo test --test storm a_flip_storm_under_load -- --test-threads=1

@@ -106,10 +106,18 @@ enum Command {
     /// coordinator and committed offsets) to another cluster, now.
     Flip {
         /// The exact topic name.
-        #[arg(required_unless_present = "group")]
+        #[arg(required_unless_present_any = ["group", "topics", "topics_file"])]
         topic: Option<String>,
+        /// Move every topic matching this glob (e.g. 'payments.*') on the
+        /// clusters it leaves, in one fence and one record: all or none.
+        #[arg(long, value_name = "PATTERN", conflicts_with_all = ["topic", "topics_file"])]
+        topics: Option<String>,
+        /// Move the topics named in FILE (one per line; blank lines and
+        /// '#' comments skipped), in one fence and one record: all or none.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["topic", "topics"])]
+        topics_file: Option<PathBuf>,
         /// Move this consumer group instead of a topic.
-        #[arg(long, value_name = "GROUP", conflicts_with_all = ["topic", "produce_only", "fetch_only"])]
+        #[arg(long, value_name = "GROUP", conflicts_with_all = ["topic", "topics", "topics_file", "produce_only", "fetch_only"])]
         group: Option<String>,
         /// The cluster to move it to.
         #[arg(long, value_name = "CLUSTER")]
@@ -278,6 +286,8 @@ fn main() -> ExitCode {
         }
         Command::Flip {
             topic,
+            topics,
+            topics_file,
             to,
             produce_only,
             fetch_only,
@@ -293,6 +303,25 @@ fn main() -> ExitCode {
             } else {
                 Side::Both
             };
+            if topics.is_some() || topics_file.is_some() {
+                let listed = match topics_file.as_deref().map(topics_in).transpose() {
+                    Ok(listed) => listed.unwrap_or_default(),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                };
+                let request = AdminRequest::FlipTopics {
+                    pattern: topics,
+                    topics: listed,
+                    to,
+                    side,
+                    mirrored,
+                    dry_run,
+                };
+                let print = if dry_run { print_previews } else { print_flips };
+                return admin_command(&admin, request, CHANGE_TIMEOUT, print);
+            }
             let Some(topic) = topic else {
                 eprintln!("error: name a topic to flip, or --group GROUP");
                 return ExitCode::from(EXIT_CONFIG);
@@ -922,14 +951,7 @@ fn print_status(result: &Value) {
     let flips = result["flips"].as_array().map_or(0, Vec::len);
     println!("flips so far: {flips}");
     for f in result["flips"].as_array().into_iter().flatten() {
-        println!(
-            "  {}: produce {} -> {}, fetch {} -> {}",
-            text(&f["topic"]),
-            text(&f["from"]["produce"]),
-            text(&f["to"]["produce"]),
-            text(&f["from"]["fetch"]),
-            text(&f["to"]["fetch"])
-        );
+        println!("  {}: {}", text(&f["topic"]), route_change(f));
     }
     for m in result["group_moves"].as_array().into_iter().flatten() {
         println!(
@@ -960,6 +982,17 @@ fn print_status(result: &Value) {
             text(&result["drain"]["error"])
         ),
     }
+}
+
+/// A flip's route change: "produce old -> new, fetch old -> new".
+fn route_change(flip: &Value) -> String {
+    format!(
+        "produce {} -> {}, fetch {} -> {}",
+        text(&flip["from"]["produce"]),
+        text(&flip["to"]["produce"]),
+        text(&flip["from"]["fetch"]),
+        text(&flip["to"]["fetch"]),
+    )
 }
 
 /// A flip's or move's steps ("fence 3 ms, …") and their total time.
@@ -1010,11 +1043,8 @@ fn print_preview(result: &Value) {
         return;
     }
     println!(
-        "a flip of '{topic}' now would move produce {} -> {}, fetch {} -> {} ({} partitions); nothing was changed",
-        text(&result["from"]["produce"]),
-        text(&result["to"]["produce"]),
-        text(&result["from"]["fetch"]),
-        text(&result["to"]["fetch"]),
+        "a flip of '{topic}' now would move {} ({} partitions); nothing was changed",
+        route_change(result),
         result["partitions"],
     );
     if let Some(create) = result["create"].as_object() {
@@ -1046,6 +1076,83 @@ fn print_preview(result: &Value) {
     }
 }
 
+/// The topic names of a `--topics-file`: one per line, blank lines and
+/// `#` comments skipped.
+fn topics_in(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read topics file {}: {e}", path.display()))?;
+    let topics: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    if topics.is_empty() {
+        return Err(format!("topics file {} names no topic", path.display()));
+    }
+    Ok(topics)
+}
+
+/// What `flip --topics … --dry-run` found: a line per topic.
+fn print_previews(result: &Value) {
+    let previews = result.as_array().map_or(&[][..], Vec::as_slice);
+    let moving = previews
+        .iter()
+        .filter(|p| p["changed"].as_bool() == Some(true))
+        .count();
+    let creating = previews.iter().filter(|p| p["create"].is_object()).count();
+    println!(
+        "a flip now would move {moving} of {} topics ({creating} to be created on the target), in one fence and one record; nothing was changed",
+        previews.len()
+    );
+    for p in previews {
+        let topic = text(&p["topic"]);
+        if p["changed"].as_bool() != Some(true) {
+            println!("  '{topic}': already routes there");
+            continue;
+        }
+        println!(
+            "  '{topic}': {}, {} partitions{}",
+            route_change(p),
+            p["partitions"],
+            if p["create"].is_object() {
+                ", created on the target"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// What `flip --topics` did: the batch's steps, then a line per topic.
+fn print_flips(result: &Value) {
+    let reports = result["topics"].as_array().map_or(&[][..], Vec::as_slice);
+    let moved = reports
+        .iter()
+        .filter(|r| r["changed"].as_bool() == Some(true))
+        .count();
+    let (steps, total) = steps_of(result);
+    if moved == 0 {
+        println!(
+            "all {} topics already route there; nothing to do",
+            reports.len()
+        );
+        return;
+    }
+    println!(
+        "flipped {moved} of {} topics in one fence in {total:.0} ms ({steps})",
+        reports.len()
+    );
+    for r in reports {
+        let topic = text(&r["topic"]);
+        if r["changed"].as_bool() != Some(true) {
+            println!("  '{topic}': already routed there");
+            continue;
+        }
+        println!("  '{topic}': {}", route_change(r));
+    }
+}
+
 fn print_flip(result: &Value) {
     let topic = text(&result["topic"]);
     if result["changed"].as_bool() != Some(true) {
@@ -1054,11 +1161,8 @@ fn print_flip(result: &Value) {
     }
     let (steps, total) = steps_of(result);
     println!(
-        "flipped '{topic}': produce {} -> {}, fetch {} -> {} in {total:.0} ms ({steps})",
-        text(&result["from"]["produce"]),
-        text(&result["to"]["produce"]),
-        text(&result["from"]["fetch"]),
-        text(&result["to"]["fetch"]),
+        "flipped '{topic}': {} in {total:.0} ms ({steps})",
+        route_change(result)
     );
     print_instances(result);
 }

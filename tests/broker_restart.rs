@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use harness::clients::{
-    client_config, create_topic, kafka_python_consume, produce_range, producer,
+    client_config, create_topic, kafka_python_consume, produce_range, producer, IDEMPOTENT,
 };
 use harness::{Broker, Proxy, ProxySetup};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -27,13 +27,7 @@ fn upstream_broker_killed_and_restarted_mid_stream_fails_no_delivery() {
 
     let p = producer(
         &bootstrap,
-        &[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("linger.ms", "5"),
-            ("message.timeout.ms", "120000"),
-            ("reconnect.backoff.max.ms", "500"),
-        ],
+        &[IDEMPOTENT, &[("reconnect.backoff.max.ms", "500")]].concat(),
     );
     let mut delivered_at_kill = 0;
     produce_range(&p, "durable", 0..RECORDS, |i| {

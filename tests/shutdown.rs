@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use harness::clients::{
     client_config, cluster_records, create_topic, producer, queue_record, wait_for_reports,
-    Consumed,
+    Consumed, IDEMPOTENT,
 };
 use harness::raw::{batch_of, RawClient};
 use harness::{wait_for, Broker, Proxy, ProxySetup, Scratch, TANSU_NODE_ID};
@@ -55,13 +55,7 @@ fn librdkafka_writer(
     std::thread::spawn(move || {
         let p = producer(
             &bootstrap,
-            &[
-                ("acks", "all"),
-                ("enable.idempotence", "true"),
-                ("linger.ms", "5"),
-                ("message.timeout.ms", "120000"),
-                ("reconnect.backoff.max.ms", "500"),
-            ],
+            &[IDEMPOTENT, &[("reconnect.backoff.max.ms", "500")]].concat(),
         );
         let mut i = 0;
         while !stop.load(Ordering::SeqCst) {

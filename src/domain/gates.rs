@@ -142,11 +142,36 @@ impl Gates {
         key: &str,
         within: std::time::Duration,
     ) -> Result<FenceGuard, Unfenced> {
-        let fence = self.fence(key).ok_or(Unfenced::AlreadyFenced)?;
-        match tokio::time::timeout(within, self.drained(key)).await {
-            Ok(()) => Ok(fence),
-            Err(_) => Err(Unfenced::StillInFlight(self.inflight(key))),
+        let mut fences = self
+            .fence_and_drain_all(&[key], within)
+            .await
+            .map_err(|(_, why)| why)?;
+        Ok(fences.pop().expect("one fence per key"))
+    }
+
+    /// Fences every one of `keys` at once, then waits (up to `within` in
+    /// all) until nothing admitted before is in flight for any of them. On
+    /// failure every fence is down again, and the error says which key
+    /// (its index in `keys`) and why.
+    pub async fn fence_and_drain_all(
+        self: &Arc<Self>,
+        keys: &[&str],
+        within: std::time::Duration,
+    ) -> Result<Vec<FenceGuard>, (usize, Unfenced)> {
+        let mut fences = Vec::with_capacity(keys.len());
+        for (at, key) in keys.iter().enumerate() {
+            fences.push(self.fence(key).ok_or((at, Unfenced::AlreadyFenced))?);
         }
+        let deadline = tokio::time::Instant::now() + within;
+        for (at, key) in keys.iter().enumerate() {
+            if tokio::time::timeout_at(deadline, self.drained(key))
+                .await
+                .is_err()
+            {
+                return Err((at, Unfenced::StillInFlight(self.inflight(key))));
+            }
+        }
+        Ok(fences)
     }
 
     pub fn inflight(&self, topic: &str) -> usize {

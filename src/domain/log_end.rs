@@ -30,6 +30,10 @@ use crate::domain::offsets::UpstreamOffset;
 /// Each partition's log end, on one cluster.
 pub type LogEnds = BTreeMap<i32, UpstreamOffset>;
 
+/// A partition with a transaction open: (partition, last stable offset,
+/// high watermark), as the broker reports them.
+pub type OpenTransaction = (i32, UpstreamOffset, UpstreamOffset);
+
 /// What one partition's Fetch at the asked offset brought back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {

@@ -215,21 +215,23 @@ impl RouteTable {
         self.generations.get(topic).copied().unwrap_or(0)
     }
 
-    /// This table with `topic` counted as flipped `flips` times (as the
-    /// state's record of flips says, so that every instance sharing the
-    /// state counts alike).
-    pub fn with_generation(&self, topic: &str, flips: u64) -> RouteTable {
-        let mut table = self.clone();
-        table.generations.insert(topic.to_owned(), flips);
-        table
+    /// Counts `topic` as flipped `flips` times (as the state's record of
+    /// flips says, so that every instance sharing the state counts alike).
+    pub fn set_generation(&mut self, topic: &str, flips: u64) {
+        self.generations.insert(topic.to_owned(), flips);
     }
 
     /// This table with `topic` routed to `route` at runtime.
     pub fn with_runtime_route(&self, topic: &str, route: Route) -> RouteTable {
         let mut table = self.clone();
-        table.runtime.insert(topic.to_owned(), route);
-        *table.generations.entry(topic.to_owned()).or_default() += 1;
+        table.set_runtime_route(topic, route);
         table
+    }
+
+    /// Routes `topic` by `route` from now on, over any rule.
+    pub fn set_runtime_route(&mut self, topic: &str, route: Route) {
+        self.runtime.insert(topic.to_owned(), route);
+        *self.generations.entry(topic.to_owned()).or_default() += 1;
     }
 
     /// This table with a Produce move of `topic` recorded in its stitches
@@ -245,6 +247,12 @@ impl RouteTable {
         let mut table = self.clone();
         table.stitches.record_move(topic, from, to, at_ms, points);
         table
+    }
+
+    /// The virtual logs of partitions whose Produce has moved, to record
+    /// a move in (see [`Stitches::record_move`]).
+    pub fn stitches_mut(&mut self) -> &mut Stitches {
+        &mut self.stitches
     }
 
     pub fn stitches(&self) -> &Stitches {

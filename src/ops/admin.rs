@@ -5,6 +5,8 @@
 //! Requests: `{"cmd":"routes"}`, `{"cmd":"status"}`,
 //! `{"cmd":"flip","topic":"T","to":"CLUSTER","side":"both"|"produce-only"|"fetch-only",
 //! "mirrored":false}`,
+//! `{"cmd":"flip-topics","pattern":"GLOB"|"topics":["T",…],"to":"CLUSTER",…}`
+//! (as flip, for many topics in one fence and one record),
 //! `{"cmd":"flip-group","group":"G","to":"CLUSTER"}`,
 //! `{"cmd":"detach","group":"G","cluster":"CLUSTER"}`.
 //! Answers: `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`.
@@ -26,8 +28,9 @@ use crate::ops::state::RouteEntry;
 use crate::runtime::proxy::Proxy;
 use crate::runtime::reload;
 
-/// Longest request line accepted.
-const MAX_LINE: u64 = 64 * 1024;
+/// Longest request line accepted: room for a flip of 20,000 topics named
+/// one by one.
+const MAX_LINE: u64 = 8 * 1024 * 1024;
 
 /// A request to the admin socket, as the CLI sends it and the proxy reads
 /// it.
@@ -45,6 +48,23 @@ pub enum AdminRequest {
         #[serde(default)]
         mirrored: bool,
         /// Say what the flip would do, and do nothing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+    },
+    /// Moves many topics in one fence, one stillness window and one
+    /// record, all or none: those matching `pattern` on the clusters they
+    /// leave, or the names in `topics`.
+    #[serde(rename = "flip-topics")]
+    FlipTopics {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pattern: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        topics: Vec<String>,
+        to: String,
+        #[serde(default)]
+        side: Side,
+        #[serde(default)]
+        mirrored: bool,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         dry_run: bool,
     },
@@ -232,6 +252,46 @@ pub async fn run(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, request: AdminR
             }
             Err(e) => Answer::refused(e),
         },
+        AdminRequest::FlipTopics {
+            pattern,
+            topics,
+            to,
+            side,
+            mirrored,
+            dry_run,
+        } => {
+            let to = match flip::cluster_named(proxy, &to) {
+                Ok(to) => to,
+                Err(e) => return Answer::refused(e),
+            };
+            let topics = match flip::select_topics(proxy, pattern.as_deref(), topics, to).await {
+                Ok(topics) => topics,
+                Err(e) => return Answer::refused(e),
+            };
+            let asked = flip::FlipsAsked {
+                topics,
+                to,
+                side,
+                mirrored,
+            };
+            if dry_run {
+                return Answer::outcome(flip::dry_run_topics(proxy, &asked).await);
+            }
+            if fleet.is_some() {
+                return Answer::refused(
+                    "a flip of many topics runs on one instance only; with [state] on a topic, \
+                     flip the topics one at a time",
+                );
+            }
+            let label = match asked.topics.as_slice() {
+                [topic] => topic.clone(),
+                many => format!("{} topics", many.len()),
+            };
+            let result = flip::flip_topics(proxy, &asked).await;
+            settle(proxy, "topic", &label, to, result, |r| {
+                r.topics.iter().any(|t| t.changed)
+            })
+        }
         AdminRequest::FlipGroup { group, to, dry_run } => match flip::cluster_named(proxy, &to) {
             Ok(to) if dry_run => Answer::outcome(group_move::dry_run(proxy, &group, to).await),
             Ok(to) => {
@@ -372,6 +432,32 @@ pub async fn status(proxy: &Proxy) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flip_of_many_topics_names_a_pattern_or_a_list() {
+        let line = r#"{"cmd":"flip-topics","pattern":"payments.*","to":"new","dry_run":true}"#;
+        let by_pattern = AdminRequest::FlipTopics {
+            pattern: Some("payments.*".into()),
+            topics: Vec::new(),
+            to: "new".into(),
+            side: Side::Both,
+            mirrored: false,
+            dry_run: true,
+        };
+        assert_eq!(
+            serde_json::from_str::<AdminRequest>(line).unwrap(),
+            by_pattern
+        );
+        let listed: AdminRequest = serde_json::from_str(
+            r#"{"cmd":"flip-topics","topics":["a","b"],"to":"new","side":"produce-only"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            listed,
+            AdminRequest::FlipTopics { pattern: None, topics, side: Side::ProduceOnly, .. }
+                if topics == ["a", "b"]
+        ));
+    }
 
     #[test]
     fn requests_read_and_write_the_documented_lines() {

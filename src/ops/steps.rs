@@ -116,12 +116,28 @@ pub async fn fence_and_drain<E: MoveError>(
     cluster: &str,
     within: Duration,
 ) -> Result<FenceGuard, E> {
+    let mut fences = fence_and_drain_all(gates, &[(key, cluster)], within).await?;
+    Ok(fences.pop().expect("one fence per key"))
+}
+
+/// Fences every key of `keys` (key, the cluster its requests go to) at
+/// once, then waits up to `within` in all for the requests already sent
+/// to be answered; on failure no fence stays up.
+pub async fn fence_and_drain_all<E: MoveError>(
+    gates: &Arc<Gates>,
+    keys: &[(&str, &str)],
+    within: Duration,
+) -> Result<Vec<FenceGuard>, E> {
+    let names: Vec<&str> = keys.iter().map(|(key, _)| *key).collect();
     gates
-        .fence_and_drain(key, within)
+        .fence_and_drain_all(&names, within)
         .await
-        .map_err(|unfenced| match unfenced {
-            Unfenced::AlreadyFenced => E::already_running(key),
-            Unfenced::StillInFlight(count) => E::still_in_flight(key, cluster, count, within),
+        .map_err(|(at, unfenced)| {
+            let (key, cluster) = keys[at];
+            match unfenced {
+                Unfenced::AlreadyFenced => E::already_running(key),
+                Unfenced::StillInFlight(count) => E::still_in_flight(key, cluster, count, within),
+            }
         })
 }
 

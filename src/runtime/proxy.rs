@@ -38,7 +38,7 @@ fn route_of(config: &Config, entry: &RouteEntry) -> Option<Route> {
 /// cluster the config does not have.
 fn with_stitch_of(
     config: &Config,
-    routes: RouteTable,
+    mut routes: RouteTable,
     flip: &FlipRecord,
     source: &str,
 ) -> Result<RouteTable, StateError> {
@@ -54,7 +54,10 @@ fn with_stitch_of(
     };
     let from = config.cluster_idx(&flip.from.produce).ok_or_else(unknown)?;
     let to = config.cluster_idx(&flip.to.produce).ok_or_else(unknown)?;
-    Ok(routes.with_stitch(&flip.topic, from, to, flip.at_ms, flip.stitch_points()))
+    let points = flip.stitch_points();
+    let stitches = routes.stitches_mut();
+    stitches.record_move(&flip.topic, from, to, flip.at_ms, points);
+    Ok(routes)
 }
 
 /// A broker of the virtual cluster: what clients see, and the upstream
@@ -219,6 +222,10 @@ impl Proxy {
     ) -> anyhow::Result<Arc<Proxy>> {
         let security = ClientSecurity::from_config(&config)?;
         let mut routes = RouteTable::new(&config.routes);
+        let mut flips_of: HashMap<&str, u64> = HashMap::new();
+        for flip in &state.flips {
+            *flips_of.entry(flip.topic.as_str()).or_default() += 1;
+        }
         for (topic, entry) in &state.routes {
             let route = route_of(&config, entry).ok_or_else(|| StateError::Parse {
                 path: config.proxy.state_file.display().to_string(),
@@ -227,10 +234,9 @@ impl Proxy {
                     entry.produce, entry.fetch
                 ),
             })?;
-            let flips = state.flips.iter().filter(|f| &f.topic == topic).count();
-            routes = routes
-                .with_runtime_route(topic, route)
-                .with_generation(topic, flips.max(1) as u64);
+            let flips = flips_of.get(topic.as_str()).copied().unwrap_or(0);
+            routes.set_runtime_route(topic, route);
+            routes.set_generation(topic, flips.max(1));
         }
         let source = config.proxy.state_file.display().to_string();
         for flip in &state.flips {

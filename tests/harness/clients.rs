@@ -178,6 +178,15 @@ pub fn wait_for_reports(producer: &BaseProducer<Reports>) {
     }
 }
 
+/// A librdkafka producer's settings for a migration: idempotent, acks=all,
+/// and time enough to ride out a flip or a broker restart.
+pub const IDEMPOTENT: &[(&str, &str)] = &[
+    ("acks", "all"),
+    ("enable.idempotence", "true"),
+    ("linger.ms", "5"),
+    ("message.timeout.ms", "120000"),
+];
+
 pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseProducer<Reports> {
     client_config(bootstrap, extra)
         .create_with_context(Reports::default())

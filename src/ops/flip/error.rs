@@ -12,6 +12,15 @@ use crate::upstream::UpstreamError;
 pub enum FlipError {
     #[error("'{0}' is not a topic name; flip takes one exact topic name (letters, digits, '.', '_', '-')")]
     BadTopic(String),
+    #[error("'{pattern}' is not a topic pattern: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error(
+        "no topic on cluster(s) {clusters} matches '{pattern}' (topics named '__…' or '….internal' \
+         are never matched); nothing was changed"
+    )]
+    NoTopicMatches { pattern: String, clusters: String },
+    #[error("name at least one topic to flip")]
+    NoTopics,
     #[error("unknown cluster '{name}' (known: {known})")]
     UnknownCluster { name: String, known: String },
     #[error(
@@ -93,8 +102,17 @@ pub enum FlipError {
         topic: String,
         source: UpstreamError,
     },
+    /// A failure of a query made for many topics at once.
+    #[error("flip of {count} topics aborted: {source}; every route unchanged")]
+    UpstreamMany { count: usize, source: UpstreamError },
     #[error("flip of '{topic}' aborted: {source}; routes unchanged")]
     State { topic: String, source: StateError },
+    /// One topic of a flip of many stopped them all.
+    #[error("flip of {count} topics aborted, none of them moved: {source}")]
+    Batch {
+        count: usize,
+        source: Box<FlipError>,
+    },
     #[error("flip of '{topic}' aborted by instance '{instance}': {reason}; routes unchanged on every instance")]
     FleetAborted {
         topic: String,
@@ -111,6 +129,32 @@ impl FlipError {
             source,
         }
     }
+
+    /// An upstream failure of a query for `topics`, all of one flip.
+    pub fn upstream_of(topics: &[String]) -> impl Fn(UpstreamError) -> FlipError + '_ {
+        move |source| match topics {
+            [topic] => FlipError::Upstream {
+                topic: topic.clone(),
+                source,
+            },
+            _ => FlipError::UpstreamMany {
+                count: topics.len(),
+                source,
+            },
+        }
+    }
+
+    /// This error, as the error of a flip of `count` topics.
+    pub fn of_batch(self, count: usize) -> FlipError {
+        match self {
+            done if count <= 1 => done,
+            many @ (FlipError::UpstreamMany { .. } | FlipError::Batch { .. }) => many,
+            one => FlipError::Batch {
+                count,
+                source: Box::new(one),
+            },
+        }
+    }
 }
 
 impl MoveError for FlipError {
@@ -119,6 +163,9 @@ impl MoveError for FlipError {
         match self {
             BadTopic(_) => ("refused", "bad_topic"),
             UnknownCluster { .. } => ("refused", "unknown_cluster"),
+            BadPattern { .. } => ("refused", "bad_pattern"),
+            NoTopicMatches { .. } => ("refused", "no_topic_matches"),
+            NoTopics => ("refused", "no_topics"),
             StitchedFetch(_) => ("refused", "stitched_fetch"),
             AlreadyRunning(_) => ("refused", "already_running"),
             TopicMissing { .. } => ("refused", "topic_missing"),
@@ -128,7 +175,9 @@ impl MoveError for FlipError {
             OpenTransaction { .. } => ("aborted", "open_transaction"),
             MirrorBehind { .. } => ("aborted", "mirror_behind"),
             Upstream { .. } => ("aborted", "upstream"),
+            UpstreamMany { .. } => ("aborted", "upstream"),
             State { .. } => ("aborted", "state"),
+            Batch { source, .. } => source.outcome(),
             FleetAborted { .. } => ("aborted", "fleet"),
         }
     }

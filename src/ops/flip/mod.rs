@@ -6,6 +6,7 @@
 mod error;
 pub mod plan;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,10 +18,15 @@ use self::plan::{CopyProgress, Ends, FlipPlan, Transactions};
 use crate::domain::gates::RunningGuard;
 use crate::domain::ids::ClusterIdx;
 use crate::domain::mirror;
-use crate::ops::state::{RouteEntry, StitchPoint};
+use crate::domain::routes::RouteTable;
+use crate::ops::state::{FlipRecord, RouteEntry, StitchPoint};
 use crate::ops::steps::{self, InstanceSteps, StepClock, StepTiming};
 use crate::runtime::proxy::Proxy;
-use crate::upstream::Cluster;
+use crate::upstream::cluster::offsets::TopicEnds;
+use crate::upstream::cluster::topics::TopicConfigs;
+
+/// Topics created in one CreateTopics request, at most.
+const CREATE_BATCH: usize = 200;
 
 /// What a finished flip did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,51 +73,188 @@ pub struct FlipAsked {
     pub mirrored: bool,
 }
 
+/// What a flip of many topics is asked to do: each topic as
+/// [`FlipAsked`] says, all of them in one fence, one stillness window and
+/// one durable record, or none of them.
+#[derive(Debug, Clone)]
+pub struct FlipsAsked {
+    pub topics: Vec<String>,
+    pub to: ClusterIdx,
+    pub side: Side,
+    pub mirrored: bool,
+}
+
+impl From<&FlipAsked> for FlipsAsked {
+    fn from(asked: &FlipAsked) -> FlipsAsked {
+        FlipsAsked {
+            topics: vec![asked.topic.clone()],
+            to: asked.to,
+            side: asked.side,
+            mirrored: asked.mirrored,
+        }
+    }
+}
+
+/// What a finished flip of many topics did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlipsReport {
+    /// Each topic's part, in the order asked; the steps are the batch's.
+    pub topics: Vec<FlipReport>,
+    pub steps: Vec<StepTiming>,
+}
+
+/// The topics a flip of many moves: the names `listed` (each once), or
+/// with a `pattern` every topic matching it on a cluster other than `to`,
+/// the clusters such a flip leaves. Internal topics (`__…`, and
+/// MirrorMaker 2's `….internal`) are never matched.
+pub async fn select_topics(
+    proxy: &Proxy,
+    pattern: Option<&str>,
+    listed: Vec<String>,
+    to: ClusterIdx,
+) -> Result<Vec<String>, FlipError> {
+    let Some(pattern) = pattern else {
+        let mut seen = std::collections::HashSet::new();
+        let topics: Vec<String> = listed
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect();
+        return if topics.is_empty() {
+            Err(FlipError::NoTopics)
+        } else {
+            Ok(topics)
+        };
+    };
+    let matcher =
+        crate::domain::pattern::Pattern::new(pattern).map_err(|reason| FlipError::BadPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        })?;
+    let mut topics = std::collections::BTreeSet::new();
+    let mut clusters = Vec::new();
+    for cluster in proxy.clusters().filter(|c| c.idx != to) {
+        clusters.push(format!("'{}'", cluster.name()));
+        let names = cluster
+            .topic_names()
+            .await
+            .map_err(|source| FlipError::Upstream {
+                topic: pattern.to_owned(),
+                source,
+            })?;
+        topics.extend(
+            names.into_iter().filter(|t| {
+                !t.starts_with("__") && !t.ends_with(".internal") && matcher.matches(t)
+            }),
+        );
+    }
+    if topics.is_empty() {
+        return Err(FlipError::NoTopicMatches {
+            pattern: pattern.to_owned(),
+            clusters: clusters.join(", "),
+        });
+    }
+    Ok(topics.into_iter().collect())
+}
+
 /// Runs one flip to completion, or aborts it leaving routes as they were.
 pub async fn flip(proxy: &Arc<Proxy>, asked: &FlipAsked) -> Result<FlipReport, FlipError> {
-    let (topic, mirrored) = (asked.topic.as_str(), asked.mirrored);
-    let (_running, plan, mut report) = begin(proxy, topic, asked.to, asked.side)?;
-    if !report.changed {
-        return Ok(report);
+    let done = flip_topics(proxy, &asked.into()).await?;
+    let mut report = done.topics.into_iter().next().expect("a report per topic");
+    report.steps = done.steps;
+    Ok(report)
+}
+
+/// Runs a flip of many topics to completion, or aborts it leaving every
+/// route as it was.
+pub async fn flip_topics(proxy: &Arc<Proxy>, asked: &FlipsAsked) -> Result<FlipsReport, FlipError> {
+    let count = asked.topics.len();
+    flip_all(proxy, asked).await.map_err(|e| e.of_batch(count))
+}
+
+async fn flip_all(proxy: &Arc<Proxy>, asked: &FlipsAsked) -> Result<FlipsReport, FlipError> {
+    let (_running, plans, mut reports) = begin_all(proxy, &asked.topics, asked.to, asked.side)?;
+    let mut steps = Vec::new();
+    let moving: Vec<&FlipPlan> = plans.iter().filter(|p| p.changed()).collect();
+    if moving.is_empty() {
+        return Ok(FlipsReport {
+            topics: reports,
+            steps,
+        });
     }
-    let mut clock = StepClock::start("topic", topic, Instant::now());
+    let label = label_of(&moving);
+    let mut clock = StepClock::start("topic", &label, Instant::now());
 
-    // 0. prepare: the topic exists on the target with the same partitions.
-    prepare(proxy, &plan).await?;
-    clock.mark(&mut report.steps, "prepare", Instant::now());
+    // 0. prepare: each topic exists on its target with the same partitions.
+    prepare_all(proxy, &moving).await?;
+    clock.mark(&mut steps, "prepare", Instant::now());
 
-    // 1. fence: no new Produce for the topic; wait for those under way.
-    // 2. check: the old log is done, and where each log ends.
-    let fence = if plan.moves_produce() {
-        let fence = steps::fence_and_drain::<FlipError>(
-            proxy.gates(),
-            topic,
-            plan.source_name(),
-            plan::INFLIGHT_WAIT,
-        )
-        .await?;
-        clock.mark(&mut report.steps, "fence", Instant::now());
-        report.stitch = check(proxy, &plan, mirrored).await?;
-        clock.mark(&mut report.steps, "check", Instant::now());
-        Some(fence)
+    // 1. fence: no new Produce for the topics; wait for those under way.
+    // 2. check: the old logs are done, and where each log ends.
+    let produce: Vec<&FlipPlan> = moving
+        .iter()
+        .copied()
+        .filter(|p| p.moves_produce())
+        .collect();
+    let mut stitches = BTreeMap::new();
+    let fences = if produce.is_empty() {
+        Vec::new()
     } else {
-        None
+        let keys: Vec<(&str, &str)> = produce
+            .iter()
+            .map(|p| (p.topic.as_str(), p.source_name()))
+            .collect();
+        let gates = proxy.gates();
+        let fences =
+            steps::fence_and_drain_all::<FlipError>(gates, &keys, plan::INFLIGHT_WAIT).await?;
+        clock.mark(&mut steps, "fence", Instant::now());
+        stitches = check_all(proxy, &produce, asked.mirrored).await?;
+        clock.mark(&mut steps, "check", Instant::now());
+        fences
     };
 
-    // 3. record, durably, before anything switches.
-    let mut record = plan.record(report.stitch.clone(), steps::now_ms());
-    record.steps = report.steps.clone();
-    let next = |state: &_| plan::next_state(state, &record);
-    let state = steps::record::<FlipError>(proxy, topic, next).await?;
-    clock.mark(&mut report.steps, "record", Instant::now());
+    // 3. record, durably, before anything switches: all in one.
+    let at_ms = steps::now_ms();
+    let records: Vec<FlipRecord> = moving
+        .iter()
+        .map(|plan| {
+            let stitch = stitches.remove(&plan.topic).unwrap_or_default();
+            let mut record = plan.record(stitch, at_ms);
+            record.steps = steps.clone();
+            record
+        })
+        .collect();
+    let next = |state: &_| plan::next_state_all(state, &records);
+    let state = steps::record::<FlipError>(proxy, &label, next).await?;
+    clock.mark(&mut steps, "record", Instant::now());
 
-    // 4. switch, then let held requests go (they now route to the target).
-    proxy.set_routes(plan.switched(&proxy.routes(), &record));
+    // 4. switch, all in one table, then let held requests go (they now
+    // route to the targets).
+    let mut routes = RouteTable::clone(&proxy.routes());
+    for (plan, record) in moving.iter().zip(&records) {
+        plan.switch(&mut routes, record);
+    }
+    proxy.set_routes(routes);
     drop(state);
-    drop(fence);
-    clock.mark(&mut report.steps, "switch", Instant::now());
-    tracing::info!(topic, from = ?report.from, to = ?report.to, "flip done");
-    Ok(report)
+    drop(fences);
+    clock.mark(&mut steps, "switch", Instant::now());
+    let mut records = records.into_iter().peekable();
+    for report in reports.iter_mut().filter(|r| r.changed) {
+        let record = records.next().expect("a record per topic moved");
+        tracing::info!(topic = report.topic, from = ?report.from, to = ?report.to, "flip done");
+        report.stitch = record.stitch;
+    }
+    Ok(FlipsReport {
+        topics: reports,
+        steps,
+    })
+}
+
+/// How logs and step timings name a flip: its topic, or how many.
+fn label_of(plans: &[&FlipPlan]) -> String {
+    match plans {
+        [plan] => plan.topic.clone(),
+        _ => format!("{} topics", plans.len()),
+    }
 }
 
 /// What a flip would do now, without doing any of it.
@@ -148,46 +291,93 @@ pub struct TopicToCreate {
 /// topic created, nothing recorded or switched. Refuses as the flip
 /// would (a missing topic, partition counts that differ, …).
 pub async fn dry_run(proxy: &Arc<Proxy>, asked: &FlipAsked) -> Result<FlipPreview, FlipError> {
-    let topic = asked.topic.as_str();
-    // A dry run takes no turn: another flip of the topic may start.
-    let (running, plan, report) = begin(proxy, topic, asked.to, asked.side)?;
+    let previews = dry_run_topics(proxy, &asked.into()).await?;
+    Ok(previews.into_iter().next().expect("a preview per topic"))
+}
+
+/// [`dry_run`] of a flip of many topics: a preview of each, or the
+/// refusal the flip would meet.
+pub async fn dry_run_topics(
+    proxy: &Arc<Proxy>,
+    asked: &FlipsAsked,
+) -> Result<Vec<FlipPreview>, FlipError> {
+    let count = asked.topics.len();
+    preview_all(proxy, asked)
+        .await
+        .map_err(|e| e.of_batch(count))
+}
+
+async fn preview_all(
+    proxy: &Arc<Proxy>,
+    asked: &FlipsAsked,
+) -> Result<Vec<FlipPreview>, FlipError> {
+    // A dry run takes no turn: another flip of the topics may start.
+    let (running, plans, reports) = begin_all(proxy, &asked.topics, asked.to, asked.side)?;
     drop(running);
-    let mut preview = FlipPreview {
-        topic: report.topic,
-        from: report.from,
-        to: report.to,
-        changed: report.changed,
-        partitions: 0,
-        create: None,
-        stitch: Vec::new(),
-        mirrored: asked.mirrored,
-    };
-    if !preview.changed {
-        return Ok(preview);
-    }
-    let upstream = FlipError::upstream(topic);
-    let (source, target) = (proxy.cluster(plan.source), proxy.cluster(plan.to));
-    let (partitions, on_target) = partition_counts(proxy, &plan).await?;
-    preview.partitions = partitions;
-    match on_target {
-        Some(n) => plan.same_partitions(partitions, n)?,
-        None => {
-            preview.create = Some(TopicToCreate {
-                cluster: target.name().to_owned(),
-                partitions: preview.partitions,
-                configs: source.topic_configs(topic).await.map_err(&upstream)?,
-            })
+    let mut previews: Vec<FlipPreview> = reports
+        .into_iter()
+        .map(|report| FlipPreview {
+            topic: report.topic,
+            from: report.from,
+            to: report.to,
+            changed: report.changed,
+            partitions: 0,
+            create: None,
+            stitch: Vec::new(),
+            mirrored: asked.mirrored,
+        })
+        .collect();
+    let at: BTreeMap<String, usize> = previews
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.topic.clone(), i))
+        .collect();
+    let moving: Vec<&FlipPlan> = plans.iter().filter(|p| p.changed()).collect();
+    for ((source, to), group) in grouped(&moving, |p| (p.source, p.to)) {
+        let upstream = FlipError::upstream_of(&group.names);
+        let (source, target) = (proxy.cluster(source), proxy.cluster(to));
+        let counts = partition_counts(proxy, &group).await?;
+        let missing: Vec<String> = counts
+            .iter()
+            .filter(|(_, (_, on_target))| on_target.is_none())
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        let mut configs = source.topic_configs_of(&missing).await.map_err(&upstream)?;
+        for (topic, (partitions, on_target)) in &counts {
+            let preview = &mut previews[at[topic]];
+            preview.partitions = *partitions;
+            if on_target.is_none() {
+                preview.create = Some(TopicToCreate {
+                    cluster: target.name().to_owned(),
+                    partitions: *partitions,
+                    configs: configs.remove(topic).unwrap_or_default(),
+                });
+            }
+        }
+        let produce: Vec<String> = group
+            .plans
+            .iter()
+            .filter(|p| p.moves_produce())
+            .map(|p| p.topic.clone())
+            .collect();
+        let on_target: Vec<String> = produce
+            .iter()
+            .filter(|t| !missing.contains(t))
+            .cloned()
+            .collect();
+        let old_ends = source.log_ends_of(&produce).await.map_err(&upstream)?;
+        let new_ends = target.log_ends_of(&on_target).await.map_err(&upstream)?;
+        for topic in &produce {
+            let (old, new) = (ends_of(&old_ends, topic), ends_of(&new_ends, topic));
+            previews[at[topic]].stitch = plan::stitch_points(&old, &new);
         }
     }
-    if plan.moves_produce() {
-        let old_ends = source.log_ends(topic).await.map_err(&upstream)?;
-        let new_ends = match preview.create {
-            Some(_) => Ends::new(),
-            None => target.log_ends(topic).await.map_err(&upstream)?,
-        };
-        preview.stitch = plan::stitch_points(&old_ends, &new_ends);
-    }
-    Ok(preview)
+    Ok(previews)
+}
+
+/// One topic's ends from a query of many (none: nothing written yet).
+fn ends_of(ends: &TopicEnds, topic: &str) -> Ends {
+    ends.get(topic).cloned().unwrap_or_default()
 }
 
 /// What every flip starts with: a valid topic name, no other flip of it
@@ -226,58 +416,143 @@ pub(crate) fn begin<'p>(
     Ok((running, plan, report))
 }
 
+/// [`begin`] of every one of `topics`, or the first refusal.
+#[allow(clippy::type_complexity)]
+fn begin_all<'p>(
+    proxy: &'p Proxy,
+    topics: &[String],
+    to: ClusterIdx,
+    side: Side,
+) -> Result<(Vec<RunningGuard<'p>>, Vec<FlipPlan>, Vec<FlipReport>), FlipError> {
+    let mut begun = (
+        Vec::with_capacity(topics.len()),
+        Vec::with_capacity(topics.len()),
+        Vec::with_capacity(topics.len()),
+    );
+    for topic in topics {
+        let (running, plan, report) = begin(proxy, topic, to, side)?;
+        begun.0.push(running);
+        begun.1.push(plan);
+        begun.2.push(report);
+    }
+    Ok(begun)
+}
+
+/// Flips that ask the same clusters, with their topic names: a batched
+/// query asks one cluster about all of them at once.
+struct Group<'a> {
+    names: Vec<String>,
+    plans: Vec<&'a FlipPlan>,
+}
+
+/// `plans` grouped by `key` (a cluster, or a pair of them).
+fn grouped<'a, K: Ord>(
+    plans: &[&'a FlipPlan],
+    key: impl Fn(&FlipPlan) -> K,
+) -> BTreeMap<K, Group<'a>> {
+    let mut groups: BTreeMap<K, Group<'a>> = BTreeMap::new();
+    for plan in plans {
+        let group = groups.entry(key(plan)).or_insert_with(|| Group {
+            names: Vec::new(),
+            plans: Vec::new(),
+        });
+        group.names.push(plan.topic.clone());
+        group.plans.push(plan);
+    }
+    groups
+}
+
 /// Step 0, prepare: the topic exists on the target with the same
 /// partitions, created there when missing.
 pub(crate) async fn prepare(proxy: &Proxy, plan: &FlipPlan) -> Result<(), FlipError> {
-    let topic = plan.topic.as_str();
-    let upstream = FlipError::upstream(topic);
-    let (source, target) = (proxy.cluster(plan.source), proxy.cluster(plan.to));
-    let (source_count, on_target) = partition_counts(proxy, plan).await?;
-    let target_count = match on_target {
-        Some(n) => n,
-        None => {
-            let configs = source.topic_configs(topic).await.map_err(&upstream)?;
-            target
-                .create_topic(topic, source_count, &configs)
-                .await
-                .map_err(&upstream)?;
+    prepare_all(proxy, &[plan]).await
+}
+
+/// Step 0 of a flip of many topics: every topic's partition counts are
+/// checked before any topic is created, so a mismatch anywhere creates
+/// nothing; then the missing ones are created on their targets.
+pub(crate) async fn prepare_all(proxy: &Proxy, plans: &[&FlipPlan]) -> Result<(), FlipError> {
+    let groups = grouped(plans, |p| (p.source, p.to));
+    let mut creates = Vec::new();
+    for (&key, group) in &groups {
+        let counts = partition_counts(proxy, group).await?;
+        let missing: Vec<(String, usize)> = counts
+            .into_iter()
+            .filter(|(_, (_, on_target))| on_target.is_none())
+            .map(|(topic, (count, _))| (topic, count))
+            .collect();
+        if !missing.is_empty() {
+            creates.push((key, missing));
+        }
+    }
+    for ((source, to), missing) in creates {
+        let names: Vec<String> = missing.iter().map(|(t, _)| t.clone()).collect();
+        let upstream = FlipError::upstream_of(&names);
+        let source_idx = source;
+        let (source, target) = (proxy.cluster(source), proxy.cluster(to));
+        let mut configs = source.topic_configs_of(&names).await.map_err(&upstream)?;
+        let wanted: Vec<(String, usize, TopicConfigs)> = missing
+            .iter()
+            .map(|(topic, count)| {
+                let configs = configs.remove(topic).unwrap_or_default();
+                (topic.clone(), *count, configs)
+            })
+            .collect();
+        for batch in wanted.chunks(CREATE_BATCH) {
+            target.create_topics(batch).await.map_err(&upstream)?;
+        }
+        for (topic, count, configs) in &wanted {
             tracing::info!(
                 topic,
                 cluster = target.name(),
-                partitions = source_count,
+                partitions = count,
                 configs = configs.len(),
                 "created topic for flip"
             );
-            // Read it back: confirms it, and puts its partitions in the view
-            // before any held request is routed there.
-            target
-                .partition_count(topic)
-                .await
-                .map_err(&upstream)?
-                .unwrap_or(0)
         }
-    };
-    plan.same_partitions(source_count, target_count)
+        // Read them back: confirms them, and puts their partitions in the
+        // view before any held request is routed there.
+        let created = target.partition_counts(&names).await.map_err(&upstream)?;
+        for plan in &groups[&(source_idx, to)].plans {
+            if let Some((_, count)) = missing.iter().find(|(t, _)| *t == plan.topic) {
+                let made = created.get(&plan.topic).copied().unwrap_or(0);
+                plan.same_partitions(*count, made)?;
+            }
+        }
+    }
+    Ok(())
 }
 
-/// The topic's partition count on the cluster it leaves (which must have
-/// it) and on the target, if the target has it.
+/// Each topic's partition count on the cluster it leaves (which must have
+/// it) and on the target, if the target has it; a count that differs is
+/// the flip's refusal.
 async fn partition_counts(
     proxy: &Proxy,
-    plan: &FlipPlan,
-) -> Result<(usize, Option<usize>), FlipError> {
-    let upstream = FlipError::upstream(&plan.topic);
-    let (source, target) = (proxy.cluster(plan.source), proxy.cluster(plan.to));
-    let count = source
-        .partition_count(&plan.topic)
+    group: &Group<'_>,
+) -> Result<BTreeMap<String, (usize, Option<usize>)>, FlipError> {
+    let Some(first) = group.plans.first() else {
+        return Ok(BTreeMap::new());
+    };
+    let upstream = FlipError::upstream_of(&group.names);
+    let (source, target) = (proxy.cluster(first.source), proxy.cluster(first.to));
+    let on_source = source
+        .partition_counts(&group.names)
         .await
         .map_err(&upstream)?;
-    let source_count = plan.source_partitions(count)?;
-    let target_count = target
-        .partition_count(&plan.topic)
+    let on_target = target
+        .partition_counts(&group.names)
         .await
         .map_err(&upstream)?;
-    Ok((source_count, target_count))
+    let mut counts = BTreeMap::new();
+    for plan in &group.plans {
+        let count = plan.source_partitions(on_source.get(&plan.topic).copied())?;
+        let there = on_target.get(&plan.topic).copied();
+        if let Some(there) = there {
+            plan.same_partitions(count, there)?;
+        }
+        counts.insert(plan.topic.clone(), (count, there));
+    }
+    Ok(counts)
 }
 
 /// Step 2, check, while fenced: no transaction open on the old log, and
@@ -287,64 +562,138 @@ pub(crate) async fn check(
     plan: &FlipPlan,
     mirrored: bool,
 ) -> Result<Vec<StitchPoint>, FlipError> {
-    let topic = plan.topic.as_str();
-    let upstream = FlipError::upstream(topic);
-    let source = proxy.cluster(plan.source);
-    transactions_closed(source, plan).await?;
+    let mut stitches = check_all(proxy, &[plan], mirrored).await?;
+    Ok(stitches.remove(&plan.topic).unwrap_or_default())
+}
+
+/// Step 2 of a flip of many topics: as [`check`], every topic's logs read
+/// at once and one stillness window for all; the stitch points by topic.
+pub(crate) async fn check_all(
+    proxy: &Proxy,
+    plans: &[&FlipPlan],
+    mirrored: bool,
+) -> Result<BTreeMap<String, Vec<StitchPoint>>, FlipError> {
+    let by_source = grouped(plans, |p| p.source);
+    transactions_closed(proxy, &by_source).await?;
     // Any append moves what a broker reports (Kafka's high watermark,
     // tansu's last batch), so reported ends tell stillness; the stitch
     // points are then verified by fetching there.
-    let before = source.reported_ends(topic).await.map_err(&upstream)?;
-    tokio::time::sleep(plan::STILLNESS_WINDOW).await;
-    let reported = source.reported_ends(topic).await.map_err(&upstream)?;
-    plan.still(&before, &reported)?;
-    let old_ends = source.log_ends(topic).await.map_err(&upstream)?;
-    let new_ends = if mirrored {
-        caught_up_copy(proxy, plan, &old_ends).await?
-    } else {
-        let target = proxy.cluster(plan.to);
-        target.log_ends(topic).await.map_err(&upstream)?
-    };
-    Ok(plan::stitch_points(&old_ends, &new_ends))
-}
-
-/// Waits (bounded) until no transaction is open on the topic's old log.
-async fn transactions_closed(source: &Cluster, plan: &FlipPlan) -> Result<(), FlipError> {
-    let started = Instant::now();
-    loop {
-        let open = source
-            .open_transactions(&plan.topic)
-            .await
-            .map_err(FlipError::upstream(&plan.topic))?;
-        match plan.transactions(&open, started.elapsed())? {
-            Transactions::Closed => return Ok(()),
-            Transactions::Open => tokio::time::sleep(plan::TXN_POLL).await,
-        }
+    let mut before = Vec::with_capacity(by_source.len());
+    for (&source, group) in &by_source {
+        let reported = proxy.cluster(source).reported_ends_of(&group.names).await;
+        before.push(reported.map_err(FlipError::upstream_of(&group.names))?);
     }
-}
-
-/// The log ends of the topic on the target once MirrorMaker 2's copy holds
-/// every record below `old_ends` (the fenced old log) and stays put (see
-/// [`FlipPlan::mirror_copy`]).
-async fn caught_up_copy(
-    proxy: &Proxy,
-    plan: &FlipPlan,
-    old_ends: &Ends,
-) -> Result<Ends, FlipError> {
-    let upstream = FlipError::upstream(&plan.topic);
-    let target = proxy.cluster(plan.to);
-    let syncs_topic = mirror::offset_syncs_topic(target.name());
-    let started = Instant::now();
-    let mut seen = None;
-    loop {
-        let syncs = crate::ops::detach::offset_syncs(proxy, &syncs_topic, [plan.source, plan.to])
+    tokio::time::sleep(plan::STILLNESS_WINDOW).await;
+    let mut old_ends = TopicEnds::new();
+    for ((&source, group), before) in by_source.iter().zip(&before) {
+        let upstream = FlipError::upstream_of(&group.names);
+        let source = proxy.cluster(source);
+        let reported = source
+            .reported_ends_of(&group.names)
             .await
             .map_err(&upstream)?;
-        let ends = target.log_ends(&plan.topic).await.map_err(&upstream)?;
-        match plan.mirror_copy(old_ends, &syncs, ends, seen, started.elapsed())? {
-            CopyProgress::CaughtUp(ends) => return Ok(ends),
-            CopyProgress::Wait { seen: next } => seen = next,
+        for plan in &group.plans {
+            plan.still(
+                &ends_of(before, &plan.topic),
+                &ends_of(&reported, &plan.topic),
+            )?;
         }
-        tokio::time::sleep(plan::STILLNESS_WINDOW).await;
+        old_ends.extend(source.log_ends_of(&group.names).await.map_err(&upstream)?);
+    }
+    let new_ends = if mirrored {
+        caught_up_copies(proxy, plans, &old_ends).await?
+    } else {
+        let mut new_ends = TopicEnds::new();
+        for (&to, group) in &grouped(plans, |p| p.to) {
+            let ends = proxy.cluster(to).log_ends_of(&group.names).await;
+            new_ends.extend(ends.map_err(FlipError::upstream_of(&group.names))?);
+        }
+        new_ends
+    };
+    Ok(plans
+        .iter()
+        .map(|p| {
+            let (old, new) = (ends_of(&old_ends, &p.topic), ends_of(&new_ends, &p.topic));
+            (p.topic.clone(), plan::stitch_points(&old, &new))
+        })
+        .collect())
+}
+
+/// Waits (bounded) until no transaction is open on any topic's old log.
+async fn transactions_closed(
+    proxy: &Proxy,
+    by_source: &BTreeMap<ClusterIdx, Group<'_>>,
+) -> Result<(), FlipError> {
+    let started = Instant::now();
+    for (&source, group) in by_source {
+        let upstream = FlipError::upstream_of(&group.names);
+        loop {
+            let open = proxy
+                .cluster(source)
+                .open_transactions_of(&group.names)
+                .await
+                .map_err(&upstream)?;
+            let mut waiting = false;
+            for plan in &group.plans {
+                let open = open.get(&plan.topic).map_or(&[][..], Vec::as_slice);
+                match plan.transactions(open, started.elapsed())? {
+                    Transactions::Closed => {}
+                    Transactions::Open => waiting = true,
+                }
+            }
+            if !waiting {
+                break;
+            }
+            tokio::time::sleep(plan::TXN_POLL).await;
+        }
+    }
+    Ok(())
+}
+
+/// The log ends of each topic on its target once MirrorMaker 2's copy
+/// holds every record below `old_ends` (the fenced old logs) and stays put
+/// (see [`FlipPlan::mirror_copy`]).
+async fn caught_up_copies(
+    proxy: &Proxy,
+    plans: &[&FlipPlan],
+    old_ends: &TopicEnds,
+) -> Result<TopicEnds, FlipError> {
+    let started = Instant::now();
+    let mut seen: BTreeMap<String, Ends> = BTreeMap::new();
+    let mut caught_up = TopicEnds::new();
+    loop {
+        let waiting: Vec<&FlipPlan> = plans
+            .iter()
+            .copied()
+            .filter(|p| !caught_up.contains_key(&p.topic))
+            .collect();
+        if waiting.is_empty() {
+            return Ok(caught_up);
+        }
+        for (&(source, to), group) in &grouped(&waiting, |p| (p.source, p.to)) {
+            let upstream = FlipError::upstream_of(&group.names);
+            let target = proxy.cluster(to);
+            let syncs_topic = mirror::offset_syncs_topic(target.name());
+            let syncs = crate::ops::detach::offset_syncs(proxy, &syncs_topic, [source, to])
+                .await
+                .map_err(&upstream)?;
+            let ends = target.log_ends_of(&group.names).await.map_err(&upstream)?;
+            for plan in &group.plans {
+                let (old, now) = (ends_of(old_ends, &plan.topic), ends_of(&ends, &plan.topic));
+                let last = seen.remove(&plan.topic);
+                match plan.mirror_copy(&old, &syncs, now, last, started.elapsed())? {
+                    CopyProgress::CaughtUp(ends) => {
+                        caught_up.insert(plan.topic.clone(), ends);
+                    }
+                    CopyProgress::Wait { seen: Some(ends) } => {
+                        seen.insert(plan.topic.clone(), ends);
+                    }
+                    CopyProgress::Wait { seen: None } => {}
+                }
+            }
+        }
+        if caught_up.len() < plans.len() {
+            tokio::time::sleep(plan::STILLNESS_WINDOW).await;
+        }
     }
 }

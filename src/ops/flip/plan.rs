@@ -42,9 +42,7 @@ pub const MIRROR_WAIT: Duration = Duration::from_secs(60);
 /// Each partition's log end, on one cluster.
 pub type Ends = LogEnds;
 
-/// A partition with a transaction open: (partition, last stable offset,
-/// high watermark), as the broker reports them.
-pub type OpenTransaction = (i32, UpstreamOffset, UpstreamOffset);
+pub use crate::domain::log_end::OpenTransaction;
 
 fn valid_topic_name(topic: &str) -> bool {
     !topic.is_empty()
@@ -267,17 +265,24 @@ impl FlipPlan {
     /// when Produce moved, the stitch readers continue along from the old
     /// log into the new one.
     pub fn switched(&self, routes: &RouteTable, record: &FlipRecord) -> RouteTable {
-        let routes = routes.with_runtime_route(&self.topic, self.target);
-        if !self.moves_produce() {
-            return routes;
+        let mut routes = routes.clone();
+        self.switch(&mut routes, record);
+        routes
+    }
+
+    /// Switches `routes` as [`FlipPlan::switched`] says, in place: a flip
+    /// of many topics switches them all in one table.
+    pub fn switch(&self, routes: &mut RouteTable, record: &FlipRecord) {
+        routes.set_runtime_route(&self.topic, self.target);
+        if self.moves_produce() {
+            routes.stitches_mut().record_move(
+                &self.topic,
+                self.from.produce,
+                self.target.produce,
+                record.at_ms,
+                record.stitch_points(),
+            );
         }
-        routes.with_stitch(
-            &self.topic,
-            self.from.produce,
-            self.target.produce,
-            record.at_ms,
-            record.stitch_points(),
-        )
     }
 }
 
@@ -325,9 +330,17 @@ pub fn stitch_points(old_ends: &Ends, new_ends: &Ends) -> Vec<StitchPoint> {
 /// The state once `record` is saved: the topic's runtime route, and the
 /// flip appended to the record of flips.
 pub fn next_state(state: &State, record: &FlipRecord) -> State {
+    next_state_all(state, std::slice::from_ref(record))
+}
+
+/// The state once every one of `records` is saved (a flip of many topics
+/// records them at once).
+pub fn next_state_all(state: &State, records: &[FlipRecord]) -> State {
     let mut next = state.clone();
-    next.routes.insert(record.topic.clone(), record.to.clone());
-    next.flips.push(record.clone());
+    for record in records {
+        next.routes.insert(record.topic.clone(), record.to.clone());
+        next.flips.push(record.clone());
+    }
     next
 }
 
