@@ -3,7 +3,8 @@
 //! ([`crate::wire::bounded`]) finds the offset fields of the partitions to
 //! shift and their record batches, and a copy of the frame gets the new
 //! values where the old ones were. Records, the bulk of an answer, are
-//! copied once and never parsed past their batch headers.
+//! copied once (twice when a segment's end cuts some off) and never read
+//! past their batch headers.
 
 use std::ops::Range;
 
