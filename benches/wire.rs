@@ -5,7 +5,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchResponse, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use switchyard::config::{RoutesConfig, TopicRouteConfig};
 use switchyard::domain::ids::ClusterIdx;
@@ -140,12 +140,111 @@ fn route_lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// A Fetch v12 answer from one broker: 16 partitions of topic "events",
+/// each 64 KiB of records in 16 batches (1 MiB in all), a high watermark
+/// past the last one.
+fn fetch_answer() -> Frame {
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    let records: Vec<u8> = (0..16i64)
+        .flat_map(|b| {
+            let mut batch = (1_000 + 100 * b).to_be_bytes().to_vec();
+            batch.extend_from_slice(&(4096 - 12i32).to_be_bytes());
+            batch.resize(4096, 0xab);
+            batch
+        })
+        .collect();
+    let records = bytes::Bytes::from(records);
+    let partitions = (0..16)
+        .map(|p| {
+            PartitionData::default()
+                .with_partition_index(p)
+                .with_high_watermark(2_600)
+                .with_last_stable_offset(2_600)
+                .with_log_start_offset(0)
+                .with_records(Some(records.clone()))
+        })
+        .collect();
+    let topic = FetchableTopicResponse::default()
+        .with_topic(TopicName(StrBytes::from_static_str("events")))
+        .with_partitions(partitions);
+    let answer = FetchResponse::default().with_responses(vec![topic]);
+    Frame(codec::response_frame(ApiKey::Fetch, 12, 7, &answer).unwrap())
+}
+
+/// The answer to a client of a stitched Fetch (every partition read from
+/// the new cluster, Δ = 5,000) sent whole to one broker, as the proxy
+/// gives it (offsets patched in its bytes), against decoding, shifting and
+/// encoding it (as it was given before); and an answer that waited across
+/// a flip, cut where its stretch ended (the only patch that changes the
+/// answer's length), or, with nothing stitched, walked and passed on.
+fn fetch_answer_shift(c: &mut Criterion) {
+    use switchyard::domain::stitch::{Shift, UpstreamOffset};
+    use switchyard::plan::partitioned::{self, Family, PartitionAnswer};
+    use switchyard::plan::split::Merge;
+    use switchyard::wire::requests::TopicPartitions;
+    let frame = fetch_answer();
+    let order = TopicPartitions(vec![("events".into(), (0..16).collect())]);
+    let shift = Shift {
+        delta: 5_000,
+        ..Shift::NONE
+    };
+    let shifts = vec![vec![shift; 16]];
+    let merge = Merge {
+        version: 12,
+        correlation_id: 7,
+        order: &order,
+        shifts: &shifts,
+    };
+    let family = Family::of_api(ApiKey::Fetch).unwrap();
+    let decoded_and_encoded = |frame: &Frame| {
+        let mut answer: FetchResponse = codec::decode_response(ApiKey::Fetch, 12, frame).unwrap();
+        for partition in answer.responses.iter_mut().flat_map(|t| &mut t.partitions) {
+            partition.shift(shift);
+        }
+        codec::response_frame(ApiKey::Fetch, 12, 7, &answer).unwrap()
+    };
+    assert_eq!(
+        family.merge(&merge, std::slice::from_ref(&frame)).unwrap(),
+        decoded_and_encoded(&frame)
+    );
+    let (old, new) = (ClusterIdx(0), ClusterIdx(1));
+    let routes = RouteTable::new(&RoutesConfig {
+        default: old,
+        topics: Vec::new(),
+        groups: Vec::new(),
+        transactions: Vec::new(),
+    });
+    let moved = routes.with_stitch(
+        "events",
+        old,
+        new,
+        1,
+        (0..16).map(|p| (p, UpstreamOffset(1_800), UpstreamOffset(0))),
+    );
+    let mut group = c.benchmark_group("fetch_answer_1MiB_16_partitions");
+    group.throughput(Throughput::Bytes(frame.0.len() as u64));
+    group.bench_function("stitched_patched", |b| {
+        b.iter(|| family.merge(black_box(&merge), std::slice::from_ref(&frame)))
+    });
+    group.bench_function("stitched_decoded_and_encoded", |b| {
+        b.iter(|| decoded_and_encoded(black_box(&frame)))
+    });
+    group.bench_function("waited_across_a_flip_cut", |b| {
+        b.iter(|| partitioned::restitched(&moved, old, 12, 7, black_box(&frame)))
+    });
+    group.bench_function("waited_across_a_flip_nothing_stitched", |b| {
+        b.iter(|| partitioned::restitched(&routes, old, 12, 7, black_box(&frame)))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     header_parse,
     produce_view_bench,
     metadata_view,
     read_frame_bench,
-    route_lookup
+    route_lookup,
+    fetch_answer_shift
 );
 criterion_main!(benches);

@@ -412,31 +412,37 @@ mod tests {
 /// batches at or past its end left out. A batch cut short by the broker's
 /// size limit stays, shifted, as the client would have seen it: a client
 /// whose first batch is cut short asks again for more bytes.
+pub fn shift_records(records: &[u8], shift: Shift) -> Vec<u8> {
+    let mut out = records.to_vec();
+    let kept = shift_records_in_place(&mut out, shift);
+    out.truncate(kept);
+    out
+}
+
+/// [`shift_records`] in place: each batch's base offset shifted where it
+/// sits; returns how many leading bytes clients see (fewer than all when
+/// the segment ends before the last batches, which are left out).
 ///
 /// Base offset and length sit at the same place in every message format
 /// (offset int64, then size int32), and the base offset is outside the
-/// batch's CRC, so no checksum changes.
-pub fn shift_records(records: &[u8], shift: Shift) -> Vec<u8> {
+/// batch's CRC (which covers attributes on, in v2), so no checksum changes.
+pub fn shift_records_in_place(records: &mut [u8], shift: Shift) -> usize {
     const PREFIX: usize = 12;
-    let mut out = Vec::with_capacity(records.len());
     let mut pos = 0;
-    while let Some(base) = records.get(pos..pos + 8) {
-        let base = UpstreamOffset(i64::from_be_bytes(base.try_into().unwrap_or([0; 8])));
-        if shift.end.is_some_and(|e| base >= e) {
-            return out; // the next segment's records
+    while let Some(base) = records.get_mut(pos..pos + 8) {
+        let upstream = UpstreamOffset(i64::from_be_bytes(base.try_into().unwrap_or([0; 8])));
+        if shift.end.is_some_and(|e| upstream >= e) {
+            return pos; // the next segment's records
         }
-        let next = records
+        base.copy_from_slice(&upstream.to_virtual(shift.delta).0.to_be_bytes());
+        pos = records
             .get(pos + 8..pos + PREFIX)
             .and_then(|l| usize::try_from(i32::from_be_bytes(l.try_into().ok()?)).ok())
             .and_then(|l| (pos + PREFIX).checked_add(l))
             .map_or(records.len(), |end| end.min(records.len()));
-        out.extend_from_slice(&base.to_virtual(shift.delta).0.to_be_bytes());
-        out.extend_from_slice(&records[pos + 8..next]);
-        pos = next;
     }
-    // Fewer than 8 bytes left: a fragment no client reads.
-    out.extend_from_slice(&records[pos.min(records.len())..]);
-    out
+    // Fewer than 8 bytes left: a fragment no client reads, kept.
+    records.len()
 }
 
 /// The offset after the last record of the last whole batch in a records

@@ -144,6 +144,11 @@ pub(crate) fn merge_as<R: PartitionedApi>(
         order,
         shifts,
     } = *merge;
+    if let [part] = parts {
+        if let Some(answer) = R::answer_in_order(version, correlation_id, order, shifts, part)? {
+            return Ok(answer);
+        }
+    }
     let mut merged = R::Response::default();
     // Every answered partition, by topic and index; a queue, in case a
     // request names a partition twice.

@@ -9,7 +9,11 @@
 //! [`super::response_layouts`] are read off that decoder), and refuses
 //! the body when any count claims more elements than the bytes left could
 //! hold. What passes can be decoded without a count ever outgrowing the
-//! frame it came in.
+//! frame it came in. The same walk tells a [`Visit`] where each field
+//! sits, for what reads or patches a few fields of an answer in place of
+//! decoding it (the error codes counted, a Fetch answer's offsets).
+
+use std::ops::Range;
 
 use kafka_protocol::messages::ApiKey;
 
@@ -26,18 +30,18 @@ fn holds(mask: u32, version: i16) -> bool {
 /// the bytes left. Trailing bytes are left alone, as the decoder leaves
 /// them.
 pub fn check_response(api: ApiKey, version: i16, body: &[u8]) -> Result<(), WireError> {
-    let what = "upstream response";
-    let Some(layout) = response_layout(api) else {
-        return Err(WireError {
-            what,
-            detail: format!(
-                "the proxy has no bounded layout for {api:?} responses, so it will not decode one; \
-                 add {api:?} to scripts/gen_response_layouts.py"
-            ),
-        });
-    };
-    let mut r = Reader::new(body, layout.name);
-    walk_struct(&mut r, layout, version, &mut |_| {}).map_err(|e| WireError {
+    checked_walk(api, version, body, &mut Walked)
+}
+
+/// [`visit_response`], its errors saying the body was refused unread.
+pub fn checked_walk(
+    api: ApiKey,
+    version: i16,
+    body: &[u8],
+    visit: &mut dyn Visit,
+) -> Result<(), WireError> {
+    layout_of(api)?;
+    visit_response(api, version, body, visit).map_err(|e| WireError {
         what: e.what,
         detail: format!(
             "{} (refused before decoding; check that the upstream is a healthy Kafka broker)",
@@ -52,11 +56,93 @@ pub fn check_response(api: ApiKey, version: i16, body: &[u8]) -> Result<(), Wire
 /// layout for `api` or the body does not walk (nothing is counted then
 /// beyond what was found).
 pub fn error_codes(api: ApiKey, version: i16, body: &[u8], found: &mut dyn FnMut(i16)) -> bool {
-    let Some(layout) = response_layout(api) else {
-        return false;
-    };
+    let mut codes = ErrorCodes { body, found };
+    visit_response(api, version, body, &mut codes).is_ok()
+}
+
+/// Where a field the walk read sits in the body walked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// Its first byte: a string's or bytes' length prefix, if it has one.
+    pub start: usize,
+    /// Its value, past any length prefix; `None` for a null string or
+    /// bytes.
+    pub value: Option<Range<usize>>,
+}
+
+/// What a bounded walk tells, in wire order, to whoever reads or patches
+/// the fields it passes.
+pub trait Visit {
+    /// A struct of `layout` begins.
+    fn enter(&mut self, _layout: &'static Layout) {}
+
+    /// A fixed-width, string or bytes field `name` of `layout` was read at
+    /// `span` (each element of an array of them, under the array's name);
+    /// an error stops the walk.
+    fn field(
+        &mut self,
+        _layout: &'static Layout,
+        _name: &'static str,
+        _span: Span,
+    ) -> Result<(), WireError> {
+        Ok(())
+    }
+}
+
+/// A walk that only checks.
+struct Walked;
+
+impl Visit for Walked {}
+
+/// Passes each non-zero `error_code` on.
+struct ErrorCodes<'a> {
+    body: &'a [u8],
+    found: &'a mut dyn FnMut(i16),
+}
+
+impl Visit for ErrorCodes<'_> {
+    fn field(
+        &mut self,
+        _: &'static Layout,
+        name: &'static str,
+        span: Span,
+    ) -> Result<(), WireError> {
+        if name != "error_code" {
+            return Ok(());
+        }
+        let code = span
+            .value
+            .and_then(|v| self.body.get(v))
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map(i16::from_be_bytes);
+        if let Some(code) = code.filter(|c| *c != 0) {
+            (self.found)(code);
+        }
+        Ok(())
+    }
+}
+
+/// Walks a response body for `api` at `version` as its decoder would read
+/// it, every count bounded by the bytes left, telling `visit` each field.
+pub fn visit_response(
+    api: ApiKey,
+    version: i16,
+    body: &[u8],
+    visit: &mut dyn Visit,
+) -> Result<(), WireError> {
+    let layout = layout_of(api)?;
     let mut r = Reader::new(body, layout.name);
-    walk_struct(&mut r, layout, version, found).is_ok()
+    walk_struct(&mut r, layout, version, visit)
+}
+
+fn layout_of(api: ApiKey) -> Result<&'static Layout, WireError> {
+    response_layout(api).ok_or_else(|| WireError {
+        what: "upstream response",
+        detail: format!(
+            "the proxy has no bounded layout for {api:?} responses, so it will not decode one; \
+             add {api:?} to scripts/gen_response_layouts.py"
+        ),
+    })
 }
 
 fn in_field(name: &'static str) -> impl FnOnce(WireError) -> WireError {
@@ -66,13 +152,12 @@ fn in_field(name: &'static str) -> impl FnOnce(WireError) -> WireError {
     }
 }
 
-/// Walks one struct; each non-zero `error_code` field is passed to
-/// `found`.
+/// Walks one struct, telling `visit` of it and of each field.
 fn walk_struct(
     r: &mut Reader<'_>,
-    layout: &Layout,
+    layout: &'static Layout,
     version: i16,
-    found: &mut dyn FnMut(i16),
+    visit: &mut dyn Visit,
 ) -> Result<(), WireError> {
     let (low, high) = layout.versions;
     if !(low..=high).contains(&version) {
@@ -81,18 +166,13 @@ fn walk_struct(
             layout.name
         )));
     }
+    visit.enter(layout);
     for field in layout.fields {
         let Some((_, kind)) = field.alts.iter().find(|(m, _)| holds(*m, version)) else {
             continue;
         };
-        if field.name == "error_code" && matches!(kind, Kind::Fixed(2)) {
-            match r.i16()? {
-                0 => {}
-                code => found(code),
-            }
-            continue;
-        }
-        walk(r, kind, version, found).map_err(in_field(field.name))?;
+        let at = (layout, field.name);
+        walk(r, at, kind, version, visit).map_err(in_field(field.name))?;
     }
     if holds(layout.flexible, version) {
         let count = r.unsigned_varint()?;
@@ -104,7 +184,8 @@ fn walk_struct(
                 .iter()
                 .find(|t| t.tag == tag && holds(t.versions, version))
             {
-                Some(t) => walk(r, &t.kind, version, found).map_err(in_field("tagged field"))?,
+                Some(t) => walk(r, (layout, "tagged field"), &t.kind, version, visit)
+                    .map_err(in_field("tagged field"))?,
                 // Unknown to the decoder at this version: it keeps the
                 // bytes whole (or refuses the tag) and reads nothing inside.
                 None => {
@@ -116,46 +197,58 @@ fn walk_struct(
     Ok(())
 }
 
+/// Walks one field of kind `kind`, named `at` (its struct's layout and
+/// its name).
 fn walk(
     r: &mut Reader<'_>,
+    at: (&'static Layout, &'static str),
     kind: &Kind,
     version: i16,
-    found: &mut dyn FnMut(i16),
+    visit: &mut dyn Visit,
 ) -> Result<(), WireError> {
-    match *kind {
+    let start = r.position();
+    let value = match *kind {
         Kind::Fixed(n) => {
             r.bytes(n)?;
+            Some(start..r.position())
         }
         Kind::String { compact } => skip_sized(r, compact, false)?,
         Kind::Bytes { compact } => skip_sized(r, compact, true)?,
         Kind::Array { compact, of } => {
             let n = r.array_len(compact, min_size(of, version))?.unwrap_or(0);
             for _ in 0..n {
-                walk(r, of, version, found)?;
+                walk(r, at, of, version, visit)?;
             }
+            return Ok(());
         }
-        Kind::Struct(layout) => walk_struct(r, layout, version, found)?,
-    }
-    Ok(())
+        Kind::Struct(layout) => return walk_struct(r, layout, version, visit),
+    };
+    visit.field(at.0, at.1, Span { start, value })
 }
 
 /// Skips a nullable string (`int16` length) or bytes (`int32` length), or
-/// their compact forms.
-fn skip_sized(r: &mut Reader<'_>, compact: bool, wide: bool) -> Result<(), WireError> {
+/// their compact forms: where its value sits, `None` for null.
+fn skip_sized(
+    r: &mut Reader<'_>,
+    compact: bool,
+    wide: bool,
+) -> Result<Option<Range<usize>>, WireError> {
     let len = if compact {
         match r.unsigned_varint()? {
-            0 => return Ok(()),
+            0 => return Ok(None),
             n => (n - 1) as usize,
         }
     } else {
         let n = if wide { r.i32()? } else { i32::from(r.i16()?) };
         match n {
-            -1 => return Ok(()),
+            -1 => return Ok(None),
             n if n < 0 => return Err(r.error(format!("length {n} is negative"))),
             n => n as usize,
         }
     };
-    r.bytes(len).map(|_| ())
+    let start = r.position();
+    r.bytes(len)?;
+    Ok(Some(start..r.position()))
 }
 
 /// The fewest bytes one element of `kind` can take at `version`: what an

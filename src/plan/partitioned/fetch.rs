@@ -7,13 +7,13 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 
-use super::{lists, topic_answer, Body, PartitionAnswer, PartitionedApi, Positions, TopicAnswer};
+use super::{fetch_answer, lists, topic_answer, Body, PartitionAnswer, PartitionedApi, Positions};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::routes::RouteTable;
 use crate::domain::stitch::{self, OffsetField, Shift};
 use crate::plan::split::topic_array;
-use crate::wire::codec::{response_body, response_frame, CodecError};
-use crate::wire::requests;
+use crate::wire::codec::{response_body, CodecError};
+use crate::wire::requests::{self, TopicPartitions};
 use crate::wire::{Frame, Reader, RequestHeader, WireError};
 
 impl PartitionedApi for FetchRequest {
@@ -75,6 +75,41 @@ impl PartitionedApi for FetchRequest {
         merged.session_id = 0;
         merged.node_endpoints.clear();
     }
+
+    /// A stitched Fetch sent whole to one broker: its answer keeps the
+    /// fast path but for the offsets patched in its bytes. The part ran
+    /// outside any fetch session, so its session id is 0 already.
+    fn answer_in_order(
+        version: i16,
+        correlation_id: i32,
+        order: &TopicPartitions,
+        shifts: &[Vec<Shift>],
+        part: &Frame,
+    ) -> Result<Option<Bytes>, CodecError> {
+        let mut expected = order
+            .0
+            .iter()
+            .zip(shifts)
+            .flat_map(|((topic, indices), shifts)| {
+                indices
+                    .iter()
+                    .zip(shifts)
+                    .map(move |(index, shift)| (topic.as_str(), *index, *shift))
+            });
+        let mut in_order = true;
+        let mut shift_of = |topic: &str, index: i32| match expected.next() {
+            Some((t, i, shift)) if t == topic && i == index => Some(shift).filter(|s| !s.is_none()),
+            _ => {
+                in_order = false;
+                None
+            }
+        };
+        let patched = fetch_answer::shifted(version, correlation_id, part, &mut shift_of)?;
+        if !in_order || expected.next().is_some() {
+            return Ok(None);
+        }
+        Ok(Some(patched.unwrap_or_else(|| part.0.clone())))
+    }
 }
 
 topic_answer!(
@@ -121,6 +156,9 @@ impl PartitionAnswer for PartitionData {
 /// that records written there since (behind the proxy) never reach the
 /// client at offsets of the new stretch. `None` when no partition
 /// changed.
+///
+/// The answer's bytes are patched where its offsets sit
+/// ([`fetch_answer::shifted`]), not decoded and encoded anew.
 pub fn restitched(
     routes: &RouteTable,
     cluster: ClusterIdx,
@@ -128,25 +166,13 @@ pub fn restitched(
     correlation_id: i32,
     frame: &Frame,
 ) -> Result<Option<Bytes>, CodecError> {
-    let mut answer = FetchRequest::decode_answer(version, frame)?;
-    let mut changed = false;
-    for topic in &mut answer.responses {
-        let name = topic.name().to_owned();
-        for partition in topic.partitions() {
-            let now = routes
-                .stitches()
-                .get(&name, partition.partition_index)
-                .and_then(|s| s.now(cluster, Shift::NONE));
-            if let Some(shift) = now {
-                partition.shift(shift);
-                changed = true;
-            }
-        }
-    }
-    if !changed {
-        return Ok(None);
-    }
-    response_frame(FetchRequest::API, version, correlation_id, &answer).map(Some)
+    let stitches = routes.stitches();
+    let mut now = |topic: &str, partition: i32| {
+        stitches
+            .get(topic, partition)
+            .and_then(|s| s.now(cluster, Shift::NONE))
+    };
+    fetch_answer::shifted(version, correlation_id, frame, &mut now)
 }
 
 #[cfg(test)]
@@ -154,7 +180,7 @@ mod tests {
     use super::*;
     use crate::config::RoutesConfig;
     use crate::domain::stitch::UpstreamOffset;
-    use crate::wire::codec::decode_response;
+    use crate::wire::codec::{decode_response, response_frame};
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::StrBytes;
 
@@ -224,5 +250,36 @@ mod tests {
         assert_eq!(kept.records.as_ref().map(|r| r.len()), Some(96));
         // An answer from another cluster than the moved stretch's: as it came.
         assert_eq!(restitched(&moved, NEW, 12, 7, &frame).unwrap(), None);
+    }
+
+    #[test]
+    fn a_stitched_fetch_sent_whole_to_one_broker_is_patched_in_order_or_merged() {
+        let frame = answer();
+        let shift = Shift {
+            delta: 1_000,
+            ..Shift::NONE
+        };
+        let order = |partitions: &[i32]| {
+            crate::wire::requests::TopicPartitions(vec![("events".to_owned(), partitions.to_vec())])
+        };
+        let shifts = vec![vec![shift, Shift::NONE]];
+        let got = FetchRequest::answer_in_order(12, 7, &order(&[0, 1]), &shifts, &frame)
+            .unwrap()
+            .expect("answered in order");
+        let mut reference = FetchRequest::decode_answer(12, &frame).unwrap();
+        reference.responses[0].partitions[0].shift(shift);
+        let reference = response_frame(ApiKey::Fetch, 12, 7, &reference).unwrap();
+        assert_eq!(got, reference, "byte for byte what decoding gives");
+        // Nothing to shift: the answer as it came.
+        let none = vec![vec![Shift::NONE; 2]];
+        let same = FetchRequest::answer_in_order(12, 7, &order(&[0, 1]), &none, &frame).unwrap();
+        assert_eq!(same, Some(frame.0.clone()));
+        // Answered in another order than asked, short of a partition or
+        // past the last: merged by decoding, which says what is missing.
+        for asked in [&[1, 0][..], &[0], &[0, 1, 2]] {
+            let shifts = vec![vec![shift; asked.len()]];
+            let got = FetchRequest::answer_in_order(12, 7, &order(asked), &shifts, &frame);
+            assert_eq!(got.unwrap(), None, "{asked:?}");
+        }
     }
 }

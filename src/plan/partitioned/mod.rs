@@ -9,6 +9,7 @@
 //! from API key to those; nothing else matches on these APIs. Adding one
 //! means a file here and a line in that table.
 
+use bytes::Bytes;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -21,6 +22,7 @@ use crate::wire::{Frame, RequestHeader, WireError};
 mod add_partitions_to_txn;
 mod family;
 mod fetch;
+mod fetch_answer;
 mod list_offsets;
 mod offset_for_leader_epoch;
 mod produce;
@@ -65,6 +67,20 @@ pub trait PartitionedApi: Decodable + Encodable + Clone {
 
     /// Folds a part's other top-level fields into the merged answer.
     fn fold(_merged: &mut Self::Response, _part: &Self::Response) {}
+
+    /// The client's answer from a lone part's answer, made without
+    /// decoding it, when that answers every partition of `order` in order
+    /// and the API can shift its offsets (`shifts`, in the shape of
+    /// `order`) in its bytes: `None` merges it as any other.
+    fn answer_in_order(
+        _version: i16,
+        _correlation_id: i32,
+        _order: &TopicPartitions,
+        _shifts: &[Vec<Shift>],
+        _part: &Frame,
+    ) -> Result<Option<Bytes>, CodecError> {
+        Ok(None)
+    }
 }
 
 /// What a partitioned request's view holds.
