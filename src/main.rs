@@ -106,7 +106,7 @@ enum Command {
     /// coordinator and committed offsets) to another cluster, now.
     Flip {
         /// The exact topic name.
-        #[arg(required_unless_present_any = ["group", "topics", "topics_file"])]
+        #[arg(required_unless_present_any = ["group", "groups", "topics", "topics_file"])]
         topic: Option<String>,
         /// Move every topic matching this glob (e.g. 'payments.*') on the
         /// clusters it leaves, in one fence and one record: all or none.
@@ -117,8 +117,12 @@ enum Command {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["topic", "topics"])]
         topics_file: Option<PathBuf>,
         /// Move this consumer group instead of a topic.
-        #[arg(long, value_name = "GROUP", conflicts_with_all = ["topic", "topics", "topics_file", "produce_only", "fetch_only"])]
+        #[arg(long, value_name = "GROUP", conflicts_with_all = ["topic", "topics", "topics_file", "groups", "produce_only", "fetch_only"])]
         group: Option<String>,
+        /// Move every consumer group matching this glob on the clusters
+        /// it leaves, in one hold and one record: all or none.
+        #[arg(long, value_name = "PATTERN", conflicts_with_all = ["topic", "topics", "topics_file", "produce_only", "fetch_only", "mirrored"])]
+        groups: Option<String>,
         /// The cluster to move it to.
         #[arg(long, value_name = "CLUSTER")]
         to: String,
@@ -281,6 +285,25 @@ fn main() -> ExitCode {
                 print_group_preview
             } else {
                 print_group_move
+            };
+            admin_command(&admin, request, CHANGE_TIMEOUT, print)
+        }
+        Command::Flip {
+            groups: Some(pattern),
+            to,
+            dry_run,
+            admin,
+            ..
+        } => {
+            let request = AdminRequest::FlipGroups {
+                pattern,
+                to,
+                dry_run,
+            };
+            let print = if dry_run {
+                print_group_previews
+            } else {
+                print_group_moves
             };
             admin_command(&admin, request, CHANGE_TIMEOUT, print)
         }
@@ -1091,6 +1114,57 @@ fn topics_in(path: &Path) -> Result<Vec<String>, String> {
         return Err(format!("topics file {} names no topic", path.display()));
     }
     Ok(topics)
+}
+
+/// What `flip --groups … --dry-run` found: a line per group.
+fn print_group_previews(result: &Value) {
+    let previews = result.as_array().map_or(&[][..], Vec::as_slice);
+    let moving = previews
+        .iter()
+        .filter(|p| p["changed"].as_bool() == Some(true))
+        .count();
+    println!(
+        "a move now would move {moving} of {} groups, in one hold and one record; nothing was changed",
+        previews.len()
+    );
+    for p in previews {
+        println!(
+            "  {}",
+            group_line(p, p["offsets"].as_array().map_or(0, Vec::len))
+        );
+    }
+}
+
+/// What `flip --groups` did: the batch's steps, then a line per group.
+fn print_group_moves(result: &Value) {
+    let reports = result["groups"].as_array().map_or(&[][..], Vec::as_slice);
+    let moved = reports
+        .iter()
+        .filter(|r| r["changed"].as_bool() == Some(true))
+        .count();
+    let (steps, total) = steps_of(result);
+    println!(
+        "moved {moved} of {} groups in one hold in {total:.0} ms ({steps})",
+        reports.len()
+    );
+    for r in reports {
+        let offsets = r["offsets"].as_u64().unwrap_or(0) as usize;
+        println!("  {}", group_line(r, offsets));
+    }
+}
+
+/// One group of a move of many: where it goes, and how many committed
+/// offsets go with it.
+fn group_line(group: &Value, offsets: usize) -> String {
+    let name = text(&group["group"]);
+    if group["changed"].as_bool() != Some(true) {
+        return format!("'{name}': already coordinated there");
+    }
+    format!(
+        "'{name}': {} -> {}, {offsets} committed offsets",
+        text(&group["from"]),
+        text(&group["to"])
+    )
 }
 
 /// What `flip --topics … --dry-run` found: a line per topic.

@@ -348,3 +348,105 @@ fn a_group_moves_to_another_cluster_with_its_offsets_while_its_member_runs() {
     let bad = proxy.admin(r#"{"cmd":"flip-group","group":"payroll","to":"mars"}"#);
     assert_eq!(bad["error"], "unknown cluster 'mars' (known: new, old)");
 }
+
+#[test]
+fn groups_matching_a_pattern_move_in_one_hold_or_not_at_all() {
+    let (old, new, proxy) = harness::two_clusters("gp");
+    create_topic(&proxy.bootstrap(), "journal", 1);
+    let p = producer(&proxy.bootstrap(), &[("acks", "all")]);
+    produce_range(&p, "journal", 0..40, |_| {});
+
+    // Three billing groups and one other, each reading a different number
+    // of records and committing there, all on 'old'.
+    let groups = ["billing.a", "billing.b", "billing.c", "shipping"];
+    let mut members = Vec::new();
+    for (i, group) in groups.iter().enumerate() {
+        let member: BaseConsumer = client_config(
+            &proxy.bootstrap(),
+            &[
+                ("group.id", group),
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "500"),
+            ],
+        )
+        .create()
+        .unwrap();
+        member.subscribe(&["journal"]).unwrap();
+        poll_members(&[&member], "every record", |g| g.len() >= 40);
+        let mut at = rdkafka::TopicPartitionList::new();
+        at.add_partition_offset("journal", 0, rdkafka::Offset::Offset(10 + i as i64))
+            .unwrap();
+        member.commit(&at, CommitMode::Sync).unwrap();
+        assert_eq!(committed(&old.addr(), group, "journal", 1), [10 + i as i64]);
+        members.push(member);
+    }
+    let moves = |proxy: &Proxy| {
+        proxy.json("status")["group_moves"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // 'new' lacks the topic: the first group's refusal stops all three.
+    let out = proxy.cli(&["flip", "--groups", "billing.*", "--to", "new"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(
+            "move of 3 groups aborted, none of them moved: group 'billing.a' has committed \
+             offsets for topic 'journal', which cluster 'new' lacks"
+        ),
+        "{said}"
+    );
+    assert_eq!(moves(&proxy), 0, "no group moved");
+    assert_eq!(committed(&new.addr(), "billing.b", "journal", 1), [-1]);
+
+    proxy.flip("journal", "new");
+    let out = proxy.cli(&["flip", "--groups", "billing.*", "--to", "new", "--dry-run"]);
+    let previewed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        previewed.starts_with("a move now would move 3 of 3 groups, in one hold and one record"),
+        "{previewed}"
+    );
+    assert_eq!(moves(&proxy), 0, "a dry run moves nothing");
+
+    let out = proxy.cli(&["flip", "--groups", "billing.*", "--to", "new"]);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.starts_with("moved 3 of 3 groups in one hold in "),
+        "{printed}"
+    );
+    for (i, group) in ["billing.a", "billing.b", "billing.c"].iter().enumerate() {
+        assert!(
+            printed.contains(&format!("'{group}': old -> new, 1 committed offsets")),
+            "{printed}"
+        );
+        assert_eq!(
+            committed(&new.addr(), group, "journal", 1),
+            [10 + i as i64],
+            "{group}'s offset went with it"
+        );
+    }
+    let status = proxy.json("status");
+    let moved = status["group_moves"].as_array().unwrap();
+    let moved: Vec<&str> = moved.iter().map(|m| m["group"].as_str().unwrap()).collect();
+    assert_eq!(moved, ["billing.a", "billing.b", "billing.c"]);
+    // The other group stays on 'old', its offset untouched.
+    assert_eq!(committed(&old.addr(), "shipping", "journal", 1), [13]);
+    assert_eq!(committed(&new.addr(), "shipping", "journal", 1), [-1]);
+
+    let out = proxy.cli(&["flip", "--groups", "nobody.*", "--to", "new"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no group on cluster(s) 'old' matches 'nobody.*'"),
+        "{said}"
+    );
+    drop(members);
+}

@@ -262,8 +262,13 @@ impl RouteTable {
     /// This table with `group` coordinated by `cluster` from now on.
     pub fn with_runtime_group(&self, group: &str, cluster: ClusterIdx) -> RouteTable {
         let mut table = self.clone();
-        table.runtime_groups.insert(group.to_owned(), cluster);
+        table.set_runtime_group(group, cluster);
         table
+    }
+
+    /// Coordinates `group` by `cluster` from now on, over any rule.
+    pub fn set_runtime_group(&mut self, group: &str, cluster: ClusterIdx) {
+        self.runtime_groups.insert(group.to_owned(), cluster);
     }
 
     /// Groups moved at runtime, by group id.

@@ -8,6 +8,7 @@
 //! `{"cmd":"flip-topics","pattern":"GLOB"|"topics":["T",…],"to":"CLUSTER",…}`
 //! (as flip, for many topics in one fence and one record),
 //! `{"cmd":"flip-group","group":"G","to":"CLUSTER"}`,
+//! `{"cmd":"flip-groups","pattern":"GLOB","to":"CLUSTER"}` (many groups in one hold),
 //! `{"cmd":"detach","group":"G","cluster":"CLUSTER"}`.
 //! Answers: `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`.
 
@@ -74,6 +75,15 @@ pub enum AdminRequest {
         group: String,
         to: String,
         /// Say what the move would do, and do nothing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+    },
+    /// Moves every consumer group matching `pattern` on the clusters other
+    /// than `to`, in one hold and one record, all or none.
+    #[serde(rename = "flip-groups")]
+    FlipGroups {
+        pattern: String,
+        to: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         dry_run: bool,
     },
@@ -303,6 +313,33 @@ pub async fn run(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, request: AdminR
             }
             Err(e) => Answer::refused(e),
         },
+        AdminRequest::FlipGroups {
+            pattern,
+            to,
+            dry_run,
+        } => {
+            let to = match flip::cluster_named(proxy, &to) {
+                Ok(to) => to,
+                Err(e) => return Answer::refused(e),
+            };
+            let groups = match group_move::select_groups(proxy, &pattern, to).await {
+                Ok(groups) => groups,
+                Err(e) => return Answer::refused(e),
+            };
+            if dry_run {
+                return Answer::outcome(group_move::dry_run_groups(proxy, &groups, to).await);
+            }
+            if fleet.is_some() {
+                return Answer::refused(
+                    "a move of many groups runs on one instance only; with [state] on a topic, \
+                     move the groups one at a time",
+                );
+            }
+            let result = group_move::move_groups(proxy, &groups, to).await;
+            settle(proxy, "group", &pattern, to, result, |r| {
+                r.groups.iter().any(|g| g.changed)
+            })
+        }
         AdminRequest::Detach { group, cluster } => match flip::cluster_named(proxy, &cluster) {
             Ok(to) => Answer::outcome(detach::detach(proxy, &group, to).await),
             Err(e) => Answer::refused(e),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::gates::RunningGuard;
 use crate::domain::groups;
 use crate::domain::ids::ClusterIdx;
+use crate::domain::routes::RouteTable;
 use crate::ops::state::{GroupMoveRecord, State, StateError};
 use crate::ops::steps::{self, InstanceSteps, MoveError, StepClock, StepTiming};
 use crate::runtime::proxy::Proxy;
@@ -87,6 +88,16 @@ pub enum GroupMoveError {
     },
     #[error("move of group '{group}' aborted: {source}; routes unchanged")]
     State { group: String, source: StateError },
+    #[error("'{pattern}' is not a group pattern: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("no group on cluster(s) {clusters} matches '{pattern}'; nothing was changed")]
+    NoGroupMatches { pattern: String, clusters: String },
+    /// One group of a move of many stopped them all.
+    #[error("move of {count} groups aborted, none of them moved: {source}")]
+    Batch {
+        count: usize,
+        source: Box<GroupMoveError>,
+    },
     #[error("move of group '{group}' aborted by instance '{instance}': {reason}; routes unchanged on every instance")]
     FleetAborted {
         group: String,
@@ -112,6 +123,9 @@ impl MoveError for GroupMoveError {
             Upstream { .. } => ("aborted", "upstream"),
             State { .. } => ("aborted", "state"),
             FleetAborted { .. } => ("aborted", "fleet"),
+            BadPattern { .. } => ("refused", "bad_pattern"),
+            NoGroupMatches { .. } => ("refused", "no_group_matches"),
+            Batch { source, .. } => source.outcome(),
         }
     }
 
@@ -144,46 +158,173 @@ impl MoveError for GroupMoveError {
     }
 }
 
+/// What a move of many groups did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupMovesReport {
+    /// Each group's part, in the order asked; the steps are the batch's.
+    pub groups: Vec<GroupMoveReport>,
+    pub steps: Vec<StepTiming>,
+}
+
+impl GroupMoveError {
+    /// This error, as the error of a move of `count` groups.
+    fn of_batch(self, count: usize) -> GroupMoveError {
+        match self {
+            done if count <= 1 => done,
+            many @ GroupMoveError::Batch { .. } => many,
+            one => GroupMoveError::Batch {
+                count,
+                source: Box::new(one),
+            },
+        }
+    }
+}
+
+/// The groups a move of many moves: every group matching `pattern` on a
+/// cluster other than `to`.
+pub async fn select_groups(
+    proxy: &Proxy,
+    pattern: &str,
+    to: ClusterIdx,
+) -> Result<Vec<String>, GroupMoveError> {
+    let matcher = crate::domain::pattern::Pattern::new(pattern).map_err(|reason| {
+        GroupMoveError::BadPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        }
+    })?;
+    let mut groups = std::collections::BTreeSet::new();
+    let mut clusters = Vec::new();
+    for cluster in proxy.clusters().filter(|c| c.idx != to) {
+        clusters.push(format!("'{}'", cluster.name()));
+        let listed = cluster.list_groups().await.map_err(upstream(pattern))?;
+        groups.extend(listed.into_iter().filter(|g| matcher.matches(g)));
+    }
+    if groups.is_empty() {
+        return Err(GroupMoveError::NoGroupMatches {
+            pattern: pattern.to_owned(),
+            clusters: clusters.join(", "),
+        });
+    }
+    Ok(groups.into_iter().collect())
+}
+
 /// Moves `group` to cluster `to`, or aborts leaving routes as they were.
 pub async fn move_group(
     proxy: &Arc<Proxy>,
     group: &str,
     to: ClusterIdx,
 ) -> Result<GroupMoveReport, GroupMoveError> {
-    let (_running, from, mut report) = begin(proxy, group, to)?;
-    if !report.changed {
-        return Ok(report);
+    let done = move_groups(proxy, &[group.to_owned()], to).await?;
+    let mut report = done.groups.into_iter().next().expect("a report per group");
+    report.steps = done.steps;
+    Ok(report)
+}
+
+/// Moves every one of `groups` to cluster `to` in one hold, one record
+/// and one switch, or aborts leaving every route as it was.
+pub async fn move_groups(
+    proxy: &Arc<Proxy>,
+    groups: &[String],
+    to: ClusterIdx,
+) -> Result<GroupMovesReport, GroupMoveError> {
+    let count = groups.len();
+    move_all(proxy, groups, to)
+        .await
+        .map_err(|e| e.of_batch(count))
+}
+
+async fn move_all(
+    proxy: &Arc<Proxy>,
+    groups: &[String],
+    to: ClusterIdx,
+) -> Result<GroupMovesReport, GroupMoveError> {
+    let mut running = Vec::with_capacity(groups.len());
+    let mut begun = Vec::with_capacity(groups.len());
+    for group in groups {
+        let (guard, from, report) = begin(proxy, group, to)?;
+        running.push(guard);
+        begun.push((from, report));
     }
-    let mut clock = StepClock::start("group", group, Instant::now());
-    prepare(proxy, group, to).await?;
-    clock.mark(&mut report.steps, "prepare", Instant::now());
+    let mut steps = Vec::new();
+    let moving: Vec<usize> = (0..begun.len()).filter(|i| begun[*i].1.changed).collect();
+    let reports = |begun: Vec<(ClusterIdx, GroupMoveReport)>| begun.into_iter().map(|b| b.1);
+    if moving.is_empty() {
+        return Ok(GroupMovesReport {
+            groups: reports(begun).collect(),
+            steps,
+        });
+    }
+    let label = match moving.as_slice() {
+        [one] => begun[*one].1.group.clone(),
+        many => format!("{} groups", many.len()),
+    };
+    let mut clock = StepClock::start("group", &label, Instant::now());
+    for &i in &moving {
+        prepare(proxy, &begun[i].1.group, to).await?;
+    }
+    clock.mark(&mut steps, "prepare", Instant::now());
 
-    // 1. hold the group's requests; wait for commits under way.
-    let _fence = steps::fence_and_drain::<GroupMoveError>(
-        proxy.group_gates(),
-        group,
-        &report.from,
-        INFLIGHT_WAIT,
-    )
-    .await?;
-    clock.mark(&mut report.steps, "hold", Instant::now());
+    // 1. hold every group's requests; wait for commits under way.
+    let keys: Vec<(&str, &str)> = moving
+        .iter()
+        .map(|&i| (begun[i].1.group.as_str(), begun[i].1.from.as_str()))
+        .collect();
+    let gates = proxy.group_gates();
+    let _fences = steps::fence_and_drain_all::<GroupMoveError>(gates, &keys, INFLIGHT_WAIT).await?;
+    clock.mark(&mut steps, "hold", Instant::now());
 
-    // 2. copy the committed offsets, and read them back.
-    report.offsets = copy(proxy, group, from, to).await?;
-    clock.mark(&mut report.steps, "copy", Instant::now());
+    // 2. copy each group's committed offsets, and read them back.
+    for &i in &moving {
+        let (from, report) = &mut begun[i];
+        report.offsets = copy(proxy, &report.group, *from, to).await?;
+    }
+    clock.mark(&mut steps, "copy", Instant::now());
 
-    // 3. record, durably, before anything switches.
-    let record = report.record();
-    let state =
-        steps::record::<GroupMoveError>(proxy, group, |state| next_state(state, record)).await?;
-    clock.mark(&mut report.steps, "record", Instant::now());
+    // 3. record, durably, before anything switches: all in one.
+    let records: Vec<GroupMoveRecord> = moving
+        .iter()
+        .map(|&i| {
+            let mut record = begun[i].1.record();
+            record.steps = steps.clone();
+            record
+        })
+        .collect();
+    let next = |state: &State| next_state_all(state, &records);
+    let state = steps::record::<GroupMoveError>(proxy, &label, next).await?;
+    clock.mark(&mut steps, "record", Instant::now());
 
     // 4. switch; the held requests then go to the target's coordinator.
-    proxy.set_routes(proxy.routes().with_runtime_group(group, to));
+    let mut routes = RouteTable::clone(&proxy.routes());
+    for record in &records {
+        routes.set_runtime_group(&record.group, to);
+    }
+    proxy.set_routes(routes);
     drop(state);
-    clock.mark(&mut report.steps, "switch", Instant::now());
-    tracing::info!(group, from = %report.from, to = %report.to, offsets = report.offsets, "group moved");
-    Ok(report)
+    clock.mark(&mut steps, "switch", Instant::now());
+    for record in &records {
+        let (group, from, to) = (&record.group, &record.from, &record.to);
+        tracing::info!(group, from, to, offsets = record.offsets, "group moved");
+    }
+    Ok(GroupMovesReport {
+        groups: reports(begun).collect(),
+        steps,
+    })
+}
+
+/// What a move of each of `groups` to `to` would do now (see
+/// [`dry_run`]), or the refusal the move would meet.
+pub async fn dry_run_groups(
+    proxy: &Arc<Proxy>,
+    groups: &[String],
+    to: ClusterIdx,
+) -> Result<Vec<GroupMovePreview>, GroupMoveError> {
+    let mut previews = Vec::with_capacity(groups.len());
+    for group in groups {
+        let preview = dry_run(proxy, group, to).await;
+        previews.push(preview.map_err(|e| e.of_batch(groups.len()))?);
+    }
+    Ok(previews)
 }
 
 /// Starts a move of `group` to `to`: the guard against a second move of
@@ -385,12 +526,14 @@ fn copied_all(offsets: &[CommittedOffset], copied: &[CommittedOffset]) -> bool {
         .all(|o| copied.iter().any(|c| key(c) == key(o)))
 }
 
-/// The state once `record` is saved: the group coordinated by its target,
-/// and the move appended to the record of moves.
-fn next_state(state: &State, record: GroupMoveRecord) -> State {
+/// The state once every one of `records` is saved: each group coordinated
+/// by its target, and the moves appended to the record of moves.
+fn next_state_all(state: &State, records: &[GroupMoveRecord]) -> State {
     let mut next = state.clone();
-    next.groups.insert(record.group.clone(), record.to.clone());
-    next.group_moves.push(record);
+    for record in records {
+        next.groups.insert(record.group.clone(), record.to.clone());
+        next.group_moves.push(record.clone());
+    }
     next
 }
 
@@ -441,7 +584,7 @@ mod tests {
             run: None,
             steps: Vec::new(),
         };
-        let next = next_state(&State::default(), record.clone());
+        let next = next_state_all(&State::default(), std::slice::from_ref(&record));
         assert_eq!(next.groups["billing"], "new");
         assert_eq!(next.group_moves, [record]);
     }
