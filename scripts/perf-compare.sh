@@ -16,7 +16,7 @@
 #
 # Usage: scripts/perf-compare.sh [--records N] [--rounds N] [--also NAME=HOST:PORT]...
 #   --records N  records of a full-speed round (SWITCHYARD_PERF_RECORDS, default 500000)
-#   --rounds N   rounds of each kind (SWITCHYARD_PERF_ROUNDS, default 3)
+#   --rounds N   rounds of each kind (SWITCHYARD_PERF_ROUNDS, default 5)
 #   --also NAME=HOST:PORT  one more path measured alongside, e.g. another
 #                proxy in front of the same broker (topics are created through it)
 # Needs tansu (bash scripts/install-deps.sh installs it): SWITCHYARD_TANSU, or
@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 records=${SWITCHYARD_PERF_RECORDS:-500000}
-rounds=${SWITCHYARD_PERF_ROUNDS:-3}
+rounds=${SWITCHYARD_PERF_ROUNDS:-5}
 paths=(direct proxy)
 declare -A bootstrap
 while [ $# -gt 0 ]; do
