@@ -19,7 +19,9 @@ eval "$(bash scripts/install-deps.sh)"
 export SWITCHYARD_TANSU SWITCHYARD_TANSU_MAIN SWITCHYARD_PYTHON SWITCHYARD_NODE_MODULES
 
 # Integration tests each start their own brokers and proxy; two at a time
-# suits a 2-core machine. The fleet storm (three instances) is left to
+# suits a 2-core machine (naming no target, this run also builds
+# examples/perf, which tests/perf_harness.rs runs as a program). The fleet
+# storm (three instances) is left to
 # scripts/flip-storm.sh: against both builds it has been seen, now and
 # then, to lose records its producer was told were written (README,
 # limits), and a test that fails now and then cannot gate a change.
