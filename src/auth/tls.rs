@@ -190,41 +190,52 @@ impl ClientStream {
     /// Read and write halves that can live in different tasks.
     pub fn into_split(self) -> (ClientRead, ClientWrite) {
         let (inner, write) = self.halves();
-        (ClientRead { inner, stash: None }, write)
+        (ClientRead::new(inner), write)
     }
 }
 
-/// The read half of a client connection.
+/// How much a client connection reads ahead: a request's size prefix,
+/// header and small body come in one read, where reading each exactly
+/// took a system call apiece. Larger reads go straight to the caller.
+const READ_AHEAD: usize = 8 * 1024;
+
+/// The read half of a client connection, read ahead by up to
+/// [`READ_AHEAD`] bytes (the buffer is taken when the first byte is
+/// awaited, so a connection never read from holds none).
 pub struct ClientRead {
     inner: MaybeTls<OwnedReadHalf, ReadHalf<TlsStream<TcpStream>>>,
-    /// A byte read by [`ClientRead::peek`] on a TLS stream (which cannot
-    /// peek), handed out first by the next read.
-    stash: Option<u8>,
+    /// Bytes read and not yet handed out: `ahead[at..filled]`.
+    ahead: Vec<u8>,
+    at: usize,
+    filled: usize,
 }
 
 impl ClientRead {
+    fn new(inner: MaybeTls<OwnedReadHalf, ReadHalf<TlsStream<TcpStream>>>) -> ClientRead {
+        ClientRead {
+            inner,
+            ahead: Vec::new(),
+            at: 0,
+            filled: 0,
+        }
+    }
+
     /// Waits for at least one byte without consuming it; `Ok(0)` is the
     /// end of the stream. Fills at most one byte of `buf`.
     pub async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if let Some(b) = self.stash {
-            buf[0] = b;
-            return Ok(1);
+        if self.at == self.filled {
+            self.ahead.resize(READ_AHEAD, 0);
+            let n = self.inner.read(&mut self.ahead).await?;
+            (self.at, self.filled) = (0, n);
         }
-        match &mut self.inner {
-            MaybeTls::Plain(r) => r.peek(&mut buf[..1]).await,
-            MaybeTls::Tls(r) => {
-                let mut one = [0u8; 1];
-                let n = r.read(&mut one).await?;
-                if n == 1 {
-                    self.stash = Some(one[0]);
-                    buf[0] = one[0];
-                }
-                Ok(n)
-            }
+        if self.at == self.filled {
+            return Ok(0);
         }
+        buf[0] = self.ahead[self.at];
+        Ok(1)
     }
 }
 
@@ -234,12 +245,23 @@ impl AsyncRead for ClientRead {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if buf.remaining() > 0 {
-            if let Some(b) = self.stash.take() {
-                buf.put_slice(&[b]);
-                return Poll::Ready(Ok(()));
+        let this = &mut *self;
+        if this.at == this.filled && buf.remaining() < READ_AHEAD {
+            // Read ahead into the buffer, then hand out from it.
+            this.ahead.resize(READ_AHEAD, 0);
+            let mut ahead = ReadBuf::new(&mut this.ahead);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut ahead) {
+                Poll::Ready(Ok(())) if ahead.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => (this.at, this.filled) = (0, ahead.filled().len()),
+                other => return other,
             }
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        if this.at < this.filled {
+            let n = (this.filled - this.at).min(buf.remaining());
+            buf.put_slice(&this.ahead[this.at..this.at + n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
