@@ -10,25 +10,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use harness::clients::{
-    create_topics_with, producer, queue_record, value_for, wait_for_reports, IDEMPOTENT,
+    create_many, create_topics_with, topic_names, value_for, write_round_robin,
 };
 use harness::Proxy;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::Producer;
 use rdkafka::Message;
 use serde_json::Value;
-
-/// `count` topic names `prefix.0000`, `prefix.0001`, …
-fn names(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{prefix}.{i:04}")).collect()
-}
-
-fn create(bootstrap: &str, topics: &[String], partitions: i32) {
-    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    for chunk in topics.chunks(250) {
-        create_topics_with(bootstrap, chunk, partitions, &[]);
-    }
-}
 
 /// The topics routed at runtime, by name: (produce cluster, fetch cluster).
 fn runtime_routes(proxy: &Proxy) -> BTreeMap<String, (String, String)> {
@@ -88,29 +75,12 @@ fn a_thousand_topics_move_in_one_flip_under_load_and_lose_nothing() {
     const TOPICS: usize = 1_000;
     const RECORDS: u64 = 8_000;
     let (_old, new, proxy) = harness::two_clusters("ft");
-    let topics = names("bulk", TOPICS);
-    create(&proxy.bootstrap(), &topics, 1);
+    let topics = topic_names("bulk", TOPICS);
+    create_many(&proxy.bootstrap(), &topics, 1);
     // Not matched by the pattern: stays where it is.
-    create(&proxy.bootstrap(), &["other.one".to_owned()], 1);
+    create_many(&proxy.bootstrap(), &["other.one".to_owned()], 1);
 
-    let bootstrap = proxy.bootstrap();
-    let writer_topics = topics.clone();
-    let writer = std::thread::spawn(move || {
-        let p = producer(&bootstrap, IDEMPOTENT);
-        // Record i goes to topic i % TOPICS: every topic written before,
-        // during and after the flip.
-        for i in 0..RECORDS {
-            queue_record(&p, &writer_topics[(i as usize) % TOPICS], i);
-            if i % 20 == 0 {
-                std::thread::sleep(Duration::from_millis(12));
-            }
-        }
-        wait_for_reports(&p);
-        let reports = p.context();
-        let delivered = reports.delivered.lock().unwrap().clone();
-        let failed = reports.failed.lock().unwrap().clone();
-        (delivered, failed)
-    });
+    let writer = write_round_robin(proxy.bootstrap(), topics.clone(), RECORDS);
 
     std::thread::sleep(Duration::from_millis(1500));
     let out = proxy.cli(&["flip", "--topics", "bulk.*", "--to", "new"]);
@@ -130,7 +100,9 @@ fn a_thousand_topics_move_in_one_flip_under_load_and_lose_nothing() {
     }
     assert_eq!(printed.lines().count(), 1 + TOPICS, "a line per topic");
 
-    let (delivered, failed) = writer.join().expect("librdkafka producer");
+    let reports = writer.join().expect("librdkafka producer");
+    let delivered = reports.delivered.lock().unwrap().clone();
+    let failed = reports.failed.lock().unwrap().clone();
     assert!(
         failed.is_empty(),
         "{} delivery errors reached the application, the first: {:?}",
@@ -191,8 +163,8 @@ fn answer_of(out: &std::process::Output) -> Value {
 #[test]
 fn a_failure_on_any_one_topic_leaves_every_route_as_it_was() {
     let (old, new, proxy) = harness::two_clusters("fa");
-    let topics = names("mix", 100);
-    create(&proxy.bootstrap(), &topics, 1);
+    let topics = topic_names("mix", 100);
+    create_many(&proxy.bootstrap(), &topics, 1);
     // On 'new' with another partition count: the flip must refuse it, and
     // with it the other 99.
     create_topics_with(&new.addr(), &["mix.0050"], 2, &[]);

@@ -70,6 +70,41 @@ pub fn create_topics_with(
     }
 }
 
+/// `count` topic names `prefix.0000`, `prefix.0001`, …
+pub fn topic_names(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}.{i:04}")).collect()
+}
+
+/// Creates `topics` of `partitions` partitions, 250 per CreateTopics.
+pub fn create_many(bootstrap: &str, topics: &[String], partitions: i32) {
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    for chunk in topics.chunks(250) {
+        create_topics_with(bootstrap, chunk, partitions, &[]);
+    }
+}
+
+/// Writes records `0..records` with an idempotent producer on a thread of
+/// its own, record i to topic i % topics, about 1,600 records/s, so that
+/// every topic is written before, during and after whatever the caller
+/// does meanwhile; the thread ends once every record has its report.
+pub fn write_round_robin(
+    bootstrap: String,
+    topics: Vec<String>,
+    records: u64,
+) -> std::thread::JoinHandle<std::sync::Arc<Reports>> {
+    std::thread::spawn(move || {
+        let p = producer(&bootstrap, IDEMPOTENT);
+        for i in 0..records {
+            queue_record(&p, &topics[(i as usize) % topics.len()], i);
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(12));
+            }
+        }
+        wait_for_reports(&p);
+        p.context().clone()
+    })
+}
+
 /// One delivery report: which record, where it landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {

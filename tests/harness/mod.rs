@@ -9,6 +9,7 @@
 pub mod balancer;
 pub mod browser;
 pub mod clients;
+pub mod fake;
 pub mod netns;
 pub mod raw;
 pub mod security;
@@ -359,10 +360,19 @@ impl<'a> ProxySetup<'a> {
     pub fn two(old: &'a Broker, new: &'a Broker) -> ProxySetup<'a> {
         ProxySetup {
             clusters: vec![("old", old, 0), ("new", new, 1000)],
+            ..ProxySetup::upstreams(Vec::new())
+        }
+    }
+
+    /// Clusters given by address only (see [`ProxySetup::upstreams`]),
+    /// default "old".
+    pub fn upstreams(upstreams: Vec<(&'a str, String, i32)>) -> ProxySetup<'a> {
+        ProxySetup {
+            clusters: Vec::new(),
             default_route: "old",
             proxy_extra: String::new(),
             extra: String::new(),
-            upstreams: Vec::new(),
+            upstreams,
             secured: false,
             host: "127.0.0.1".to_owned(),
             advertised_host: None,
@@ -445,10 +455,16 @@ impl Proxy {
             "[proxy]\nlisten = \"{host}:{port}\"\nadvertised_host = \"{advertised}\"\n\
              broker_port_base = {broker_port_base}\ncluster_id = \"switchyard-test\"\n\
              admin_socket = \"{}\"\nstate_file = \"{}\"\nmetrics_listen = \"{host}:{metrics_port}\"\n\
-             metadata_refresh_ms = 1000\n{}\n",
+             {refresh}{}\n",
             scratch.path("admin.sock").display(),
             scratch.path("state.json").display(),
             setup.proxy_extra,
+            // Quick, so tests see new brokers soon; a setup may set its own.
+            refresh = if setup.proxy_extra.contains("metadata_refresh_ms") {
+                ""
+            } else {
+                "metadata_refresh_ms = 1000\n"
+            },
             host = setup.host,
             advertised = setup.advertised_host.as_deref().unwrap_or(&setup.host),
         );
