@@ -21,6 +21,9 @@ use crate::metrics::ClusterMeters;
 use crate::wire::{bounded, codec};
 use crate::wire::{read_frame, Frame};
 
+/// How much an upstream connection reads ahead.
+const READ_AHEAD: usize = 16 * 1024;
+
 /// The answer to one request, delivered to whoever sent it.
 pub type Reply = oneshot::Receiver<Result<Frame, UpstreamError>>;
 
@@ -73,7 +76,10 @@ impl UpstreamConn {
         };
         let stream = connected.await.inspect_err(|_| meters.error("connect"))?;
         meters.connections.increment(1.0);
-        let (mut read, write) = super::security::split(stream);
+        let (read, write) = super::security::split(stream);
+        // Read ahead, so that an answer's size prefix and header come with
+        // its first bytes rather than in a system call of their own.
+        let mut read = tokio::io::BufReader::with_capacity(READ_AHEAD, read);
         let (waiters, mut waiting) = mpsc::unbounded_channel::<Waiter>();
         let closed = Arc::new(AtomicBool::new(false));
         let conn = Arc::new(UpstreamConn {
