@@ -22,6 +22,7 @@
 # Needs tansu (bash scripts/install-deps.sh installs it): SWITCHYARD_TANSU, or
 # ~/.cache/switchyard/tools/bin/tansu.
 set -euo pipefail
+. "$(dirname "$0")/one-cluster.sh"
 cd "$(dirname "$0")/.."
 
 records=${SWITCHYARD_PERF_RECORDS:-500000}
@@ -98,22 +99,7 @@ while True:
     if free(base + 111) and not base <= port < base + 1000:
         print(port, base); break')
 proxy=127.0.0.1:$proxy_port
-cat >"$work/proxy.toml" <<EOF
-[proxy]
-listen = "$proxy"
-advertised_host = "127.0.0.1"
-broker_port_base = $port_base
-cluster_id = "switchyard-perf"
-admin_socket = "$work/admin.sock"
-state_file = "$work/state.json"
-
-[clusters.only]
-bootstrap = ["$broker"]
-node_id_base = 0
-
-[routes]
-default = "only"
-EOF
+one_cluster_config "$work/proxy.toml" "$proxy" "$port_base" "$broker" "$work" perf
 SWITCHYARD_LOG=warn "$switchyard" run -c "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
 proxy_pid=$!
 wait_port "$proxy" "$proxy_pid" "$work/proxy.log"
