@@ -121,7 +121,7 @@ fn a_reload_changes_users_rules_and_clusters_under_connected_clients() {
             &format!("{new_carol}topics = [\"kept*\"]\n"),
         );
         format!(
-            "{text}\n{}\n[clusters.third]\nbootstrap = [\"{}\"]\nnode_id_base = 30000\n\n\
+            "{text}\n{}\n[clusters.third]\nbootstrap = [\"{}\"]\nnode_id_base = 3000\n\n\
              [[routes.topic]]\npattern = \"third.*\"\nproduce = \"third\"\nfetch = \"third\"\n\n\
              [[routes.topic]]\npattern = \"fresh.*\"\nproduce = \"new\"\nfetch = \"new\"\n",
             user_toml("bob", Mechanism::ScramSha512, "bob-pw"),
@@ -164,7 +164,9 @@ fn a_reload_changes_users_rules_and_clusters_under_connected_clients() {
             .any(|c| c["name"] == "third"),
         "{status}"
     );
-    let virtual_third = proxy.virtual_port(30000 + harness::TANSU_NODE_ID);
+    // Node ids from 3000: its port (base + 3111) stays below the kernel's
+    // ephemeral ports, where a client connection could take it first.
+    let virtual_third = proxy.virtual_port(3000 + harness::TANSU_NODE_ID);
     wait_for(
         "the third cluster's virtual broker",
         Duration::from_secs(30),
