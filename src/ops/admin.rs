@@ -293,10 +293,7 @@ pub async fn run(proxy: &Arc<Proxy>, fleet: Option<&Arc<Fleet>>, request: AdminR
                      flip the topics one at a time",
                 );
             }
-            let label = match asked.topics.as_slice() {
-                [topic] => topic.clone(),
-                many => format!("{} topics", many.len()),
-            };
+            let label = steps::batch_name(asked.topics.iter().map(String::as_str), "topics");
             let result = flip::flip_topics(proxy, &asked).await;
             settle(proxy, "topic", &label, to, result, |r| {
                 r.topics.iter().any(|t| t.changed)

@@ -255,10 +255,8 @@ async fn move_all(
             steps,
         });
     }
-    let label = match moving.as_slice() {
-        [one] => begun[*one].1.group.clone(),
-        many => format!("{} groups", many.len()),
-    };
+    let names = moving.iter().map(|&i| begun[i].1.group.as_str());
+    let label = steps::batch_name(names, "groups");
     let mut clock = StepClock::start("group", &label, Instant::now());
     for &i in &moving {
         prepare(proxy, &begun[i].1.group, to).await?;

@@ -85,6 +85,15 @@ pub fn count_outcome<T, E: MoveError>(
         .increment(1);
 }
 
+/// How logs, step timings and the journal name a move of many: the one
+/// name, or how many `things` ("topics", "groups").
+pub fn batch_name<'a>(mut names: impl ExactSizeIterator<Item = &'a str>, things: &str) -> String {
+    match (names.len(), names.next()) {
+        (1, Some(one)) => one.to_owned(),
+        (count, _) => format!("{count} {things}"),
+    }
+}
+
 /// The wall clock, as records keep it: milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -165,6 +174,15 @@ pub async fn record<'p, E: MoveError>(
 mod tests {
     use super::*;
     use crate::domain::gates::Admission;
+
+    #[test]
+    fn a_move_of_many_is_named_by_its_one_name_or_its_count() {
+        assert_eq!(batch_name(["orders"].into_iter(), "topics"), "orders");
+        assert_eq!(
+            batch_name(["a", "b", "c"].into_iter(), "groups"),
+            "3 groups"
+        );
+    }
 
     #[test]
     fn each_step_is_timed_from_the_end_of_the_one_before() {

@@ -181,7 +181,7 @@ async fn flip_all(proxy: &Arc<Proxy>, asked: &FlipsAsked) -> Result<FlipsReport,
             steps,
         });
     }
-    let label = label_of(&moving);
+    let label = steps::batch_name(moving.iter().map(|p| p.topic.as_str()), "topics");
     let mut clock = StepClock::start("topic", &label, Instant::now());
 
     // 0. prepare: each topic exists on its target with the same partitions.
@@ -247,14 +247,6 @@ async fn flip_all(proxy: &Arc<Proxy>, asked: &FlipsAsked) -> Result<FlipsReport,
         topics: reports,
         steps,
     })
-}
-
-/// How logs and step timings name a flip: its topic, or how many.
-fn label_of(plans: &[&FlipPlan]) -> String {
-    match plans {
-        [plan] => plan.topic.clone(),
-        _ => format!("{} topics", plans.len()),
-    }
 }
 
 /// What a flip would do now, without doing any of it.
@@ -485,11 +477,10 @@ pub(crate) async fn prepare_all(proxy: &Proxy, plans: &[&FlipPlan]) -> Result<()
             creates.push((key, missing));
         }
     }
-    for ((source, to), missing) in creates {
+    for (key, missing) in creates {
         let names: Vec<String> = missing.iter().map(|(t, _)| t.clone()).collect();
         let upstream = FlipError::upstream_of(&names);
-        let source_idx = source;
-        let (source, target) = (proxy.cluster(source), proxy.cluster(to));
+        let (source, target) = (proxy.cluster(key.0), proxy.cluster(key.1));
         let mut configs = source.topic_configs_of(&names).await.map_err(&upstream)?;
         let wanted: Vec<(String, usize, TopicConfigs)> = missing
             .iter()
@@ -513,7 +504,7 @@ pub(crate) async fn prepare_all(proxy: &Proxy, plans: &[&FlipPlan]) -> Result<()
         // Read them back: confirms them, and puts their partitions in the
         // view before any held request is routed there.
         let created = target.partition_counts(&names).await.map_err(&upstream)?;
-        for plan in &groups[&(source_idx, to)].plans {
+        for plan in &groups[&key].plans {
             if let Some((_, count)) = missing.iter().find(|(t, _)| *t == plan.topic) {
                 let made = created.get(&plan.topic).copied().unwrap_or(0);
                 plan.same_partitions(*count, made)?;

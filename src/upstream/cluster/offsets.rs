@@ -255,16 +255,18 @@ impl Cluster {
             .flat_map(|(topic, probes)| probes.iter().map(move |(p, _)| (*topic, *p)))
             .collect();
         let mut answers: BTreeMap<String, BTreeMap<i32, Probe>> = BTreeMap::new();
+        let offsets: BTreeMap<(&str, i32), UpstreamOffset> = round
+            .iter()
+            .flat_map(|(topic, probes)| probes.iter().map(move |(p, at)| ((*topic, *p), *at)))
+            .collect();
         for (conn, by_topic) in self.by_leader(wanted).await? {
-            let at = |topic: &str, p: i32| {
-                round[topic]
-                    .iter()
-                    .find(|(q, _)| *q == p)
-                    .map_or(UpstreamOffset(0), |(_, offset)| *offset)
-            };
             let wanted: BTreeMap<&str, Vec<(i32, UpstreamOffset)>> = by_topic
                 .iter()
-                .map(|(topic, ps)| (*topic, ps.iter().map(|p| (*p, at(topic, *p))).collect()))
+                .map(|(topic, ps)| {
+                    let at =
+                        |p: &i32| (*p, offsets.get(&(*topic, *p)).copied().unwrap_or_default());
+                    (*topic, ps.iter().map(at).collect())
+                })
                 .collect();
             let Some(resp) = self.fetch_at(&conn, &wanted).await? else {
                 continue; // no Fetch to ask with: every partition Missing

@@ -59,15 +59,15 @@ impl Cluster {
         topics: &[String],
     ) -> Result<BTreeMap<String, usize>, UpstreamError> {
         let resp = self.fetch_metadata(Some(topics), false).await?;
+        let asked: std::collections::HashSet<&str> = topics.iter().map(String::as_str).collect();
         Ok(resp
             .topics
             .iter()
             .filter(|t| t.error_code == 0)
             .filter_map(|t| {
                 let name = t.name.as_ref()?.as_str();
-                topics
-                    .iter()
-                    .any(|asked| asked == name)
+                asked
+                    .contains(name)
                     .then(|| (name.to_owned(), t.partitions.len()))
             })
             .collect())
