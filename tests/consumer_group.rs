@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use harness::clients::{
-    client_config, committed, create_topic, poll_members, produce_range, producer,
+    client_config, committed, create_topic, group_member, poll_members, produce_range, producer,
 };
 use harness::{Broker, Proxy, ProxySetup};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -361,19 +361,7 @@ fn groups_matching_a_pattern_move_in_one_hold_or_not_at_all() {
     let groups = ["billing.a", "billing.b", "billing.c", "shipping"];
     let mut members = Vec::new();
     for (i, group) in groups.iter().enumerate() {
-        let member: BaseConsumer = client_config(
-            &proxy.bootstrap(),
-            &[
-                ("group.id", group),
-                ("enable.auto.commit", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("session.timeout.ms", "10000"),
-                ("heartbeat.interval.ms", "500"),
-            ],
-        )
-        .create()
-        .unwrap();
-        member.subscribe(&["journal"]).unwrap();
+        let member = group_member(&proxy.bootstrap(), group, "journal", "earliest");
         poll_members(&[&member], "every record", |g| g.len() >= 40);
         let mut at = rdkafka::TopicPartitionList::new();
         at.add_partition_offset("journal", 0, rdkafka::Offset::Offset(10 + i as i64))
@@ -412,13 +400,7 @@ fn groups_matching_a_pattern_move_in_one_hold_or_not_at_all() {
     );
     assert_eq!(moves(&proxy), 0, "a dry run moves nothing");
 
-    let out = proxy.cli(&["flip", "--groups", "billing.*", "--to", "new"]);
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = proxy.cli_ok(&["flip", "--groups", "billing.*", "--to", "new"]);
     assert!(
         printed.starts_with("moved 3 of 3 groups in one hold in "),
         "{printed}"

@@ -83,13 +83,7 @@ fn a_thousand_topics_move_in_one_flip_under_load_and_lose_nothing() {
     let writer = write_round_robin(proxy.bootstrap(), topics.clone(), RECORDS);
 
     std::thread::sleep(Duration::from_millis(1500));
-    let out = proxy.cli(&["flip", "--topics", "bulk.*", "--to", "new"]);
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "flip --topics failed: {}{printed}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = proxy.cli_ok(&["flip", "--topics", "bulk.*", "--to", "new"]);
     eprintln!("{}", printed.lines().next().unwrap_or_default());
     assert!(
         printed.starts_with("flipped 1000 of 1000 topics in one fence in "),
@@ -257,13 +251,7 @@ fn a_failure_on_any_one_topic_leaves_every_route_as_it_was() {
         "a dry run changes nothing"
     );
 
-    let out = proxy.cli(&["flip", "--topics-file", &listed, "--to", "new"]);
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = proxy.cli_ok(&["flip", "--topics-file", &listed, "--to", "new"]);
     assert!(
         printed.starts_with("flipped 3 of 3 topics in one fence in "),
         "{printed}"

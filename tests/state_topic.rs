@@ -272,6 +272,16 @@ fn every_instance_lists_the_fleet_with_its_leases() {
     let a = instance(&old, &new, "sy-a");
     let b = instance(&old, &new, "sy-b");
     all_live(&[&a, &b], &["sy-a", "sy-b"]);
+    // A flip of many topics is not carried across a fleet: refused,
+    // nothing changed on either instance.
+    let refused = a.admin(r#"{"cmd":"flip-topics","topics":["t1","t2"],"to":"new"}"#);
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("runs on one instance only")),
+        "{refused}"
+    );
+    assert!(a.runtime_routes().is_empty() && b.runtime_routes().is_empty());
     // An instance that stops renewing its lease is shown expired.
     drop(b);
     harness::wait_for("sy-b's lease expired", Duration::from_secs(20), || {

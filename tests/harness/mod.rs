@@ -653,11 +653,17 @@ impl Proxy {
     /// Flips `topic` to cluster `to`, asserting it succeeded; what the
     /// command printed.
     pub fn flip(&self, topic: &str, to: &str) -> String {
-        let out = self.cli(&["flip", topic, "--to", to]);
+        self.cli_ok(&["flip", topic, "--to", to])
+    }
+
+    /// Runs the CLI with `args`, asserting it succeeded; what it printed.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
-            "flip {topic} --to {to} failed: {}{stdout}",
+            "{} failed: {}{stdout}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
