@@ -147,8 +147,14 @@ fn fetch_answer() -> Frame {
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     let records: Vec<u8> = (0..16i64)
         .flat_map(|b| {
+            // A v2 batch header of 100 records, each batch where the one
+            // before it ends.
             let mut batch = (1_000 + 100 * b).to_be_bytes().to_vec();
             batch.extend_from_slice(&(4096 - 12i32).to_be_bytes());
+            batch.extend_from_slice(&0i32.to_be_bytes());
+            batch.push(2);
+            batch.extend_from_slice(&[0; 6]);
+            batch.extend_from_slice(&99i32.to_be_bytes());
             batch.resize(4096, 0xab);
             batch
         })
@@ -194,6 +200,7 @@ fn fetch_answer_shift(c: &mut Criterion) {
         correlation_id: 7,
         order: &order,
         shifts: &shifts,
+        fetched: None,
     };
     let family = Family::of_api(ApiKey::Fetch).unwrap();
     let decoded_and_encoded = |frame: &Frame| {
@@ -229,11 +236,20 @@ fn fetch_answer_shift(c: &mut Criterion) {
     group.bench_function("stitched_decoded_and_encoded", |b| {
         b.iter(|| decoded_and_encoded(black_box(&frame)))
     });
+    let (offsets, gaps) = (vec![1_000; 16], partitioned::GapHolds::default());
+    let answered = |now: Option<&RouteTable>, frame: &Frame| {
+        let fetched = (&order, &offsets[..]);
+        partitioned::answered(now.map(|r| (r, old)), (12, 7), fetched, &gaps, frame).unwrap()
+    };
+    assert_eq!(answered(None, &frame), None, "no gap: as it came");
+    group.bench_function("unstitched_checked_for_gaps", |b| {
+        b.iter(|| answered(None, black_box(&frame)))
+    });
     group.bench_function("waited_across_a_flip_cut", |b| {
-        b.iter(|| partitioned::restitched(&moved, old, 12, 7, black_box(&frame)))
+        b.iter(|| answered(Some(&moved), black_box(&frame)))
     });
     group.bench_function("waited_across_a_flip_nothing_stitched", |b| {
-        b.iter(|| partitioned::restitched(&routes, old, 12, 7, black_box(&frame)))
+        b.iter(|| answered(Some(&routes), black_box(&frame)))
     });
     group.finish();
 }

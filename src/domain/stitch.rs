@@ -448,31 +448,89 @@ pub fn shift_records_in_place(records: &mut [u8], shift: Shift) -> usize {
 /// The offset after the last record of the last whole batch in a records
 /// blob (0 for none): from each batch's base offset and last offset delta.
 pub fn records_end(records: &[u8]) -> i64 {
+    whole_batches(records).map(|b| b.end).max().unwrap_or(0)
+}
+
+/// One whole batch of a records blob: its base offset, the offset after
+/// its last record, its newest record's timestamp (v2), and where in the
+/// blob it ends.
+struct BatchSpan {
+    base: i64,
+    end: i64,
+    max_timestamp: Option<i64>,
+    bytes_end: usize,
+}
+
+/// The whole batches of a records blob, in order, from their headers; a
+/// batch cut short by a size limit ends the walk.
+fn whole_batches(records: &[u8]) -> impl Iterator<Item = BatchSpan> + '_ {
     const LAST_OFFSET_DELTA: usize = 23;
-    let mut end = 0;
+    const MAX_TIMESTAMP: usize = 35;
     let mut pos = 0;
-    while let Some(head) = records.get(pos..pos + LAST_OFFSET_DELTA + 4) {
+    std::iter::from_fn(move || {
+        let head = records.get(pos..pos + LAST_OFFSET_DELTA + 4)?;
         let base = i64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
         let length = i32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4]));
         let delta = i32::from_be_bytes(head[LAST_OFFSET_DELTA..].try_into().unwrap_or([0; 4]));
-        let Some(next) = usize::try_from(length)
+        let next = usize::try_from(length)
             .ok()
             .and_then(|l| (pos + 12).checked_add(l))
-            .filter(|next| *next <= records.len())
-        else {
-            break;
-        };
+            .filter(|next| *next <= records.len())?;
         // Before v2 (magic at byte 16) the delta is not there; such an
         // entry's offset is its last.
-        let last = if head[16] == 2 {
+        let v2 = head[16] == 2;
+        let last = if v2 {
             base.saturating_add(i64::from(delta))
         } else {
             base
         };
-        end = end.max(last.saturating_add(1));
+        let max_timestamp = records
+            .get(pos + MAX_TIMESTAMP..pos + MAX_TIMESTAMP + 8)
+            .filter(|_| v2 && pos + MAX_TIMESTAMP + 8 <= next)
+            .map(|t| i64::from_be_bytes(t.try_into().unwrap_or([0; 8])));
         pos = next;
+        Some(BatchSpan {
+            base,
+            end: last.saturating_add(1),
+            max_timestamp,
+            bytes_end: next,
+        })
+    })
+}
+
+/// A gap in a log's offsets, met reading it: the offset the records
+/// after it start at, and the newest timestamp of their first batch
+/// (`None` before v2).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gap {
+    pub to: i64,
+    pub max_timestamp: Option<i64>,
+}
+
+/// The part of a records blob read from offset `from` that runs on
+/// without a gap: its length in bytes (whole batches up to the first that
+/// starts past where the ones before it ended), the offset after it, and
+/// the gap, when records follow one.
+///
+/// A broker may answer with a later batch while an earlier offset is
+/// still being written (tansu assigns offsets before it stores the batch),
+/// or because compaction removed the offsets between; a reader that must
+/// not miss a record tells the two apart by the later batch's age, or by
+/// waiting.
+pub fn gapless_prefix(records: &[u8], from: i64) -> (usize, i64, Option<Gap>) {
+    let (mut len, mut end) = (0, from);
+    for batch in whole_batches(records) {
+        if batch.base > end {
+            let gap = Gap {
+                to: batch.base,
+                max_timestamp: batch.max_timestamp,
+            };
+            return (len, end, Some(gap));
+        }
+        len = batch.bytes_end;
+        end = end.max(batch.end);
     }
-    end
+    (len, end, None)
 }
 
 /// The offset of the last record in a records blob, from each batch's
@@ -600,5 +658,38 @@ mod last_offset_tests {
         assert_eq!(records_end(cut), 10, "whole batches only");
         assert_eq!(last_offset(&blob[..20]), None, "no whole header");
         assert_eq!(last_offset(&[]), None);
+    }
+
+    #[test]
+    fn a_gap_between_batches_ends_the_gapless_prefix() {
+        let (a, b, mut c) = (
+            v2_batch(10, 5, 40),
+            v2_batch(15, 5, 40),
+            v2_batch(30, 2, 40),
+        );
+        c[35..43].copy_from_slice(&1_700_000_000_000i64.to_be_bytes());
+        let blob = [a.clone(), b.clone(), c].concat();
+        let at = |to, max_timestamp| Some(Gap { to, max_timestamp });
+        let gap = at(30, Some(1_700_000_000_000));
+        assert_eq!(gapless_prefix(&blob, 10), (104, 20, gap));
+        assert_eq!(
+            gapless_prefix(&blob, 12),
+            (104, 20, gap),
+            "from within a batch"
+        );
+        let stamp = Some(i64::from_be_bytes([0xcd; 8]));
+        assert_eq!(
+            gapless_prefix(&blob, 8),
+            (0, 8, at(10, stamp)),
+            "a gap at the start"
+        );
+        let whole = [a, b].concat();
+        assert_eq!(gapless_prefix(&whole, 10), (104, 20, None));
+        assert_eq!(
+            gapless_prefix(&whole[..60], 10),
+            (52, 15, None),
+            "whole batches only"
+        );
+        assert_eq!(gapless_prefix(&[], 7), (0, 7, None));
     }
 }

@@ -16,6 +16,7 @@ use kafka_protocol::protocol::Decodable;
 use crate::domain::ids::ClusterIdx;
 use crate::domain::routes::RouteTable;
 use crate::domain::stitch::Shift;
+pub use crate::plan::partitioned::Merge;
 use crate::plan::partitioned::{PartitionAnswer, PartitionedApi, TopicAnswer};
 use crate::plan::route::Assignment;
 use crate::wire::codec::{response_frame, CodecError};
@@ -103,17 +104,6 @@ pub(crate) fn split_as<R: PartitionedApi>(
         .collect()
 }
 
-/// What a merged answer answers: the client's request (its version and
-/// correlation id), its partitions in request order, and how each one's
-/// offsets shift into the client's log (same shape).
-#[derive(Debug, Clone, Copy)]
-pub struct Merge<'a> {
-    pub version: i16,
-    pub correlation_id: i32,
-    pub order: &'a TopicPartitions,
-    pub shifts: &'a [Vec<Shift>],
-}
-
 /// Each partition's planned shift as the route table `routes` has it now
 /// (see [`crate::domain::stitch::Segments::now`]): for a Fetch planned on
 /// an older table, cut where its stretch now ends. `clusters`: where each
@@ -143,9 +133,10 @@ pub(crate) fn merge_as<R: PartitionedApi>(
         correlation_id,
         order,
         shifts,
+        ..
     } = *merge;
     if let [part] = parts {
-        if let Some(answer) = R::answer_in_order(version, correlation_id, order, shifts, part)? {
+        if let Some(answer) = R::answer_in_order(*merge, part)? {
             return Ok(answer);
         }
     }
@@ -232,6 +223,7 @@ mod tests {
             correlation_id,
             order,
             shifts,
+            fetched: None,
         };
         Family::of_api(api).unwrap().merge(&merge, parts)
     }

@@ -53,6 +53,15 @@ fn announce(
 }
 
 /// The view of a request its class says is partitioned.
+/// A Fetch's fetch offsets, flattened in request order (none for other
+/// requests).
+fn fetch_offsets(view: &PartitionedRequest) -> Vec<i64> {
+    match view.seek() {
+        Seek::Offsets(offsets) => offsets.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 fn partitioned(request: &Request) -> Result<&PartitionedRequest, SessionEnd> {
     request.partitioned.as_ref().ok_or_else(|| {
         SessionEnd::Handler(format!(
@@ -231,6 +240,8 @@ impl Session {
                 cluster,
                 version: header.api_version,
                 correlation_id: header.correlation_id,
+                topics: view.topics().clone(),
+                offsets: fetch_offsets(view),
             };
             return Ok(reply.map(|reply| Pending::Fetched(reply, recheck)));
         }
@@ -341,6 +352,9 @@ impl Session {
         let (order, mut shifts) = (view.topics().clone(), split.shifts.clone());
         // A Fetch waits for records: the table may change meanwhile.
         let fetch = (view.api() == ApiKey::Fetch).then(|| (self.proxy.clone(), split.clusters()));
+        let fetched = fetch
+            .is_some()
+            .then(|| (fetch_offsets(view), self.gaps.clone()));
         Ok(Some(tokio::spawn(async move {
             for reply in replies {
                 answers.push(reply.await.map_err(|_| lost_task())??);
@@ -353,6 +367,7 @@ impl Session {
                 correlation_id,
                 order: &order,
                 shifts: &shifts,
+                fetched: fetched.as_ref().map(|(o, g)| (o.as_slice(), &**g)),
             };
             Ok(family.merge(&merge, &answers)?)
         })))

@@ -26,7 +26,7 @@ use crate::domain::routes::RouteSide;
 use crate::handlers::{self, forward};
 use crate::metrics as m;
 use crate::plan::classify::{RouteClass, Target};
-use crate::plan::partitioned::{self, partition_error_response, PartitionedRequest};
+use crate::plan::partitioned::{self, partition_error_response, GapHolds, PartitionedRequest};
 use crate::plan::{self, Plan, Seek, Snapshot, SplitPlan};
 use crate::rewrite;
 use crate::runtime::proxy::{ListenerKind, Proxy};
@@ -148,6 +148,8 @@ struct Session {
     auth: ClientAuth,
     /// Topics this connection was refused Produce for by a flip's fence.
     refusals: Refusals,
+    /// Gaps in partitions' offsets this connection's Fetch answers met.
+    gaps: Arc<GapHolds>,
 }
 
 /// Serves one client until it disconnects or breaks the protocol, or the
@@ -178,11 +180,13 @@ pub async fn serve(
         upstreams: HashMap::new(),
         coordinators: HashMap::new(),
         refusals: Refusals::default(),
+        gaps: Arc::default(),
     };
     let routes_source = session.proxy.clone();
+    let gaps = session.gaps.clone();
     let outcome = {
         let reading = session.read_requests(&mut read, Answers { tx, connection });
-        let writing = write_responses(&mut write, rx, connection, routes_source);
+        let writing = write_responses(&mut write, rx, connection, (routes_source, &gaps));
         tokio::pin!(writing);
         tokio::select! {
             read = reading => match read {
@@ -342,7 +346,7 @@ async fn write_responses(
     write: &mut ClientWrite,
     mut rx: mpsc::Receiver<(Pending, Asked)>,
     connection: &OpenConnection,
-    proxy: Arc<Proxy>,
+    (proxy, gaps): (Arc<Proxy>, &GapHolds),
 ) -> Result<(), SessionEnd> {
     while let Some((pending, asked)) = rx.recv().await {
         let bytes = match pending {
@@ -353,24 +357,31 @@ async fn write_responses(
             Pending::Upstream(reply, _inflight) => reply.await.map_err(|_| lost_task())??.0,
             Pending::Fetched(reply, recheck) => {
                 let frame = reply.await.map_err(|_| lost_task())??;
-                if proxy.routes_epoch() == recheck.epoch {
-                    frame.0
-                } else {
-                    let Recheck {
-                        cluster,
-                        version,
-                        correlation_id,
-                        ..
-                    } = recheck;
-                    let routes = proxy.routes();
-                    partitioned::restitched(&routes, cluster, version, correlation_id, &frame)?
-                        .unwrap_or(frame.0)
-                }
+                let routes = (proxy.routes_epoch() != recheck.epoch).then(|| proxy.routes());
+                let Recheck {
+                    cluster,
+                    version,
+                    correlation_id,
+                    topics,
+                    offsets,
+                    ..
+                } = recheck;
+                partitioned::answered(
+                    routes.as_deref().map(|r| (r, cluster)),
+                    (version, correlation_id),
+                    (&topics, &offsets),
+                    gaps,
+                    &frame,
+                )?
+                .unwrap_or(frame.0)
             }
             Pending::Merged(task, _inflight) => task
                 .await
                 .map_err(|e| SessionEnd::Handler(e.to_string()))??,
         };
+        if gaps.take_held() {
+            tokio::time::sleep(partitioned::GAP_PACE).await;
+        }
         write.write_all(&bytes).await.map_err(SessionEnd::Write)?;
         // TLS holds what it encrypts until flushed.
         write.flush().await.map_err(SessionEnd::Write)?;

@@ -16,6 +16,7 @@ use crate::domain::gates::InflightGuard;
 use crate::domain::ids::ClusterIdx;
 use crate::upstream::conn::Reply;
 use crate::wire::codec::CodecError;
+use crate::wire::requests::TopicPartitions;
 
 /// An answer the write task will send, in the order the requests came.
 pub(super) enum Pending {
@@ -31,8 +32,10 @@ pub(super) enum Pending {
     Fetched(Reply, Recheck),
 }
 
-/// What a Fetch answer planned on one route table needs to be checked
-/// against the next (see [`crate::plan::partitioned::restitched`]).
+/// What a Fetch answer needs to be checked with as it comes (see
+/// [`crate::plan::partitioned::answered`]): the route table it was
+/// planned on, against the one then, and the partitions it read from
+/// where, for gaps in their offsets.
 pub(super) struct Recheck {
     /// The route tables put in place when it was planned.
     pub epoch: u64,
@@ -40,4 +43,7 @@ pub(super) struct Recheck {
     pub cluster: ClusterIdx,
     pub version: i16,
     pub correlation_id: i32,
+    /// The partitions it reads and their fetch offsets, flattened.
+    pub topics: TopicPartitions,
+    pub offsets: Vec<i64>,
 }

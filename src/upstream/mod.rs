@@ -7,6 +7,7 @@ pub mod error;
 pub mod reach;
 pub mod security;
 
+pub use cluster::log::LogRead;
 pub use cluster::{BrokerAddr, Cluster, ClusterView};
 pub use conn::UpstreamConn;
 pub use error::UpstreamError;

@@ -605,6 +605,7 @@ mod tests {
                 correlation_id,
                 order,
                 shifts,
+                fetched: None,
             };
             Family::of_api(api).unwrap().merge(&merge, parts)
         };

@@ -21,13 +21,28 @@ use crate::config::{Config, ConfigError, KafkaStateConfig};
 use crate::domain::offsets::UpstreamOffset;
 use crate::domain::producer_ids::Claim;
 use crate::ops::state::{InstanceStatus, State, StateError, StateStore, StoreFuture};
-use crate::upstream::{Cluster, UpstreamConn, UpstreamError};
+use crate::upstream::{Cluster, LogRead, UpstreamConn, UpstreamError};
 
 /// How long an instance waits for another one's import of a state file
 /// to finish.
 const IMPORT_WAIT: Duration = Duration::from_secs(30);
 /// How long a producer segment's claim may take to be read back.
 const CLAIM_WAIT: Duration = Duration::from_secs(10);
+/// How long a gap in the topic's offsets may be records still being
+/// written (a broker may answer with later records first) before it is
+/// taken as compacted away.
+const GAP_WAIT: Duration = Duration::from_secs(2);
+/// Pause before reading again at a gap.
+const GAP_RETRY: Duration = Duration::from_millis(20);
+
+/// Where a reader of the topic goes on after one read.
+enum Reading {
+    To(UpstreamOffset),
+    /// At a gap that may still fill: read there again.
+    AtGap,
+    /// Nothing more there yet.
+    End,
+}
 
 pub struct StateTopic {
     cluster: Cluster,
@@ -56,6 +71,9 @@ pub struct StateTopic {
     /// This instance's renewals written and not read back yet: when each
     /// began, by its count; and the newest one read back.
     renewals: std::sync::Mutex<(BTreeMap<u64, Instant>, u64, Option<u64>)>,
+    /// A gap in the topic's offsets met while reading: where it starts,
+    /// and when it was first met there.
+    gap: std::sync::Mutex<Option<(UpstreamOffset, Instant)>>,
     /// Produce was last refused here because the lease may have lapsed.
     refusing: std::sync::atomic::AtomicBool,
     /// Names this instance's claims apart: when it started, and a count.
@@ -89,6 +107,7 @@ impl StateTopic {
             lease_expiry: state.lease_expiry,
             renewed: std::sync::Mutex::new(Instant::now()),
             renewals: std::sync::Mutex::new((BTreeMap::new(), 0, None)),
+            gap: std::sync::Mutex::new(None),
             refusing: std::sync::atomic::AtomicBool::new(false),
             claims: (
                 crate::ops::steps::now_ms(),
@@ -189,24 +208,63 @@ impl StateTopic {
         let mut events = Vec::new();
         loop {
             let at = *lock(&self.position);
-            let read = self.cluster.read_log(&conn, &self.topic, at).await;
-            let (read, next) = match read {
+            let read = match self.cluster.read_log(&conn, &self.topic, at).await {
                 Ok(read) => read,
                 Err(e) => {
                     *self.reader.lock().await = None;
                     return Err(self.error(e));
                 }
             };
-            if next <= at {
-                return Ok(events);
-            }
-            for (key, value) in read {
+            let next = match self.reading(at, &read) {
+                Reading::To(next) => next,
+                Reading::AtGap if events.is_empty() => {
+                    tokio::time::sleep(GAP_RETRY).await;
+                    return Ok(events);
+                }
+                Reading::AtGap | Reading::End => return Ok(events),
+            };
+            for (key, value) in read.records {
                 let entry = records::decode(&key, value.as_deref()).map_err(|e| self.error(e))?;
                 events.push(self.take(entry));
             }
             *lock(&self.position) = next;
             self.applied.send_replace(next);
         }
+    }
+
+    /// Where a reader at `at` goes on after `read`. At a gap in the
+    /// topic's offsets it goes past once the records after the gap are
+    /// older than [`GAP_WAIT`] (by their own timestamps: the offsets
+    /// between were compacted away) or the gap has stood that long here;
+    /// until then they may be records still being written.
+    fn reading(&self, at: UpstreamOffset, read: &LogRead) -> Reading {
+        let gap = match read.gap {
+            _ if read.next > at => return Reading::To(read.next),
+            None => return Reading::End,
+            Some(gap) => gap,
+        };
+        let wait = GAP_WAIT.as_millis() as i64;
+        let old = gap
+            .max_timestamp
+            .is_some_and(|t| t < crate::ops::steps::now_ms() as i64 - wait);
+        let mut seen = lock(&self.gap);
+        let since = match *seen {
+            Some((seen_at, since)) if seen_at == at => since,
+            _ => seen.insert((at, Instant::now())).1,
+        };
+        if !old && since.elapsed() < GAP_WAIT {
+            return Reading::AtGap;
+        }
+        *seen = None;
+        if !old {
+            tracing::info!(
+                topic = self.topic,
+                from = at.0,
+                to = gap.to,
+                "state topic offsets missing for {GAP_WAIT:?}: taken as compacted away"
+            );
+        }
+        Reading::To(UpstreamOffset(gap.to))
     }
 
     /// Takes one entry read from the topic.
@@ -334,17 +392,24 @@ impl StateTopic {
         let mut entries = Vec::new();
         let mut at = UpstreamOffset(0);
         while at < end {
-            let (records, next) = self
+            let read = self
                 .cluster
                 .read_log(&conn, &self.topic, at)
                 .await
                 .map_err(|e| self.error(e))?;
-            if next <= at {
-                return Err(self.error(format!(
-                    "reading stopped at offset {at}, before its end {end}"
-                )));
-            }
-            for (key, value) in records {
+            let next = match self.reading(at, &read) {
+                Reading::To(next) => next,
+                Reading::AtGap => {
+                    tokio::time::sleep(GAP_RETRY).await;
+                    continue;
+                }
+                Reading::End => {
+                    return Err(self.error(format!(
+                        "reading stopped at offset {at}, before its end {end}"
+                    )));
+                }
+            };
+            for (key, value) in read.records {
                 entries.push(records::decode(&key, value.as_deref()).map_err(|e| self.error(e))?);
             }
             at = next;

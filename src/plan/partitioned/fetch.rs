@@ -7,7 +7,8 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 
-use super::{fetch_answer, lists, topic_answer, Body, PartitionAnswer, PartitionedApi, Positions};
+use super::fetch_answer::{self, GapHolds, Treat};
+use super::{lists, topic_answer, Body, Merge, PartitionAnswer, PartitionedApi, Positions};
 use crate::domain::ids::ClusterIdx;
 use crate::domain::routes::RouteTable;
 use crate::domain::stitch::{self, OffsetField, Shift};
@@ -77,39 +78,55 @@ impl PartitionedApi for FetchRequest {
     }
 
     /// A stitched Fetch sent whole to one broker: its answer keeps the
-    /// fast path but for the offsets patched in its bytes. The part ran
-    /// outside any fetch session, so its session id is 0 already.
-    fn answer_in_order(
-        version: i16,
-        correlation_id: i32,
-        order: &TopicPartitions,
-        shifts: &[Vec<Shift>],
-        part: &Frame,
-    ) -> Result<Option<Bytes>, CodecError> {
-        let mut expected = order
-            .0
-            .iter()
-            .zip(shifts)
-            .flat_map(|((topic, indices), shifts)| {
-                indices
-                    .iter()
-                    .zip(shifts)
-                    .map(move |(index, shift)| (topic.as_str(), *index, *shift))
-            });
+    /// fast path but for the offsets patched in its bytes (and the records
+    /// past a gap that may still fill left out). The part ran outside any
+    /// fetch session, so its session id is 0 already.
+    fn answer_in_order(merge: Merge<'_>, part: &Frame) -> Result<Option<Bytes>, CodecError> {
+        let (offsets, holds) = merge.fetched.unzip();
+        let mut expected = in_order(merge.order, merge.shifts, offsets);
         let mut in_order = true;
-        let mut shift_of = |topic: &str, index: i32| match expected.next() {
-            Some((t, i, shift)) if t == topic && i == index => Some(shift).filter(|s| !s.is_none()),
+        let mut treat_of = |topic: &str, index: i32| match expected.next() {
+            Some((t, i, shift, fetched)) if t == topic && i == index => Treat {
+                shift: Some(shift).filter(|s| !s.is_none()),
+                fetched_from: fetched.map(|v| shift.request(v)),
+            },
             _ => {
                 in_order = false;
-                None
+                Treat::default()
             }
         };
-        let patched = fetch_answer::shifted(version, correlation_id, part, &mut shift_of)?;
+        let (version, correlation_id) = (merge.version, merge.correlation_id);
+        let patched =
+            fetch_answer::patched_answer(version, correlation_id, part, &mut treat_of, holds)?;
         if !in_order || expected.next().is_some() {
             return Ok(None);
         }
         Ok(Some(patched.unwrap_or_else(|| part.0.clone())))
     }
+}
+
+/// The partitions of `order`, in order, each with its shift and, when
+/// `offsets` are there, its fetch offset.
+fn in_order<'a>(
+    order: &'a TopicPartitions,
+    shifts: &'a [Vec<Shift>],
+    offsets: Option<&'a [i64]>,
+) -> impl Iterator<Item = (&'a str, i32, Shift, Option<i64>)> + 'a {
+    let mut offsets = offsets.map(|o| o.iter());
+    order
+        .0
+        .iter()
+        .zip(shifts)
+        .flat_map(|((topic, indices), shifts)| {
+            indices
+                .iter()
+                .zip(shifts)
+                .map(move |(index, shift)| (topic.as_str(), *index, *shift))
+        })
+        .map(move |(topic, index, shift)| {
+            let fetched = offsets.as_mut().and_then(|o| o.next().copied());
+            (topic, index, shift, fetched)
+        })
 }
 
 topic_answer!(
@@ -151,28 +168,52 @@ impl PartitionAnswer for PartitionData {
 }
 
 /// A Fetch answer from a broker of `cluster`, planned with no offset to
-/// shift, as the route table has it now: a partition whose Produce moved
-/// while the Fetch waited is cut where its first stretch now ends, so
-/// that records written there since (behind the proxy) never reach the
-/// client at offsets of the new stretch. `None` when no partition
-/// changed.
+/// shift (`fetched`: the request's partitions and fetch offsets), as the
+/// client gets it: the records of a partition past a gap in its offsets
+/// that may still fill are left out ([`GapHolds`]); and when the route
+/// table changed while the Fetch waited (`routes`, the one now), a
+/// partition whose Produce moved meanwhile is cut where its first stretch
+/// now ends, so that records written there since (behind the proxy) never
+/// reach the client at offsets of the new stretch. `None` when nothing
+/// changes.
 ///
 /// The answer's bytes are patched where its offsets sit
-/// ([`fetch_answer::shifted`]), not decoded and encoded anew.
-pub fn restitched(
-    routes: &RouteTable,
-    cluster: ClusterIdx,
-    version: i16,
-    correlation_id: i32,
+/// ([`fetch_answer::patched_answer`]), not decoded and encoded anew.
+pub fn answered(
+    routes: Option<(&RouteTable, ClusterIdx)>,
+    (version, correlation_id): (i16, i32),
+    fetched: (&TopicPartitions, &[i64]),
+    holds: &GapHolds,
     frame: &Frame,
 ) -> Result<Option<Bytes>, CodecError> {
-    let stitches = routes.stitches();
-    let mut now = |topic: &str, partition: i32| {
-        stitches
-            .get(topic, partition)
-            .and_then(|s| s.now(cluster, Shift::NONE))
+    let stitches = routes.map(|(routes, cluster)| (routes.stitches(), cluster));
+    let mut expected = fetched
+        .0
+         .0
+        .iter()
+        .flat_map(|(topic, indices)| indices.iter().map(move |index| (topic.as_str(), *index)));
+    let mut offsets = fetched.1.iter();
+    let mut treat_of = |topic: &str, index: i32| {
+        let shift = stitches.as_ref().and_then(|(stitches, cluster)| {
+            stitches
+                .get(topic, index)
+                .and_then(|s| s.now(*cluster, Shift::NONE))
+        });
+        // Answered in the order asked, as brokers do: each partition's
+        // fetch offset is the next; past a partition out of order, none.
+        let fetched_from = match expected.next() {
+            Some((t, i)) if t == topic && i == index => offsets.next().copied(),
+            _ => {
+                offsets = [].iter();
+                None
+            }
+        };
+        Treat {
+            shift,
+            fetched_from,
+        }
     };
-    fetch_answer::shifted(version, correlation_id, frame, &mut now)
+    fetch_answer::patched_answer(version, correlation_id, frame, &mut treat_of, Some(holds))
 }
 
 #[cfg(test)]
@@ -180,6 +221,7 @@ mod tests {
     use super::*;
     use crate::config::RoutesConfig;
     use crate::domain::stitch::UpstreamOffset;
+    use crate::plan::partitioned::fetch_answer::GAP_HOLD;
     use crate::wire::codec::{decode_response, response_frame};
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::StrBytes;
@@ -215,6 +257,40 @@ mod tests {
         Frame(response_frame(ApiKey::Fetch, 12, 7, &response).unwrap())
     }
 
+    /// The answer as the client gets it from `cluster` with the route
+    /// table `now` (changed since the Fetch was planned), no gap held.
+    fn restitched(now: &RouteTable, cluster: ClusterIdx, frame: &Frame) -> Option<Bytes> {
+        let asked = order(&[0, 1]);
+        let unheld = (&asked, &[][..]);
+        answered(
+            Some((now, cluster)),
+            (12, 7),
+            unheld,
+            &GapHolds::default(),
+            frame,
+        )
+        .unwrap()
+    }
+
+    fn order(partitions: &[i32]) -> TopicPartitions {
+        TopicPartitions(vec![("events".to_owned(), partitions.to_vec())])
+    }
+
+    fn in_order_answer(
+        order: &TopicPartitions,
+        shifts: &[Vec<Shift>],
+        frame: &Frame,
+    ) -> Option<Bytes> {
+        let asked = Merge {
+            version: 12,
+            correlation_id: 7,
+            order,
+            shifts,
+            fetched: None,
+        };
+        FetchRequest::answer_in_order(asked, frame).unwrap()
+    }
+
     fn routes() -> RouteTable {
         RouteTable::new(&RoutesConfig {
             default: OLD,
@@ -228,7 +304,7 @@ mod tests {
     fn an_answer_planned_before_a_move_is_cut_where_the_old_stretch_ends() {
         let frame = answer();
         // Nothing stitched: the answer passes as it came.
-        assert_eq!(restitched(&routes(), OLD, 12, 7, &frame).unwrap(), None);
+        assert_eq!(restitched(&routes(), OLD, &frame), None);
         // Partition 0 moved to 'new' at 100 while the Fetch waited.
         let moved = routes().with_stitch(
             "events",
@@ -237,7 +313,7 @@ mod tests {
             1,
             [(0, UpstreamOffset(100), UpstreamOffset(0))],
         );
-        let bytes = restitched(&moved, OLD, 12, 7, &frame).unwrap().unwrap();
+        let bytes = restitched(&moved, OLD, &frame).unwrap();
         let got: FetchResponse = decode_response(ApiKey::Fetch, 12, &Frame(bytes)).unwrap();
         let (cut, kept) = (
             &got.responses[0].partitions[0],
@@ -249,7 +325,7 @@ mod tests {
         assert_eq!(kept.high_watermark, 105, "partition 1 did not move");
         assert_eq!(kept.records.as_ref().map(|r| r.len()), Some(96));
         // An answer from another cluster than the moved stretch's: as it came.
-        assert_eq!(restitched(&moved, NEW, 12, 7, &frame).unwrap(), None);
+        assert_eq!(restitched(&moved, NEW, &frame), None);
     }
 
     #[test]
@@ -259,27 +335,81 @@ mod tests {
             delta: 1_000,
             ..Shift::NONE
         };
-        let order = |partitions: &[i32]| {
-            crate::wire::requests::TopicPartitions(vec![("events".to_owned(), partitions.to_vec())])
-        };
         let shifts = vec![vec![shift, Shift::NONE]];
-        let got = FetchRequest::answer_in_order(12, 7, &order(&[0, 1]), &shifts, &frame)
-            .unwrap()
-            .expect("answered in order");
+        let got = in_order_answer(&order(&[0, 1]), &shifts, &frame).expect("answered in order");
         let mut reference = FetchRequest::decode_answer(12, &frame).unwrap();
         reference.responses[0].partitions[0].shift(shift);
         let reference = response_frame(ApiKey::Fetch, 12, 7, &reference).unwrap();
         assert_eq!(got, reference, "byte for byte what decoding gives");
         // Nothing to shift: the answer as it came.
         let none = vec![vec![Shift::NONE; 2]];
-        let same = FetchRequest::answer_in_order(12, 7, &order(&[0, 1]), &none, &frame).unwrap();
+        let same = in_order_answer(&order(&[0, 1]), &none, &frame);
         assert_eq!(same, Some(frame.0.clone()));
         // Answered in another order than asked, short of a partition or
         // past the last: merged by decoding, which says what is missing.
         for asked in [&[1, 0][..], &[0], &[0, 1, 2]] {
             let shifts = vec![vec![shift; asked.len()]];
-            let got = FetchRequest::answer_in_order(12, 7, &order(asked), &shifts, &frame);
-            assert_eq!(got.unwrap(), None, "{asked:?}");
+            let got = in_order_answer(&order(asked), &shifts, &frame);
+            assert_eq!(got, None, "{asked:?}");
         }
+    }
+
+    #[test]
+    fn records_past_a_gap_that_may_still_fill_are_held_back() {
+        // Each stand-in batch holds one record: 98, then 100 and 103 past
+        // gaps.
+        let frame = answer();
+        let asked = order(&[0, 1]);
+        let gaps = GapHolds::default();
+        let from = |offsets: &[i64]| {
+            let got = answered(None, (12, 7), (&asked, offsets), &gaps, &frame).unwrap();
+            let got: FetchResponse = decode_response(ApiKey::Fetch, 12, &Frame(got?)).ok()?;
+            let records = |p: usize| got.responses[0].partitions[p].records.clone().unwrap();
+            Some((
+                records(0),
+                records(1),
+                got.responses[0].partitions[0].high_watermark,
+            ))
+        };
+        let (first, second, hw) = from(&[98, 100]).expect("held back");
+        assert_eq!(first, batch(98, 20), "partition 0: up to the gap at 99");
+        let to_101 = [batch(98, 20), batch(100, 20)].concat();
+        assert_eq!(
+            second, to_101,
+            "partition 1, from 100: up to the gap at 101"
+        );
+        assert_eq!(hw, 105, "the high watermark as it came");
+        // Fetched from past every gap: nothing held.
+        assert_eq!(from(&[103, 103]), None);
+        // Without the fetch offsets (answered out of order): as it came.
+        let unknown = answered(None, (12, 7), (&order(&[1, 0]), &[98, 98]), &gaps, &frame);
+        assert_eq!(unknown.unwrap(), None);
+    }
+
+    #[test]
+    fn a_gap_that_stands_is_taken_as_gone() {
+        let gaps = GapHolds::default();
+        let t0 = std::time::Instant::now();
+        assert!(gaps.hold_at("events", 0, 99, t0), "first met");
+        assert!(
+            gaps.hold_at("events", 0, 99, t0 + GAP_HOLD / 2),
+            "still young"
+        );
+        assert!(
+            gaps.hold_at("events", 1, 99, t0 + GAP_HOLD / 2),
+            "another partition"
+        );
+        assert!(
+            !gaps.hold_at("events", 0, 99, t0 + GAP_HOLD),
+            "stood too long"
+        );
+        assert!(
+            gaps.hold_at("events", 0, 99, t0 + GAP_HOLD),
+            "met again: anew"
+        );
+        assert!(
+            gaps.hold_at("events", 1, 150, t0 + GAP_HOLD),
+            "a later gap, anew"
+        );
     }
 }

@@ -6,12 +6,16 @@
 //! copied once (twice when a segment's end cuts some off) and never read
 //! past their batch headers.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 
-use crate::domain::stitch::{self, OffsetField, Shift};
+use crate::domain::stitch::{self, OffsetField, Shift, UpstreamOffset};
 use crate::wire::bounded::{self, Span, Visit};
 use crate::wire::codec::{body_start, CodecError};
 use crate::wire::layout::Layout;
@@ -21,34 +25,121 @@ use crate::wire::response_layouts::{
 };
 use crate::wire::{Frame, WireError};
 
-/// Which partitions of an answer to shift, and how: by topic name and
-/// partition index; `None` leaves a partition as it came. Topics named by
-/// id (v13+) have the empty name.
-pub type ShiftOf<'a> = &'a mut dyn FnMut(&str, i32) -> Option<Shift>;
+/// How each partition of an answer is patched, by topic name and
+/// partition index. Topics named by id (v13+) have the empty name.
+pub type TreatOf<'a> = &'a mut dyn FnMut(&str, i32) -> Treat;
+
+/// How one partition of a Fetch answer is patched.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Treat {
+    /// Its offsets moved into the client's log (`None`: as they came).
+    pub shift: Option<Shift>,
+    /// The upstream offset it was fetched from, when its records are
+    /// checked for a gap that may still fill ([`GapHolds`]).
+    pub fetched_from: Option<i64>,
+}
+
+/// How long records past a gap in a partition's offsets are held back.
+pub const GAP_HOLD: Duration = Duration::from_millis(500);
+/// How long an answer that held records back waits before it goes.
+pub const GAP_PACE: Duration = Duration::from_millis(10);
+/// How many gaps one connection keeps track of; past that, records after
+/// a new gap pass at once.
+const MAX_GAPS: usize = 1_024;
+
+/// The gaps in partitions' offsets one client connection's Fetch answers
+/// met, and when each was first met.
+///
+/// A broker may answer with records past offsets it has assigned and not
+/// yet stored (tansu stores a batch after it moves the partition's end),
+/// and a client given the later records skips the earlier ones for good.
+/// So the records past such a gap are left out of the answer (the client
+/// fetches there again) until the gap fills, or until it has stood for
+/// [`GAP_HOLD`]: then it is taken for offsets that are gone (compacted
+/// away, or left out by the broker) and the records pass.
+#[derive(Debug, Default)]
+pub struct GapHolds {
+    seen: Mutex<HashMap<(String, i32), (i64, Instant)>>,
+    /// Whether records were held back since [`GapHolds::take_held`] last
+    /// looked.
+    held: AtomicBool,
+}
+
+impl GapHolds {
+    /// Whether the records of `topic`/`partition` past a gap that starts
+    /// at offset `at` are held back now.
+    pub fn hold(&self, topic: &str, partition: i32, at: i64) -> bool {
+        let held = self.hold_at(topic, partition, at, Instant::now());
+        if held {
+            self.held.store(true, Ordering::Relaxed);
+        }
+        held
+    }
+
+    /// Whether any records were held back since the last look: then the
+    /// answer is paced by [`GAP_PACE`], or the client, told there is more,
+    /// would fetch again at once, and again, until the gap fills.
+    pub fn take_held(&self) -> bool {
+        self.held.swap(false, Ordering::Relaxed)
+    }
+
+    /// [`GapHolds::hold`], at `now`.
+    pub(super) fn hold_at(&self, topic: &str, partition: i32, at: i64, now: Instant) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_GAPS {
+            seen.retain(|_, (_, since)| now.duration_since(*since) < GAP_HOLD);
+        }
+        let key = (topic.to_owned(), partition);
+        match seen.get(&key) {
+            Some((gap, since)) if *gap == at => {
+                if now.duration_since(*since) < GAP_HOLD {
+                    return true;
+                }
+                seen.remove(&key);
+                tracing::info!(
+                    topic,
+                    partition,
+                    offset = at,
+                    "offsets missing from a partition for {GAP_HOLD:?}: taken as gone, the records after them pass"
+                );
+                false
+            }
+            _ if seen.len() >= MAX_GAPS => false,
+            _ => {
+                seen.insert(key, (at, now));
+                true
+            }
+        }
+    }
+}
 
 /// The Fetch answer `frame` (at `version`) under `correlation_id`, each
-/// partition `shift_of` names shifted as [`super::PartitionAnswer::shift`]
+/// partition `treat_of` shifts shifted as [`super::PartitionAnswer::shift`]
 /// shifts a decoded one: high watermark, last stable offset, log start
 /// offset, aborted transactions' first offsets, and each record batch's
-/// base offset, the batches past the end of a segment that ended left out.
-/// `None` when it names no partition of the answer.
+/// base offset, the batches past the end of a segment that ended left out;
+/// with `holds`, the records past a gap that may still fill left out too.
+/// `None` when nothing changes.
 ///
 /// The answer is walked, count by count, as a decoder would read it, so a
 /// malformed one is refused with an error before any byte is copied, and
 /// nothing is allocated beyond one copy of the frame and one patch per
 /// field the frame holds.
-pub fn shifted(
+pub fn patched_answer(
     version: i16,
     correlation_id: i32,
     frame: &Frame,
-    shift_of: ShiftOf<'_>,
+    treat_of: TreatOf<'_>,
+    holds: Option<&GapHolds>,
 ) -> Result<Option<Bytes>, CodecError> {
     let body_at = body_start(ApiKey::Fetch, version, frame)?;
     let mut found = Found {
         body: &frame.0[body_at..],
-        shift_of,
+        treat_of,
+        holds,
         topic: "",
-        shift: None,
+        index: 0,
+        treat: Treat::default(),
         stitched: false,
         patches: Vec::new(),
     };
@@ -79,12 +170,14 @@ enum Patch {
 /// What the walk of an answer finds to patch.
 struct Found<'a, 'f> {
     body: &'a [u8],
-    shift_of: ShiftOf<'f>,
+    treat_of: TreatOf<'f>,
+    holds: Option<&'f GapHolds>,
     /// The topic walked now.
     topic: &'a str,
-    /// How the partition walked now shifts, if it does.
-    shift: Option<Shift>,
-    /// Whether any partition shifts.
+    /// The partition walked now, and how it is patched.
+    index: i32,
+    treat: Treat,
+    /// Whether any partition changes.
     stitched: bool,
     patches: Vec<Patch>,
 }
@@ -105,6 +198,25 @@ impl Found<'_, '_> {
             })
     }
 
+    /// The partition's shift cut where a gap in its records' offsets
+    /// begins, when what follows the gap is held back ([`GapHolds`]).
+    fn held_at_gap(&mut self, records: Range<usize>) -> Option<Shift> {
+        let (from, holds) = (self.treat.fetched_from?, self.holds?);
+        let records = self.body.get(records)?;
+        let (_, at, gap) = stitch::gapless_prefix(records, from);
+        let gap = gap?;
+        if !holds.hold(self.topic, self.index, at) {
+            return None;
+        }
+        let shift = self.treat.shift.unwrap_or(Shift::NONE);
+        let end = shift.end.map_or(gap.to, |e| e.0.min(gap.to));
+        self.stitched = true;
+        Some(Shift {
+            end: Some(UpstreamOffset(end)),
+            ..shift
+        })
+    }
+
     fn offset(&mut self, span: &Span, field: OffsetField, shift: Shift) -> Result<(), WireError> {
         let value = shift.answer(field, self.i64_at(span)?);
         self.patches.push(Patch::Offset {
@@ -120,7 +232,7 @@ impl Visit for Found<'_, '_> {
         if std::ptr::eq(layout, &TOPIC) {
             self.topic = "";
         } else if std::ptr::eq(layout, &PARTITION) {
-            self.shift = None;
+            self.treat = Treat::default();
         }
     }
 
@@ -141,32 +253,35 @@ impl Visit for Found<'_, '_> {
             })?;
             return Ok(());
         }
-        if std::ptr::eq(layout, &PARTITION) && name == "partition_index" {
-            let index = i32::from_be_bytes(self.fixed(&span)?);
-            self.shift = (self.shift_of)(self.topic, index);
-            self.stitched |= self.shift.is_some();
+        let in_partition = std::ptr::eq(layout, &PARTITION);
+        if in_partition && name == "partition_index" {
+            self.index = i32::from_be_bytes(self.fixed(&span)?);
+            self.treat = (self.treat_of)(self.topic, self.index);
+            self.stitched |= self.treat.shift.is_some();
             return Ok(());
         }
-        let Some(shift) = self.shift else {
-            return Ok(());
-        };
-        let in_partition = std::ptr::eq(layout, &PARTITION);
-        let field = match name {
-            "high_watermark" if in_partition => OffsetField::HighWatermark,
-            "last_stable_offset" if in_partition => OffsetField::LastStable,
-            "log_start_offset" if in_partition => OffsetField::LogStart,
-            "first_offset" if std::ptr::eq(layout, &ABORTED) => OffsetField::Offset,
-            "records" if in_partition => {
-                // Null records stay null.
-                if let Some(value) = span.value {
+        if in_partition && name == "records" {
+            // Null records stay null.
+            if let Some(value) = span.value {
+                let shift = self.held_at_gap(value.clone()).or(self.treat.shift);
+                if let Some(shift) = shift {
                     self.patches.push(Patch::Records {
                         prefix: span.start,
                         value,
                         shift,
                     });
                 }
-                return Ok(());
             }
+            return Ok(());
+        }
+        let Some(shift) = self.treat.shift else {
+            return Ok(());
+        };
+        let field = match name {
+            "high_watermark" if in_partition => OffsetField::HighWatermark,
+            "last_stable_offset" if in_partition => OffsetField::LastStable,
+            "log_start_offset" if in_partition => OffsetField::LogStart,
+            "first_offset" if std::ptr::eq(layout, &ABORTED) => OffsetField::Offset,
             _ => return Ok(()),
         };
         self.offset(&span, field, shift)
@@ -270,6 +385,22 @@ mod tests {
     use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
     use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::ResponseError;
+
+    /// [`patched_answer`] with shifts alone: which partitions `shift_of`
+    /// names, and how; `None` leaves a partition as it came.
+    fn shifted(v: i16, id: i32, frame: &Frame, shift_of: ShiftOf<'_>) -> Answer {
+        let mut treat_of = |topic: &str, index: i32| Treat {
+            shift: shift_of(topic, index),
+            fetched_from: None,
+        };
+        patched_answer(v, id, frame, &mut treat_of, None)
+    }
+
+    type Answer = Result<Option<Bytes>, CodecError>;
+
+    /// Which partitions of an answer to shift, and how: by topic name and
+    /// partition index; `None` leaves a partition as it came.
+    type ShiftOf<'a> = &'a mut dyn FnMut(&str, i32) -> Option<Shift>;
 
     /// The proxy's Fetch versions, and past them, where topics go by id.
     const VERSIONS: [i16; 9] = [4, 5, 7, 8, 11, 12, 13, 15, 16];

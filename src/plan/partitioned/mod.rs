@@ -28,7 +28,8 @@ mod offset_for_leader_epoch;
 mod produce;
 
 pub use family::{partition_error_response, Family, PartitionedRequest};
-pub use fetch::restitched;
+pub use fetch::answered;
+pub use fetch_answer::{GapHolds, GAP_PACE};
 
 /// One partitioned API, implemented on its request type.
 pub trait PartitionedApi: Decodable + Encodable + Clone {
@@ -72,15 +73,25 @@ pub trait PartitionedApi: Decodable + Encodable + Clone {
     /// decoding it, when that answers every partition of `order` in order
     /// and the API can shift its offsets (`shifts`, in the shape of
     /// `order`) in its bytes: `None` merges it as any other.
-    fn answer_in_order(
-        _version: i16,
-        _correlation_id: i32,
-        _order: &TopicPartitions,
-        _shifts: &[Vec<Shift>],
-        _part: &Frame,
-    ) -> Result<Option<Bytes>, CodecError> {
+    fn answer_in_order(_asked: Merge<'_>, _part: &Frame) -> Result<Option<Bytes>, CodecError> {
         Ok(None)
     }
+}
+
+/// What the answers to a split request's parts are merged with (see
+/// [`crate::plan::split`]), and a lone part's answer checked and patched
+/// against ([`PartitionedApi::answer_in_order`]): the request's version
+/// and correlation id, its partitions in order, their shifts in the same
+/// shape, and for a Fetch its fetch offsets (the client's, flattened in
+/// the order of `order`) and its connection's gaps: records past a gap
+/// that may still fill are held back.
+#[derive(Debug, Clone, Copy)]
+pub struct Merge<'a> {
+    pub version: i16,
+    pub correlation_id: i32,
+    pub order: &'a TopicPartitions,
+    pub shifts: &'a [Vec<Shift>],
+    pub fetched: Option<(&'a [i64], &'a GapHolds)>,
 }
 
 /// What a partitioned request's view holds.

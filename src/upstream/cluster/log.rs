@@ -16,6 +16,45 @@ use crate::domain::offsets::UpstreamOffset;
 /// One record of the log: its key, and its value (`None`: a tombstone).
 pub type LogRecord = (Vec<u8>, Option<Vec<u8>>);
 
+/// A record of no producer, no transaction, no headers: at `offset` in
+/// its batch, created at `timestamp` (ms since the Unix epoch).
+pub fn plain_record(
+    (offset, timestamp): (i64, i64),
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// Record batches as [`plain_record`]s go in them: v2, uncompressed.
+pub const PLAIN: RecordEncodeOptions = RecordEncodeOptions {
+    version: 2,
+    compression: Compression::None,
+};
+
+/// What one read of a log gave: its records up to the first gap in their
+/// offsets, the offset after them, and the gap, when the broker sent
+/// records after one.
+pub struct LogRead {
+    pub records: Vec<LogRecord>,
+    pub next: UpstreamOffset,
+    pub gap: Option<crate::domain::stitch::Gap>,
+}
+
 impl Cluster {
     /// A connection to the leader of partition 0 of `topic`, from a fresh
     /// metadata query (so a moved leader is found).
@@ -59,27 +98,13 @@ impl Cluster {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp,
-            key: Some(Bytes::copy_from_slice(key)),
-            value: value.map(Bytes::copy_from_slice),
-            headers: Default::default(),
-        };
+        let record = plain_record(
+            (0, timestamp),
+            Some(Bytes::copy_from_slice(key)),
+            value.map(Bytes::copy_from_slice),
+        );
         let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut batch, [&record], &options).map_err(|e| {
+        RecordBatchEncoder::encode(&mut batch, [&record], &PLAIN).map_err(|e| {
             UpstreamError::Protocol {
                 addr: conn.addr().to_owned(),
                 reason: format!("encoding a record for '{topic}': {e}"),
@@ -111,24 +136,29 @@ impl Cluster {
         Ok(UpstreamOffset(answer.base_offset))
     }
 
-    /// The records of partition 0 of `topic` from `from`, in order, and the
-    /// offset after the last of them; none (and `from`) when nothing is
+    /// The records of partition 0 of `topic` from `from`, in order, up to
+    /// the first gap in their offsets: none (and `from`) when nothing is
     /// there yet.
     pub async fn read_log(
         &self,
         conn: &UpstreamConn,
         topic: &str,
         from: UpstreamOffset,
-    ) -> Result<(Vec<LogRecord>, UpstreamOffset), UpstreamError> {
-        let Some(blob) = self.fetch_from(conn, topic, 0, from).await? else {
-            return Ok((Vec::new(), from));
+    ) -> Result<LogRead, UpstreamError> {
+        let nothing = LogRead {
+            records: Vec::new(),
+            next: from,
+            gap: None,
         };
-        let next = UpstreamOffset(crate::domain::stitch::records_end(&blob));
-        if next <= from {
-            return Ok((Vec::new(), from));
+        let Some(blob) = self.fetch_from(conn, topic, 0, from).await? else {
+            return Ok(nothing);
+        };
+        let (len, next, gap) = crate::domain::stitch::gapless_prefix(&blob, from.0);
+        if next <= from.0 {
+            return Ok(LogRead { gap, ..nothing });
         }
         let records =
-            crate::domain::mirror::records(&blob).map_err(|e| UpstreamError::Protocol {
+            crate::domain::mirror::records(&blob[..len]).map_err(|e| UpstreamError::Protocol {
                 addr: conn.addr().to_owned(),
                 reason: format!("reading '{topic}' on cluster '{}': {e}", self.name()),
             })?;
@@ -136,6 +166,10 @@ impl Cluster {
             .into_iter()
             .filter_map(|(k, v)| Some((k?.to_vec(), v.map(<[u8]>::to_vec))))
             .collect();
-        Ok((records, next))
+        Ok(LogRead {
+            records,
+            next: UpstreamOffset(next),
+            gap,
+        })
     }
 }
