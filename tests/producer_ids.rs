@@ -6,7 +6,7 @@ mod harness;
 
 use bytes::Bytes;
 use harness::clients::{cluster_records, create_topic};
-use harness::raw::{batch_of, RawClient};
+use harness::raw::{batch_of, init_producer_id, produce, RawClient};
 use harness::{Broker, Proxy, ProxySetup};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -17,33 +17,6 @@ use kafka_protocol::protocol::StrBytes;
 
 fn idempotent_batch(producer_id: i64, producer_epoch: i16) -> Bytes {
     batch_of(producer_id, producer_epoch, 0, 0..1)
-}
-
-fn init_producer_id(addr: &str) -> InitProducerIdResponse {
-    let pid: InitProducerIdResponse = RawClient::connect(addr).unwrap().call(
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
-    );
-    assert_eq!(pid.error_code, 0, "InitProducerId at {addr}");
-    pid
-}
-
-/// Produces one batch to partition 0 of `topic` at `addr`; the error code.
-fn produce(addr: &str, topic: &'static str, batch: Bytes) -> i16 {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str(topic)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])]);
-    let response: ProduceResponse =
-        RawClient::connect(addr)
-            .unwrap()
-            .call(ApiKey::Produce, 7, &request);
-    response.responses[0].partition_responses[0].error_code
 }
 
 #[test]

@@ -750,3 +750,73 @@ fn a_producer_moved_between_instances_by_a_load_balancer_keeps_its_id_and_sequen
     }
     drop(lb);
 }
+
+/// A client that sends batches a flip's fence refused again in another
+/// order than it first sent them (kafka-python may: it puts each retry
+/// back at the front of its queue) gets the later one refused until the
+/// earlier one is in: on the new cluster its sequences start at the
+/// earlier one, and the stitched log holds its records in order.
+#[test]
+fn batches_a_fence_refused_land_in_order_however_they_come_back() {
+    use harness::raw::{batch_of, init_producer_id, produce};
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    let old = Broker::start("oo-old");
+    let new = Broker::start("oo-new");
+    // One instance of a fleet: its flip holds the fence for seconds
+    // (SWITCHYARD_FLEET_HOLD), longer than Produce is held before it is
+    // refused.
+    let mut setup = fleet_member(&old, &new, "sy-a");
+    setup.env = vec![("SWITCHYARD_FLEET_HOLD", "check".to_owned())];
+    let a = Proxy::start(setup);
+    all_live(&[&a], &["sy-a"]);
+    create_topic(&a.bootstrap(), "ordered", 1);
+    let pid = init_producer_id(&a.bootstrap());
+    let (id, epoch) = (pid.producer_id.0, pid.producer_epoch);
+    let leader = |node: i32| format!("127.0.0.1:{}", a.virtual_port(node));
+    let (first, second) = (
+        batch_of(id, epoch, 5, 5..10),
+        batch_of(id, epoch, 10, 10..15),
+    );
+    assert_eq!(
+        produce(&leader(111), "ordered", batch_of(id, epoch, 0, 0..5)),
+        0
+    );
+
+    let config = a.config_path.clone();
+    let flipping = std::thread::spawn(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["flip", "ordered", "--to", "new", "-c"])
+            .arg(config)
+            .output()
+            .expect("run switchyard flip")
+    });
+    harness::wait_for("the flip held", Duration::from_secs(30), || {
+        a.whole_log().contains("fleet flip held").then_some(())
+    });
+    for batch in [&first, &second] {
+        let code = produce(&leader(111), "ordered", batch.clone());
+        assert_eq!(code, NOT_LEADER_OR_FOLLOWER, "fenced, held, then refused");
+    }
+    let out = flipping.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let on_new = |batch: &bytes::Bytes| produce(&leader(1111), "ordered", batch.clone());
+    assert_eq!(
+        on_new(&second),
+        NOT_LEADER_OR_FOLLOWER,
+        "the later batch first: refused, the earlier one is not in"
+    );
+    assert_eq!(on_new(&first), 0, "the earlier one");
+    assert_eq!(on_new(&second), 0, "then the later one");
+    let mut read: Vec<(i64, u64)> = kafka_python_consume(&a.bootstrap(), "ordered", 15)
+        .iter()
+        .map(|r| (r.offset, r.index))
+        .collect();
+    read.sort();
+    let want: Vec<(i64, u64)> = (0..15).map(|i| (i as i64, i)).collect();
+    assert_eq!(read, want, "the producer's records in its order, each once");
+}

@@ -107,6 +107,11 @@ pub fn rewrite(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_seq
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Whether sequence `a` comes after `b` (within half the wrap of 2^31).
+fn later(a: i32, b: i32) -> bool {
+    (1..1 << 30).contains(&rebase(a, b))
+}
+
 /// A client's sequence counted from `base` (sequences wrap at 2^31).
 pub fn rebase(sequence: i32, base: i32) -> i32 {
     (i64::from(sequence) - i64::from(base)).rem_euclid(1 << 31) as i32
@@ -170,7 +175,21 @@ pub struct ProducerIds {
     ids: Mutex<HashMap<Segment, (i64, i16)>>,
     /// By segment, then by partition.
     bases: Mutex<HashMap<Segment, BTreeMap<i32, i32>>>,
+    /// The oldest sequence of each client producer's batches refused here
+    /// (by a flip's fence) and not written since, by partition.
+    refused: Mutex<HashMap<Unwritten, (i32, std::time::Instant)>>,
+    /// Whether `refused` holds any.
+    any_refused: std::sync::atomic::AtomicBool,
 }
+
+/// A client producer's partition: its id and epoch, topic and partition.
+pub type Unwritten = (i64, i16, String, i32);
+
+/// How many refused producers' partitions are remembered; past that, the
+/// ones refused longest ago are forgotten.
+const MAX_REFUSED: usize = 100_000;
+/// How long a refused batch is remembered, at most, once that many are.
+const REFUSED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl ProducerIds {
     pub fn id(&self, segment: &Segment) -> Option<(i64, i16)> {
@@ -208,6 +227,59 @@ impl ProducerIds {
             .or_default()
             .entry(partition)
             .or_insert(seen)
+    }
+
+    /// Notes that a batch of `key` from `sequence` on was refused, not
+    /// written: until one of its batches is, none of a later sequence
+    /// starts a segment ([`ProducerIds::out_of_order`]).
+    pub fn refused(&self, key: Unwritten, sequence: i32) {
+        let mut refused = lock(&self.refused);
+        let now = std::time::Instant::now();
+        if refused.len() >= MAX_REFUSED && !refused.contains_key(&key) {
+            refused.retain(|_, (_, at)| now.duration_since(*at) < REFUSED_FOR);
+            if refused.len() >= MAX_REFUSED {
+                return;
+            }
+        }
+        let oldest = refused.entry(key).or_insert((sequence, now));
+        if later(oldest.0, sequence) {
+            *oldest = (sequence, now);
+        }
+        self.any_refused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a batch of `key` from `sequence` would start a segment out
+    /// of order: an earlier batch of the same producer was refused and is
+    /// not written yet. A client that resends refused batches in another
+    /// order than it sent them (kafka-python does) would otherwise have the
+    /// later one taken as where its sequences start there, and the earlier
+    /// one land after it or not at all; a broker refuses it too
+    /// (OUT_OF_ORDER_SEQUENCE_NUMBER), and so, retriably, does the proxy.
+    pub fn out_of_order(&self, key: &Unwritten, sequence: i32) -> bool {
+        lock(&self.refused)
+            .get(key)
+            .is_some_and(|(oldest, _)| later(sequence, *oldest))
+    }
+
+    /// A batch of `key` from `sequence` on goes upstream: once it is the
+    /// oldest one refused, or older, nothing refused waits any more.
+    pub fn forwarded(&self, key: &Unwritten, sequence: i32) {
+        let mut refused = lock(&self.refused);
+        if refused
+            .get(key)
+            .is_some_and(|(oldest, _)| !later(sequence, *oldest))
+        {
+            refused.remove(key);
+        }
+        self.any_refused
+            .store(!refused.is_empty(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether any batch refused here waits to be written: checked before
+    /// a Produce's batches are looked at for [`ProducerIds::forwarded`].
+    pub fn any_refused(&self) -> bool {
+        self.any_refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Segments held, and partition bases held: what the table costs.
@@ -322,6 +394,35 @@ mod tests {
             assert!(batches(&good[..len]).is_err(), "cut at {len}");
         }
         assert!(batches(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_after_a_refused_one_does_not_start_a_segment() {
+        let ids = ProducerIds::default();
+        let key = (7, 0, "t".to_owned(), 2);
+        assert!(!ids.out_of_order(&key, 15), "nothing refused");
+        ids.refused(key.clone(), 15);
+        ids.refused(key.clone(), 10);
+        ids.refused(key.clone(), 20);
+        assert!(
+            ids.out_of_order(&key, 15),
+            "10 was refused and is unwritten"
+        );
+        assert!(!ids.out_of_order(&key, 10), "the oldest refused");
+        assert!(!ids.out_of_order(&key, 5), "older still (failed elsewhere)");
+        let other = (7, 1, "t".to_owned(), 2);
+        assert!(!ids.out_of_order(&other, 15), "another epoch");
+        ids.forwarded(&key, 15);
+        assert!(
+            ids.out_of_order(&key, 15),
+            "a later one forwarded: 10 still waits"
+        );
+        assert!(ids.any_refused());
+        ids.forwarded(&key, 10);
+        assert!(!ids.out_of_order(&key, 15), "the oldest refused forwarded");
+        assert!(!ids.any_refused());
+        ids.refused(key.clone(), i32::MAX);
+        assert!(ids.out_of_order(&key, 3), "across the wrap");
     }
 
     #[test]

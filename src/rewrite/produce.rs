@@ -25,6 +25,8 @@ pub enum ProduceError {
     Shared(#[from] StateError),
     #[error("producer ids for '{0}' dropped by a flip of it meanwhile")]
     Dropped(String),
+    #[error("a batch for '{0}' partition {1} came before an earlier one refused by a flip")]
+    OutOfOrder(String, i32),
 }
 
 /// The frame to send to `cluster`: `None` when it can go as it came (every
@@ -49,8 +51,15 @@ pub async fn for_cluster(
     let routes = proxy.routes();
     let issuer = routes.default_cluster();
     let needs_own_ids = |topic: &str| cluster != issuer || routes.generation(topic) != 0;
+    let ids = proxy.producer_ids();
     if !view.topics.0.iter().any(|(topic, _)| needs_own_ids(topic)) {
-        // The common case, the fast path: nothing to look at.
+        // The common case, the fast path: nothing to look at, unless a
+        // flip refused batches lately.
+        if ids.any_refused() {
+            for (key, sequence) in idempotent_batches(frame, body_at, view) {
+                ids.forwarded(&key, sequence);
+            }
+        }
         return Ok(None);
     }
     let mut found: Vec<Rewrite> = Vec::new();
@@ -91,7 +100,6 @@ pub async fn for_cluster(
     }
     // Each batch's id and base as this instance holds them; a segment
     // that lacks any gets them claimed at once (one claim per segment).
-    let ids = proxy.producer_ids();
     let held = |r: &Rewrite| Some((ids.id(&r.segment)?, ids.base(&r.segment, r.partition)?));
     let mut known: Vec<_> = found.iter().map(held).collect();
     if known.iter().any(Option::is_none) {
@@ -108,6 +116,9 @@ pub async fn for_cluster(
             for (r, k) in found[i..].iter().zip(&known[i..]) {
                 if r.segment == *segment && k.is_none() && ids.base(segment, r.partition).is_none()
                 {
+                    if ids.out_of_order(&r.unwritten(), r.base_sequence) {
+                        return Err(ProduceError::OutOfOrder(segment.topic.clone(), r.partition));
+                    }
                     lacking.entry(r.partition).or_insert(r.base_sequence);
                 }
             }
@@ -122,6 +133,11 @@ pub async fn for_cluster(
             }
         }
         known = found.iter().map(held).collect();
+    }
+    if ids.any_refused() {
+        for rewrite in &found {
+            ids.forwarded(&rewrite.unwritten(), rewrite.base_sequence);
+        }
     }
     let mut copy = BytesMut::from(frame);
     for (rewrite, known) in found.into_iter().zip(known) {
@@ -175,6 +191,49 @@ async fn shared(
     Ok(standing)
 }
 
+/// Notes the idempotent batches of a Produce refused by a flip's fence
+/// (see [`crate::domain::producer_ids::ProducerIds::refused`]).
+pub fn note_refused(proxy: &Proxy, frame: &[u8], body_at: usize, view: &ProduceView) {
+    let ids = proxy.producer_ids();
+    for (key, sequence) in idempotent_batches(frame, body_at, view) {
+        ids.refused(key, sequence);
+    }
+}
+
+/// The idempotent (not transactional) batches of a Produce: each one's
+/// producer partition and first sequence. A batch the view cannot read
+/// is left out: the proxy reads it again when it goes upstream.
+fn idempotent_batches<'a>(
+    frame: &'a [u8],
+    body_at: usize,
+    view: &'a ProduceView,
+) -> impl Iterator<Item = (producer_ids::Unwritten, i32)> + 'a {
+    let transactional = view.transactional_id.is_some();
+    let partitions = view
+        .topics
+        .0
+        .iter()
+        .flat_map(|(topic, indices)| indices.iter().map(move |p| (topic.as_str(), *p)));
+    partitions
+        .zip(&view.records)
+        .filter(move |_| !transactional)
+        .flat_map(move |((topic, partition), records)| {
+            let blob = &frame[body_at + records.start..body_at + records.end];
+            let batches = producer_ids::batches(blob).unwrap_or_default();
+            batches.into_iter().filter_map(move |batch| {
+                let producer = producer_ids::producer_of(&blob[batch]);
+                let key = (
+                    producer.producer_id,
+                    producer.producer_epoch,
+                    topic.to_owned(),
+                    partition,
+                );
+                (producer.producer_id >= 0 && !producer.transactional)
+                    .then_some((key, producer.base_sequence))
+            })
+        })
+}
+
 /// One batch that gets its destination cluster's producer id.
 struct Rewrite {
     /// Where the batch sits in the frame.
@@ -183,4 +242,17 @@ struct Rewrite {
     partition: i32,
     /// The batch's first sequence number as the client wrote it.
     base_sequence: i32,
+}
+
+impl Rewrite {
+    /// Its client producer's partition.
+    fn unwritten(&self) -> producer_ids::Unwritten {
+        let s = &self.segment;
+        (
+            s.client_pid,
+            s.client_epoch,
+            s.topic.clone(),
+            self.partition,
+        )
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::handlers::metadata::Announced;
+use crate::rewrite::produce::ProduceError;
 use crate::wire::codec::CodecError;
 
 /// One request frame on its way to one broker: the client's own (its view
@@ -53,6 +54,14 @@ fn announce(
 }
 
 /// The view of a request its class says is partitioned.
+/// Whether sending a Produce stopped at a batch that came before an
+/// earlier one refused by a flip (see
+/// [`crate::domain::producer_ids::ProducerIds::out_of_order`]): then it is
+/// refused, retriably, rather than the session ended.
+fn out_of_order<T>(sent: &Result<T, SessionEnd>) -> bool {
+    matches!(sent, Err(SessionEnd::Produce(ProduceError::OutOfOrder(..))))
+}
+
 /// A Fetch's fetch offsets, flattened in request order (none for other
 /// requests).
 fn fetch_offsets(view: &PartitionedRequest) -> Vec<i64> {
@@ -170,7 +179,7 @@ impl Session {
                 if topics.0.iter().any(|(t, _)| refuses(&mut self.refusals, t)) {
                     // Pipelined behind a refused request: it must not
                     // overtake that one's retry.
-                    return refusal(view, header);
+                    return self.refused(request, produce);
                 }
             }
             match self.admit(topics).await {
@@ -180,7 +189,7 @@ impl Session {
                     for (topic, _) in &topics.0 {
                         self.refusals.refused(topic, routes.generation(topic));
                     }
-                    return refusal(view, header);
+                    return self.refused(request, produce);
                 }
             }
         }
@@ -231,9 +240,11 @@ impl Session {
             frame: &request.frame.0,
             view: Some(view),
         };
-        let reply = self
-            .send_part(view, header, part, upstream, cluster)
-            .await?;
+        let sent = self.send_part(view, header, part, upstream, cluster).await;
+        if let (true, Some(produce)) = (out_of_order(&sent), view.produce()) {
+            return self.refused(request, produce);
+        }
+        let reply = sent?;
         if view.api() == ApiKey::Fetch {
             let recheck = Recheck {
                 epoch,
@@ -246,6 +257,18 @@ impl Session {
             return Ok(reply.map(|reply| Pending::Fetched(reply, recheck)));
         }
         Ok(reply.map(|reply| Pending::Upstream(reply, guard)))
+    }
+
+    /// Refuses a Produce retriably (NOT_LEADER_OR_FOLLOWER), noting its
+    /// idempotent batches as not written.
+    fn refused(
+        &self,
+        request: &Request,
+        produce: &ProduceView,
+    ) -> Result<Option<Pending>, SessionEnd> {
+        let body_at = Frame::PREFIX + request.header.body_offset;
+        rewrite::produce::note_refused(&self.proxy, &request.frame.0, body_at, produce);
+        refusal(partitioned(request)?, &request.header)
     }
 
     /// Sends one request (whole, or one part of a split) to an upstream
@@ -325,10 +348,17 @@ impl Session {
                 frame: &frame,
                 view: Some(view).filter(|_| whole),
             };
-            if let Some(reply) = self
-                .send_part(view, header, part, upstream, *cluster)
-                .await?
+            let sent = self.send_part(view, header, part, upstream, *cluster).await;
+            if let (true, Some(produce), true) =
+                (out_of_order(&sent), view.produce(), replies.is_empty())
             {
+                // Nothing of it sent yet: refused whole, retriably.
+                let Some(Pending::Ready(answer)) = self.refused(request, produce)? else {
+                    return Err(SessionEnd::Unroutable);
+                };
+                return Ok(Some(tokio::spawn(async move { Ok(answer) })));
+            }
+            if let Some(reply) = sent? {
                 replies.push(reply);
             }
         }

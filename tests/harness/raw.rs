@@ -8,7 +8,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -287,4 +292,33 @@ pub fn stored_records(addr: &str, topic: &str, partition: i32) -> Vec<(i64, i64,
             return out;
         }
     }
+}
+
+/// A producer id asked of `addr` (a connection of its own).
+pub fn init_producer_id(addr: &str) -> InitProducerIdResponse {
+    let pid: InitProducerIdResponse = RawClient::connect(addr).unwrap().call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+    );
+    assert_eq!(pid.error_code, 0, "InitProducerId at {addr}");
+    pid
+}
+
+/// Produces one batch to partition 0 of `topic` at `addr` (a connection
+/// of its own); the error code.
+pub fn produce(addr: &str, topic: &'static str, batch: Bytes) -> i16 {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let response: ProduceResponse =
+        RawClient::connect(addr)
+            .unwrap()
+            .call(ApiKey::Produce, 7, &request);
+    response.responses[0].partition_responses[0].error_code
 }
