@@ -185,11 +185,14 @@ pub struct ProducerIds {
 /// A client producer's partition: its id and epoch, topic and partition.
 pub type Unwritten = (i64, i16, String, i32);
 
-/// How many refused producers' partitions are remembered; past that, the
-/// ones refused longest ago are forgotten.
+/// How many refused producers' partitions are remembered; past that, a
+/// new one is not.
 const MAX_REFUSED: usize = 100_000;
-/// How long a refused batch is remembered, at most, once that many are.
-const REFUSED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long after a producer's last refused batch on a partition its
+/// oldest one is waited for: a client resends refused batches within its
+/// retry backoff, and one that has given a batch up must not be held
+/// back for good.
+const REFUSED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl ProducerIds {
     pub fn id(&self, segment: &Segment) -> Option<(i64, i16)> {
@@ -243,8 +246,9 @@ impl ProducerIds {
         }
         let oldest = refused.entry(key).or_insert((sequence, now));
         if later(oldest.0, sequence) {
-            *oldest = (sequence, now);
+            oldest.0 = sequence;
         }
+        oldest.1 = now;
         self.any_refused
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -257,9 +261,19 @@ impl ProducerIds {
     /// one land after it or not at all; a broker refuses it too
     /// (OUT_OF_ORDER_SEQUENCE_NUMBER), and so, retriably, does the proxy.
     pub fn out_of_order(&self, key: &Unwritten, sequence: i32) -> bool {
-        lock(&self.refused)
-            .get(key)
-            .is_some_and(|(oldest, _)| later(sequence, *oldest))
+        self.out_of_order_at(key, sequence, std::time::Instant::now())
+    }
+
+    fn out_of_order_at(&self, key: &Unwritten, sequence: i32, now: std::time::Instant) -> bool {
+        let mut refused = lock(&self.refused);
+        match refused.get(key) {
+            Some((_, at)) if now.duration_since(*at) >= REFUSED_FOR => {
+                refused.remove(key);
+                false
+            }
+            Some((oldest, _)) => later(sequence, *oldest),
+            None => false,
+        }
     }
 
     /// A batch of `key` from `sequence` on goes upstream: once it is the
@@ -423,6 +437,9 @@ mod tests {
         assert!(!ids.any_refused());
         ids.refused(key.clone(), i32::MAX);
         assert!(ids.out_of_order(&key, 3), "across the wrap");
+        let later = std::time::Instant::now() + REFUSED_FOR;
+        assert!(!ids.out_of_order_at(&key, 3, later), "given up on");
+        assert!(!ids.out_of_order(&key, 3), "and forgotten");
     }
 
     #[test]
