@@ -53,7 +53,6 @@ fn announce(
     }))
 }
 
-/// The view of a request its class says is partitioned.
 /// Whether sending a Produce stopped at a batch that came before an
 /// earlier one refused by a flip (see
 /// [`crate::domain::producer_ids::ProducerIds::out_of_order`]): then it is
@@ -71,6 +70,7 @@ fn fetch_offsets(view: &PartitionedRequest) -> Vec<i64> {
     }
 }
 
+/// The view of a request its class says is partitioned.
 fn partitioned(request: &Request) -> Result<&PartitionedRequest, SessionEnd> {
     request.partitioned.as_ref().ok_or_else(|| {
         SessionEnd::Handler(format!(
