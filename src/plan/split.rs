@@ -168,6 +168,8 @@ pub(crate) fn merge_as<R: PartitionedApi>(
         message: format!("no broker answered for {topic}-{partition}"),
     };
     let topics = R::topics(&mut merged);
+    let (offsets, holds) = merge.fetched.unzip();
+    let mut offsets = offsets.map(|o| o.iter());
     for ((name, indices), shifts) in order.0.iter().zip(shifts) {
         // Cloned, not taken: a request may name a topic twice.
         let mut topic = shells
@@ -179,6 +181,10 @@ pub(crate) fn merge_as<R: PartitionedApi>(
                 .get_mut(&(name.clone(), index))
                 .and_then(VecDeque::pop_front)
                 .ok_or_else(|| missing(name, index))?;
+            let from = offsets.as_mut().and_then(Iterator::next);
+            if let (Some(from), Some(holds)) = (from, holds) {
+                partition.hold_at_gap(name, shift.request(*from), holds);
+            }
             if !shift.is_none() {
                 partition.shift(*shift);
             }

@@ -165,6 +165,16 @@ impl PartitionAnswer for PartitionData {
         self.current_leader = Default::default();
         self.preferred_read_replica = (-1).into();
     }
+
+    fn hold_at_gap(&mut self, topic: &str, from: i64, holds: &GapHolds) {
+        let Some(records) = &self.records else {
+            return;
+        };
+        let (len, at, gap) = stitch::gapless_prefix(records, from);
+        if gap.is_some() && holds.hold(topic, self.partition_index, at) {
+            self.records = Some(records.slice(..len));
+        }
+    }
 }
 
 /// A Fetch answer from a broker of `cluster`, planned with no offset to
@@ -384,6 +394,30 @@ mod tests {
         // Without the fetch offsets (answered out of order): as it came.
         let unknown = answered(None, (12, 7), (&order(&[1, 0]), &[98, 98]), &gaps, &frame);
         assert_eq!(unknown.unwrap(), None);
+    }
+
+    #[test]
+    fn a_merged_answer_holds_back_records_past_a_gap_too() {
+        // Asked in another order than answered: merged by decoding.
+        let (frame, asked) = (answer(), order(&[1, 0]));
+        let (shifts, gaps) = (vec![vec![Shift::NONE; 2]], GapHolds::default());
+        let merge = Merge {
+            version: 12,
+            correlation_id: 7,
+            order: &asked,
+            shifts: &shifts,
+            fetched: Some((&[100, 98], &gaps)),
+        };
+        let family = super::super::Family::of_api(ApiKey::Fetch).unwrap();
+        let merged = family.merge(&merge, std::slice::from_ref(&frame)).unwrap();
+        let got: FetchResponse = decode_response(ApiKey::Fetch, 12, &Frame(merged)).unwrap();
+        let records = |p: usize| got.responses[0].partitions[p].records.clone().unwrap();
+        assert_eq!(
+            records(0),
+            [batch(98, 20), batch(100, 20)].concat(),
+            "partition 1"
+        );
+        assert_eq!(records(1), batch(98, 20), "partition 0");
     }
 
     #[test]

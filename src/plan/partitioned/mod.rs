@@ -165,6 +165,10 @@ pub trait PartitionAnswer {
     /// Clears what names an upstream broker, which a merged answer from
     /// several brokers cannot name truthfully.
     fn forget_leader(&mut self) {}
+    /// Leaves out the records past a gap that may still fill (see
+    /// [`GapHolds`]), for a partition of `topic` read from upstream offset
+    /// `from`.
+    fn hold_at_gap(&mut self, _topic: &str, _from: i64, _holds: &GapHolds) {}
 }
 
 /// The [`PartitionedApi`] accessors of a request whose topics hold
