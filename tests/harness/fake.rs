@@ -367,15 +367,18 @@ fn api_versions() -> ApiVersionsResponse {
     )
 }
 
-/// `shown` as v2 record batches; each record's value names its offset
-/// (`record 12`).
+/// `shown` as v2 record batches, written now; each record's value names
+/// its offset (`record 12`).
 fn batches(shown: &[&FakeBatch]) -> Bytes {
     let mut out = bytes::BytesMut::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for batch in shown {
         let records: Vec<_> = (batch.base..batch.base + batch.count)
             .map(|offset| {
                 let value = Bytes::from(format!("record {offset}"));
-                plain_record((offset, 1_700_000_000_000), None, Some(value))
+                plain_record((offset, now), None, Some(value))
             })
             .collect();
         RecordBatchEncoder::encode(&mut out, &records, &PLAIN).expect("encode a batch");

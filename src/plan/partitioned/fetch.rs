@@ -171,7 +171,7 @@ impl PartitionAnswer for PartitionData {
             return;
         };
         let (len, at, gap) = stitch::gapless_prefix(records, from);
-        if gap.is_some() && holds.hold(topic, self.partition_index, at) {
+        if gap.is_some_and(|gap| holds.hold(topic, self.partition_index, at, gap)) {
             self.records = Some(records.slice(..len));
         }
     }
@@ -251,7 +251,36 @@ mod tests {
     /// watermark 105 on both: two records of its own before 100, then
     /// records written there later.
     fn answer() -> Frame {
-        let records = Bytes::from([batch(98, 20), batch(100, 20), batch(103, 20)].concat());
+        answer_of([batch(98, 20), batch(100, 20), batch(103, 20)].concat())
+    }
+
+    /// A v2 batch header of one record at `base`, its newest timestamp
+    /// `stamp` (ms since the Unix epoch), padded to 52 bytes.
+    fn stamped(base: i64, stamp: i64) -> Vec<u8> {
+        let mut b = base.to_be_bytes().to_vec();
+        b.extend_from_slice(&40i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
+        b.push(2); // magic
+        b.extend_from_slice(&[0; 6]); // crc, attributes
+        b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+        b.extend_from_slice(&stamp.to_be_bytes()); // base timestamp
+        b.extend_from_slice(&stamp.to_be_bytes()); // max timestamp
+        b.resize(52, 0xab);
+        b
+    }
+
+    /// [`answer`]'s batches written just now: 98, then 100 and 103 past
+    /// gaps.
+    fn just_written() -> Vec<Vec<u8>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        [98, 100, 103].map(|base| stamped(base, now)).to_vec()
+    }
+
+    fn answer_of(records: Vec<u8>) -> Frame {
+        let records = Bytes::from(records);
         let partition = |index| {
             PartitionData::default()
                 .with_partition_index(index)
@@ -366,9 +395,8 @@ mod tests {
 
     #[test]
     fn records_past_a_gap_that_may_still_fill_are_held_back() {
-        // Each stand-in batch holds one record: 98, then 100 and 103 past
-        // gaps.
-        let frame = answer();
+        let batches = just_written();
+        let frame = answer_of(batches.concat());
         let asked = order(&[0, 1]);
         let gaps = GapHolds::default();
         let from = |offsets: &[i64]| {
@@ -382,8 +410,8 @@ mod tests {
             ))
         };
         let (first, second, hw) = from(&[98, 100]).expect("held back");
-        assert_eq!(first, batch(98, 20), "partition 0: up to the gap at 99");
-        let to_101 = [batch(98, 20), batch(100, 20)].concat();
+        assert_eq!(first, batches[0], "partition 0: up to the gap at 99");
+        let to_101 = batches[..2].concat();
         assert_eq!(
             second, to_101,
             "partition 1, from 100: up to the gap at 101"
@@ -394,12 +422,22 @@ mod tests {
         // Without the fetch offsets (answered out of order): as it came.
         let unknown = answered(None, (12, 7), (&order(&[1, 0]), &[98, 98]), &gaps, &frame);
         assert_eq!(unknown.unwrap(), None);
+        // Records written long ago past a gap (compaction kept them, and
+        // removed the ones before): they pass at once.
+        let old = answer_of(
+            [98, 100, 103]
+                .map(|b| stamped(b, 1_700_000_000_000))
+                .concat(),
+        );
+        let got = answered(None, (12, 7), (&asked, &[98, 100]), &gaps, &old);
+        assert_eq!(got.unwrap(), None);
     }
 
     #[test]
     fn a_merged_answer_holds_back_records_past_a_gap_too() {
         // Asked in another order than answered: merged by decoding.
-        let (frame, asked) = (answer(), order(&[1, 0]));
+        let batches = just_written();
+        let (frame, asked) = (answer_of(batches.concat()), order(&[1, 0]));
         let (shifts, gaps) = (vec![vec![Shift::NONE; 2]], GapHolds::default());
         let merge = Merge {
             version: 12,
@@ -412,12 +450,8 @@ mod tests {
         let merged = family.merge(&merge, std::slice::from_ref(&frame)).unwrap();
         let got: FetchResponse = decode_response(ApiKey::Fetch, 12, &Frame(merged)).unwrap();
         let records = |p: usize| got.responses[0].partitions[p].records.clone().unwrap();
-        assert_eq!(
-            records(0),
-            [batch(98, 20), batch(100, 20)].concat(),
-            "partition 1"
-        );
-        assert_eq!(records(1), batch(98, 20), "partition 0");
+        assert_eq!(records(0), batches[..2].concat(), "partition 1");
+        assert_eq!(records(1), batches[0], "partition 0");
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Treat {
 
 /// How long records past a gap in a partition's offsets are held back.
 pub const GAP_HOLD: Duration = Duration::from_millis(500);
+/// How recent the records after a gap must be (by their batch's newest
+/// timestamp) for the gap to be one that may still fill.
+pub const GAP_YOUNG: Duration = Duration::from_secs(30);
 /// How long an answer that held records back waits before it goes.
 pub const GAP_PACE: Duration = Duration::from_millis(10);
 /// How many gaps one connection keeps track of; past that, records after
@@ -66,9 +69,19 @@ pub struct GapHolds {
 }
 
 impl GapHolds {
-    /// Whether the records of `topic`/`partition` past a gap that starts
-    /// at offset `at` are held back now.
-    pub fn hold(&self, topic: &str, partition: i32, at: i64) -> bool {
+    /// Whether the records of `topic`/`partition` past `gap`, which starts
+    /// at offset `at`, are held back now. Only records written lately can
+    /// be waiting for earlier ones: past a gap whose next batch is older
+    /// than [`GAP_YOUNG`] by its timestamp (the records a compaction keeps
+    /// past what it removed, say) they pass at once.
+    pub fn hold(&self, topic: &str, partition: i32, at: i64, gap: stitch::Gap) -> bool {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let young_ms = GAP_YOUNG.as_millis() as i64;
+        if gap.max_timestamp.is_none_or(|t| t < now_ms - young_ms) {
+            return false;
+        }
         let held = self.hold_at(topic, partition, at, Instant::now());
         if held {
             self.held.store(true, Ordering::Relaxed);
@@ -205,7 +218,7 @@ impl Found<'_, '_> {
         let records = self.body.get(records)?;
         let (_, at, gap) = stitch::gapless_prefix(records, from);
         let gap = gap?;
-        if !holds.hold(self.topic, self.index, at) {
+        if !holds.hold(self.topic, self.index, at, gap) {
             return None;
         }
         let shift = self.treat.shift.unwrap_or(Shift::NONE);
