@@ -24,6 +24,11 @@ fuzz_target!(|data: &[u8]| {
         });
     assert!(shifted.len() <= records.len());
     stitch::records_end(records);
+    // The gapless prefix is whole batches of the blob, ending where it says.
+    let from = end.map_or(0, |e| e.0);
+    let (len, next, _) = stitch::gapless_prefix(records, from);
+    assert!(len <= records.len());
+    assert!(next >= from);
 
     if let Ok(all) = mirror::records(records) {
         for (key, value) in all {

@@ -89,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
             correlation_id: 7,
             order: &order,
             shifts: &[],
+            fetched: None,
         };
         let _ = family.merge(&merge, &[frame]);
     }
