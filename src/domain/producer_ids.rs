@@ -180,6 +180,8 @@ pub struct ProducerIds {
     refused: Mutex<HashMap<Unwritten, (i32, std::time::Instant)>>,
     /// Whether `refused` holds any.
     any_refused: std::sync::atomic::AtomicBool,
+    /// When a batch was last refused (see [`ProducerIds::any_refused`]).
+    last_refused: Mutex<Option<std::time::Instant>>,
 }
 
 /// A client producer's partition: its id and epoch, topic and partition.
@@ -249,6 +251,7 @@ impl ProducerIds {
             oldest.0 = sequence;
         }
         oldest.1 = now;
+        *lock(&self.last_refused) = Some(now);
         self.any_refused
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -292,8 +295,27 @@ impl ProducerIds {
 
     /// Whether any batch refused here waits to be written: checked before
     /// a Produce's batches are looked at for [`ProducerIds::forwarded`].
+    /// [`REFUSED_FOR`] after the last refusal nothing waits any more (a
+    /// producer that never sent its refused batch again is forgotten), so
+    /// Produce goes back to not looking at all.
     pub fn any_refused(&self) -> bool {
-        self.any_refused.load(std::sync::atomic::Ordering::Relaxed)
+        self.any_refused_at(std::time::Instant::now())
+    }
+
+    fn any_refused_at(&self, now: std::time::Instant) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.any_refused.load(Relaxed) {
+            return false;
+        }
+        // Under the table's lock, as a refusal takes it: none is lost.
+        let mut refused = lock(&self.refused);
+        let last = *lock(&self.last_refused);
+        if last.is_some_and(|at| now.duration_since(at) < REFUSED_FOR) {
+            return true;
+        }
+        refused.clear();
+        self.any_refused.store(false, Relaxed);
+        false
     }
 
     /// Segments held, and partition bases held: what the table costs.
@@ -437,6 +459,11 @@ mod tests {
         assert!(!ids.any_refused());
         ids.refused(key.clone(), i32::MAX);
         assert!(ids.out_of_order(&key, 3), "across the wrap");
+        let much_later = std::time::Instant::now() + REFUSED_FOR;
+        assert!(ids.any_refused());
+        assert!(!ids.any_refused_at(much_later), "no refusal for a while");
+        assert!(!ids.out_of_order(&key, 3), "forgotten with it");
+        ids.refused(key.clone(), i32::MAX);
         let later = std::time::Instant::now() + REFUSED_FOR;
         assert!(!ids.out_of_order_at(&key, 3, later), "given up on");
         assert!(!ids.out_of_order(&key, 3), "and forgotten");
