@@ -63,10 +63,10 @@ fn out_of_order<T>(sent: &Result<T, SessionEnd>) -> bool {
 
 /// A Fetch's fetch offsets, flattened in request order (none for other
 /// requests).
-fn fetch_offsets(view: &PartitionedRequest) -> Vec<i64> {
+pub(super) fn fetch_offsets(view: &PartitionedRequest) -> &[i64] {
     match view.seek() {
-        Seek::Offsets(offsets) => offsets.to_vec(),
-        _ => Vec::new(),
+        Seek::Offsets(offsets) => offsets,
+        _ => &[],
     }
 }
 
@@ -157,9 +157,9 @@ impl Session {
     pub(super) async fn forward_partitioned(
         &mut self,
         side: RouteSide,
-        request: &Request,
+        mut request: Request,
     ) -> Result<Option<Pending>, SessionEnd> {
-        let view = partitioned(request)?;
+        let view = partitioned(&request)?;
         let (header, topics) = (&request.header, view.topics());
         let mut guard = None;
         if let Some(produce) = view.produce() {
@@ -179,7 +179,7 @@ impl Session {
                 if topics.0.iter().any(|(t, _)| refuses(&mut self.refusals, t)) {
                     // Pipelined behind a refused request: it must not
                     // overtake that one's retry.
-                    return self.refused(request, produce);
+                    return self.refused(&request);
                 }
             }
             match self.admit(topics).await {
@@ -189,7 +189,7 @@ impl Session {
                     for (topic, _) in &topics.0 {
                         self.refusals.refused(topic, routes.generation(topic));
                     }
-                    return self.refused(request, produce);
+                    return self.refused(&request);
                 }
             }
         }
@@ -232,8 +232,9 @@ impl Session {
             }
             Plan::Refuse => return refusal(view, header),
             Plan::Split(split) => {
-                let pending = self.forward_split(request, view, &split, epoch).await?;
-                return Ok(pending.map(|task| Pending::Merged(task, guard)));
+                return self
+                    .forward_split(&request, view, &split, (epoch, guard))
+                    .await;
             }
         };
         let part = Part {
@@ -241,18 +242,23 @@ impl Session {
             view: Some(view),
         };
         let sent = self.send_part(view, header, part, upstream, cluster).await;
-        if let (true, Some(produce)) = (out_of_order(&sent), view.produce()) {
-            return self.refused(request, produce);
+        if out_of_order(&sent) {
+            return self.refused(&request);
         }
         let reply = sent?;
         if view.api() == ApiKey::Fetch {
+            let (version, correlation_id) = (header.api_version, header.correlation_id);
+            // The view goes with the answer, for its partitions and fetch
+            // offsets: taken, not copied.
+            let view = request.partitioned.take().ok_or_else(|| {
+                SessionEnd::Handler("a Fetch was forwarded without its view".into())
+            })?;
             let recheck = Recheck {
                 epoch,
                 cluster,
-                version: header.api_version,
-                correlation_id: header.correlation_id,
-                topics: view.topics().clone(),
-                offsets: fetch_offsets(view),
+                version,
+                correlation_id,
+                view,
             };
             return Ok(reply.map(|reply| Pending::Fetched(reply, recheck)));
         }
@@ -261,14 +267,13 @@ impl Session {
 
     /// Refuses a Produce retriably (NOT_LEADER_OR_FOLLOWER), noting its
     /// idempotent batches as not written.
-    fn refused(
-        &self,
-        request: &Request,
-        produce: &ProduceView,
-    ) -> Result<Option<Pending>, SessionEnd> {
-        let body_at = Frame::PREFIX + request.header.body_offset;
-        rewrite::produce::note_refused(&self.proxy, &request.frame.0, body_at, produce);
-        refusal(partitioned(request)?, &request.header)
+    fn refused(&self, request: &Request) -> Result<Option<Pending>, SessionEnd> {
+        let view = partitioned(request)?;
+        if let Some(produce) = view.produce() {
+            let body_at = Frame::PREFIX + request.header.body_offset;
+            rewrite::produce::note_refused(&self.proxy, &request.frame.0, body_at, produce);
+        }
+        refusal(view, &request.header)
     }
 
     /// Sends one request (whole, or one part of a split) to an upstream
@@ -320,8 +325,8 @@ impl Session {
         request: &Request,
         view: &PartitionedRequest,
         split: &SplitPlan,
-        epoch: u64,
-    ) -> Result<Option<JoinHandle<Result<Bytes, SessionEnd>>>, SessionEnd> {
+        (epoch, guard): (u64, Option<InflightGuard>),
+    ) -> Result<Option<Pending>, SessionEnd> {
         let (header, family) = (&request.header, view.family());
         let whole =
             split.destinations.len() == 1 && split.assignment.iter().flatten().all(Option::is_some);
@@ -349,14 +354,9 @@ impl Session {
                 view: Some(view).filter(|_| whole),
             };
             let sent = self.send_part(view, header, part, upstream, *cluster).await;
-            if let (true, Some(produce), true) =
-                (out_of_order(&sent), view.produce(), replies.is_empty())
-            {
+            if out_of_order(&sent) && replies.is_empty() {
                 // Nothing of it sent yet: refused whole, retriably.
-                let Some(Pending::Ready(answer)) = self.refused(request, produce)? else {
-                    return Err(SessionEnd::Unroutable);
-                };
-                return Ok(Some(tokio::spawn(async move { Ok(answer) })));
+                return self.refused(request);
             }
             if let Some(reply) = sent? {
                 replies.push(reply);
@@ -384,8 +384,8 @@ impl Session {
         let fetch = (view.api() == ApiKey::Fetch).then(|| (self.proxy.clone(), split.clusters()));
         let fetched = fetch
             .is_some()
-            .then(|| (fetch_offsets(view), self.gaps.clone()));
-        Ok(Some(tokio::spawn(async move {
+            .then(|| (fetch_offsets(view).to_vec(), self.gaps.clone()));
+        let merged = tokio::spawn(async move {
             for reply in replies {
                 answers.push(reply.await.map_err(|_| lost_task())??);
             }
@@ -400,7 +400,8 @@ impl Session {
                 fetched: fetched.as_ref().map(|(o, g)| (o.as_slice(), &**g)),
             };
             Ok(family.merge(&merge, &answers)?)
-        })))
+        });
+        Ok(Some(Pending::Merged(merged, guard)))
     }
 
     /// Topic administration goes to the controller of the cluster its topics

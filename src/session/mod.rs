@@ -16,7 +16,6 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::auth::{acl, ClientAuth, ClientRead, ClientStream, ClientWrite, Gate};
 use crate::domain::gates::{Admission, InflightGuard, Refusals};
@@ -303,7 +302,7 @@ impl Session {
             m::ApiMeters::client().request(request.header.api_key);
             let pending = match request.spec.class {
                 RouteClass::Local => Some(self.local(&request)?),
-                RouteClass::Partitioned(side) => self.forward_partitioned(side, &request).await?,
+                RouteClass::Partitioned(side) => self.forward_partitioned(side, request).await?,
                 RouteClass::Admin => self.forward_admin(&request).await?,
                 RouteClass::Transaction => self.forward_transaction(&request).await?,
                 RouteClass::Group => self.forward_group(&request).await?,
@@ -362,14 +361,13 @@ async fn write_responses(
                     cluster,
                     version,
                     correlation_id,
-                    topics,
-                    offsets,
+                    view,
                     ..
-                } = recheck;
+                } = &recheck;
                 partitioned::answered(
-                    routes.as_deref().map(|r| (r, cluster)),
-                    (version, correlation_id),
-                    (&topics, &offsets),
+                    routes.as_deref().map(|r| (r, *cluster)),
+                    (*version, *correlation_id),
+                    (view.topics(), dispatch::fetch_offsets(view)),
                     gaps,
                     &frame,
                 )?

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use super::end::SessionEnd;
 use crate::domain::gates::InflightGuard;
 use crate::domain::ids::ClusterIdx;
+use crate::plan::partitioned::PartitionedRequest;
 use crate::upstream::conn::Reply;
 use crate::wire::codec::CodecError;
-use crate::wire::requests::TopicPartitions;
 
 /// An answer the write task will send, in the order the requests came.
 pub(super) enum Pending {
@@ -43,7 +43,7 @@ pub(super) struct Recheck {
     pub cluster: ClusterIdx,
     pub version: i16,
     pub correlation_id: i32,
-    /// The partitions it reads and their fetch offsets, flattened.
-    pub topics: TopicPartitions,
-    pub offsets: Vec<i64>,
+    /// The request's view: the partitions it reads and their fetch
+    /// offsets.
+    pub view: PartitionedRequest,
 }
