@@ -61,15 +61,6 @@ fn out_of_order<T>(sent: &Result<T, SessionEnd>) -> bool {
     matches!(sent, Err(SessionEnd::Produce(ProduceError::OutOfOrder(..))))
 }
 
-/// A Fetch's fetch offsets, flattened in request order (none for other
-/// requests).
-pub(super) fn fetch_offsets(view: &PartitionedRequest) -> &[i64] {
-    match view.seek() {
-        Seek::Offsets(offsets) => offsets,
-        _ => &[],
-    }
-}
-
 /// The view of a request its class says is partitioned.
 fn partitioned(request: &Request) -> Result<&PartitionedRequest, SessionEnd> {
     request.partitioned.as_ref().ok_or_else(|| {
@@ -384,7 +375,7 @@ impl Session {
         let fetch = (view.api() == ApiKey::Fetch).then(|| (self.proxy.clone(), split.clusters()));
         let fetched = fetch
             .is_some()
-            .then(|| (fetch_offsets(view).to_vec(), self.gaps.clone()));
+            .then(|| (view.fetch_offsets().to_vec(), self.gaps.clone()));
         let merged = tokio::spawn(async move {
             for reply in replies {
                 answers.push(reply.await.map_err(|_| lost_task())??);

@@ -367,7 +367,7 @@ async fn write_responses(
                 partitioned::answered(
                     routes.as_deref().map(|r| (r, *cluster)),
                     (*version, *correlation_id),
-                    (view.topics(), dispatch::fetch_offsets(view)),
+                    (view.topics(), view.fetch_offsets()),
                     gaps,
                     &frame,
                 )?

@@ -159,6 +159,15 @@ impl PartitionedRequest {
         self.body.seek()
     }
 
+    /// A Fetch's fetch offsets, flattened in request order (none for
+    /// other requests).
+    pub fn fetch_offsets(&self) -> &[i64] {
+        match self.body.seek() {
+            Seek::Offsets(offsets) => offsets,
+            _ => &[],
+        }
+    }
+
     /// A Produce's view.
     pub fn produce(&self) -> Option<&ProduceView> {
         match &self.body {
